@@ -1,0 +1,449 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Action is the lever a responder pulls.
+// +kubebuilder:validation:Enum=Normal;ShedAll;Ramp
+type Action string
+
+const (
+	// ActionNormal admits traffic as usual (restricted only by the standing allowRegions).
+	ActionNormal Action = "Normal"
+	// ActionShedAll answers every request of every target with the shed response.
+	ActionShedAll Action = "ShedAll"
+	// ActionRamp admits traffic back step by step, as declared in spec.ramp.
+	ActionRamp Action = "Ramp"
+)
+
+// MissingRegion says what happens to a request that carries no region header.
+// +kubebuilder:validation:Enum=Admit;Shed
+type MissingRegion string
+
+const (
+	// MissingRegionAdmit admits requests without the region header.
+	MissingRegionAdmit MissingRegion = "Admit"
+	// MissingRegionShed sheds requests without the region header while an allowlist is in force.
+	MissingRegionShed MissingRegion = "Shed"
+)
+
+// TargetKind is a kind of object that carries traffic.
+// +kubebuilder:validation:Enum=Ingress
+type TargetKind string
+
+const (
+	// TargetKindIngress is a networking.k8s.io/v1 Ingress served by ingress-nginx (or Traefik,
+	// which reads the same annotations).
+	TargetKindIngress TargetKind = "Ingress"
+)
+
+// RegionCodePattern is what a region code looks like: the values a CDN writes into the region
+// header (ISO 3166 country codes such as AU, subdivisions such as US-CA, or a CDN's own codes
+// such as T1). Nothing else is accepted, so nothing can be injected into a generated pattern.
+const RegionCodePattern = `^[A-Z0-9-]{1,16}$`
+
+// TargetRef names an object, in the policy's namespace, that carries the traffic to control.
+type TargetRef struct {
+	// Kind of the target. Only Ingress is supported in this version.
+	// +kubebuilder:default=Ingress
+	// +optional
+	Kind TargetKind `json:"kind,omitempty"`
+
+	// Name of the target object in the policy's namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// AutoscalerRef names a HorizontalPodAutoscaler, in the policy's namespace, that must not scale
+// its workload down while traffic is held off.
+type AutoscalerRef struct {
+	// Name of the HorizontalPodAutoscaler (autoscaling/v2) in the policy's namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// Autoscaling says how autoscalers are held and released.
+type Autoscaling struct {
+	// ReleaseAfter keeps the autoscaler hold this long after full traffic returns, so the fleet
+	// does not shrink into the returning load. Defaults to the longest scale-down stabilization
+	// window of the held autoscalers (300s when they set none).
+	// +optional
+	ReleaseAfter *metav1.Duration `json:"releaseAfter,omitempty"`
+}
+
+// ShedResponse is what a shed request receives.
+// +kubebuilder:validation:XValidation:rule="!has(self.redirectURL) || !has(self.statusCode) || self.statusCode == 503",message="set either statusCode or redirectURL, not both (a redirect always answers 302)"
+type ShedResponse struct {
+	// StatusCode answers shed requests; 400..599. Defaults to 503.
+	// +kubebuilder:validation:XValidation:rule="self >= 400 && self <= 599",message="statusCode must be an HTTP error status between 400 and 599"
+	// +kubebuilder:default=503
+	// +optional
+	StatusCode *int32 `json:"statusCode,omitempty"`
+
+	// RetryAfterSeconds is sent as the Retry-After header, telling well-behaved clients when to
+	// come back. Defaults to 120.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=86400
+	// +kubebuilder:default=120
+	// +optional
+	RetryAfterSeconds *int32 `json:"retryAfterSeconds,omitempty"`
+
+	// RedirectURL, when set, answers shed requests with a 302 to this https URL (a status page)
+	// instead of an error status.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('https://') && isURL(self)",message="redirectURL must be an absolute https:// URL"
+	// +optional
+	RedirectURL string `json:"redirectURL,omitempty"`
+}
+
+// RampStep is one stage of a ramp. Steps are absolute: each one fully defines what is admitted,
+// and a knob a step leaves out is unrestricted during that step.
+// +kubebuilder:validation:XValidation:rule="duration(self.hold) >= duration('1s')",message="hold must be at least 1s"
+type RampStep struct {
+	// AllowRegions admits only requests whose region header holds one of these codes; the rest
+	// get the shed response. Empty: every region. Combined (intersection) with spec.allowRegions.
+	// +kubebuilder:validation:MaxItems=300
+	// +kubebuilder:validation:items:MaxLength=16
+	// +kubebuilder:validation:XValidation:rule="self.all(r, r.matches('^[A-Z0-9-]{1,16}$'))",message="region codes are 1 to 16 characters of A-Z, 0-9 and '-', as the CDN writes them (for example AU, US-CA)"
+	// +listType=set
+	// +optional
+	AllowRegions []string `json:"allowRegions,omitempty"`
+
+	// PerClientRequestsPerSecond limits each client address to this many requests per second.
+	// On ingress-nginx the limit is per client address and per controller replica (behind a CDN
+	// the client address is the CDN edge unless real-IP is configured), and excess requests get
+	// 503 without Retry-After (429 on Traefik). It is not a global limit.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	PerClientRequestsPerSecond *int32 `json:"perClientRequestsPerSecond,omitempty"`
+
+	// AdmitPercent admits only this share of requests (1..100); the rest get the shed response.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	AdmitPercent *int32 `json:"admitPercent,omitempty"`
+
+	// Hold is the least time the step stays in force before the ramp moves on (at least 1s).
+	Hold metav1.Duration `json:"hold"`
+}
+
+// Ramp is the staged return of traffic. After the last step's hold, traffic is full.
+type Ramp struct {
+	// Steps are run in order, from the most restrictive to the least.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	Steps []RampStep `json:"steps"`
+}
+
+// TrafficPolicySpec declares the levers. It belongs to the user: the controller never writes it.
+// +kubebuilder:validation:XValidation:rule="self.action != 'Ramp' || (has(self.ramp) && size(self.ramp.steps) > 0)",message="action Ramp needs at least one step in spec.ramp.steps"
+type TrafficPolicySpec struct {
+	// TargetRefs are the objects that carry the traffic (in the policy's namespace).
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:rule="self.all(t, self.exists_one(u, u.kind == t.kind && u.name == t.name))",message="each target may be listed only once in targetRefs"
+	TargetRefs []TargetRef `json:"targetRefs"`
+
+	// AutoscalerRefs are HorizontalPodAutoscalers held (no scale-down, minReplicas raised to the
+	// current replicas) while traffic is off or ramping.
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:rule="self.all(a, self.exists_one(b, b.name == a.name))",message="each autoscaler may be listed only once in autoscalerRefs"
+	// +optional
+	AutoscalerRefs []AutoscalerRef `json:"autoscalerRefs,omitempty"`
+
+	// Autoscaling says how the autoscaler hold is released.
+	// +kubebuilder:default={}
+	// +optional
+	Autoscaling Autoscaling `json:"autoscaling,omitempty"`
+
+	// RegionHeader is the request header that names a request's region, set by the CDN (for
+	// example CF-IPCountry). The origin must accept traffic from the CDN only, or clients can
+	// forge this header.
+	// +kubebuilder:default=CF-IPCountry
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9][A-Za-z0-9-]*$')",message="regionHeader must be an HTTP header name of letters, digits and '-' (for example CF-IPCountry)"
+	// +optional
+	RegionHeader string `json:"regionHeader,omitempty"`
+
+	// MissingRegion decides requests without the region header while an allowlist is in force:
+	// Admit (default) or Shed. A provider that cannot honour Shed refuses the policy with a
+	// condition that says so.
+	// +kubebuilder:default=Admit
+	// +optional
+	MissingRegion MissingRegion `json:"missingRegion,omitempty"`
+
+	// Shed is the response shed requests receive.
+	// +kubebuilder:default={}
+	// +optional
+	Shed ShedResponse `json:"shed,omitempty"`
+
+	// Action is the lever: Normal, ShedAll or Ramp. A ramp run starts when the action changes
+	// into Ramp; re-applying the same spec never restarts it.
+	// +kubebuilder:default=Normal
+	// +optional
+	Action Action `json:"action,omitempty"`
+
+	// AllowRegions is the standing region allowlist: empty means no restriction. It applies in
+	// every phase but ShedAll, and is intersected with a ramp step's own list.
+	// +kubebuilder:validation:MaxItems=300
+	// +kubebuilder:validation:items:MaxLength=16
+	// +kubebuilder:validation:XValidation:rule="self.all(r, r.matches('^[A-Z0-9-]{1,16}$'))",message="region codes are 1 to 16 characters of A-Z, 0-9 and '-', as the CDN writes them (for example AU, US-CA)"
+	// +listType=set
+	// +optional
+	AllowRegions []string `json:"allowRegions,omitempty"`
+
+	// Ramp declares the steps of a ramp.
+	// +optional
+	Ramp *Ramp `json:"ramp,omitempty"`
+}
+
+// Phase is where a policy is in its life.
+type Phase string
+
+const (
+	// PhaseNormal: no lever is pulled beyond the standing allowlist.
+	PhaseNormal Phase = "Normal"
+	// PhaseShedding: every request gets the shed response.
+	PhaseShedding Phase = "Shedding"
+	// PhaseRamping: a ramp step is in force.
+	PhaseRamping Phase = "Ramping"
+	// PhasePaused: a ramp is held at its current step by the responder.
+	PhasePaused Phase = "Paused"
+	// PhaseReleasing: traffic is full again; the autoscaler hold is kept a little longer.
+	PhaseReleasing Phase = "Releasing"
+	// PhaseCompleted: the ramp ran to its end and every target is back to its original.
+	PhaseCompleted Phase = "Completed"
+	// PhaseRestoring: the originals are being put back (deletion, or a restore that has not
+	// succeeded yet).
+	PhaseRestoring Phase = "Restoring"
+)
+
+// Condition types.
+const (
+	// ConditionReady is True when the targets are in the state the policy asks for.
+	ConditionReady = "Ready"
+	// ConditionProgressing is True while a ramp or an autoscaler release is under way.
+	ConditionProgressing = "Progressing"
+	// ConditionDegraded is True when something keeps the policy from being applied or restored.
+	ConditionDegraded = "Degraded"
+	// ConditionRampComplete is True once a ramp has run to its end.
+	ConditionRampComplete = "RampComplete"
+)
+
+// Condition reasons.
+const (
+	ReasonApplied            = "Applied"
+	ReasonRestored           = "Restored"
+	ReasonShedding           = "Shedding"
+	ReasonRampStep           = "RampStep"
+	ReasonReleasing          = "ReleasingAutoscalers"
+	ReasonIdle               = "Idle"
+	ReasonRampComplete       = "RampComplete"
+	ReasonRampNotComplete    = "RampNotComplete"
+	ReasonTargetNotFound     = "TargetNotFound"
+	ReasonAutoscalerNotFound = "AutoscalerNotFound"
+	ReasonConflict           = "Conflict"
+	ReasonUnsupported        = "UnsupportedSetting"
+	ReasonFieldChanged       = "FieldChangedByOther"
+	ReasonCorruptRecord      = "CorruptRestoreRecord"
+	ReasonApplyFailed        = "ApplyFailed"
+	ReasonNoShedBackend      = "ShedBackendUnavailable"
+	ReasonHealthy            = "Healthy"
+	ReasonPending            = "Pending"
+)
+
+// RampStatus is the state of the current (or last) ramp run.
+type RampStatus struct {
+	// Step is the 1-based step in force; 0 before the first step, len(steps)+1 after the last.
+	Step int32 `json:"step"`
+	// Steps is the number of steps of the run.
+	Steps int32 `json:"steps"`
+	// StartedAt is when the run began (the action changed into Ramp).
+	// +optional
+	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+	// StepStartedAt is when the current step came into force.
+	// +optional
+	StepStartedAt *metav1.Time `json:"stepStartedAt,omitempty"`
+	// NextStepAt is the earliest time the ramp moves on.
+	// +optional
+	NextStepAt *metav1.Time `json:"nextStepAt,omitempty"`
+	// FullTrafficAt is when the last step's hold ended and traffic became full.
+	// +optional
+	FullTrafficAt *metav1.Time `json:"fullTrafficAt,omitempty"`
+}
+
+// AppliedKnobs is what Floodgate has put in force on a target.
+type AppliedKnobs struct {
+	// Shed is true when every request gets the shed response.
+	// +optional
+	Shed bool `json:"shed,omitempty"`
+	// AllowRegions is the region allowlist in force; absent when every region is admitted.
+	// +optional
+	AllowRegions []string `json:"allowRegions,omitempty"`
+	// PerClientRequestsPerSecond is the per-client rate limit in force.
+	// +optional
+	PerClientRequestsPerSecond int32 `json:"perClientRequestsPerSecond,omitempty"`
+	// AdmitPercent is the share of requests admitted, when fewer than all.
+	// +optional
+	AdmitPercent int32 `json:"admitPercent,omitempty"`
+}
+
+// Capabilities are what a provider can and cannot do, so nobody mistakes its limits.
+type Capabilities struct {
+	// Provider is the mechanism used for the target (ingress-nginx).
+	Provider string `json:"provider"`
+	// RateLimitScope is how far a rate limit reaches (PerClientPerReplica on ingress-nginx).
+	RateLimitScope string `json:"rateLimitScope"`
+	// RateLimitStatusCode is what a rate-limited request receives.
+	RateLimitStatusCode int32 `json:"rateLimitStatusCode"`
+	// MissingRegionShed is true when requests without the region header can be shed.
+	MissingRegionShed bool `json:"missingRegionShed"`
+}
+
+// TargetStatus is the state of one target.
+type TargetStatus struct {
+	// Kind of the target.
+	Kind TargetKind `json:"kind"`
+	// Name of the target.
+	Name string `json:"name"`
+	// Found is false when the target does not exist.
+	Found bool `json:"found"`
+	// Applied is what Floodgate has put in force on the target.
+	// +optional
+	Applied AppliedKnobs `json:"applied,omitempty"`
+	// Capabilities of the provider for this target.
+	// +optional
+	Capabilities *Capabilities `json:"capabilities,omitempty"`
+	// Companion is the name of the canary Ingress Floodgate owns for this target.
+	// +optional
+	Companion string `json:"companion,omitempty"`
+	// SharedUpstreamIngresses are other Ingresses that route to the same Service and port: a
+	// canary applies to the whole upstream, so they are affected too.
+	// +optional
+	SharedUpstreamIngresses []string `json:"sharedUpstreamIngresses,omitempty"`
+	// Warnings are known limits that apply to this target (session affinity, shared upstreams).
+	// +optional
+	Warnings []string `json:"warnings,omitempty"`
+	// RestoreRecord is a copy of the restore record kept on the target object.
+	// +optional
+	RestoreRecord string `json:"restoreRecord,omitempty"`
+}
+
+// AutoscalerStatus is the state of one held autoscaler.
+type AutoscalerStatus struct {
+	// Name of the HorizontalPodAutoscaler.
+	Name string `json:"name"`
+	// Found is false when the autoscaler does not exist.
+	Found bool `json:"found"`
+	// Held is true while Floodgate keeps the autoscaler from scaling down.
+	// +optional
+	Held bool `json:"held,omitempty"`
+	// HeldMinReplicas is the minReplicas Floodgate set: the workload's replicas when the hold
+	// began, never above maxReplicas.
+	// +optional
+	HeldMinReplicas int32 `json:"heldMinReplicas,omitempty"`
+	// RestoreRecord is a copy of the restore record kept on the autoscaler.
+	// +optional
+	RestoreRecord string `json:"restoreRecord,omitempty"`
+}
+
+// Transition is one entry of the policy's history.
+type Transition struct {
+	// Time of the transition.
+	Time metav1.Time `json:"time"`
+	// Phase entered.
+	Phase Phase `json:"phase"`
+	// Step in force after the transition (0 when not ramping).
+	// +optional
+	Step int32 `json:"step,omitempty"`
+	// Action that was in the spec.
+	Action Action `json:"action"`
+	// Reason is a CamelCase word for why.
+	Reason string `json:"reason"`
+	// Message says what happened.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// MaxHistory is how many transitions status keeps.
+const MaxHistory = 20
+
+// TrafficPolicyStatus is what the controller has observed and decided.
+type TrafficPolicyStatus struct {
+	// ObservedGeneration is the spec generation the status describes.
+	// +kubebuilder:default=-1
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Phase is where the policy is.
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+	// ObservedAction is the last action the controller acted on; a change of spec.action against
+	// it is a transition (a new ramp run starts when it changes into Ramp).
+	// +optional
+	ObservedAction Action `json:"observedAction,omitempty"`
+	// ActionChangedAt is when ObservedAction last changed.
+	// +optional
+	ActionChangedAt *metav1.Time `json:"actionChangedAt,omitempty"`
+	// Progress is the step shown by kubectl get, for example 2/3.
+	// +optional
+	Progress string `json:"progress,omitempty"`
+	// Ramp is the state of the current or last ramp run.
+	// +optional
+	Ramp *RampStatus `json:"ramp,omitempty"`
+	// HoldSince is when the autoscaler hold began.
+	// +optional
+	HoldSince *metav1.Time `json:"holdSince,omitempty"`
+	// ReleaseAt is when the autoscaler hold will be released (phase Releasing).
+	// +optional
+	ReleaseAt *metav1.Time `json:"releaseAt,omitempty"`
+	// Targets are the per-target states.
+	// +optional
+	Targets []TargetStatus `json:"targets,omitempty"`
+	// Autoscalers are the per-autoscaler states.
+	// +optional
+	Autoscalers []AutoscalerStatus `json:"autoscalers,omitempty"`
+	// History keeps the last 20 transitions (Events expire after an hour).
+	// +optional
+	History []Transition `json:"history,omitempty"`
+	// Conditions: Ready, Progressing, Degraded, RampComplete.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// TrafficPolicy declares the levers for saturation on a set of traffic targets: shed all traffic,
+// admit only some regions, ramp traffic back in rate-limited stages, and hold autoscalers.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=tp;tpol,categories=floodgate
+// +kubebuilder:printcolumn:name="Action",type=string,JSONPath=`.spec.action`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Step",type=string,JSONPath=`.status.progress`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type TrafficPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec declares the levers.
+	Spec TrafficPolicySpec `json:"spec,omitempty"`
+	// Status is what the controller observed and decided.
+	Status TrafficPolicyStatus `json:"status,omitempty"`
+}
+
+// TrafficPolicyList is a list of TrafficPolicy.
+// +kubebuilder:object:root=true
+type TrafficPolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	// Items are the policies.
+	Items []TrafficPolicy `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&TrafficPolicy{}, &TrafficPolicyList{})
+}
