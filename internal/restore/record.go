@@ -1,0 +1,152 @@
+// Package restore keeps the restore record: the original value of every field Floodgate changes
+// on an object it does not own, saved on that object before the first change, so the original
+// can be put back exactly when the lever is released.
+//
+// The record lives in an annotation Floodgate owns on the changed object (it survives the
+// operator and the policy) and a copy is kept in the policy's status. On restore, a field that
+// still holds Floodgate's value gets its original back; a field someone else changed meanwhile is
+// kept and reported. A record that cannot be decoded is an error, never a guess.
+package restore
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	utiljson "k8s.io/apimachinery/pkg/util/json"
+)
+
+// Annotation holds the restore record on a changed object.
+const Annotation = "traffic.floodgate.dev/restore"
+
+// ErrCorrupt is wrapped by every error about a record that cannot be trusted.
+var ErrCorrupt = errors.New("corrupt restore record")
+
+// Record lists the fields one policy changed on one object.
+type Record struct {
+	// Policy is namespace/name of the policy that made the changes.
+	Policy string `json:"policy"`
+	// Fields are the changed fields, sorted by path.
+	Fields []Field `json:"fields"`
+}
+
+// Field is one changed field: where it is, what it was, and what Floodgate set.
+type Field struct {
+	// Path is the field's place in the object, one key per level
+	// (for example ["metadata", "annotations", "nginx.ingress.kubernetes.io/limit-rps"]).
+	Path []string `json:"path"`
+	// Absent is true when the field did not exist before Floodgate set it.
+	Absent bool `json:"absent,omitempty"`
+	// Original is the value before Floodgate's first change (JSON), unless Absent.
+	Original json.RawMessage `json:"original,omitempty"`
+	// Set is the value Floodgate set (JSON), as the API server stored it.
+	Set json.RawMessage `json:"set"`
+}
+
+// PathString is the path joined with dots, for messages.
+func (f Field) PathString() string { return strings.Join(f.Path, ".") }
+
+// Decode parses and checks a record. Anything that is not a complete record is ErrCorrupt.
+func Decode(text string) (*Record, error) {
+	var rec Record
+	dec := json.NewDecoder(strings.NewReader(text))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rec); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: trailing data", ErrCorrupt)
+	}
+	if rec.Policy == "" || strings.Count(rec.Policy, "/") != 1 {
+		return nil, fmt.Errorf("%w: policy %q is not namespace/name", ErrCorrupt, rec.Policy)
+	}
+	seen := map[string]bool{}
+	for i, f := range rec.Fields {
+		if len(f.Path) == 0 {
+			return nil, fmt.Errorf("%w: field %d has no path", ErrCorrupt, i)
+		}
+		for _, k := range f.Path {
+			if k == "" {
+				return nil, fmt.Errorf("%w: field %d has an empty path element", ErrCorrupt, i)
+			}
+		}
+		key := f.PathString()
+		if seen[key] {
+			return nil, fmt.Errorf("%w: field %s is listed twice", ErrCorrupt, key)
+		}
+		seen[key] = true
+		if !validJSON(f.Set) {
+			return nil, fmt.Errorf("%w: field %s has no value set", ErrCorrupt, key)
+		}
+		if f.Absent == (len(f.Original) > 0) {
+			return nil, fmt.Errorf("%w: field %s must have either an original value or absent", ErrCorrupt, key)
+		}
+		if !f.Absent && !validJSON(f.Original) {
+			return nil, fmt.Errorf("%w: field %s has an invalid original value", ErrCorrupt, key)
+		}
+	}
+	return &rec, nil
+}
+
+func validJSON(raw json.RawMessage) bool {
+	return len(raw) > 0 && json.Valid(raw) && !bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
+}
+
+// Encode renders the record deterministically (fields sorted by path, values canonical), so an
+// unchanged record encodes to the same bytes and causes no write.
+func (r *Record) Encode() string {
+	out := Record{Policy: r.Policy, Fields: make([]Field, 0, len(r.Fields))}
+	for _, f := range r.Fields {
+		c := Field{Path: f.Path, Absent: f.Absent, Set: canonical(f.Set)}
+		if !f.Absent {
+			c.Original = canonical(f.Original)
+		}
+		out.Fields = append(out.Fields, c)
+	}
+	sort.Slice(out.Fields, func(i, j int) bool { return out.Fields[i].PathString() < out.Fields[j].PathString() })
+	b, err := json.Marshal(out)
+	if err != nil {
+		// Only valid JSON values are stored in a record; Marshal cannot fail on them.
+		panic(fmt.Sprintf("restore: encoding a record: %v", err))
+	}
+	return string(b)
+}
+
+// canonical re-encodes a JSON value with sorted keys and no insignificant space.
+func canonical(raw json.RawMessage) json.RawMessage {
+	var v any
+	if err := utiljson.Unmarshal(raw, &v); err != nil {
+		return raw
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return raw
+	}
+	return b
+}
+
+// toJSON encodes a value taken from an unstructured object.
+func toJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("restore: encoding an unstructured value: %v", err))
+	}
+	return b
+}
+
+// fromJSON decodes a recorded value into the form unstructured objects hold (int64 for integers).
+func fromJSON(raw json.RawMessage) (any, error) {
+	var v any
+	if err := utiljson.Unmarshal(raw, &v); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return v, nil
+}
+
+// sameJSON reports whether an unstructured value equals a recorded one.
+func sameJSON(v any, raw json.RawMessage) bool {
+	return bytes.Equal(canonical(toJSON(v)), canonical(raw))
+}

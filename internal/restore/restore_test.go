@@ -1,0 +1,207 @@
+package restore
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+const policy = "edge/api-gateway"
+
+var limitRPS = []string{"metadata", "annotations", "nginx.ingress.kubernetes.io/limit-rps"}
+
+func ingress(annotations map[string]any) *unstructured.Unstructured {
+	obj := map[string]any{
+		"apiVersion": "networking.k8s.io/v1",
+		"kind":       "Ingress",
+		"metadata":   map[string]any{"name": "api", "namespace": "edge"},
+		"spec":       map[string]any{"ingressClassName": "nginx"},
+	}
+	if annotations != nil {
+		obj["metadata"].(map[string]any)["annotations"] = annotations
+	}
+	return &unstructured.Unstructured{Object: obj}
+}
+
+func TestRecordsOriginalBeforeFirstChangeAndRestoresIt(t *testing.T) {
+	obj := ingress(map[string]any{"nginx.ingress.kubernetes.io/limit-rps": "10", "team": "edge"})
+	original := obj.DeepCopy()
+
+	out, err := Reconcile(obj, policy, []Change{{Path: limitRPS, Value: "50"}}, "")
+	if err != nil || !out.Changed {
+		t.Fatalf("apply: changed=%v err=%v", out.Changed, err)
+	}
+	if got := obj.GetAnnotations()["nginx.ingress.kubernetes.io/limit-rps"]; got != "50" {
+		t.Fatalf("limit-rps = %q, want 50", got)
+	}
+	want := `{"policy":"edge/api-gateway","fields":[{"path":["metadata","annotations","nginx.ingress.kubernetes.io/limit-rps"],"original":"10","set":"50"}]}`
+	if got := obj.GetAnnotations()[Annotation]; got != want {
+		t.Fatalf("record =\n%s\nwant\n%s", got, want)
+	}
+
+	again, err := Reconcile(obj, policy, []Change{{Path: limitRPS, Value: "50"}}, "")
+	if err != nil || again.Changed {
+		t.Fatalf("steady state must not change the object: changed=%v err=%v", again.Changed, err)
+	}
+
+	back, err := Reconcile(obj, policy, nil, "")
+	if err != nil || !back.Changed || back.Record != nil {
+		t.Fatalf("restore: %+v err=%v", back, err)
+	}
+	if !reflect.DeepEqual(obj.Object, original.Object) {
+		t.Fatalf("restored object differs:\n%v\nwant\n%v", obj.Object, original.Object)
+	}
+}
+
+func TestRestoreRemovesAFieldThatWasAbsentAndTheMapItCreated(t *testing.T) {
+	obj := ingress(nil)
+	original := obj.DeepCopy()
+	if _, err := Reconcile(obj, policy, []Change{{Path: limitRPS, Value: "5"}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Reconcile(obj, policy, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(obj.Object, original.Object) {
+		t.Fatalf("restored object differs:\n%v\nwant\n%v", obj.Object, original.Object)
+	}
+}
+
+func TestAFieldSomeoneElseChangedIsKeptAndNamed(t *testing.T) {
+	obj := ingress(map[string]any{"nginx.ingress.kubernetes.io/limit-rps": "10"})
+	if _, err := Reconcile(obj, policy, []Change{{Path: limitRPS, Value: "50"}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	ann := obj.GetAnnotations()
+	ann["nginx.ingress.kubernetes.io/limit-rps"] = "77"
+	obj.SetAnnotations(ann)
+
+	out, err := Reconcile(obj, policy, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := obj.GetAnnotations()["nginx.ingress.kubernetes.io/limit-rps"]; got != "77" {
+		t.Fatalf("someone else's value was overwritten: %q", got)
+	}
+	if !reflect.DeepEqual(out.KeptOthers, []string{"metadata.annotations.nginx.ingress.kubernetes.io/limit-rps"}) {
+		t.Fatalf("KeptOthers = %v", out.KeptOthers)
+	}
+	if _, still := obj.GetAnnotations()[Annotation]; still {
+		t.Fatal("the record must be removed once nothing is left to restore")
+	}
+}
+
+func TestAnotherPolicysRecordIsNotTouched(t *testing.T) {
+	obj := ingress(nil)
+	if _, err := Reconcile(obj, "edge/first", []Change{{Path: limitRPS, Value: "5"}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	before := obj.DeepCopy()
+	_, err := Reconcile(obj, "edge/second", []Change{{Path: limitRPS, Value: "9"}}, "")
+	var owned *OwnedByOtherError
+	if !errors.As(err, &owned) || owned.Owner != "edge/first" {
+		t.Fatalf("err = %v, want OwnedByOtherError(edge/first)", err)
+	}
+	if !reflect.DeepEqual(obj.Object, before.Object) {
+		t.Fatal("the object was changed although another policy owns it")
+	}
+}
+
+func TestStatusCopyRestoresWhenTheAnnotationWasLost(t *testing.T) {
+	obj := ingress(map[string]any{"nginx.ingress.kubernetes.io/limit-rps": "10"})
+	out, err := Reconcile(obj, policy, []Change{{Path: limitRPS, Value: "50"}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyInStatus := out.Record.Encode()
+	ann := obj.GetAnnotations()
+	delete(ann, Annotation) // a GitOps tool re-applied the object without Floodgate's annotation
+	obj.SetAnnotations(ann)
+
+	if _, err := Reconcile(obj, policy, nil, copyInStatus); err != nil {
+		t.Fatal(err)
+	}
+	if got := obj.GetAnnotations()["nginx.ingress.kubernetes.io/limit-rps"]; got != "10" {
+		t.Fatalf("limit-rps = %q, want the original 10", got)
+	}
+}
+
+func TestWholeSubtreeIsRestoredAfterServerDefaulting(t *testing.T) {
+	hpa := &unstructured.Unstructured{Object: map[string]any{
+		"metadata": map[string]any{"name": "api"},
+		"spec":     map[string]any{"minReplicas": int64(2), "maxReplicas": int64(10)},
+	}}
+	original := hpa.DeepCopy()
+	behavior := []string{"spec", "behavior"}
+	out, err := Reconcile(hpa, policy, []Change{
+		{Path: behavior, Value: map[string]any{"scaleDown": map[string]any{"selectPolicy": "Disabled"}}},
+		{Path: []string{"spec", "minReplicas"}, Value: int64(6)},
+	}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The API server fills in the rest of behavior.
+	_ = unstructured.SetNestedField(hpa.Object, "Max", "spec", "behavior", "scaleUp", "selectPolicy")
+	if !AdoptStored(hpa, out.Record) {
+		t.Fatal("the defaulted subtree must be adopted as Floodgate's value")
+	}
+	if AdoptStored(hpa, out.Record) {
+		t.Fatal("adopting twice must change nothing")
+	}
+	if _, err := Reconcile(hpa, policy, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(hpa.Object, original.Object) {
+		t.Fatalf("restored HPA differs:\n%v\nwant\n%v", hpa.Object, original.Object)
+	}
+}
+
+func TestCorruptRecordsAreRefused(t *testing.T) {
+	for name, text := range map[string]string{
+		"not json":        `{`,
+		"no policy":       `{"fields":[]}`,
+		"bad policy":      `{"policy":"nons","fields":[]}`,
+		"empty path":      `{"policy":"a/b","fields":[{"path":[],"set":"1","absent":true}]}`,
+		"no set":          `{"policy":"a/b","fields":[{"path":["x"],"absent":true}]}`,
+		"both":            `{"policy":"a/b","fields":[{"path":["x"],"original":"1","absent":true,"set":"2"}]}`,
+		"neither":         `{"policy":"a/b","fields":[{"path":["x"],"set":"2"}]}`,
+		"duplicate":       `{"policy":"a/b","fields":[{"path":["x"],"absent":true,"set":"2"},{"path":["x"],"absent":true,"set":"3"}]}`,
+		"unknown field":   `{"policy":"a/b","fields":[],"extra":1}`,
+		"trailing data":   `{"policy":"a/b","fields":[]} {}`,
+		"null set":        `{"policy":"a/b","fields":[{"path":["x"],"absent":true,"set":null}]}`,
+		"empty path item": `{"policy":"a/b","fields":[{"path":[""],"absent":true,"set":"1"}]}`,
+	} {
+		if _, err := Decode(text); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: err = %v, want ErrCorrupt", name, err)
+		}
+	}
+	obj := ingress(map[string]any{Annotation: "garbage"})
+	if _, err := Reconcile(obj, policy, nil, ""); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Reconcile on a corrupt record: err = %v, want ErrCorrupt", err)
+	}
+}
+
+func FuzzDecodeEncode(f *testing.F) {
+	f.Add(`{"policy":"a/b","fields":[{"path":["metadata","annotations","k"],"original":"1","set":"2"}]}`)
+	f.Add(`{"policy":"a/b","fields":[{"path":["spec","behavior"],"absent":true,"set":{"b":1,"a":[1,2]}}]}`)
+	f.Add(`{}`)
+	f.Fuzz(func(t *testing.T, text string) {
+		rec, err := Decode(text)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error not marked corrupt: %v", err)
+			}
+			return
+		}
+		encoded := rec.Encode()
+		again, err := Decode(encoded)
+		if err != nil {
+			t.Fatalf("a record that decoded must re-decode after Encode: %v\n%s", err, encoded)
+		}
+		if again.Encode() != encoded {
+			t.Fatalf("Encode is not stable:\n%s\n%s", encoded, again.Encode())
+		}
+	})
+}
