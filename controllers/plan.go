@@ -1,0 +1,188 @@
+package controllers
+
+import (
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/knobs"
+)
+
+// Plan is what a policy asks for at one moment: a pure function of spec, the previous status and
+// the clock. The reconciler applies its knobs and writes its fields into status.
+type Plan struct {
+	Phase           v1alpha1.Phase
+	Knobs           knobs.Knobs
+	ObservedAction  v1alpha1.Action
+	ActionChangedAt *metav1.Time
+	Ramp            *v1alpha1.RampStatus
+	HoldSince       *metav1.Time
+	ReleaseAt       *metav1.Time
+	Progress        string
+	// RequeueAfter is when to look again (the next step boundary or release); 0 is never.
+	RequeueAfter time.Duration
+	// Transitions happened in this plan (a changed action, a new step, full traffic, release).
+	Transitions []v1alpha1.Transition
+}
+
+// PlanInput is everything a plan depends on.
+type PlanInput struct {
+	Spec   v1alpha1.TrafficPolicySpec
+	Status v1alpha1.TrafficPolicyStatus
+	Now    time.Time
+	// DefaultReleaseAfter is used when spec.autoscaling.releaseAfter is not set (the held
+	// autoscalers' longest scale-down stabilization window).
+	DefaultReleaseAfter time.Duration
+}
+
+// DefaultStabilizationWindow is the HPA's own default scale-down stabilization window.
+const DefaultStabilizationWindow = 300 * time.Second
+
+// MakePlan decides phase, step and knobs.
+func MakePlan(in PlanInput) Plan {
+	now := metav1.NewTime(in.Now)
+	st := in.Status
+	p := Plan{
+		ObservedAction:  st.ObservedAction,
+		ActionChangedAt: st.ActionChangedAt,
+		Ramp:            st.Ramp.DeepCopy(),
+		HoldSince:       st.HoldSince,
+		ReleaseAt:       st.ReleaseAt,
+	}
+	action := in.Spec.Action
+	if action == "" {
+		action = v1alpha1.ActionNormal
+	}
+	actionChanged := action != st.ObservedAction
+	if actionChanged {
+		p.ObservedAction = action
+		p.ActionChangedAt = &now
+	}
+	standingRestrict, standing := knobs.Intersect(in.Spec.AllowRegions, nil)
+	standingKnobs := knobs.New(standingRestrict, standing, 0, 0)
+
+	switch action {
+	case v1alpha1.ActionShedAll:
+		p.Phase, p.Knobs = v1alpha1.PhaseShedding, knobs.ShedAll()
+		p.hold(in, now)
+	case v1alpha1.ActionRamp:
+		steps := in.Spec.Ramp.Steps
+		if actionChanged || p.Ramp == nil {
+			p.Ramp = &v1alpha1.RampStatus{Step: 1, StartedAt: &now, StepStartedAt: &now}
+		}
+		r := p.Ramp
+		r.Steps = int32(len(steps))
+		if r.Step > r.Steps+1 {
+			r.Step = r.Steps + 1
+		}
+		if r.Step <= r.Steps {
+			next := r.StepStartedAt.Add(steps[r.Step-1].Hold.Duration)
+			if !in.Now.Before(next) {
+				// One step per reconcile, and the new step starts now: a hold is a minimum, so an
+				// operator that was down never skips the steps it did not apply.
+				r.Step++
+				r.StepStartedAt = &now
+				if r.Step > r.Steps {
+					r.FullTrafficAt = &now
+				}
+			}
+		}
+		if r.Step <= r.Steps {
+			step := steps[r.Step-1]
+			restrict, regions := knobs.Intersect(in.Spec.AllowRegions, step.AllowRegions)
+			p.Knobs = knobs.New(restrict, regions, deref(step.PerClientRequestsPerSecond), deref(step.AdmitPercent))
+			p.Phase = v1alpha1.PhaseRamping
+			next := metav1.NewTime(r.StepStartedAt.Add(step.Hold.Duration))
+			r.NextStepAt = &next
+			p.RequeueAfter = next.Sub(in.Now)
+			p.Progress = fmt.Sprintf("%d/%d", r.Step, r.Steps)
+			p.hold(in, now)
+		} else {
+			r.NextStepAt = nil
+			p.Knobs = standingKnobs
+			p.Progress = fmt.Sprintf("%d/%d", r.Steps, r.Steps)
+			p.release(in, now, v1alpha1.PhaseCompleted)
+		}
+	default:
+		p.Knobs = standingKnobs
+		p.release(in, now, v1alpha1.PhaseNormal)
+	}
+
+	p.Transitions = transitions(st, p, action, actionChanged, now)
+	return p
+}
+
+// hold keeps the autoscalers held from now on (when there are any).
+func (p *Plan) hold(in PlanInput, now metav1.Time) {
+	p.ReleaseAt = nil
+	if len(in.Spec.AutoscalerRefs) == 0 {
+		p.HoldSince = nil
+		return
+	}
+	p.Knobs.HoldAutoscalers = true
+	if p.HoldSince == nil {
+		p.HoldSince = &now
+	}
+}
+
+// release counts the autoscaler hold down from the moment traffic became full, then enters the
+// resting phase.
+func (p *Plan) release(in PlanInput, now metav1.Time, resting v1alpha1.Phase) {
+	p.Phase = resting
+	if p.HoldSince == nil || len(in.Spec.AutoscalerRefs) == 0 {
+		p.HoldSince, p.ReleaseAt = nil, nil
+		return
+	}
+	if p.ReleaseAt == nil {
+		after := in.DefaultReleaseAfter
+		if ra := in.Spec.Autoscaling.ReleaseAfter; ra != nil {
+			after = ra.Duration
+		}
+		at := metav1.NewTime(in.Now.Add(after))
+		p.ReleaseAt = &at
+	}
+	if in.Now.Before(p.ReleaseAt.Time) {
+		p.Phase = v1alpha1.PhaseReleasing
+		p.Knobs.HoldAutoscalers = true
+		p.RequeueAfter = p.ReleaseAt.Sub(in.Now)
+		return
+	}
+	p.HoldSince, p.ReleaseAt = nil, nil
+}
+
+func transitions(st v1alpha1.TrafficPolicyStatus, p Plan, action v1alpha1.Action, actionChanged bool, now metav1.Time) []v1alpha1.Transition {
+	step := int32(0)
+	if p.Ramp != nil && action == v1alpha1.ActionRamp {
+		step = p.Ramp.Step
+	}
+	prevStep := int32(0)
+	if st.Ramp != nil && st.ObservedAction == v1alpha1.ActionRamp {
+		prevStep = st.Ramp.Step
+	}
+	if !actionChanged && p.Phase == st.Phase && step == prevStep {
+		return nil
+	}
+	t := v1alpha1.Transition{Time: now, Phase: p.Phase, Step: step, Action: action}
+	switch {
+	case actionChanged:
+		t.Reason, t.Message = "ActionChanged", fmt.Sprintf("action is now %s", action)
+	case p.Phase == v1alpha1.PhaseRamping:
+		t.Reason, t.Message = "StepAdvanced", fmt.Sprintf("ramp step %d of %d in force", step, p.Ramp.Steps)
+	case p.Phase == v1alpha1.PhaseReleasing:
+		t.Reason, t.Message = "FullTraffic", "traffic is full; autoscaler hold kept until its release time"
+	case p.Phase == v1alpha1.PhaseCompleted:
+		t.Reason, t.Message = "RampComplete", "ramp complete; traffic is full and autoscalers are released"
+	default:
+		t.Reason, t.Message = "HoldReleased", fmt.Sprintf("autoscaler hold released; phase %s", p.Phase)
+	}
+	return []v1alpha1.Transition{t}
+}
+
+func deref(v *int32) int32 {
+	if v == nil {
+		return 0
+	}
+	return *v
+}
