@@ -1,0 +1,196 @@
+package ingressnginx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/knobs"
+	"floodgate.dev/floodgate/internal/owned"
+	"floodgate.dev/floodgate/internal/provider"
+	"floodgate.dev/floodgate/internal/restore"
+)
+
+// Provider applies knobs to Ingresses through ingress-nginx canaries.
+type Provider struct {
+	Client client.Client
+}
+
+var _ provider.Provider = (*Provider)(nil)
+
+// Observe reads the target Ingress and the other Ingresses of its namespace.
+func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, ref v1alpha1.TargetRef, k knobs.Knobs) (*provider.Observation, error) {
+	obs := &provider.Observation{Ref: ref, Status: v1alpha1.TargetStatus{
+		Kind: ref.Kind, Name: ref.Name, Capabilities: Capabilities.DeepCopy(),
+	}}
+	var target networkingv1.Ingress
+	err := p.Client.Get(ctx, client.ObjectKey{Namespace: policy.Namespace, Name: ref.Name}, &target)
+	if apierrors.IsNotFound(err) {
+		return obs, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading Ingress %s: %w", ref.Name, err)
+	}
+	obs.Found, obs.Status.Found, obs.State = true, true, &target
+
+	if msg := Unsupported(policy, k); msg != "" {
+		obs.Problems = append(obs.Problems, provider.Problem{Reason: v1alpha1.ReasonUnsupported, Message: msg})
+	}
+	if rec, err := restore.Read(toUnstructured(&target)); err != nil {
+		obs.Problems = append(obs.Problems, provider.Problem{Reason: v1alpha1.ReasonCorruptRecord,
+			Message: fmt.Sprintf("Ingress %s: the restore record cannot be read (%v); fix or remove the %s annotation by hand", ref.Name, err, restore.Annotation)})
+	} else if rec != nil && rec.Policy != key(policy) {
+		obs.Problems = append(obs.Problems, provider.Problem{Reason: v1alpha1.ReasonConflict,
+			Message: fmt.Sprintf("Ingress %s is already changed by policy %s; one policy per target", ref.Name, rec.Policy)})
+	}
+	if owner := metav1.GetControllerOf(&target); owner != nil && len(MainChanges(k)) > 0 {
+		obs.Problems = append(obs.Problems, provider.Problem{Reason: v1alpha1.ReasonConflict,
+			Message: fmt.Sprintf("Ingress %s is controlled by %s %s; Floodgate does not edit objects another controller owns (the rate limit needs an edit)", ref.Name, owner.Kind, owner.Name)})
+	}
+	if target.Annotations[AnnotationAffinity] == "cookie" {
+		obs.Status.Warnings = append(obs.Status.Warnings,
+			"session affinity by cookie is configured: clients holding the cookie stay on the main backend and are not shed")
+	}
+
+	var all networkingv1.IngressList
+	if err := p.Client.List(ctx, &all, client.InNamespace(policy.Namespace)); err != nil {
+		return nil, fmt.Errorf("listing Ingresses: %w", err)
+	}
+	rules, upstreams := routes(&target)
+	var shared []string
+	for i := range all.Items {
+		other := &all.Items[i]
+		if other.Name == target.Name || owned.IsOurs(other, policy) {
+			continue
+		}
+		otherRules, otherUpstreams := routes(other)
+		if other.Annotations[AnnotationCanary] == "true" {
+			if RenderCanary(policy, &target, k) != nil && rules.HasAny(otherRules.UnsortedList()...) {
+				obs.Problems = append(obs.Problems, provider.Problem{Reason: v1alpha1.ReasonConflict,
+					Message: fmt.Sprintf("canary Ingress %s already serves rules of Ingress %s; ingress-nginx allows one canary per rule", other.Name, ref.Name)})
+			}
+			continue
+		}
+		if sameClass(&target, other) && upstreams.HasAny(otherUpstreams.UnsortedList()...) {
+			shared = append(shared, other.Name)
+		}
+	}
+	sort.Strings(shared)
+	obs.Status.SharedUpstreamIngresses = shared
+	if len(shared) > 0 {
+		obs.Status.Warnings = append(obs.Status.Warnings,
+			"a canary applies to the whole Service and port upstream: the Ingresses in sharedUpstreamIngresses are shed too")
+	}
+	return obs, nil
+}
+
+// Apply creates, updates or removes the canary and edits limit-rps on the target.
+func (p *Provider) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *provider.Observation, k knobs.Knobs, recordCopy string) (provider.Result, error) {
+	res := provider.Result{Status: obs.Status}
+	target, ok := obs.State.(*networkingv1.Ingress)
+	if !ok {
+		return res, errors.New("ingress-nginx: Apply called without an observed Ingress")
+	}
+
+	canaryName := CanaryName(policy.Name, target.Name)
+	if canary := RenderCanary(policy, target, k); canary != nil {
+		if _, err := owned.Ensure(ctx, p.Client, policy, canary, &networkingv1.Ingress{}, syncCanary); err != nil {
+			return res, fmt.Errorf("canary Ingress %s: %w", canaryName, err)
+		}
+		res.Status.Companion = canaryName
+		res.NeedsShedBackend = true
+	} else if _, err := owned.Delete(ctx, p.Client, policy, &networkingv1.Ingress{
+		ObjectMeta: metav1.ObjectMeta{Name: canaryName, Namespace: target.Namespace}}); err != nil {
+		return res, fmt.Errorf("removing canary Ingress %s: %w", canaryName, err)
+	}
+
+	u := toUnstructured(target)
+	before := u.DeepCopy()
+	out, err := restore.Reconcile(u, key(policy), MainChanges(k), recordCopy)
+	if err != nil {
+		return res, fmt.Errorf("Ingress %s: %w", target.Name, err)
+	}
+	if out.Changed {
+		if err := p.Client.Patch(ctx, u, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+			return res, fmt.Errorf("patching Ingress %s: %w", target.Name, err)
+		}
+	}
+	if out.Record != nil {
+		res.Status.RestoreRecord = out.Record.Encode()
+	}
+	res.KeptOthers = out.KeptOthers
+	res.Status.Applied = appliedKnobs(k)
+	return res, nil
+}
+
+func syncCanary(existing, desired *networkingv1.Ingress) {
+	existing.Annotations = desired.Annotations
+	existing.Spec = desired.Spec
+}
+
+func appliedKnobs(k knobs.Knobs) v1alpha1.AppliedKnobs {
+	a := v1alpha1.AppliedKnobs{Shed: k.Shed}
+	if !k.Shed {
+		a.AllowRegions = k.AllowRegions
+		a.PerClientRequestsPerSecond = k.PerClientRequestsPerSecond
+		a.AdmitPercent = k.AdmitPercent
+	}
+	return a
+}
+
+// routes returns the host+path rules and the Service:port upstreams of an Ingress.
+func routes(ing *networkingv1.Ingress) (rules, upstreams sets.Set[string]) {
+	rules, upstreams = sets.New[string](), sets.New[string]()
+	addUpstream := func(b *networkingv1.IngressBackend) {
+		if b != nil && b.Service != nil {
+			upstreams.Insert(fmt.Sprintf("%s:%s%d", b.Service.Name, b.Service.Port.Name, b.Service.Port.Number))
+		}
+	}
+	addUpstream(ing.Spec.DefaultBackend)
+	if ing.Spec.DefaultBackend != nil {
+		rules.Insert("default-backend")
+	}
+	for _, r := range ing.Spec.Rules {
+		if r.HTTP == nil {
+			continue
+		}
+		for _, path := range r.HTTP.Paths {
+			rules.Insert(r.Host + path.Path)
+			addUpstream(&path.Backend)
+		}
+	}
+	return rules, upstreams
+}
+
+func sameClass(a, b *networkingv1.Ingress) bool {
+	class := func(i *networkingv1.Ingress) string {
+		if i.Spec.IngressClassName != nil {
+			return *i.Spec.IngressClassName
+		}
+		return i.Annotations[annotationIngressClass]
+	}
+	return class(a) == class(b)
+}
+
+func key(policy *v1alpha1.TrafficPolicy) string { return policy.Namespace + "/" + policy.Name }
+
+func toUnstructured(obj *networkingv1.Ingress) *unstructured.Unstructured {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		panic(fmt.Sprintf("converting an Ingress to unstructured: %v", err))
+	}
+	u := &unstructured.Unstructured{Object: m}
+	u.SetAPIVersion(networkingv1.SchemeGroupVersion.String())
+	u.SetKind("Ingress")
+	return u
+}

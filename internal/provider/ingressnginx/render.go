@@ -1,0 +1,145 @@
+// Package ingressnginx carries the knobs out on an Ingress served by ingress-nginx (Traefik v3.7
+// reads the same annotations).
+//
+// Mechanism: a companion canary Ingress per target, owned by the policy, copying every host, path
+// and pathType of the target and routing them to the policy's shed Service: canary-weight sheds
+// a share (100 for ShedAll), canary-by-header with a generated canary-by-header-pattern sheds every
+// region outside the allowlist. The only edit to the user's Ingress is limit-rps, recorded first.
+package ingressnginx
+
+import (
+	"fmt"
+	"strconv"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/knobs"
+	"floodgate.dev/floodgate/internal/owned"
+	"floodgate.dev/floodgate/internal/restore"
+	"floodgate.dev/floodgate/internal/shed"
+)
+
+// ingress-nginx annotations.
+const (
+	prefix                 = "nginx.ingress.kubernetes.io/"
+	AnnotationCanary       = prefix + "canary"
+	AnnotationWeight       = prefix + "canary-weight"
+	AnnotationByHeader     = prefix + "canary-by-header"
+	AnnotationByHeaderPat  = prefix + "canary-by-header-pattern"
+	AnnotationLimitRPS     = prefix + "limit-rps"
+	AnnotationAffinity     = prefix + "affinity"
+	annotationIngressClass = "kubernetes.io/ingress.class"
+)
+
+// ProviderName names this mechanism in status.
+const ProviderName = "ingress-nginx"
+
+// Capabilities are what ingress-nginx can and cannot do, published in status.
+var Capabilities = v1alpha1.Capabilities{
+	Provider:            ProviderName,
+	RateLimitScope:      "PerClientPerReplica",
+	RateLimitStatusCode: 503,
+	MissingRegionShed:   false,
+}
+
+// CanaryName is the name of the canary Ingress a policy owns for a target.
+func CanaryName(policy, target string) string {
+	return owned.Name(253, target, "floodgate", policy)
+}
+
+// Unsupported says why the knobs cannot be honoured on ingress-nginx, or "" when they can.
+func Unsupported(policy *v1alpha1.TrafficPolicy, k knobs.Knobs) string {
+	if k.RestrictRegions && !k.Shed && policy.Spec.MissingRegion == v1alpha1.MissingRegionShed {
+		return "missingRegion: Shed cannot be honoured on ingress-nginx: a request without the " +
+			"region header falls through to the weight rule and is admitted; use missingRegion: " +
+			"Admit, or shed requests without the header at the CDN"
+	}
+	return ""
+}
+
+// RenderCanary returns the canary Ingress the knobs need for the target, or nil when they need
+// none (nothing is shed).
+func RenderCanary(policy *v1alpha1.TrafficPolicy, target *networkingv1.Ingress, k knobs.Knobs) *networkingv1.Ingress {
+	ann := map[string]string{AnnotationCanary: "true"}
+	switch {
+	case k.Shed:
+		ann[AnnotationWeight] = "100"
+	default:
+		if k.AdmitPercent > 0 {
+			ann[AnnotationWeight] = strconv.Itoa(int(100 - k.AdmitPercent))
+		}
+		if k.RestrictRegions {
+			ann[AnnotationByHeader] = policy.Spec.RegionHeader
+			ann[AnnotationByHeaderPat] = ComplementPattern(k.AllowRegions)
+		}
+	}
+	if len(ann) == 1 {
+		return nil
+	}
+	if class, ok := target.Annotations[annotationIngressClass]; ok {
+		ann[annotationIngressClass] = class
+	}
+	for key, v := range shedAnnotations(policy) {
+		ann[key] = v
+	}
+
+	backend := &networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{
+		Name: shed.CompanionServiceName(policy.Name),
+		Port: networkingv1.ServiceBackendPort{Number: shed.ServicePort},
+	}}
+	canary := &networkingv1.Ingress{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        CanaryName(policy.Name, target.Name),
+			Namespace:   target.Namespace,
+			Annotations: ann,
+		},
+		Spec: networkingv1.IngressSpec{IngressClassName: target.Spec.IngressClassName},
+	}
+	if target.Spec.DefaultBackend != nil {
+		canary.Spec.DefaultBackend = backend.DeepCopy()
+	}
+	for _, rule := range target.Spec.Rules {
+		r := networkingv1.IngressRule{Host: rule.Host}
+		if rule.HTTP != nil {
+			r.HTTP = &networkingv1.HTTPIngressRuleValue{}
+			for _, path := range rule.HTTP.Paths {
+				r.HTTP.Paths = append(r.HTTP.Paths, networkingv1.HTTPIngressPath{
+					Path: path.Path, PathType: path.PathType, Backend: *backend.DeepCopy(),
+				})
+			}
+		}
+		canary.Spec.Rules = append(canary.Spec.Rules, r)
+	}
+	return canary
+}
+
+// MainChanges are the edits the knobs need on the user's Ingress itself: only the rate limit,
+// which ingress-nginx reads from the main Ingress.
+func MainChanges(k knobs.Knobs) []restore.Change {
+	if k.Shed || k.PerClientRequestsPerSecond == 0 {
+		return nil
+	}
+	return []restore.Change{{
+		Path:  []string{"metadata", "annotations", AnnotationLimitRPS},
+		Value: strconv.Itoa(int(k.PerClientRequestsPerSecond)),
+	}}
+}
+
+func shedAnnotations(policy *v1alpha1.TrafficPolicy) map[string]string {
+	s := policy.Spec.Shed
+	ann := map[string]string{shed.AnnotationPolicy: policy.Namespace + "/" + policy.Name}
+	code := int32(503)
+	if s.StatusCode != nil {
+		code = *s.StatusCode
+	}
+	ann[shed.AnnotationStatusCode] = fmt.Sprint(code)
+	if s.RetryAfterSeconds != nil {
+		ann[shed.AnnotationRetryAfter] = fmt.Sprint(*s.RetryAfterSeconds)
+	}
+	if s.RedirectURL != "" {
+		ann[shed.AnnotationRedirect] = s.RedirectURL
+	}
+	return ann
+}

@@ -1,0 +1,147 @@
+// Package shed answers shed traffic, and tells ingress controllers where that answer lives.
+//
+// The shed server runs as its own Deployment (`floodgate shed-server`), never inside the
+// manager's pods, which the herd would take down. ingress-nginx needs a backend Service in the
+// target's namespace; Floodgate creates there a selector-less Service and an EndpointSlice that
+// it keeps in step with the shed pods' addresses.
+package shed
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/owned"
+)
+
+// Annotations the controller writes on a canary Ingress for the shed server: they say which
+// policy a request was shed by and how to answer it.
+const (
+	AnnotationPolicy     = "traffic.floodgate.dev/shed-policy"
+	AnnotationStatusCode = "traffic.floodgate.dev/shed-status-code"
+	AnnotationRetryAfter = "traffic.floodgate.dev/shed-retry-after"
+	AnnotationRedirect   = "traffic.floodgate.dev/shed-redirect"
+)
+
+// ManagedBy marks EndpointSlices Floodgate maintains, so the EndpointSlice controllers leave
+// them alone.
+const ManagedBy = "floodgate.traffic.floodgate.dev"
+
+// ServicePort is the port of the companion Service canaries route to.
+const ServicePort int32 = 80
+
+// Backend is where the shed pods are: their Service, whose EndpointSlices Floodgate mirrors.
+type Backend struct {
+	Namespace   string
+	ServiceName string
+	// Port is the shed pods' container port.
+	Port int32
+}
+
+// CompanionServiceName is the name of a policy's shed Service in its namespace.
+func CompanionServiceName(policy string) string {
+	return owned.Name(63, "floodgate-shed", policy)
+}
+
+// EnsureCompanion creates or updates the policy's shed Service and EndpointSlice, and returns
+// how many ready shed endpoints it points at.
+func (b Backend) EnsureCompanion(ctx context.Context, c client.Client, policy *v1alpha1.TrafficPolicy) (ready int, err error) {
+	name := CompanionServiceName(policy.Name)
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: policy.Namespace},
+		Spec: corev1.ServiceSpec{
+			Type: corev1.ServiceTypeClusterIP,
+			Ports: []corev1.ServicePort{{
+				Name: "http", Protocol: corev1.ProtocolTCP, Port: ServicePort, TargetPort: intstr.FromInt32(b.Port),
+			}},
+		},
+	}
+	if _, err := owned.Ensure(ctx, c, policy, svc, &corev1.Service{}, func(existing, desired *corev1.Service) {
+		existing.Spec.Ports = desired.Spec.Ports
+		existing.Spec.Selector = nil
+	}); err != nil {
+		return 0, fmt.Errorf("shed Service: %w", err)
+	}
+
+	endpoints, err := b.endpoints(ctx, c)
+	if err != nil {
+		return 0, err
+	}
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name, Namespace: policy.Namespace,
+			Labels: map[string]string{
+				discoveryv1.LabelServiceName: name,
+				discoveryv1.LabelManagedBy:   ManagedBy,
+			},
+		},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   endpoints,
+		Ports: []discoveryv1.EndpointPort{{
+			Name: ptr.To("http"), Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To(b.Port),
+		}},
+	}
+	if _, err := owned.Ensure(ctx, c, policy, slice, &discoveryv1.EndpointSlice{}, func(existing, desired *discoveryv1.EndpointSlice) {
+		existing.Endpoints = desired.Endpoints
+		existing.Ports = desired.Ports
+		labels := existing.GetLabels()
+		for k, v := range desired.Labels {
+			labels[k] = v
+		}
+		desired.Labels = labels
+	}); err != nil {
+		return 0, fmt.Errorf("shed EndpointSlice: %w", err)
+	}
+	for _, e := range endpoints {
+		if ptr.Deref(e.Conditions.Ready, true) {
+			ready++
+		}
+	}
+	return ready, nil
+}
+
+// RemoveCompanion deletes the policy's shed Service and EndpointSlice.
+func RemoveCompanion(ctx context.Context, c client.Client, policy *v1alpha1.TrafficPolicy) error {
+	name := CompanionServiceName(policy.Name)
+	for _, obj := range []client.Object{
+		&discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: policy.Namespace}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: policy.Namespace}},
+	} {
+		if _, err := owned.Delete(ctx, c, policy, obj); err != nil {
+			return fmt.Errorf("deleting shed %T: %w", obj, err)
+		}
+	}
+	return nil
+}
+
+// endpoints are the shed pods' IPv4 addresses, from the shed Service's EndpointSlices, sorted
+// so an unchanged set renders identically.
+func (b Backend) endpoints(ctx context.Context, c client.Client) ([]discoveryv1.Endpoint, error) {
+	var slices discoveryv1.EndpointSliceList
+	if err := c.List(ctx, &slices, client.InNamespace(b.Namespace),
+		client.MatchingLabels{discoveryv1.LabelServiceName: b.ServiceName}); err != nil {
+		return nil, fmt.Errorf("listing the shed backend's endpoints: %w", err)
+	}
+	var out []discoveryv1.Endpoint
+	for _, s := range slices.Items {
+		if s.AddressType != discoveryv1.AddressTypeIPv4 {
+			continue
+		}
+		for _, e := range s.Endpoints {
+			out = append(out, discoveryv1.Endpoint{
+				Addresses:  e.Addresses,
+				Conditions: discoveryv1.EndpointConditions{Ready: e.Conditions.Ready},
+			})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return fmt.Sprint(out[i].Addresses) < fmt.Sprint(out[j].Addresses) })
+	return out, nil
+}
