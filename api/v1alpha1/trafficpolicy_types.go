@@ -405,6 +405,10 @@ type TrafficPolicyStatus struct {
 	// Autoscalers are the per-autoscaler states.
 	// +optional
 	Autoscalers []AutoscalerStatus `json:"autoscalers,omitempty"`
+	// KeptChanges name fields someone else changed after Floodgate since the action last
+	// changed: their value was kept rather than Floodgate's original or Floodgate's own.
+	// +optional
+	KeptChanges []string `json:"keptChanges,omitempty"`
 	// History keeps the last 20 transitions (Events expire after an hour).
 	// +optional
 	History []Transition `json:"history,omitempty"`

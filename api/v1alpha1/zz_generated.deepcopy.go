@@ -393,6 +393,11 @@ func (in *TrafficPolicyStatus) DeepCopyInto(out *TrafficPolicyStatus) {
 		*out = make([]AutoscalerStatus, len(*in))
 		copy(*out, *in)
 	}
+	if in.KeptChanges != nil {
+		in, out := &in.KeptChanges, &out.KeptChanges
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.History != nil {
 		in, out := &in.History, &out.History
 		*out = make([]Transition, len(*in))

@@ -48,6 +48,11 @@ func (k Knobs) Traffic() Knobs {
 	return k
 }
 
+// Sheds reports whether some requests get the shed response (so a shed backend is needed).
+func (k Knobs) Sheds() bool {
+	return k.Shed || k.RestrictRegions || k.AdmitPercent > 0
+}
+
 // IsFullTraffic reports whether every request is admitted (no shed, no allowlist, no share, no
 // rate limit): the moment from which an autoscaler hold counts down to its release.
 func (k Knobs) IsFullTraffic() bool {

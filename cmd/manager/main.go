@@ -1,0 +1,50 @@
+// Command manager runs the Floodgate controller.
+package main
+
+import (
+	"flag"
+	"os"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"floodgate.dev/floodgate/internal/manager"
+)
+
+func main() {
+	opts := manager.Options{Shed: manager.DefaultShed}
+	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "address of the metrics endpoint (0 disables it)")
+	flag.StringVar(&opts.HealthAddr, "health-probe-bind-address", ":8081", "address of the health probes")
+	flag.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect a leader so only one manager acts")
+	flag.StringVar(&opts.Shed.Namespace, "shed-namespace", opts.Shed.Namespace, "namespace of the shed backend Service")
+	flag.StringVar(&opts.Shed.ServiceName, "shed-service", opts.Shed.ServiceName, "name of the shed backend Service")
+	var port int
+	flag.IntVar(&port, "shed-port", int(opts.Shed.Port), "container port of the shed pods")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	opts.Shed.Port = int32(port)
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("setup")
+
+	ctx := ctrl.SetupSignalHandler()
+	mgr, err := manager.New(ctx, ctrl.GetConfigOrDie(), opts)
+	if err != nil {
+		log.Error(err, "unable to set up the manager")
+		os.Exit(1)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		log.Error(err, "unable to set up the health check")
+		os.Exit(1)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		log.Error(err, "unable to set up the ready check")
+		os.Exit(1)
+	}
+	log.Info("starting manager")
+	if err := mgr.Start(ctx); err != nil {
+		log.Error(err, "manager stopped")
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,101 @@
+package controllers
+
+import (
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/provider"
+)
+
+// Outcome is what one reconcile found and did, the input of the condition functions.
+type Outcome struct {
+	Phase  v1alpha1.Phase
+	Action v1alpha1.Action
+	// Problems kept the plan from being applied (nothing was written).
+	Problems []provider.Problem
+	// ApplyErr is a failure while writing (retried).
+	ApplyErr error
+	// KeptOthers are fields someone else changed after Floodgate; they keep the other value.
+	KeptOthers []string
+	// ShedEndpoints is the number of ready shed endpoints, or -1 when nothing is shed.
+	ShedEndpoints int
+}
+
+// setConditions sets Ready, Progressing, Degraded and RampComplete on the policy's status.
+func setConditions(p *v1alpha1.TrafficPolicy, o Outcome) {
+	for _, c := range []metav1.Condition{readyCondition(o), progressingCondition(o), degradedCondition(o), rampCompleteCondition(o)} {
+		c.ObservedGeneration = p.Generation
+		meta.SetStatusCondition(&p.Status.Conditions, c)
+	}
+}
+
+func readyCondition(o Outcome) metav1.Condition {
+	c := metav1.Condition{Type: v1alpha1.ConditionReady}
+	switch {
+	case len(o.Problems) > 0:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, o.Problems[0].Reason, "the policy is not applied: "+o.Problems[0].Message
+	case o.ApplyErr != nil:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonApplyFailed, "applying the policy failed; retrying"
+	case o.Phase == v1alpha1.PhaseRestoring:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonPending, "restoring the targets' originals"
+	default:
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, v1alpha1.ReasonApplied, fmt.Sprintf("phase %s is applied to every target", o.Phase)
+	}
+	return c
+}
+
+func progressingCondition(o Outcome) metav1.Condition {
+	c := metav1.Condition{Type: v1alpha1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonIdle, Message: "no ramp or release under way"}
+	switch o.Phase {
+	case v1alpha1.PhaseRamping:
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, v1alpha1.ReasonRampStep, "a ramp step is in force; the ramp moves on when its hold ends"
+	case v1alpha1.PhaseReleasing:
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, v1alpha1.ReasonReleasing, "traffic is full; the autoscaler hold is released when releaseAfter ends"
+	case v1alpha1.PhaseShedding:
+		c.Reason, c.Message = v1alpha1.ReasonShedding, "every request is shed until the action changes"
+	}
+	return c
+}
+
+func degradedCondition(o Outcome) metav1.Condition {
+	c := metav1.Condition{Type: v1alpha1.ConditionDegraded, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonHealthy, Message: "nothing keeps the policy from being applied"}
+	switch {
+	case len(o.Problems) > 0:
+		msgs := make([]string, 0, len(o.Problems))
+		for _, p := range o.Problems {
+			msgs = append(msgs, p.Message)
+		}
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, o.Problems[0].Reason, strings.Join(msgs, "; ")
+	case o.ApplyErr != nil:
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, v1alpha1.ReasonApplyFailed, o.ApplyErr.Error()
+	case len(o.KeptOthers) > 0:
+		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonFieldChanged
+		c.Message = "changed by someone else after Floodgate, kept as they are: " + strings.Join(o.KeptOthers, ", ")
+	case o.ShedEndpoints == 0:
+		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonNoShedBackend
+		c.Message = "the shed backend has no ready endpoints: shed requests get the ingress controller's own 503 without Retry-After"
+	}
+	return c
+}
+
+func rampCompleteCondition(o Outcome) metav1.Condition {
+	if o.Phase == v1alpha1.PhaseCompleted {
+		return metav1.Condition{Type: v1alpha1.ConditionRampComplete, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonRampComplete,
+			Message: "the ramp ran to its end; traffic is full and every target is back to its original"}
+	}
+	return metav1.Condition{Type: v1alpha1.ConditionRampComplete, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonRampNotComplete,
+		Message: "no ramp has completed since the action last changed"}
+}
+
+// appendHistory adds transitions, keeping the last MaxHistory.
+func appendHistory(h []v1alpha1.Transition, ts ...v1alpha1.Transition) []v1alpha1.Transition {
+	h = append(h, ts...)
+	if n := len(h) - v1alpha1.MaxHistory; n > 0 {
+		h = append([]v1alpha1.Transition(nil), h[n:]...)
+	}
+	return h
+}

@@ -1,0 +1,456 @@
+// Package controllers holds the TrafficPolicy reconciler: get, finalizer, plan, observe, apply,
+// status (one status patch at the end, skipped when nothing changed).
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/autoscaler"
+	"floodgate.dev/floodgate/internal/knobs"
+	"floodgate.dev/floodgate/internal/provider"
+	"floodgate.dev/floodgate/internal/shed"
+)
+
+// Finalizer keeps a policy until the originals of everything it changed are back.
+const Finalizer = "traffic.floodgate.dev/restore"
+
+const (
+	indexTargetNames     = ".spec.targetRefs.name"
+	indexAutoscalerNames = ".spec.autoscalerRefs.name"
+)
+
+// +kubebuilder:rbac:groups=traffic.floodgate.dev,resources=trafficpolicies,verbs=get;list;watch;patch;update
+// +kubebuilder:rbac:groups=traffic.floodgate.dev,resources=trafficpolicies/status,verbs=get;patch;update
+// +kubebuilder:rbac:groups=traffic.floodgate.dev,resources=trafficpolicies/finalizers,verbs=update
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch;create;patch;update;delete
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;patch;update
+// +kubebuilder:rbac:groups=apps,resources=deployments/scale;statefulsets/scale;replicasets/scale,verbs=get
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch;update;delete
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch;create;patch;update;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// TrafficPolicyReconciler applies TrafficPolicies to their targets and autoscalers.
+type TrafficPolicyReconciler struct {
+	Client client.Client
+	// Clock is the time the plan is made at; drills and tests inject a fake one, which also
+	// times the controller's requeues.
+	Clock    clock.WithDelayedExecution
+	Recorder events.EventRecorder
+	Ingress  provider.Provider
+	HPA      *autoscaler.HPA
+	Shed     shed.Backend
+}
+
+// Reconcile runs one pass for a policy.
+func (r *TrafficPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var policy v1alpha1.TrafficPolicy
+	if err := r.Client.Get(ctx, req.NamespacedName, &policy); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !policy.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.finalize(ctx, &policy)
+	}
+	if !controllerutil.ContainsFinalizer(&policy, Finalizer) {
+		before := policy.DeepCopy()
+		controllerutil.AddFinalizer(&policy, Finalizer)
+		if err := r.Client.Patch(ctx, &policy, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
+		}
+		return ctrl.Result{}, nil
+	}
+
+	before := policy.DeepCopy()
+	result, err := r.reconcile(ctx, &policy)
+	if perr := r.patchStatus(ctx, before, &policy); perr != nil {
+		err = errors.Join(err, perr)
+	}
+	return result, err
+}
+
+// observation is what was read about every target and autoscaler before any write.
+type observation struct {
+	targets     []*provider.Observation
+	autoscalers []*autoscaler.Observation
+	problems    []provider.Problem
+}
+
+func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha1.TrafficPolicy) (ctrl.Result, error) {
+	log := logf.FromContext(ctx)
+	in := PlanInput{Spec: policy.Spec, Status: policy.Status, Now: r.Clock.Now(), DefaultReleaseAfter: DefaultStabilizationWindow}
+	plan := MakePlan(in)
+
+	obs, err := r.observe(ctx, policy, plan.Knobs)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if window := longestWindow(obs.autoscalers); window != in.DefaultReleaseAfter {
+		in.DefaultReleaseAfter = window
+		plan = MakePlan(in)
+	}
+
+	outcome := Outcome{Phase: plan.Phase, Action: plan.ObservedAction, ShedEndpoints: -1}
+	if len(obs.problems) > 0 && !plan.Knobs.Equal(knobs.Knobs{}) {
+		// Nothing is half applied: the plan waits until every target can take it. Watches on
+		// the targets bring the policy back when they change.
+		outcome.Phase, outcome.Problems = policy.Status.Phase, obs.problems
+		r.noteFound(policy, obs)
+		r.setConditions(policy, outcome)
+		log.Info("policy not applied", "reason", obs.problems[0].Reason, "message", obs.problems[0].Message)
+		return ctrl.Result{}, nil
+	}
+	outcome.Problems = obs.problems
+
+	if err := r.apply(ctx, policy, plan.Knobs, obs, &outcome); err != nil {
+		outcome.ApplyErr = err
+		outcome.Phase = policy.Status.Phase
+		r.setConditions(policy, outcome)
+		return ctrl.Result{}, err
+	}
+
+	r.commit(policy, plan, outcome)
+	if plan.RequeueAfter > 0 {
+		log.V(1).Info("next look", "after", plan.RequeueAfter, "phase", plan.Phase)
+	}
+	return ctrl.Result{RequeueAfter: plan.RequeueAfter}, nil
+}
+
+// observe reads every target and autoscaler; it writes nothing.
+func (r *TrafficPolicyReconciler) observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, k knobs.Knobs) (observation, error) {
+	var obs observation
+	for _, ref := range policy.Spec.TargetRefs {
+		o, err := r.Ingress.Observe(ctx, policy, ref, k.Traffic())
+		if err != nil {
+			return obs, err
+		}
+		if !o.Found {
+			obs.problems = append(obs.problems, provider.Problem{Reason: v1alpha1.ReasonTargetNotFound,
+				Message: fmt.Sprintf("%s %s not found in namespace %s", ref.Kind, ref.Name, policy.Namespace)})
+		}
+		obs.problems = append(obs.problems, o.Problems...)
+		obs.targets = append(obs.targets, o)
+	}
+	for _, ref := range policy.Spec.AutoscalerRefs {
+		o, err := r.HPA.Observe(ctx, policy, ref, k.HoldAutoscalers)
+		if err != nil {
+			return obs, err
+		}
+		if !o.Found {
+			obs.problems = append(obs.problems, provider.Problem{Reason: v1alpha1.ReasonAutoscalerNotFound,
+				Message: fmt.Sprintf("HorizontalPodAutoscaler %s not found in namespace %s", ref.Name, policy.Namespace)})
+		}
+		obs.problems = append(obs.problems, o.Problems...)
+		obs.autoscalers = append(obs.autoscalers, o)
+	}
+	return obs, nil
+}
+
+// apply writes the knobs to every observed target and autoscaler. Zero knobs restore.
+func (r *TrafficPolicyReconciler) apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, k knobs.Knobs, obs observation, outcome *Outcome) error {
+	traffic := k.Traffic()
+	if traffic.Sheds() {
+		ready, err := r.Shed.EnsureCompanion(ctx, r.Client, policy)
+		if err != nil {
+			return err
+		}
+		outcome.ShedEndpoints = ready
+	}
+	targets := make([]v1alpha1.TargetStatus, 0, len(obs.targets))
+	for _, o := range obs.targets {
+		if !o.Found || blocked(o.Problems) {
+			targets = append(targets, o.Status)
+			continue
+		}
+		res, err := r.Ingress.Apply(ctx, policy, o, traffic, recordCopy(policy.Status.Targets, o.Ref.Name))
+		if err != nil {
+			return err
+		}
+		outcome.KeptOthers = append(outcome.KeptOthers, prefixed("Ingress "+o.Ref.Name, res.KeptOthers)...)
+		targets = append(targets, res.Status)
+	}
+	autoscalers := make([]v1alpha1.AutoscalerStatus, 0, len(obs.autoscalers))
+	for _, o := range obs.autoscalers {
+		if blocked(o.Problems) {
+			autoscalers = append(autoscalers, v1alpha1.AutoscalerStatus{Name: o.Name, Found: o.Found})
+			continue
+		}
+		st, kept, err := r.HPA.Apply(ctx, policy, o, k.HoldAutoscalers, autoscalerRecordCopy(policy.Status.Autoscalers, o.Name))
+		if err != nil {
+			return err
+		}
+		outcome.KeptOthers = append(outcome.KeptOthers, prefixed("HorizontalPodAutoscaler "+o.Name, kept)...)
+		autoscalers = append(autoscalers, st)
+	}
+	if !traffic.Sheds() {
+		if err := shed.RemoveCompanion(ctx, r.Client, policy); err != nil {
+			return err
+		}
+	}
+	policy.Status.Targets, policy.Status.Autoscalers = targets, autoscalers
+	return nil
+}
+
+// commit writes the plan into status, with a history entry and an Event per transition.
+func (r *TrafficPolicyReconciler) commit(policy *v1alpha1.TrafficPolicy, plan Plan, outcome Outcome) {
+	st := &policy.Status
+	if plan.ObservedAction != st.ObservedAction {
+		st.KeptChanges = nil
+	}
+	st.Phase, st.ObservedAction, st.ActionChangedAt = plan.Phase, plan.ObservedAction, plan.ActionChangedAt
+	st.Ramp, st.HoldSince, st.ReleaseAt, st.Progress = plan.Ramp, plan.HoldSince, plan.ReleaseAt, plan.Progress
+	st.History = appendHistory(st.History, plan.Transitions...)
+	for _, t := range plan.Transitions {
+		r.Recorder.Eventf(policy, nil, corev1.EventTypeNormal, t.Reason, "Transition", "%s", t.Message)
+	}
+	for _, f := range outcome.KeptOthers {
+		if !slices.Contains(st.KeptChanges, f) {
+			st.KeptChanges = append(st.KeptChanges, f)
+			r.Recorder.Eventf(policy, nil, corev1.EventTypeWarning, v1alpha1.ReasonFieldChanged, "Restore",
+				"%s was changed by someone else after Floodgate; their value is kept", f)
+		}
+	}
+	outcome.KeptOthers = st.KeptChanges
+	r.setConditions(policy, outcome)
+}
+
+// setConditions sets the conditions and sends an Event when Degraded changes reason.
+func (r *TrafficPolicyReconciler) setConditions(policy *v1alpha1.TrafficPolicy, outcome Outcome) {
+	prev := meta.FindStatusCondition(policy.Status.Conditions, v1alpha1.ConditionDegraded)
+	setConditions(policy, outcome)
+	now := meta.FindStatusCondition(policy.Status.Conditions, v1alpha1.ConditionDegraded)
+	if now.Status == "True" && (prev == nil || prev.Status != now.Status || prev.Reason != now.Reason || prev.Message != now.Message) {
+		r.Recorder.Eventf(policy, nil, corev1.EventTypeWarning, now.Reason, "Reconcile", "%s", now.Message)
+	}
+	policy.Status.ObservedGeneration = policy.Generation
+}
+
+// noteFound records which targets exist, keeping what was applied before.
+func (r *TrafficPolicyReconciler) noteFound(policy *v1alpha1.TrafficPolicy, obs observation) {
+	targets := make([]v1alpha1.TargetStatus, 0, len(obs.targets))
+	for _, o := range obs.targets {
+		st := o.Status
+		for _, prev := range policy.Status.Targets {
+			if prev.Name == o.Ref.Name {
+				st.Applied, st.Companion, st.RestoreRecord = prev.Applied, prev.Companion, prev.RestoreRecord
+			}
+		}
+		targets = append(targets, st)
+	}
+	policy.Status.Targets = targets
+}
+
+// finalize restores every target and autoscaler, then lets the policy go. The finalizer is
+// removed only after the restore succeeded.
+func (r *TrafficPolicyReconciler) finalize(ctx context.Context, policy *v1alpha1.TrafficPolicy) error {
+	if !controllerutil.ContainsFinalizer(policy, Finalizer) {
+		return nil
+	}
+	before := policy.DeepCopy()
+	obs, err := r.observe(ctx, policy, knobs.Knobs{})
+	outcome := Outcome{Phase: v1alpha1.PhaseRestoring, Action: policy.Spec.Action, ShedEndpoints: -1}
+	if err == nil {
+		for _, p := range obs.problems {
+			if p.Reason == v1alpha1.ReasonCorruptRecord {
+				outcome.Problems = append(outcome.Problems, p)
+			}
+		}
+		if len(outcome.Problems) == 0 {
+			err = r.apply(ctx, policy, knobs.Knobs{}, obs, &outcome)
+		}
+	}
+	if err != nil || len(outcome.Problems) > 0 {
+		outcome.ApplyErr = err
+		policy.Status.Phase = v1alpha1.PhaseRestoring
+		r.setConditions(policy, outcome)
+		if perr := r.patchStatus(ctx, before, policy); perr != nil {
+			err = errors.Join(err, perr)
+		}
+		if err == nil {
+			return nil // a corrupt record needs a human; the target's watch brings us back
+		}
+		return fmt.Errorf("restoring before deletion: %w", err)
+	}
+	for _, f := range outcome.KeptOthers {
+		r.Recorder.Eventf(policy, nil, corev1.EventTypeWarning, v1alpha1.ReasonFieldChanged, "Restore",
+			"%s was changed by someone else after Floodgate; their value is kept", f)
+	}
+	r.Recorder.Eventf(policy, nil, corev1.EventTypeNormal, v1alpha1.ReasonRestored, "Delete", "every target is back to its original; the policy can go")
+	controllerutil.RemoveFinalizer(policy, Finalizer)
+	if err := r.Client.Patch(ctx, policy, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("removing finalizer: %w", client.IgnoreNotFound(err))
+	}
+	return nil
+}
+
+// patchStatus writes status when it changed: steady state makes no write.
+func (r *TrafficPolicyReconciler) patchStatus(ctx context.Context, before, policy *v1alpha1.TrafficPolicy) error {
+	if equality.Semantic.DeepEqual(before.Status, policy.Status) {
+		return nil
+	}
+	if err := r.Client.Status().Patch(ctx, policy, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("patching status: %w", client.IgnoreNotFound(err))
+	}
+	return nil
+}
+
+// SetupWithManager registers the controller, its indexes and its watches.
+func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts controller.Options) error {
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &v1alpha1.TrafficPolicy{}, indexTargetNames, func(o client.Object) []string {
+		var names []string
+		for _, t := range o.(*v1alpha1.TrafficPolicy).Spec.TargetRefs {
+			names = append(names, t.Name)
+		}
+		return names
+	}); err != nil {
+		return err
+	}
+	if err := idx.IndexField(ctx, &v1alpha1.TrafficPolicy{}, indexAutoscalerNames, func(o client.Object) []string {
+		var names []string
+		for _, a := range o.(*v1alpha1.TrafficPolicy).Spec.AutoscalerRefs {
+			names = append(names, a.Name)
+		}
+		return names
+	}); err != nil {
+		return err
+	}
+	if _, real := r.Clock.(clock.RealClock); !real {
+		opts.UsePriorityQueue = ptr.To(false)
+		opts.NewQueue = newClockedQueue(r.Clock)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.TrafficPolicy{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletingPredicate()))).
+		Owns(&networkingv1.Ingress{}).
+		Owns(&corev1.Service{}).
+		Owns(&discoveryv1.EndpointSlice{}).
+		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.policiesFor(indexTargetNames))).
+		Watches(&autoscalingv2.HorizontalPodAutoscaler{}, handler.EnqueueRequestsFromMapFunc(r.policiesFor(indexAutoscalerNames))).
+		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.sheddingPolicies),
+			builder.WithPredicates(predicate.NewPredicateFuncs(r.isShedBackendSlice))).
+		WithOptions(opts).
+		Named("trafficpolicy").
+		Complete(r)
+}
+
+// policiesFor maps an object to the policies in its namespace that name it.
+func (r *TrafficPolicyReconciler) policiesFor(index string) handler.MapFunc {
+	return func(ctx context.Context, obj client.Object) []reconcile.Request {
+		var list v1alpha1.TrafficPolicyList
+		if err := r.Client.List(ctx, &list, client.InNamespace(obj.GetNamespace()), client.MatchingFields{index: obj.GetName()}); err != nil {
+			logf.FromContext(ctx).Error(err, "listing policies for a watched object", "object", obj.GetName())
+			return nil
+		}
+		return requests(list.Items, func(*v1alpha1.TrafficPolicy) bool { return true })
+	}
+}
+
+// sheddingPolicies maps a change of the shed pods' endpoints to every policy that routes to them.
+func (r *TrafficPolicyReconciler) sheddingPolicies(ctx context.Context, _ client.Object) []reconcile.Request {
+	var list v1alpha1.TrafficPolicyList
+	if err := r.Client.List(ctx, &list); err != nil {
+		logf.FromContext(ctx).Error(err, "listing policies for a shed backend change")
+		return nil
+	}
+	return requests(list.Items, func(p *v1alpha1.TrafficPolicy) bool {
+		for _, t := range p.Status.Targets {
+			if t.Companion != "" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func (r *TrafficPolicyReconciler) isShedBackendSlice(obj client.Object) bool {
+	return obj.GetNamespace() == r.Shed.Namespace && obj.GetLabels()[discoveryv1.LabelServiceName] == r.Shed.ServiceName
+}
+
+func requests(items []v1alpha1.TrafficPolicy, keep func(*v1alpha1.TrafficPolicy) bool) []reconcile.Request {
+	var out []reconcile.Request
+	for i := range items {
+		if keep(&items[i]) {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: items[i].Namespace, Name: items[i].Name}})
+		}
+	}
+	return out
+}
+
+func deletingPredicate() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		return !e.ObjectNew.GetDeletionTimestamp().IsZero()
+	}}
+}
+
+func blocked(problems []provider.Problem) bool {
+	for _, p := range problems {
+		if p.Reason == v1alpha1.ReasonConflict || p.Reason == v1alpha1.ReasonCorruptRecord {
+			return true
+		}
+	}
+	return false
+}
+
+func longestWindow(obs []*autoscaler.Observation) time.Duration {
+	longest := time.Duration(0)
+	for _, o := range obs {
+		longest = max(longest, o.StabilizationWindow)
+	}
+	if longest == 0 {
+		return DefaultStabilizationWindow
+	}
+	return longest
+}
+
+func recordCopy(targets []v1alpha1.TargetStatus, name string) string {
+	for _, t := range targets {
+		if t.Name == name {
+			return t.RestoreRecord
+		}
+	}
+	return ""
+}
+
+func autoscalerRecordCopy(autoscalers []v1alpha1.AutoscalerStatus, name string) string {
+	for _, a := range autoscalers {
+		if a.Name == name {
+			return a.RestoreRecord
+		}
+	}
+	return ""
+}
+
+func prefixed(prefix string, fields []string) []string {
+	out := make([]string, 0, len(fields))
+	for _, f := range fields {
+		out = append(out, prefix+" "+strings.TrimPrefix(f, "metadata."))
+	}
+	return out
+}
+

@@ -1,0 +1,92 @@
+// Package manager wires the Floodgate controller into a controller-runtime manager: the same
+// wiring serves the deployed manager, the envtest suites and drills.
+package manager
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/controllers"
+	"floodgate.dev/floodgate/internal/autoscaler"
+	"floodgate.dev/floodgate/internal/provider/ingressnginx"
+	"floodgate.dev/floodgate/internal/shed"
+)
+
+// Options configure a manager.
+type Options struct {
+	// Clock the controller plans by; nil is the real clock.
+	Clock clock.WithDelayedExecution
+	// Shed is where the shed pods are.
+	Shed shed.Backend
+	// MetricsAddr serves metrics ("0" disables).
+	MetricsAddr string
+	// HealthAddr serves health probes ("" disables).
+	HealthAddr string
+	// LeaderElection turns leader election on.
+	LeaderElection bool
+	// LeaderElectionNamespace is where the lease lives (when outside a cluster).
+	LeaderElectionNamespace string
+	// SkipNameValidation allows several managers in one process (tests, drills).
+	SkipNameValidation bool
+}
+
+// DefaultShed is the shed backend that config/ deploys.
+var DefaultShed = shed.Backend{Namespace: "floodgate-system", ServiceName: "floodgate-shed", Port: 8080}
+
+// Scheme knows the Kubernetes types and the TrafficPolicy API.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// New builds a manager with the TrafficPolicy controller registered.
+func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, error) {
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.MetricsAddr == "" {
+		opts.MetricsAddr = "0"
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  Scheme(),
+		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddr},
+		HealthProbeBindAddress:  opts.HealthAddr,
+		LeaderElection:          opts.LeaderElection,
+		LeaderElectionID:        "floodgate.traffic.floodgate.dev",
+		LeaderElectionNamespace: opts.LeaderElectionNamespace,
+		Controller:              config.Controller{SkipNameValidation: ptr.To(opts.SkipNameValidation)},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating manager: %w", err)
+	}
+	c := mgr.GetClient()
+	r := &controllers.TrafficPolicyReconciler{
+		Client:   c,
+		Clock:    opts.Clock,
+		Recorder: mgr.GetEventRecorder("floodgate"),
+		Ingress:  &ingressnginx.Provider{Client: c},
+		HPA:      &autoscaler.HPA{Client: c},
+		Shed:     opts.Shed,
+	}
+	if err := r.SetupWithManager(ctx, mgr, controller.Options{}); err != nil {
+		return nil, fmt.Errorf("setting up the TrafficPolicy controller: %w", err)
+	}
+	return mgr, nil
+}
