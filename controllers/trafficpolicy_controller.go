@@ -30,6 +30,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/autoscaler"
@@ -61,11 +62,13 @@ type TrafficPolicyReconciler struct {
 	Client client.Client
 	// Clock is the time the plan is made at; drills and tests inject a fake one, which also
 	// times the controller's requeues.
-	Clock    clock.WithDelayedExecution
-	Recorder events.EventRecorder
-	Ingress  provider.Provider
-	HPA      *autoscaler.HPA
-	Shed     shed.Backend
+	Clock clock.WithDelayedExecution
+	// ClockAdvanced, when set, brings every policy back after a warped clock moved.
+	ClockAdvanced <-chan event.GenericEvent
+	Recorder      events.EventRecorder
+	Ingress       provider.Provider
+	HPA           *autoscaler.HPA
+	Shed          shed.Backend
 }
 
 // Reconcile runs one pass for a policy.
@@ -77,13 +80,13 @@ func (r *TrafficPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if !policy.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.finalize(ctx, &policy)
 	}
+	// The finalizer is in place before anything is touched; the pass goes on once it is.
 	if !controllerutil.ContainsFinalizer(&policy, Finalizer) {
 		before := policy.DeepCopy()
 		controllerutil.AddFinalizer(&policy, Finalizer)
 		if err := r.Client.Patch(ctx, &policy, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
 		}
-		return ctrl.Result{}, nil
 	}
 
 	before := policy.DeepCopy()
@@ -344,7 +347,11 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		opts.UsePriorityQueue = ptr.To(false)
 		opts.NewQueue = newClockedQueue(r.Clock)
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr)
+	if r.ClockAdvanced != nil {
+		b = b.WatchesRawSource(source.Channel(r.ClockAdvanced, handler.EnqueueRequestsFromMapFunc(r.allPolicies)))
+	}
+	return b.
 		For(&v1alpha1.TrafficPolicy{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletingPredicate()))).
 		Owns(&networkingv1.Ingress{}).
@@ -386,6 +393,16 @@ func (r *TrafficPolicyReconciler) sheddingPolicies(ctx context.Context, _ client
 		}
 		return false
 	})
+}
+
+// allPolicies maps a clock advance to every policy.
+func (r *TrafficPolicyReconciler) allPolicies(ctx context.Context, _ client.Object) []reconcile.Request {
+	var list v1alpha1.TrafficPolicyList
+	if err := r.Client.List(ctx, &list); err != nil {
+		logf.FromContext(ctx).Error(err, "listing policies after a clock advance")
+		return nil
+	}
+	return requests(list.Items, func(*v1alpha1.TrafficPolicy) bool { return true })
 }
 
 func (r *TrafficPolicyReconciler) isShedBackendSlice(obj client.Object) bool {
@@ -453,4 +470,3 @@ func prefixed(prefix string, fields []string) []string {
 	}
 	return out
 }
-

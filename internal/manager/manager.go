@@ -14,6 +14,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
@@ -27,6 +28,8 @@ import (
 type Options struct {
 	// Clock the controller plans by; nil is the real clock.
 	Clock clock.WithDelayedExecution
+	// ClockAdvanced brings every policy back after a warped clock moved (drills, tests).
+	ClockAdvanced <-chan event.GenericEvent
 	// Shed is where the shed pods are.
 	Shed shed.Backend
 	// MetricsAddr serves metrics ("0" disables).
@@ -78,12 +81,13 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	}
 	c := mgr.GetClient()
 	r := &controllers.TrafficPolicyReconciler{
-		Client:   c,
-		Clock:    opts.Clock,
-		Recorder: mgr.GetEventRecorder("floodgate"),
-		Ingress:  &ingressnginx.Provider{Client: c},
-		HPA:      &autoscaler.HPA{Client: c},
-		Shed:     opts.Shed,
+		Client:        c,
+		Clock:         opts.Clock,
+		ClockAdvanced: opts.ClockAdvanced,
+		Recorder:      mgr.GetEventRecorder("floodgate"),
+		Ingress:       &ingressnginx.Provider{Client: c},
+		HPA:           &autoscaler.HPA{Client: c},
+		Shed:          opts.Shed,
 	}
 	if err := r.SetupWithManager(ctx, mgr, controller.Options{}); err != nil {
 		return nil, fmt.Errorf("setting up the TrafficPolicy controller: %w", err)

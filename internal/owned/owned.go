@@ -125,4 +125,3 @@ func Name(max int, parts ...string) string {
 	}
 	return cut + suffix
 }
-

@@ -1,0 +1,103 @@
+# Floodgate — build, test and drill. Every tool version is pinned here.
+
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+ENVTEST_K8S_VERSION      ?= 1.37.2
+ENVTEST_ETCD_VERSION     ?= v3.6.6
+KUSTOMIZE_VERSION        ?= v5.8.1
+IMG                      ?= ghcr.io/floodgate-dev/floodgate:dev
+
+LOCALBIN       := $(CURDIR)/bin
+CONTROLLER_GEN := $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
+KUSTOMIZE      := $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
+GO             ?= go
+export ENVTEST_K8S_VERSION ENVTEST_ETCD_VERSION
+
+.PHONY: all
+all: build
+
+##@ Development
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests.
+	$(CONTROLLER_GEN) rbac:roleName=floodgate-manager crd paths="./..." output:crd:artifacts:config=config/crd/bases
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate DeepCopy methods.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+
+.PHONY: fmt
+fmt: ## go fmt
+	$(GO) fmt ./...
+
+.PHONY: vet
+vet: ## go vet
+	$(GO) vet ./...
+
+.PHONY: envtest-assets
+envtest-assets: ## Get kube-apiserver, etcd and kubectl for envtest (cached per user, built once if needed).
+	@bash hack/envtest-assets.sh >/dev/null
+
+.PHONY: test-deps
+test-deps: ## Install the Debian packages the tests use, when missing.
+	@bash hack/ensure-debs.sh pcre2grep=pcre2-utils
+
+.PHONY: test
+test: manifests generate vet envtest-assets test-deps ## Run every test (unit, envtest, drills).
+	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh)" $(GO) test ./... -count=1 -timeout 20m
+
+.PHONY: fuzz
+fuzz: ## Fuzz the restore record decoder for a minute.
+	$(GO) test ./internal/restore -run '^$$' -fuzz FuzzDecodeEncode -fuzztime 60s
+
+##@ Build
+
+.PHONY: build
+build: manifests generate ## Build the manager, the plugin and the floodgate command.
+	$(GO) build -o $(LOCALBIN)/manager ./cmd/manager
+	$(GO) build -o $(LOCALBIN)/floodgate ./cmd/floodgate
+	$(GO) build -o $(LOCALBIN)/kubectl-floodgate ./cmd/kubectl-floodgate
+
+.PHONY: run
+run: manifests generate ## Run the manager against the current kubeconfig.
+	$(GO) run ./cmd/manager
+
+.PHONY: docker-build
+docker-build: ## Build the container image (needs a Docker engine).
+	docker build -t $(IMG) .
+
+.PHONY: docker-push
+docker-push: ## Push the container image.
+	docker push $(IMG)
+
+##@ Deployment
+
+.PHONY: install
+install: manifests $(KUSTOMIZE) ## Install the CRDs into the current cluster.
+	$(KUSTOMIZE) build config/crd | kubectl apply --server-side -f -
+
+.PHONY: uninstall
+uninstall: manifests $(KUSTOMIZE) ## Remove the CRDs from the current cluster.
+	$(KUSTOMIZE) build config/crd | kubectl delete --ignore-not-found -f -
+
+.PHONY: deploy
+deploy: manifests $(KUSTOMIZE) ## Deploy the manager and the shed backend into the current cluster.
+	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
+	$(KUSTOMIZE) build config/default | kubectl apply --server-side -f -
+
+.PHONY: undeploy
+undeploy: $(KUSTOMIZE) ## Remove Floodgate from the current cluster.
+	$(KUSTOMIZE) build config/default | kubectl delete --ignore-not-found -f -
+
+##@ Tools
+
+$(CONTROLLER_GEN):
+	GOBIN=$(LOCALBIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+	mv $(LOCALBIN)/controller-gen $(CONTROLLER_GEN)
+
+$(KUSTOMIZE):
+	GOBIN=$(LOCALBIN) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	mv $(LOCALBIN)/kustomize $(KUSTOMIZE)
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  %-16s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)

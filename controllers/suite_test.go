@@ -1,0 +1,300 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/controlplane"
+	"floodgate.dev/floodgate/internal/manager"
+	"floodgate.dev/floodgate/internal/warp"
+)
+
+// The suite runs one embedded control plane (real kube-apiserver and etcd) and one manager on a
+// warped clock; each test works in a namespace of its own.
+var (
+	cp         *controlplane.ControlPlane
+	k8s        client.Client
+	clk        *warp.Clock
+	stopMgr    context.CancelFunc
+	mgrDone    chan struct{}
+	kubeconfig string
+)
+
+func TestControllers(t *testing.T) {
+	RegisterFailHandler(Fail)
+	SetDefaultEventuallyTimeout(30 * time.Second)
+	SetDefaultEventuallyPollingInterval(20 * time.Millisecond)
+	RunSpecs(t, "TrafficPolicy controller (envtest)")
+}
+
+var _ = BeforeSuite(func() {
+	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	var err error
+	cp, err = controlplane.Start()
+	Expect(err).NotTo(HaveOccurred())
+	k8s, err = client.New(cp.Config, client.Options{Scheme: manager.Scheme()})
+	Expect(err).NotTo(HaveOccurred())
+	kubeconfig, err = cp.Kubeconfig(GinkgoT().TempDir())
+	Expect(err).NotTo(HaveOccurred())
+
+	createShedBackend()
+	clk = warp.New(time.Date(2024, 11, 12, 9, 0, 0, 0, time.UTC))
+	startManager()
+})
+
+var _ = AfterSuite(func() {
+	if stopMgr != nil {
+		stopManager()
+	}
+	if cp != nil {
+		Expect(cp.Stop()).To(Succeed())
+	}
+})
+
+func startManager() {
+	ctx, cancel := context.WithCancel(context.Background())
+	mgr, err := manager.New(ctx, cp.Config, manager.Options{
+		Clock: clk, ClockAdvanced: clk.Subscribe(), Shed: manager.DefaultShed, SkipNameValidation: true,
+	})
+	Expect(err).NotTo(HaveOccurred())
+	stopMgr, mgrDone = cancel, make(chan struct{})
+	go func() {
+		defer GinkgoRecover()
+		defer close(mgrDone)
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+}
+
+func stopManager() {
+	stopMgr()
+	Eventually(mgrDone).Should(BeClosed())
+}
+
+// createShedBackend stands in for the shed Deployment's pods: their Service's EndpointSlice.
+func createShedBackend() {
+	ctx := context.Background()
+	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: manager.DefaultShed.Namespace}})).To(Succeed())
+	Expect(k8s.Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: "floodgate-shed-abc", Namespace: manager.DefaultShed.Namespace,
+			Labels: map[string]string{discoveryv1.LabelServiceName: manager.DefaultShed.ServiceName}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{
+			{Addresses: []string{"10.0.0.2"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}},
+			{Addresses: []string{"10.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}},
+		},
+		Ports: []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080)}},
+	})).To(Succeed())
+}
+
+// newNamespace creates a namespace for one test and deletes its policies afterwards (envtest
+// has no garbage collector and no namespace controller).
+func newNamespace() string {
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "t-"}}
+	Expect(k8s.Create(ctx, ns)).To(Succeed())
+	DeferCleanup(func() {
+		var list v1alpha1.TrafficPolicyList
+		Expect(k8s.List(ctx, &list, client.InNamespace(ns.Name))).To(Succeed())
+		for i := range list.Items {
+			_ = k8s.Delete(ctx, &list.Items[i])
+		}
+		Eventually(func() int {
+			Expect(k8s.List(ctx, &list, client.InNamespace(ns.Name))).To(Succeed())
+			return len(list.Items)
+		}).Should(BeZero(), "policies must restore and let go when deleted")
+	})
+	return ns.Name
+}
+
+// The sample's objects: an Ingress with two paths, annotations of its own and a pre-existing
+// limit-rps; a Deployment at 4 replicas; an HPA on it.
+func sampleIngress(ns string) *networkingv1.Ingress {
+	prefix := networkingv1.PathTypePrefix
+	exact := networkingv1.PathTypeExact
+	return &networkingv1.Ingress{
+		ObjectMeta: metav1.ObjectMeta{Name: "api-gateway", Namespace: ns,
+			Labels: map[string]string{"app": "api-gateway", "app.kubernetes.io/managed-by": "Helm"},
+			Annotations: map[string]string{
+				"nginx.ingress.kubernetes.io/limit-rps":       "1000",
+				"nginx.ingress.kubernetes.io/proxy-body-size": "8m",
+				"team": "edge",
+			}},
+		Spec: networkingv1.IngressSpec{
+			IngressClassName: ptr.To("nginx"),
+			Rules: []networkingv1.IngressRule{{
+				Host: "api.example.com",
+				IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{
+					{Path: "/", PathType: &prefix, Backend: backend("api", 80)},
+					{Path: "/v2/health", PathType: &exact, Backend: backend("api-v2", 8080)},
+				}}},
+			}},
+		},
+	}
+}
+
+func backend(svc string, port int32) networkingv1.IngressBackend {
+	return networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{
+		Name: svc, Port: networkingv1.ServiceBackendPort{Number: port}}}
+}
+
+func sampleDeployment(ns string, replicas int32) *appsv1.Deployment {
+	labels := map[string]string{"app": "api-gateway"}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "api-gateway", Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "api", Image: "example/api:1"}}},
+			},
+		},
+	}
+}
+
+func sampleHPA(ns string, behavior *autoscalingv2.HorizontalPodAutoscalerBehavior) *autoscalingv2.HorizontalPodAutoscaler {
+	return &autoscalingv2.HorizontalPodAutoscaler{
+		ObjectMeta: metav1.ObjectMeta{Name: "api-gateway", Namespace: ns, Annotations: map[string]string{"owner": "sre"}},
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "api-gateway"},
+			MinReplicas:    ptr.To[int32](2),
+			MaxReplicas:    10,
+			Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
+				Name: corev1.ResourceCPU, Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To[int32](80)}}}},
+			Behavior: behavior,
+		},
+	}
+}
+
+// samplePolicy is the sample.
+func samplePolicy(ns string, action v1alpha1.Action) *v1alpha1.TrafficPolicy {
+	return &v1alpha1.TrafficPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "api-gateway", Namespace: ns},
+		Spec: v1alpha1.TrafficPolicySpec{
+			TargetRefs:     []v1alpha1.TargetRef{{Kind: v1alpha1.TargetKindIngress, Name: "api-gateway"}},
+			AutoscalerRefs: []v1alpha1.AutoscalerRef{{Name: "api-gateway"}},
+			Autoscaling:    v1alpha1.Autoscaling{ReleaseAfter: &metav1.Duration{Duration: 5 * time.Minute}},
+			RegionHeader:   "CF-IPCountry",
+			MissingRegion:  v1alpha1.MissingRegionAdmit,
+			Shed:           v1alpha1.ShedResponse{StatusCode: ptr.To[int32](503), RetryAfterSeconds: ptr.To[int32](120)},
+			Action:         action,
+			Ramp: &v1alpha1.Ramp{Steps: []v1alpha1.RampStep{
+				{AllowRegions: []string{"AU"}, PerClientRequestsPerSecond: ptr.To[int32](50), Hold: metav1.Duration{Duration: 5 * time.Minute}},
+				{AllowRegions: []string{"AU", "NZ", "SG"}, PerClientRequestsPerSecond: ptr.To[int32](500), Hold: metav1.Duration{Duration: 10 * time.Minute}},
+				{AdmitPercent: ptr.To[int32](50), Hold: metav1.Duration{Duration: 10 * time.Minute}},
+			}},
+		},
+	}
+}
+
+// userView is what exact restore compares: spec, labels and annotations (Floodgate's own
+// excluded), as read back from the API server after defaulting.
+type userView struct {
+	Spec        any
+	Labels      map[string]string
+	Annotations map[string]string
+}
+
+func viewOf(obj client.Object) userView {
+	ctx := context.Background()
+	Expect(k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj)).To(Succeed())
+	ann := map[string]string{}
+	for k, v := range obj.GetAnnotations() {
+		if !strings.HasPrefix(k, "traffic.floodgate.dev/") {
+			ann[k] = v
+		}
+	}
+	var spec any
+	switch o := obj.(type) {
+	case *networkingv1.Ingress:
+		spec = o.Spec.DeepCopy()
+	case *autoscalingv2.HorizontalPodAutoscaler:
+		spec = o.Spec.DeepCopy()
+	default:
+		Fail(fmt.Sprintf("no user view for %T", obj))
+	}
+	return userView{Spec: spec, Labels: obj.GetLabels(), Annotations: ann}
+}
+
+func getPolicy(ns, name string) *v1alpha1.TrafficPolicy {
+	p := &v1alpha1.TrafficPolicy{}
+	Expect(k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, p)).To(Succeed())
+	return p
+}
+
+func phaseOf(ns, name string) func() v1alpha1.Phase {
+	return func() v1alpha1.Phase { return getPolicy(ns, name).Status.Phase }
+}
+
+func progressOf(ns, name string) func() string {
+	return func() string {
+		p := getPolicy(ns, name)
+		return string(p.Status.Phase) + " " + p.Status.Progress
+	}
+}
+
+// setAction flips the lever the way a responder's kubectl patch does.
+func setAction(ns, name string, action v1alpha1.Action) {
+	p := getPolicy(ns, name)
+	before := p.DeepCopy()
+	p.Spec.Action = action
+	Expect(k8s.Patch(context.Background(), p, client.MergeFrom(before))).To(Succeed())
+}
+
+func getIngress(ns, name string) *networkingv1.Ingress {
+	ing := &networkingv1.Ingress{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, ing); err != nil {
+		return nil
+	}
+	return ing
+}
+
+func canaryAnnotations(ns string) func() map[string]string {
+	return func() map[string]string {
+		ing := getIngress(ns, "api-gateway-floodgate-api-gateway")
+		if ing == nil {
+			return nil
+		}
+		return ing.Annotations
+	}
+}
+
+func getHPA(ns string) *autoscalingv2.HorizontalPodAutoscaler {
+	h := &autoscalingv2.HorizontalPodAutoscaler{}
+	Expect(k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "api-gateway"}, h)).To(Succeed())
+	return h
+}
+
+// kubectl runs the kubectl matching the embedded API server against it.
+func kubectl(args ...string) string {
+	cmd := exec.Command(cp.Kubectl(), append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	out, err := cmd.CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), string(out))
+	return string(out)
+}
+
+func create(objs ...client.Object) {
+	for _, o := range objs {
+		Expect(k8s.Create(context.Background(), o)).To(Succeed())
+	}
+}

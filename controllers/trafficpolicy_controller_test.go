@@ -1,0 +1,395 @@
+package controllers_test
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/controllers"
+	"floodgate.dev/floodgate/internal/provider/ingressnginx"
+	"floodgate.dev/floodgate/internal/restore"
+)
+
+const (
+	canaryName = "api-gateway-floodgate-api-gateway"
+	limitRPS   = "nginx.ingress.kubernetes.io/limit-rps"
+)
+
+var ctx = context.Background()
+
+var _ = Describe("the sample policy", func() {
+	var ns string
+	var ingress *networkingv1.Ingress
+	var hpa *autoscalingv2.HorizontalPodAutoscaler
+	var ingressBefore, hpaBefore userView
+
+	BeforeEach(func() {
+		ns = newNamespace()
+		ingress, hpa = sampleIngress(ns), sampleHPA(ns, nil)
+		create(ingress, sampleDeployment(ns, 4), hpa)
+		ingressBefore, hpaBefore = viewOf(ingress), viewOf(hpa)
+	})
+
+	It("sheds, ramps step by step on the warped clock, completes, and leaves both objects exactly as before", func() {
+		create(samplePolicy(ns, v1alpha1.ActionShedAll))
+
+		By("ShedAll: a canary sends every request to the shed Service; the HPA is held at the current replicas")
+		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseShedding))
+		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		canary := getIngress(ns, canaryName)
+		Expect(canary.Annotations).To(HaveKeyWithValue(ingressnginx.AnnotationCanary, "true"))
+		Expect(canary.Annotations).NotTo(HaveKey(ingressnginx.AnnotationByHeader))
+		Expect(canary.Labels).To(HaveKeyWithValue("traffic.floodgate.dev/policy", "api-gateway"))
+		Expect(metav1.GetControllerOf(canary).Kind).To(Equal("TrafficPolicy"))
+		Expect(canary.Spec.Rules).To(HaveLen(1))
+		Expect(canary.Spec.Rules[0].Host).To(Equal("api.example.com"))
+		Expect(canary.Spec.Rules[0].HTTP.Paths).To(HaveLen(2))
+		for i, p := range canary.Spec.Rules[0].HTTP.Paths {
+			Expect(p.Path).To(Equal(ingress.Spec.Rules[0].HTTP.Paths[i].Path))
+			Expect(*p.PathType).To(Equal(*ingress.Spec.Rules[0].HTTP.Paths[i].PathType))
+			Expect(p.Backend.Service.Name).To(Equal("floodgate-shed-api-gateway"))
+		}
+		Expect(getIngress(ns, "api-gateway").Annotations).To(HaveKeyWithValue(limitRPS, "1000"), "ShedAll does not touch the main Ingress")
+		Eventually(func() int32 { return *getHPA(ns).Spec.MinReplicas }).Should(BeEquivalentTo(4))
+		Expect(*getHPA(ns).Spec.Behavior.ScaleDown.SelectPolicy).To(Equal(autoscalingv2.DisabledPolicySelect))
+		Expect(kubectl("get", "trafficpolicies", "-n", ns)).To(MatchRegexp(`api-gateway\s+ShedAll\s+Shedding`))
+
+		By("the shed Service and EndpointSlice point at the shed pods")
+		slice := &discoveryv1.EndpointSlice{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, slice)).To(Succeed())
+		Expect(slice.Labels).To(HaveKeyWithValue(discoveryv1.LabelServiceName, "floodgate-shed-api-gateway"))
+		Expect(slice.Endpoints).To(HaveLen(2))
+		Expect(slice.Endpoints[0].Addresses).To(Equal([]string{"10.0.0.1"}))
+		svc := &corev1.Service{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, svc)).To(Succeed())
+		Expect(svc.Spec.Selector).To(BeEmpty())
+
+		By("Ramp step 1: only AU is admitted, at 50 requests per second per client")
+		setAction(ns, "api-gateway", v1alpha1.ActionRamp)
+		Eventually(progressOf(ns, "api-gateway")).Should(Equal("Ramping 1/3"))
+		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationByHeaderPat, "^([^A].*|A([^U].*|U(.+))?)?$"))
+		Expect(getIngress(ns, canaryName).Annotations).To(HaveKeyWithValue(ingressnginx.AnnotationByHeader, "CF-IPCountry"))
+		Expect(getIngress(ns, canaryName).Annotations).NotTo(HaveKey(ingressnginx.AnnotationWeight))
+		Expect(getIngress(ns, "api-gateway").Annotations).To(HaveKeyWithValue(limitRPS, "50"))
+		Expect(kubectl("get", "tp", "-n", ns)).To(MatchRegexp(`api-gateway\s+Ramp\s+Ramping\s+1/3`))
+		p := getPolicy(ns, "api-gateway")
+		Expect(p.Status.Targets[0].Capabilities.RateLimitScope).To(Equal("PerClientPerReplica"))
+		Expect(p.Status.Targets[0].Applied.AllowRegions).To(Equal([]string{"AU"}))
+		Expect(p.Status.Targets[0].RestoreRecord).To(ContainSubstring(`"original":"1000"`))
+
+		By("the hold is a minimum: 4 minutes in, still step 1")
+		clk.Advance(4 * time.Minute)
+		Consistently(progressOf(ns, "api-gateway"), "300ms").Should(Equal("Ramping 1/3"))
+
+		By("step 2 after the 5 minute hold: AU, NZ and SG at 500 rps")
+		clk.Advance(time.Minute)
+		Eventually(progressOf(ns, "api-gateway")).Should(Equal("Ramping 2/3"))
+		Eventually(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }).Should(Equal("500"))
+		Expect(getIngress(ns, canaryName).Annotations[ingressnginx.AnnotationByHeaderPat]).To(Equal(ingressnginx.ComplementPattern([]string{"AU", "NZ", "SG"})))
+
+		By("step 3: half of the requests from every region, no rate limit (the original limit-rps is back)")
+		clk.Advance(10 * time.Minute)
+		Eventually(progressOf(ns, "api-gateway")).Should(Equal("Ramping 3/3"))
+		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "50"))
+		Expect(getIngress(ns, canaryName).Annotations).NotTo(HaveKey(ingressnginx.AnnotationByHeader))
+		Expect(getIngress(ns, "api-gateway").Annotations).To(HaveKeyWithValue(limitRPS, "1000"))
+
+		By("full traffic: the canary goes, the HPA stays held for releaseAfter")
+		clk.Advance(10 * time.Minute)
+		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseReleasing))
+		Eventually(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }).Should(BeNil())
+		Expect(*getHPA(ns).Spec.MinReplicas).To(BeEquivalentTo(4))
+
+		By("Completed: RampComplete, every object exactly as before")
+		clk.Advance(5 * time.Minute)
+		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseCompleted))
+		p = getPolicy(ns, "api-gateway")
+		Expect(meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionRampComplete)).To(BeTrue())
+		Expect(meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReady).ObservedGeneration).To(Equal(p.Generation))
+		Expect(viewOf(ingress)).To(Equal(ingressBefore))
+		Expect(viewOf(hpa)).To(Equal(hpaBefore))
+		Expect(getIngress(ns, "api-gateway").Annotations).NotTo(HaveKey(restore.Annotation))
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, &corev1.Service{})).To(Satisfy(apierrors.IsNotFound))
+		Expect(kubectl("get", "trafficpolicies", "-n", ns)).To(MatchRegexp(`api-gateway\s+Ramp\s+Completed\s+3/3`))
+
+		By("the history names every transition")
+		var reasons []string
+		for _, t := range p.Status.History {
+			reasons = append(reasons, t.Reason)
+		}
+		Expect(reasons).To(Equal([]string{"ActionChanged", "ActionChanged", "StepAdvanced", "StepAdvanced", "FullTraffic", "RampComplete"}))
+
+		By("a GitOps re-apply of the same spec does not restart the run")
+		p = getPolicy(ns, "api-gateway")
+		before := p.DeepCopy()
+		p.Annotations = map[string]string{"argocd.argoproj.io/tracking-id": "edge:traffic.floodgate.dev/TrafficPolicy:edge/api-gateway"}
+		Expect(k8s.Patch(ctx, p, client.MergeFrom(before))).To(Succeed())
+		Consistently(phaseOf(ns, "api-gateway"), "300ms").Should(Equal(v1alpha1.PhaseCompleted))
+	})
+
+	It("restores exactly after ShedAll then Normal, for an HPA that had its own behavior", func() {
+		Expect(k8s.Delete(ctx, hpa)).To(Succeed())
+		hpa = sampleHPA(ns, &autoscalingv2.HorizontalPodAutoscalerBehavior{ScaleDown: &autoscalingv2.HPAScalingRules{
+			StabilizationWindowSeconds: ptr.To[int32](60),
+			Policies:                   []autoscalingv2.HPAScalingPolicy{{Type: autoscalingv2.PodsScalingPolicy, Value: 1, PeriodSeconds: 30}},
+		}})
+		create(hpa)
+		hpaBefore = viewOf(hpa)
+		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
+		policy.Spec.Autoscaling.ReleaseAfter = nil // the HPA's own window (60s) applies
+		create(policy)
+
+		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseShedding))
+		Eventually(func() int32 { return *getHPA(ns).Spec.MinReplicas }).Should(BeEquivalentTo(4))
+		held := getHPA(ns)
+		Expect(*held.Spec.Behavior.ScaleDown.SelectPolicy).To(Equal(autoscalingv2.DisabledPolicySelect))
+		Expect(held.Spec.Behavior.ScaleDown.Policies).To(Equal(hpaBefore.Spec.(*autoscalingv2.HorizontalPodAutoscalerSpec).Behavior.ScaleDown.Policies))
+
+		setAction(ns, "api-gateway", v1alpha1.ActionNormal)
+		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseReleasing))
+		Eventually(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }).Should(BeNil())
+		Expect(getPolicy(ns, "api-gateway").Status.ReleaseAt.Sub(clk.Now())).To(Equal(60 * time.Second))
+		clk.Advance(60 * time.Second)
+		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseNormal))
+		Expect(viewOf(hpa)).To(Equal(hpaBefore))
+		Expect(viewOf(ingress)).To(Equal(ingressBefore))
+	})
+
+	It("restores exactly and lets go when deleted mid-ramp", func() {
+		create(samplePolicy(ns, v1alpha1.ActionRamp))
+		Eventually(progressOf(ns, "api-gateway")).Should(Equal("Ramping 1/3"))
+		Eventually(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }).Should(Equal("50"))
+
+		Expect(k8s.Delete(ctx, getPolicy(ns, "api-gateway"))).To(Succeed())
+		Eventually(func() error {
+			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "api-gateway"}, &v1alpha1.TrafficPolicy{})
+		}).Should(Satisfy(apierrors.IsNotFound))
+		Expect(getIngress(ns, canaryName)).To(BeNil())
+		Expect(viewOf(ingress)).To(Equal(ingressBefore))
+		Expect(viewOf(hpa)).To(Equal(hpaBefore))
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, &discoveryv1.EndpointSlice{})).To(Satisfy(apierrors.IsNotFound))
+	})
+
+	It("keeps its step and the hold time left across an operator restart", func() {
+		create(samplePolicy(ns, v1alpha1.ActionRamp))
+		Eventually(progressOf(ns, "api-gateway")).Should(Equal("Ramping 1/3"))
+		clk.Advance(3 * time.Minute)
+
+		stopManager()
+		startManager()
+
+		Consistently(progressOf(ns, "api-gateway"), "300ms").Should(Equal("Ramping 1/3"))
+		clk.Advance(2 * time.Minute)
+		Eventually(progressOf(ns, "api-gateway")).Should(Equal("Ramping 2/3"))
+		Eventually(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }).Should(Equal("500"))
+		Expect(getPolicy(ns, "api-gateway").Status.Targets[0].RestoreRecord).To(ContainSubstring(`"original":"1000"`),
+			"the original recorded before the restart is the one kept")
+
+		setAction(ns, "api-gateway", v1alpha1.ActionNormal)
+		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseReleasing))
+		clk.Advance(5 * time.Minute)
+		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseNormal))
+		Expect(viewOf(ingress)).To(Equal(ingressBefore))
+		Expect(viewOf(hpa)).To(Equal(hpaBefore))
+	})
+
+	It("keeps a field someone else changed during the lever, and says so", func() {
+		create(samplePolicy(ns, v1alpha1.ActionRamp))
+		Eventually(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }).Should(Equal("50"))
+
+		ing := getIngress(ns, "api-gateway")
+		before := ing.DeepCopy()
+		ing.Annotations[limitRPS] = "75" // a responder tuned it by hand
+		Expect(k8s.Patch(ctx, ing, client.MergeFrom(before))).To(Succeed())
+
+		setAction(ns, "api-gateway", v1alpha1.ActionNormal)
+		Eventually(func() string {
+			c := meta.FindStatusCondition(getPolicy(ns, "api-gateway").Status.Conditions, v1alpha1.ConditionDegraded)
+			return c.Reason + ": " + c.Message
+		}).Should(ContainSubstring("FieldChangedByOther: changed by someone else after Floodgate, kept as they are: Ingress api-gateway annotations.nginx.ingress.kubernetes.io/limit-rps"))
+		Eventually(func() map[string]string { return getIngress(ns, "api-gateway").Annotations }).ShouldNot(HaveKey(restore.Annotation))
+		Expect(getIngress(ns, "api-gateway").Annotations[limitRPS]).To(Equal("75"))
+	})
+
+	It("makes no API writes at rest", func() {
+		create(samplePolicy(ns, v1alpha1.ActionShedAll))
+		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		Eventually(func() int32 { return *getHPA(ns).Spec.MinReplicas }).Should(BeEquivalentTo(4))
+		Eventually(func() bool {
+			return meta.IsStatusConditionTrue(getPolicy(ns, "api-gateway").Status.Conditions, v1alpha1.ConditionReady)
+		}).Should(BeTrue())
+
+		versions := func() []string {
+			return []string{
+				getPolicy(ns, "api-gateway").ResourceVersion,
+				getIngress(ns, canaryName).ResourceVersion,
+				getHPA(ns).ResourceVersion,
+			}
+		}
+		settled := versions()
+		By("waking the controller up: a change to the target Ingress and a clock advance")
+		ing := getIngress(ns, "api-gateway")
+		before := ing.DeepCopy()
+		ing.Labels["touched"] = "yes"
+		Expect(k8s.Patch(ctx, ing, client.MergeFrom(before))).To(Succeed())
+		clk.Advance(time.Minute)
+		Consistently(versions, "1s").Should(Equal(settled))
+	})
+})
+
+var _ = Describe("refusing what cannot be done", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	It("reports a missing target and applies once it appears, nothing half applied meanwhile", func() {
+		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
+		policy.Spec.TargetRefs = append(policy.Spec.TargetRefs, v1alpha1.TargetRef{Kind: v1alpha1.TargetKindIngress, Name: "later"})
+		create(sampleIngress(ns), sampleDeployment(ns, 3), sampleHPA(ns, nil), policy)
+
+		Eventually(func() string {
+			c := meta.FindStatusCondition(getPolicy(ns, "api-gateway").Status.Conditions, v1alpha1.ConditionDegraded)
+			if c == nil {
+				return ""
+			}
+			return c.Reason
+		}).Should(Equal(v1alpha1.ReasonTargetNotFound))
+		Consistently(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }, "300ms").Should(BeNil())
+		Expect(*getHPA(ns).Spec.MinReplicas).To(BeEquivalentTo(2), "nothing half applied")
+
+		later := sampleIngress(ns)
+		later.Name = "later"
+		later.Spec.Rules[0].Host = "later.example.com"
+		create(later)
+		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseShedding))
+		Eventually(func() *networkingv1.Ingress { return getIngress(ns, "later-floodgate-api-gateway") }).ShouldNot(BeNil())
+		Expect(meta.IsStatusConditionFalse(getPolicy(ns, "api-gateway").Status.Conditions, v1alpha1.ConditionDegraded)).To(BeTrue())
+	})
+
+	It("reports Conflict for the second policy on one Ingress and changes nothing for it", func() {
+		create(sampleIngress(ns), sampleDeployment(ns, 3), sampleHPA(ns, nil), samplePolicy(ns, v1alpha1.ActionRamp))
+		Eventually(progressOf(ns, "api-gateway")).Should(Equal("Ramping 1/3"))
+		ingressBefore := viewOf(getIngress(ns, "api-gateway"))
+
+		second := samplePolicy(ns, v1alpha1.ActionRamp)
+		second.Name = "second"
+		second.Spec.AutoscalerRefs = nil
+		create(second)
+		Eventually(func() string {
+			c := meta.FindStatusCondition(getPolicy(ns, "second").Status.Conditions, v1alpha1.ConditionDegraded)
+			if c == nil {
+				return ""
+			}
+			return c.Reason + ": " + c.Message
+		}).Should(HavePrefix("Conflict: Ingress api-gateway is already changed by policy " + ns + "/api-gateway"))
+		Expect(getIngress(ns, "api-gateway-floodgate-second")).To(BeNil())
+		Expect(viewOf(getIngress(ns, "api-gateway"))).To(Equal(ingressBefore))
+	})
+
+	It("reports Conflict when a canary it does not own already serves the rules", func() {
+		other := sampleIngress(ns)
+		other.Name = "someone-elses-canary"
+		other.Annotations = map[string]string{ingressnginx.AnnotationCanary: "true", ingressnginx.AnnotationWeight: "10"}
+		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
+		policy.Spec.AutoscalerRefs = nil
+		create(sampleIngress(ns), other, policy)
+		Eventually(func() string {
+			c := meta.FindStatusCondition(getPolicy(ns, "api-gateway").Status.Conditions, v1alpha1.ConditionDegraded)
+			if c == nil {
+				return ""
+			}
+			return c.Message
+		}).Should(Equal("canary Ingress someone-elses-canary already serves rules of Ingress api-gateway; ingress-nginx allows one canary per rule"))
+		Expect(getIngress(ns, canaryName)).To(BeNil())
+	})
+
+	It("refuses missingRegion Shed on ingress-nginx with a condition that says why", func() {
+		policy := samplePolicy(ns, v1alpha1.ActionRamp)
+		policy.Spec.MissingRegion = v1alpha1.MissingRegionShed
+		policy.Spec.AutoscalerRefs = nil
+		create(sampleIngress(ns), policy)
+		Eventually(func() string {
+			c := meta.FindStatusCondition(getPolicy(ns, "api-gateway").Status.Conditions, v1alpha1.ConditionReady)
+			if c == nil {
+				return ""
+			}
+			return c.Reason
+		}).Should(Equal(v1alpha1.ReasonUnsupported))
+		Expect(getIngress(ns, canaryName)).To(BeNil())
+		Expect(getIngress(ns, "api-gateway").Annotations[limitRPS]).To(Equal("1000"))
+	})
+
+	It("names the other Ingresses a canary reaches through a shared upstream, and session affinity", func() {
+		main := sampleIngress(ns)
+		main.Annotations[ingressnginx.AnnotationAffinity] = "cookie"
+		sibling := sampleIngress(ns)
+		sibling.Name = "admin"
+		sibling.Spec.Rules[0].Host = "admin.example.com"
+		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
+		policy.Spec.AutoscalerRefs = nil
+		create(main, sibling, policy)
+		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseShedding))
+		t := getPolicy(ns, "api-gateway").Status.Targets[0]
+		Expect(t.SharedUpstreamIngresses).To(Equal([]string{"admin"}))
+		Expect(strings.Join(t.Warnings, "\n")).To(And(ContainSubstring("session affinity"), ContainSubstring("sharedUpstreamIngresses")))
+	})
+
+	It("does not edit an HPA another controller owns", func() {
+		hpa := sampleHPA(ns, nil)
+		hpa.OwnerReferences = []metav1.OwnerReference{{APIVersion: "keda.sh/v1alpha1", Kind: "ScaledObject", Name: "api", UID: "1234", Controller: ptr.To(true)}}
+		create(sampleIngress(ns), sampleDeployment(ns, 3), hpa, samplePolicy(ns, v1alpha1.ActionShedAll))
+		Eventually(func() string {
+			c := meta.FindStatusCondition(getPolicy(ns, "api-gateway").Status.Conditions, v1alpha1.ConditionDegraded)
+			if c == nil {
+				return ""
+			}
+			return c.Message
+		}).Should(ContainSubstring("is controlled by ScaledObject api"))
+		Expect(*getHPA(ns).Spec.MinReplicas).To(BeEquivalentTo(2))
+	})
+})
+
+var _ = Describe("the finalizer", func() {
+	It("is not removed while the restore cannot succeed", func() {
+		ns := newNamespace()
+		create(sampleIngress(ns), sampleDeployment(ns, 3), sampleHPA(ns, nil), samplePolicy(ns, v1alpha1.ActionRamp))
+		Eventually(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }).Should(Equal("50"))
+
+		By("the restore record is corrupted by hand")
+		ing := getIngress(ns, "api-gateway")
+		good := ing.Annotations[restore.Annotation]
+		before := ing.DeepCopy()
+		ing.Annotations[restore.Annotation] = "{not json"
+		Expect(k8s.Patch(ctx, ing, client.MergeFrom(before))).To(Succeed())
+
+		Expect(k8s.Delete(ctx, getPolicy(ns, "api-gateway"))).To(Succeed())
+		Eventually(func() string {
+			c := meta.FindStatusCondition(getPolicy(ns, "api-gateway").Status.Conditions, v1alpha1.ConditionDegraded)
+			return c.Reason
+		}).Should(Equal(v1alpha1.ReasonCorruptRecord))
+		Consistently(func() []string { return getPolicy(ns, "api-gateway").Finalizers }, "300ms").Should(ContainElement(controllers.Finalizer))
+		Expect(getPolicy(ns, "api-gateway").Status.Phase).To(Equal(v1alpha1.PhaseRestoring))
+
+		By("once the record is mended, the restore succeeds and the policy goes")
+		ing = getIngress(ns, "api-gateway")
+		before = ing.DeepCopy()
+		ing.Annotations[restore.Annotation] = good
+		Expect(k8s.Patch(ctx, ing, client.MergeFrom(before))).To(Succeed())
+		Eventually(func() error {
+			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "api-gateway"}, &v1alpha1.TrafficPolicy{})
+		}).Should(Satisfy(apierrors.IsNotFound))
+		Expect(getIngress(ns, "api-gateway").Annotations[limitRPS]).To(Equal("1000"))
+	})
+})
