@@ -2,6 +2,9 @@ package controllers_test
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"time"
 
@@ -20,7 +23,9 @@ import (
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/controllers"
 	"floodgate.dev/floodgate/internal/provider/ingressnginx"
+	"floodgate.dev/floodgate/internal/manager"
 	"floodgate.dev/floodgate/internal/restore"
+	"floodgate.dev/floodgate/internal/shed"
 )
 
 const (
@@ -391,5 +396,39 @@ var _ = Describe("the finalizer", func() {
 			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "api-gateway"}, &v1alpha1.TrafficPolicy{})
 		}).Should(Satisfy(apierrors.IsNotFound))
 		Expect(getIngress(ns, "api-gateway").Annotations[limitRPS]).To(Equal("1000"))
+	})
+})
+
+var _ = Describe("the shed server", func() {
+	It("answers a shed request with the status, Retry-After and name of the policy that shed it", func() {
+		ns := newNamespace()
+		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
+		policy.Spec.AutoscalerRefs = nil
+		policy.Spec.Shed = v1alpha1.ShedResponse{StatusCode: ptr.To[int32](429), RetryAfterSeconds: ptr.To[int32](90)}
+		create(sampleIngress(ns), policy)
+
+		server := shed.NewServer()
+		syncCtx, stop := context.WithCancel(ctx)
+		DeferCleanup(stop)
+		go func() {
+			defer GinkgoRecover()
+			Expect(shed.SyncTable(syncCtx, cp.Config, manager.Scheme(), server)).To(Succeed())
+		}()
+		ts := httptest.NewServer(server)
+		DeferCleanup(ts.Close)
+
+		get := func() *http.Response {
+			req, _ := http.NewRequest(http.MethodGet, ts.URL+"/v2/health", nil)
+			req.Host = "api.example.com"
+			res, err := http.DefaultClient.Do(req)
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(res.Body.Close)
+			return res
+		}
+		Eventually(func() int { return get().StatusCode }).Should(Equal(429))
+		res := get()
+		Expect(res.Header.Get("Retry-After")).To(Equal("90"))
+		body, _ := io.ReadAll(res.Body)
+		Expect(string(body)).To(ContainSubstring(`"policy":"` + ns + `/api-gateway"`))
 	})
 })

@@ -1,0 +1,207 @@
+package shed
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"html"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	networkingv1 "k8s.io/api/networking/v1"
+)
+
+// Response is how one policy answers shed requests.
+type Response struct {
+	Policy     string
+	StatusCode int
+	RetryAfter int // seconds; 0 sends no Retry-After
+	Redirect   string
+	jsonBody   []byte
+	htmlBody   []byte
+}
+
+// DefaultResponse answers requests no policy claims (a canary Floodgate has not yet told the
+// shed server about): 503 with Retry-After.
+var DefaultResponse = newResponse("", http.StatusServiceUnavailable, 120, "")
+
+func newResponse(policy string, code, retryAfter int, redirect string) *Response {
+	r := &Response{Policy: policy, StatusCode: code, RetryAfter: retryAfter, Redirect: redirect}
+	if redirect != "" {
+		r.StatusCode = http.StatusFound
+	}
+	msg := "This service is temporarily shedding traffic to recover. Please retry later."
+	body := map[string]any{"error": "traffic_shed", "message": msg}
+	if policy != "" {
+		body["policy"] = policy
+	}
+	if retryAfter > 0 {
+		body["retryAfterSeconds"] = retryAfter
+	}
+	r.jsonBody, _ = json.Marshal(body)
+	r.jsonBody = append(r.jsonBody, '\n')
+	r.htmlBody = []byte(fmt.Sprintf("<!doctype html><html><head><title>Temporarily unavailable</title></head><body><h1>Temporarily unavailable</h1><p>%s</p><p><small>%s</small></p></body></html>\n",
+		html.EscapeString(msg), html.EscapeString(policy)))
+	return r
+}
+
+// route is one host and path a canary sends here.
+type route struct {
+	host     string
+	path     string
+	exact    bool
+	response *Response
+}
+
+// Table maps a request's host and path to the response of the policy that shed it.
+type Table struct {
+	routes []route // most specific first
+}
+
+// TableFrom builds a table from Floodgate's canary Ingresses (their shed annotations).
+func TableFrom(canaries []networkingv1.Ingress) *Table {
+	t := &Table{}
+	for _, ing := range canaries {
+		resp := responseFrom(ing.Annotations)
+		for _, rule := range ing.Spec.Rules {
+			if rule.HTTP == nil {
+				continue
+			}
+			for _, p := range rule.HTTP.Paths {
+				exact := p.PathType != nil && *p.PathType == networkingv1.PathTypeExact
+				t.routes = append(t.routes, route{host: rule.Host, path: p.Path, exact: exact, response: resp})
+			}
+		}
+		if ing.Spec.DefaultBackend != nil || len(ing.Spec.Rules) == 0 {
+			t.routes = append(t.routes, route{host: "", path: "/", response: resp})
+		}
+	}
+	sort.SliceStable(t.routes, func(i, j int) bool {
+		a, b := t.routes[i], t.routes[j]
+		if (a.host == "") != (b.host == "") {
+			return a.host != ""
+		}
+		return len(a.path) > len(b.path)
+	})
+	return t
+}
+
+func responseFrom(ann map[string]string) *Response {
+	code, err := strconv.Atoi(ann[AnnotationStatusCode])
+	if err != nil || code < 400 || code > 599 {
+		code = http.StatusServiceUnavailable
+	}
+	retry, err := strconv.Atoi(ann[AnnotationRetryAfter])
+	if err != nil || retry < 0 {
+		retry = 0
+	}
+	return newResponse(ann[AnnotationPolicy], code, retry, ann[AnnotationRedirect])
+}
+
+// Lookup finds the response for a host and path.
+func (t *Table) Lookup(host, path string) *Response {
+	if h, _, found := strings.Cut(host, ":"); found {
+		host = h
+	}
+	for _, r := range t.routes {
+		if r.host != "" && !hostMatches(r.host, host) {
+			continue
+		}
+		if r.exact && path == r.path || !r.exact && prefixMatches(r.path, path) {
+			return r.response
+		}
+	}
+	return DefaultResponse
+}
+
+func hostMatches(pattern, host string) bool {
+	if strings.HasPrefix(pattern, "*.") {
+		suffix := pattern[1:]
+		return strings.HasSuffix(host, suffix) && !strings.Contains(strings.TrimSuffix(host, suffix), ".")
+	}
+	return strings.EqualFold(pattern, host)
+}
+
+// prefixMatches follows the Ingress Prefix rule: element-wise on '/'.
+func prefixMatches(prefix, path string) bool {
+	prefix = strings.TrimSuffix(prefix, "/")
+	if prefix == "" {
+		return true
+	}
+	return path == prefix || strings.HasPrefix(path, prefix+"/")
+}
+
+// Server answers every request with the shed response of the policy that routed it here.
+type Server struct {
+	table atomic.Pointer[Table]
+}
+
+// NewServer starts with an empty table (every request gets DefaultResponse).
+func NewServer() *Server {
+	s := &Server{}
+	s.table.Store(&Table{})
+	return s
+}
+
+// SetTable swaps the table in one step.
+func (s *Server) SetTable(t *Table) { s.table.Store(t) }
+
+// ServeHTTP writes the shed response. It reads no request body and allocates little: the herd
+// is what it exists for.
+func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	resp := s.table.Load().Lookup(req.Host, req.URL.Path)
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Floodgate-Shed", "true")
+	if resp.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(resp.RetryAfter))
+	}
+	if resp.Redirect != "" {
+		h.Set("Location", resp.Redirect)
+		w.WriteHeader(resp.StatusCode)
+		return
+	}
+	body := resp.jsonBody
+	if strings.Contains(req.Header.Get("Accept"), "text/html") {
+		h.Set("Content-Type", "text/html; charset=utf-8")
+		body = resp.htmlBody
+	} else {
+		h.Set("Content-Type", "application/json")
+	}
+	h.Set("Connection", "close")
+	w.WriteHeader(resp.StatusCode)
+	if req.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+}
+
+// HTTPServer wraps a handler with the limits a server facing a herd needs.
+func HTTPServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       30 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
+}
+
+// Serve runs srv until ctx ends.
+func Serve(ctx context.Context, srv *http.Server) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	select {
+	case <-ctx.Done():
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(shutdown)
+	case err := <-errc:
+		return err
+	}
+}
