@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -25,6 +26,35 @@ type Plan struct {
 	RequeueAfter time.Duration
 	// Transitions happened in this plan (a changed action, a new step, full traffic, release).
 	Transitions []v1alpha1.Transition
+	// HandledRequest is the request annotation value this plan handled ("" when none).
+	HandledRequest string
+}
+
+// Request is a responder's request not handled yet, read from the request annotations.
+type Request struct {
+	// Raw is the annotation value, "VERB:TOKEN".
+	Raw    string
+	Verb   string
+	By     string
+	Reason string
+}
+
+// Request verbs that act on a ramp by themselves; the other verbs (shed, ramp, restore, pause,
+// resume, allow) come with a spec change and are only recorded.
+const (
+	VerbNext    = "next"
+	VerbBack    = "back"
+	VerbApprove = "approve"
+)
+
+// PendingRequest returns the policy's request when it has not been handled yet.
+func PendingRequest(p *v1alpha1.TrafficPolicy) *Request {
+	raw := p.Annotations[v1alpha1.RequestAnnotation]
+	if raw == "" || raw == p.Status.LastHandledRequest {
+		return nil
+	}
+	verb, _, _ := strings.Cut(raw, ":")
+	return &Request{Raw: raw, Verb: verb, By: p.Annotations[v1alpha1.RequestByAnnotation], Reason: p.Annotations[v1alpha1.RequestReasonAnnotation]}
 }
 
 // PlanInput is everything a plan depends on.
@@ -35,6 +65,8 @@ type PlanInput struct {
 	// DefaultReleaseAfter is used when spec.autoscaling.releaseAfter is not set (the held
 	// autoscalers' longest scale-down stabilization window).
 	DefaultReleaseAfter time.Duration
+	// Request is a responder's request not handled yet, or nil.
+	Request *Request
 }
 
 // DefaultStabilizationWindow is the HPA's own default scale-down stabilization window.
@@ -77,17 +109,45 @@ func MakePlan(in PlanInput) Plan {
 		if r.Step > r.Steps+1 {
 			r.Step = r.Steps + 1
 		}
+		paused := in.Spec.Ramp.Paused
+		switch {
+		case paused && r.PausedAt == nil:
+			r.PausedAt = &now
+		case !paused && r.PausedAt != nil:
+			// The time paused does not count towards the step's hold.
+			if r.StepStartedAt != nil {
+				shifted := metav1.NewTime(r.StepStartedAt.Add(in.Now.Sub(r.PausedAt.Time)))
+				r.StepStartedAt = &shifted
+			}
+			r.PausedAt = nil
+		}
+		verb := ""
+		if in.Request != nil {
+			verb = in.Request.Verb
+		}
 		if r.Step <= r.Steps {
-			next := r.StepStartedAt.Add(steps[r.Step-1].Hold.Duration)
-			if !in.Now.Before(next) {
+			step := steps[r.Step-1]
+			holdEnded := !in.Now.Before(r.StepStartedAt.Add(step.Hold.Duration))
+			manual := step.Approval == v1alpha1.ApprovalManual
+			advance := verb == VerbNext ||
+				verb == VerbApprove && manual && holdEnded ||
+				!paused && holdEnded && !manual
+			r.AwaitingApproval = manual && holdEnded && !advance
+			if advance {
 				// One step per reconcile, and the new step starts now: a hold is a minimum, so an
 				// operator that was down never skips the steps it did not apply.
 				r.Step++
 				r.StepStartedAt = &now
+				r.AwaitingApproval = false
 				if r.Step > r.Steps {
 					r.FullTrafficAt = &now
 				}
 			}
+		}
+		if verb == VerbBack && r.Step > 1 {
+			r.Step--
+			r.StepStartedAt, r.AwaitingApproval, r.FullTrafficAt = &now, false, nil
+			p.ReleaseAt = nil
 		}
 		if r.Step <= r.Steps {
 			step := steps[r.Step-1]
@@ -96,7 +156,13 @@ func MakePlan(in PlanInput) Plan {
 			p.Phase = v1alpha1.PhaseRamping
 			next := metav1.NewTime(r.StepStartedAt.Add(step.Hold.Duration))
 			r.NextStepAt = &next
-			p.RequeueAfter = next.Sub(in.Now)
+			switch {
+			case paused:
+				p.Phase = v1alpha1.PhasePaused
+			case r.AwaitingApproval:
+			default:
+				p.RequeueAfter = max(next.Sub(in.Now), 0)
+			}
 			p.Progress = fmt.Sprintf("%d/%d", r.Step, r.Steps)
 			p.hold(in, now)
 		} else {
@@ -110,7 +176,10 @@ func MakePlan(in PlanInput) Plan {
 		p.release(in, now, v1alpha1.PhaseNormal)
 	}
 
-	p.Transitions = transitions(st, p, action, actionChanged, now)
+	p.Transitions = transitions(st, p, action, actionChanged, now, in.Request)
+	if in.Request != nil {
+		p.HandledRequest = in.Request.Raw
+	}
 	return p
 }
 
@@ -152,7 +221,7 @@ func (p *Plan) release(in PlanInput, now metav1.Time, resting v1alpha1.Phase) {
 	p.HoldSince, p.ReleaseAt = nil, nil
 }
 
-func transitions(st v1alpha1.TrafficPolicyStatus, p Plan, action v1alpha1.Action, actionChanged bool, now metav1.Time) []v1alpha1.Transition {
+func transitions(st v1alpha1.TrafficPolicyStatus, p Plan, action v1alpha1.Action, actionChanged bool, now metav1.Time, req *Request) []v1alpha1.Transition {
 	step := int32(0)
 	if p.Ramp != nil && action == v1alpha1.ActionRamp {
 		step = p.Ramp.Step
@@ -161,21 +230,43 @@ func transitions(st v1alpha1.TrafficPolicyStatus, p Plan, action v1alpha1.Action
 	if st.Ramp != nil && st.ObservedAction == v1alpha1.ActionRamp {
 		prevStep = st.Ramp.Step
 	}
-	if !actionChanged && p.Phase == st.Phase && step == prevStep {
+	awaiting := p.Ramp != nil && p.Ramp.AwaitingApproval && (st.Ramp == nil || !st.Ramp.AwaitingApproval)
+	changed := actionChanged || p.Phase != st.Phase || step != prevStep || awaiting
+	if !changed && req == nil {
 		return nil
 	}
 	t := v1alpha1.Transition{Time: now, Phase: p.Phase, Step: step, Action: action}
+	verb := ""
+	if req != nil {
+		verb = req.Verb
+		t.By, t.Note = req.By, req.Reason
+	}
 	switch {
 	case actionChanged:
 		t.Reason, t.Message = "ActionChanged", fmt.Sprintf("action is now %s", action)
-	case p.Phase == v1alpha1.PhaseRamping:
+	case step < prevStep:
+		t.Reason, t.Message = "StepBack", fmt.Sprintf("ramp stepped back to step %d of %d", step, p.Ramp.Steps)
+	case p.Phase == v1alpha1.PhasePaused && st.Phase != v1alpha1.PhasePaused:
+		t.Reason, t.Message = "Paused", fmt.Sprintf("ramp paused at step %d of %d", step, p.Ramp.Steps)
+	case st.Phase == v1alpha1.PhasePaused && p.Phase == v1alpha1.PhaseRamping && step == prevStep:
+		t.Reason, t.Message = "Resumed", fmt.Sprintf("ramp resumed at step %d of %d", step, p.Ramp.Steps)
+	case awaiting && step == prevStep:
+		t.Reason, t.Message = "AwaitingApproval", fmt.Sprintf("step %d of %d has held long enough and waits for an approve", step, p.Ramp.Steps)
+	case step != prevStep && (p.Phase == v1alpha1.PhaseRamping || p.Phase == v1alpha1.PhasePaused):
 		t.Reason, t.Message = "StepAdvanced", fmt.Sprintf("ramp step %d of %d in force", step, p.Ramp.Steps)
-	case p.Phase == v1alpha1.PhaseReleasing:
+		if verb == VerbApprove {
+			t.Reason = "Approved"
+		}
+	case p.Phase == v1alpha1.PhaseReleasing && st.Phase != v1alpha1.PhaseReleasing:
 		t.Reason, t.Message = "FullTraffic", "traffic is full; autoscaler hold kept until its release time"
-	case p.Phase == v1alpha1.PhaseCompleted:
+	case p.Phase == v1alpha1.PhaseCompleted && st.Phase != v1alpha1.PhaseCompleted:
 		t.Reason, t.Message = "RampComplete", "ramp complete; traffic is full and autoscalers are released"
-	default:
+	case p.Phase != st.Phase:
 		t.Reason, t.Message = "HoldReleased", fmt.Sprintf("autoscaler hold released; phase %s", p.Phase)
+	case verb == VerbNext || verb == VerbBack || verb == VerbApprove:
+		t.Reason, t.Message = "RequestIgnored", fmt.Sprintf("%s does nothing in phase %s", verb, p.Phase)
+	default:
+		t.Reason, t.Message = "RequestHandled", fmt.Sprintf("%s recorded", verb)
 	}
 	return []v1alpha1.Transition{t}
 }

@@ -106,7 +106,8 @@ type observation struct {
 
 func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha1.TrafficPolicy) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
-	in := PlanInput{Spec: policy.Spec, Status: policy.Status, Now: r.Clock.Now(), DefaultReleaseAfter: DefaultStabilizationWindow}
+	in := PlanInput{Spec: policy.Spec, Status: policy.Status, Now: r.Clock.Now(), DefaultReleaseAfter: DefaultStabilizationWindow,
+		Request: PendingRequest(policy)}
 	plan := MakePlan(in)
 
 	obs, err := r.observe(ctx, policy, plan.Knobs)
@@ -228,8 +229,15 @@ func (r *TrafficPolicyReconciler) commit(policy *v1alpha1.TrafficPolicy, plan Pl
 	st.Phase, st.ObservedAction, st.ActionChangedAt = plan.Phase, plan.ObservedAction, plan.ActionChangedAt
 	st.Ramp, st.HoldSince, st.ReleaseAt, st.Progress = plan.Ramp, plan.HoldSince, plan.ReleaseAt, plan.Progress
 	st.History = appendHistory(st.History, plan.Transitions...)
+	if plan.HandledRequest != "" {
+		st.LastHandledRequest = plan.HandledRequest
+	}
 	for _, t := range plan.Transitions {
-		r.Recorder.Eventf(policy, nil, corev1.EventTypeNormal, t.Reason, "Transition", "%s", t.Message)
+		note := t.Message
+		if t.By != "" || t.Note != "" {
+			note = fmt.Sprintf("%s (by %s: %s)", t.Message, orUnknown(t.By), t.Note)
+		}
+		r.Recorder.Eventf(policy, nil, corev1.EventTypeNormal, t.Reason, "Transition", "%s", note)
 	}
 	for _, f := range outcome.KeptOthers {
 		if !slices.Contains(st.KeptChanges, f) {
@@ -423,6 +431,13 @@ func deletingPredicate() predicate.Predicate {
 	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 		return !e.ObjectNew.GetDeletionTimestamp().IsZero()
 	}}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }
 
 func blocked(problems []provider.Problem) bool {

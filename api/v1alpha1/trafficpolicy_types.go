@@ -99,6 +99,31 @@ type ShedResponse struct {
 	RedirectURL string `json:"redirectURL,omitempty"`
 }
 
+// Approval says how a step may end.
+// +kubebuilder:validation:Enum=Auto;Manual
+type Approval string
+
+const (
+	// ApprovalAuto moves on when the hold ends.
+	ApprovalAuto Approval = "Auto"
+	// ApprovalManual waits, after the hold, for an explicit approve.
+	ApprovalManual Approval = "Manual"
+)
+
+// Request annotations: one-shot requests a responder makes (`kubectl floodgate next`, or
+// `kubectl annotate`), handled once and acknowledged in status.lastHandledRequest; never deleted,
+// so a GitOps re-apply does not repeat them.
+const (
+	// RequestAnnotation holds "VERB:TOKEN", VERB one of next, back, approve (or the verb of a spec
+	// change: shed, ramp, restore, pause, resume, allow, recorded in history). A new TOKEN is a new
+	// request.
+	RequestAnnotation = "traffic.floodgate.dev/request"
+	// RequestByAnnotation names who made the request.
+	RequestByAnnotation = "traffic.floodgate.dev/request-by"
+	// RequestReasonAnnotation says why.
+	RequestReasonAnnotation = "traffic.floodgate.dev/request-reason"
+)
+
 // RampStep is one stage of a ramp. Steps are absolute: each one fully defines what is admitted,
 // and a knob a step leaves out is unrestricted during that step.
 // +kubebuilder:validation:XValidation:rule="duration(self.hold) >= duration('1s')",message="hold must be at least 1s"
@@ -128,6 +153,11 @@ type RampStep struct {
 
 	// Hold is the least time the step stays in force before the ramp moves on (at least 1s).
 	Hold metav1.Duration `json:"hold"`
+
+	// Approval Manual makes the step wait, once its hold has ended, for an explicit approve
+	// (`kubectl floodgate approve`). Defaults to Auto.
+	// +optional
+	Approval Approval `json:"approval,omitempty"`
 }
 
 // Ramp is the staged return of traffic. After the last step's hold, traffic is full.
@@ -136,6 +166,11 @@ type Ramp struct {
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=32
 	Steps []RampStep `json:"steps"`
+
+	// Paused holds the ramp at its current step until it is set back to false; the time paused
+	// does not count towards the step's hold.
+	// +optional
+	Paused bool `json:"paused,omitempty"`
 }
 
 // TrafficPolicySpec declares the levers. It belongs to the user: the controller never writes it.
@@ -210,7 +245,7 @@ const (
 	PhaseShedding Phase = "Shedding"
 	// PhaseRamping: a ramp step is in force.
 	PhaseRamping Phase = "Ramping"
-	// PhasePaused: a ramp is held at its current step by the responder.
+	// PhasePaused: a ramp is held at its current step by the responder (spec.ramp.paused).
 	PhasePaused Phase = "Paused"
 	// PhaseReleasing: traffic is full again; the autoscaler hold is kept a little longer.
 	PhaseReleasing Phase = "Releasing"
@@ -273,6 +308,12 @@ type RampStatus struct {
 	// FullTrafficAt is when the last step's hold ended and traffic became full.
 	// +optional
 	FullTrafficAt *metav1.Time `json:"fullTrafficAt,omitempty"`
+	// PausedAt is when the ramp was paused (while spec.ramp.paused).
+	// +optional
+	PausedAt *metav1.Time `json:"pausedAt,omitempty"`
+	// AwaitingApproval is true when the step's hold has ended and it waits for an approve.
+	// +optional
+	AwaitingApproval bool `json:"awaitingApproval,omitempty"`
 }
 
 // AppliedKnobs is what Floodgate has put in force on a target.
@@ -366,6 +407,12 @@ type Transition struct {
 	// Message says what happened.
 	// +optional
 	Message string `json:"message,omitempty"`
+	// By is who made the request that caused it, where known.
+	// +optional
+	By string `json:"by,omitempty"`
+	// Note is the reason the responder gave.
+	// +optional
+	Note string `json:"note,omitempty"`
 }
 
 // MaxHistory is how many transitions status keeps.
@@ -387,6 +434,9 @@ type TrafficPolicyStatus struct {
 	// ActionChangedAt is when ObservedAction last changed.
 	// +optional
 	ActionChangedAt *metav1.Time `json:"actionChangedAt,omitempty"`
+	// LastHandledRequest is the last request annotation value handled ("VERB:TOKEN").
+	// +optional
+	LastHandledRequest string `json:"lastHandledRequest,omitempty"`
 	// Progress is the step shown by kubectl get, for example 2/3.
 	// +optional
 	Progress string `json:"progress,omitempty"`
