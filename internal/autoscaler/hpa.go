@@ -119,6 +119,28 @@ func (h *HPA) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *Ob
 	return st, out.KeptOthers, nil
 }
 
+// Preview returns what Apply would write, without writing.
+func (h *HPA) Preview(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *Observation, hold bool, recordCopy string) (provider.ObjectChange, error) {
+	change := provider.ObjectChange{Kind: "HorizontalPodAutoscaler", Name: obs.Name}
+	if !obs.Found {
+		return change, nil
+	}
+	var changes []restore.Change
+	if hold {
+		var err error
+		if changes, err = h.holdChanges(ctx, obs); err != nil {
+			return change, err
+		}
+	}
+	u := toUnstructured(obs.hpa)
+	change.Before = provider.UserView(u.DeepCopy().Object)
+	if _, err := restore.Reconcile(u, policy.Namespace+"/"+policy.Name, changes, recordCopy); err != nil {
+		return change, fmt.Errorf("HorizontalPodAutoscaler %s: %w", obs.Name, err)
+	}
+	change.After = provider.UserView(u.Object)
+	return change, nil
+}
+
 // holdChanges keeps the values of a hold already in force, or computes them when it begins.
 func (h *HPA) holdChanges(ctx context.Context, obs *Observation) ([]restore.Change, error) {
 	held := map[string]any{}

@@ -69,6 +69,8 @@ func Reconcile(obj *unstructured.Unstructured, policy string, wanted []Change, f
 		c, stillWanted := want[f.PathString()]
 		delete(want, f.PathString())
 		switch {
+		case !ours && !stillWanted && atOriginal(cur, found, f):
+			// Already back at its original (restored by an earlier pass, or by hand): nothing to do.
 		case !ours:
 			// Someone else changed it: keep their value. While it is still wanted the field stays
 			// in the record (its original is still the one to put back if they revert).
@@ -162,11 +164,33 @@ func current(obj *unstructured.Unstructured, policy, fallback string) (*Record, 
 		if rec, err = Decode(fallback); err != nil {
 			return nil, fmt.Errorf("status copy: %w", err)
 		}
+		// The copy stands in for a record someone removed from the object, while Floodgate's
+		// values are still there. When none is, it is stale (the restore already happened) or
+		// everything was reverted: there is nothing of Floodgate's left to restore.
+		if !holdsAnySetValue(obj, rec) {
+			rec = nil
+		}
 	}
 	if rec != nil && rec.Policy != policy {
 		return nil, &OwnedByOtherError{Owner: rec.Policy}
 	}
 	return rec, nil
+}
+
+func atOriginal(cur any, found bool, f Field) bool {
+	if f.Absent {
+		return !found
+	}
+	return found && sameJSON(cur, f.Original)
+}
+
+func holdsAnySetValue(obj *unstructured.Unstructured, rec *Record) bool {
+	for _, f := range rec.Fields {
+		if cur, found, err := unstructured.NestedFieldNoCopy(obj.Object, f.Path...); err == nil && found && sameJSON(cur, f.Set) {
+			return true
+		}
+	}
+	return false
 }
 
 func putBack(obj *unstructured.Unstructured, f Field) error {

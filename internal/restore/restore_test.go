@@ -3,6 +3,7 @@ package restore
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -204,4 +205,45 @@ func FuzzDecodeEncode(f *testing.F) {
 			t.Fatalf("Encode is not stable:\n%s\n%s", encoded, again.Encode())
 		}
 	})
+}
+
+func TestAStaleStatusCopyNeitherBlocksNorReportsAnything(t *testing.T) {
+	obj := ingress(map[string]any{"nginx.ingress.kubernetes.io/limit-rps": "10"})
+	out, err := Reconcile(obj, policy, []Change{{Path: limitRPS, Value: "50"}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	staleCopy := out.Record.Encode()
+	if _, err := Reconcile(obj, policy, nil, ""); err != nil { // restored; the copy in status is now stale
+		t.Fatal(err)
+	}
+
+	again, err := Reconcile(obj, policy, nil, staleCopy)
+	if err != nil || again.Changed || len(again.KeptOthers) > 0 {
+		t.Fatalf("restoring again from a stale copy: %+v err=%v, want nothing done and nothing reported", again, err)
+	}
+	rate, err := Reconcile(obj, policy, []Change{{Path: limitRPS, Value: "500"}}, staleCopy)
+	if err != nil || len(rate.KeptOthers) > 0 {
+		t.Fatalf("a stale copy must not block a new change: %+v err=%v", rate, err)
+	}
+	if got := obj.GetAnnotations()["nginx.ingress.kubernetes.io/limit-rps"]; got != "500" {
+		t.Fatalf("limit-rps = %q, want 500", got)
+	}
+	if !strings.Contains(obj.GetAnnotations()[Annotation], `"original":"10"`) {
+		t.Fatalf("the new record must keep the true original: %s", obj.GetAnnotations()[Annotation])
+	}
+}
+
+func TestAFieldAlreadyBackAtItsOriginalIsNotReported(t *testing.T) {
+	obj := ingress(map[string]any{"nginx.ingress.kubernetes.io/limit-rps": "10"})
+	if _, err := Reconcile(obj, policy, []Change{{Path: limitRPS, Value: "50"}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	ann := obj.GetAnnotations()
+	ann["nginx.ingress.kubernetes.io/limit-rps"] = "10" // someone put it back by hand
+	obj.SetAnnotations(ann)
+	out, err := Reconcile(obj, policy, nil, "")
+	if err != nil || len(out.KeptOthers) > 0 || out.Record != nil {
+		t.Fatalf("got %+v err=%v", out, err)
+	}
 }

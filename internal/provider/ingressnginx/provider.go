@@ -133,6 +133,36 @@ func (p *Provider) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, ob
 	return res, nil
 }
 
+// Preview returns what Apply would write, without writing: the canary and the target.
+func (p *Provider) Preview(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *provider.Observation, k knobs.Knobs, recordCopy string) ([]provider.ObjectChange, error) {
+	target, ok := obs.State.(*networkingv1.Ingress)
+	if !ok {
+		return nil, errors.New("ingress-nginx: Preview called without an observed Ingress")
+	}
+	canaryName := CanaryName(policy.Name, target.Name)
+	canary := provider.ObjectChange{Kind: "Ingress", Name: canaryName}
+	var existing networkingv1.Ingress
+	switch err := p.Client.Get(ctx, client.ObjectKey{Namespace: target.Namespace, Name: canaryName}, &existing); {
+	case err == nil:
+		canary.Before = provider.UserView(toUnstructured(&existing).Object)
+	case !apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("reading canary Ingress %s: %w", canaryName, err)
+	}
+	if desired := RenderCanary(policy, target, k); desired != nil {
+		owned.Stamp(desired, policy)
+		canary.After = provider.UserView(toUnstructured(desired).Object)
+	}
+
+	u := toUnstructured(target)
+	before := u.DeepCopy()
+	if _, err := restore.Reconcile(u, key(policy), MainChanges(k), recordCopy); err != nil {
+		return nil, fmt.Errorf("Ingress %s: %w", target.Name, err)
+	}
+	main := provider.ObjectChange{Kind: "Ingress", Name: target.Name,
+		Before: provider.UserView(before.Object), After: provider.UserView(u.Object)}
+	return []provider.ObjectChange{main, canary}, nil
+}
+
 func syncCanary(existing, desired *networkingv1.Ingress) {
 	existing.Annotations = desired.Annotations
 	existing.Spec = desired.Spec

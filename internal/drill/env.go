@@ -1,0 +1,100 @@
+package drill
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"floodgate.dev/floodgate/internal/controlplane"
+	"floodgate.dev/floodgate/internal/manager"
+	"floodgate.dev/floodgate/internal/warp"
+)
+
+// Env is one drill's world: an embedded control plane, the manager in-process on a warped clock.
+type Env struct {
+	ControlPlane *controlplane.ControlPlane
+	Client       client.Client
+	Clock        *warp.Clock
+	Kubeconfig   string
+	dir          string
+	stop         context.CancelFunc
+	done         chan error
+}
+
+// StartEnv starts the control plane and the manager, with the clock at start.
+func StartEnv(start time.Time) (*Env, error) {
+	cp, err := controlplane.Start()
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{ControlPlane: cp, Clock: warp.New(start), done: make(chan error, 1)}
+	if err := e.init(); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Env) init() error {
+	var err error
+	if e.dir, err = os.MkdirTemp("", "floodgate-drill-"); err != nil {
+		return err
+	}
+	if e.Kubeconfig, err = e.ControlPlane.Kubeconfig(e.dir); err != nil {
+		return err
+	}
+	if e.Client, err = client.New(e.ControlPlane.Config, client.Options{Scheme: manager.Scheme()}); err != nil {
+		return err
+	}
+	if err := e.shedPods(); err != nil {
+		return fmt.Errorf("creating the shed backend's endpoints: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.stop = cancel
+	mgr, err := manager.New(ctx, e.ControlPlane.Config, manager.Options{
+		Clock: e.Clock, ClockAdvanced: e.Clock.Subscribe(), Shed: manager.DefaultShed, SkipNameValidation: true,
+	})
+	if err != nil {
+		return err
+	}
+	go func() { e.done <- mgr.Start(ctx) }()
+	return nil
+}
+
+// shedPods stands in for the shed Deployment's pods (envtest runs no pods): their Service's
+// EndpointSlice, which Floodgate mirrors into each policy's namespace.
+func (e *Env) shedPods() error {
+	ctx := context.Background()
+	if err := e.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: manager.DefaultShed.Namespace}}); err != nil {
+		return err
+	}
+	return e.Client.Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: manager.DefaultShed.ServiceName + "-pods", Namespace: manager.DefaultShed.Namespace,
+			Labels: map[string]string{discoveryv1.LabelServiceName: manager.DefaultShed.ServiceName}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{
+			{Addresses: []string{"10.96.0.10"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}},
+			{Addresses: []string{"10.96.0.11"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}},
+		},
+		Ports: []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(manager.DefaultShed.Port)}},
+	})
+}
+
+// Close stops the manager and the control plane.
+func (e *Env) Close() {
+	if e.stop != nil {
+		e.stop()
+		<-e.done
+	}
+	_ = e.ControlPlane.Stop()
+	if e.dir != "" {
+		_ = os.RemoveAll(e.dir)
+	}
+}

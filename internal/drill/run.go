@@ -1,0 +1,455 @@
+package drill
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"floodgate.dev/floodgate/internal/plugin"
+	"floodgate.dev/floodgate/internal/provider"
+)
+
+// DefaultStart is when a drill's clock starts unless the file says otherwise.
+var DefaultStart = time.Date(2024, 11, 12, 9, 0, 0, 0, time.UTC)
+
+// Row is one line of the timeline.
+type Row struct {
+	Wall    time.Duration
+	At      time.Time
+	Kind    string
+	Title   string
+	Output  []string
+	Changes []string
+	Failure string
+}
+
+// Result is one drill's outcome.
+type Result struct {
+	Name      string
+	Rows      []Row
+	Failed    bool
+	Wall      time.Duration
+	DrillTime time.Duration
+}
+
+// Run runs a drill in its own environment and prints the timeline as it goes.
+func Run(ctx context.Context, f *File, out io.Writer) (*Result, error) {
+	start := DefaultStart
+	if f.Start != nil {
+		start = f.Start.Time
+	}
+	env, err := StartEnv(start)
+	if err != nil {
+		return nil, err
+	}
+	defer env.Close()
+	r := &runner{env: env, f: f, out: out, began: time.Now(), start: start, res: &Result{Name: f.Name}}
+	return r.run(ctx)
+}
+
+type runner struct {
+	env      *Env
+	f        *File
+	out      io.Writer
+	began    time.Time
+	start    time.Time
+	res      *Result
+	setup    map[string]map[string]any // user view right after setup, by object key
+	watched  map[string]bool           // namespaces whose objects the timeline follows
+	snapshot map[string]map[string]string
+}
+
+func (r *runner) run(ctx context.Context) (*Result, error) {
+	fmt.Fprintf(r.out, "Drill: %s\n", r.f.Name)
+	if r.f.Description != "" {
+		fmt.Fprintf(r.out, "  %s\n", strings.TrimSpace(r.f.Description))
+	}
+	fmt.Fprintf(r.out, "  %-8s  %-8s  %s\n", "WALL", "DRILL", "STEP")
+	if err := r.doSetup(ctx); err != nil {
+		return nil, err
+	}
+	for i, s := range r.f.Steps {
+		row := r.step(ctx, s)
+		r.emit(row)
+		if row.Failure != "" {
+			r.res.Failed = true
+			for _, skipped := range r.f.Steps[i+1:] {
+				r.emit(Row{Wall: time.Since(r.began), At: r.env.Clock.Now(), Kind: "skip", Title: describe(skipped)})
+			}
+			break
+		}
+	}
+	r.res.Wall = time.Since(r.began)
+	r.res.DrillTime = r.env.Clock.Now().Sub(r.start)
+	verdict := "PASS"
+	if r.res.Failed {
+		verdict = "FAIL"
+	}
+	fmt.Fprintf(r.out, "%s  %s: %d steps, %s wall, %s drill time\n\n", verdict, r.f.Name, len(r.f.Steps),
+		r.res.Wall.Round(10*time.Millisecond), r.res.DrillTime)
+	return r.res, nil
+}
+
+func (r *runner) doSetup(ctx context.Context) error {
+	r.setup, r.watched = map[string]map[string]any{}, map[string]bool{}
+	objs := append([]*unstructured.Unstructured(nil), r.f.setup...)
+	sort.SliceStable(objs, func(i, j int) bool { return objs[i].GetKind() == "Namespace" && objs[j].GetKind() != "Namespace" })
+	var names []string
+	for _, o := range objs {
+		if o.GetNamespace() != "" {
+			r.watched[o.GetNamespace()] = true
+		}
+	}
+	for ns := range r.watched {
+		nsObj := &unstructured.Unstructured{}
+		nsObj.SetAPIVersion("v1")
+		nsObj.SetKind("Namespace")
+		nsObj.SetName(ns)
+		if err := r.env.Client.Create(ctx, nsObj); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("setup: namespace %s: %w", ns, err)
+		}
+	}
+	for _, o := range objs {
+		obj := o.DeepCopy()
+		if err := r.env.Client.Create(ctx, obj); err != nil {
+			if obj.GetKind() == "Namespace" && apierrors.IsAlreadyExists(err) {
+				continue
+			}
+			return fmt.Errorf("setup: %s %s: %w", obj.GetKind(), objKey(obj), err)
+		}
+		r.setup[obj.GetKind()+" "+objKey(obj)] = provider.UserView(withoutFloodgate(obj).Object)
+		names = append(names, obj.GetKind()+" "+objKey(obj))
+	}
+	r.snapshot = r.take(ctx)
+	row := Row{Wall: time.Since(r.began), At: r.env.Clock.Now(), Kind: "setup", Title: fmt.Sprintf("%d objects", len(names)), Output: names}
+	row.Changes = r.settle(ctx)
+	r.emit(row)
+	return nil
+}
+
+func (r *runner) step(ctx context.Context, s Step) Row {
+	row := Row{Wall: time.Since(r.began), At: r.env.Clock.Now(), Title: describe(s)}
+	var err error
+	switch {
+	case s.Run != "":
+		row.Kind = "run"
+		row.Output, err = r.runCommand(ctx, s.Run)
+	case s.Patch != nil:
+		row.Kind = "patch"
+		err = r.patch(ctx, s.Patch)
+	case s.Apply != nil:
+		row.Kind = "apply"
+		err = r.apply(ctx, s.Apply)
+	case s.Advance != nil:
+		row.Kind = "advance"
+		r.env.Clock.Advance(s.Advance.Duration)
+	case s.Expect != nil:
+		row.Kind = "expect"
+		took, failure := r.expect(ctx, s.Expect)
+		row.Title += fmt.Sprintf("  (%s)", took.Round(time.Millisecond))
+		row.Failure = failure
+		return row
+	}
+	if err != nil {
+		row.Failure = err.Error()
+	}
+	row.Changes = r.settle(ctx)
+	return row
+}
+
+func describe(s Step) string {
+	prefix := ""
+	if s.Name != "" {
+		prefix = s.Name + ": "
+	}
+	switch {
+	case s.Run != "":
+		return prefix + s.Run
+	case s.Patch != nil:
+		return prefix + fmt.Sprintf("patch %s %s %s", s.Patch.Kind, refKey(s.Patch.Ref), compactJSON(s.Patch.Patch))
+	case s.Apply != nil:
+		return prefix + fmt.Sprintf("apply %d objects", len(s.Apply))
+	case s.Advance != nil:
+		return prefix + "advance the clock " + s.Advance.Duration.String()
+	case s.Expect != nil:
+		return prefix + describeExpect(s.Expect)
+	}
+	return prefix
+}
+
+func (r *runner) runCommand(ctx context.Context, line string) ([]string, error) {
+	args, err := splitWords(line)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case len(args) >= 2 && args[0] == "kubectl" && args[1] == "floodgate":
+		args = args[2:]
+	case len(args) >= 1 && args[0] == "kubectl-floodgate":
+		args = args[1:]
+	default:
+		return nil, fmt.Errorf("run: only `kubectl floodgate ...` commands run in a drill (use patch for raw changes): %q", line)
+	}
+	var out bytes.Buffer
+	cmd := plugin.NewCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &out}, r.env.Clock)
+	cmd.SetArgs(append(args, "--kubeconfig", r.env.Kubeconfig))
+	err = cmd.ExecuteContext(ctx)
+	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
+	if len(lines) == 1 && lines[0] == "" {
+		lines = nil
+	}
+	return lines, err
+}
+
+func (r *runner) patch(ctx context.Context, p *Patch) error {
+	obj := r.object(p.Ref)
+	data, err := jsonBytes(p.Patch)
+	if err != nil {
+		return err
+	}
+	return r.env.Client.Patch(ctx, obj, client.RawPatch(types.MergePatchType, data))
+}
+
+func (r *runner) apply(ctx context.Context, objs []map[string]any) error {
+	for _, o := range objs {
+		u := &unstructured.Unstructured{Object: o}
+		if u.GetNamespace() != "" {
+			r.watched[u.GetNamespace()] = true
+		}
+		if err := r.env.Client.Patch(ctx, u, client.Apply, client.FieldOwner("floodgate-drill"), client.ForceOwnership); err != nil {
+			return fmt.Errorf("apply %s %s: %w", u.GetKind(), objKey(u), err)
+		}
+	}
+	return nil
+}
+
+func (r *runner) object(ref Ref) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvk(ref))
+	u.SetNamespace(ref.Namespace)
+	u.SetName(ref.Name)
+	return u
+}
+
+func (r *runner) expect(ctx context.Context, e *Expect) (time.Duration, string) {
+	timeout := 10 * time.Second
+	if e.Timeout != nil {
+		timeout = e.Timeout.Duration
+	}
+	start := time.Now()
+	deadline := start.Add(timeout)
+	for {
+		failure := r.check(ctx, e)
+		if failure == "" {
+			return time.Since(start), ""
+		}
+		if time.Now().After(deadline) {
+			return time.Since(start), fmt.Sprintf("after %s: %s", timeout, failure)
+		}
+		select {
+		case <-ctx.Done():
+			return time.Since(start), ctx.Err().Error()
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+func (r *runner) check(ctx context.Context, e *Expect) string {
+	obj := r.object(e.Ref)
+	err := r.env.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+	switch {
+	case e.Absent && apierrors.IsNotFound(err):
+		return ""
+	case e.Absent && err == nil:
+		return fmt.Sprintf("%s %s still exists", e.Kind, refKey(e.Ref))
+	case err != nil:
+		return fmt.Sprintf("reading %s %s: %v", e.Kind, refKey(e.Ref), err)
+	}
+	keys := make([]string, 0, len(e.Fields))
+	for k := range e.Fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, path := range keys {
+		want := e.Fields[path]
+		got, found := field(obj.Object, path)
+		if want == nil {
+			if found {
+				return fmt.Sprintf("%s is %v, want it absent", path, got)
+			}
+			continue
+		}
+		if !found {
+			return fmt.Sprintf("%s is absent, want %v", path, want)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Sprintf("%s is %v, want %v", path, got, want)
+		}
+	}
+	for t, want := range e.Conditions {
+		got := conditionOf(obj, t)
+		if !strings.Contains(want, "/") {
+			got, _, _ = strings.Cut(got, "/")
+		}
+		if got != want {
+			return fmt.Sprintf("condition %s is %q, want %q", t, got, want)
+		}
+	}
+	if e.SameAsSetup {
+		before, ok := r.setup[e.Kind+" "+objKey(obj)]
+		if !ok {
+			return fmt.Sprintf("%s %s was not created by the setup", e.Kind, refKey(e.Ref))
+		}
+		now := provider.UserView(withoutFloodgate(obj).Object)
+		if d := diffViews(before, now); d != "" {
+			return fmt.Sprintf("%s %s differs from setup: %s", e.Kind, refKey(e.Ref), d)
+		}
+	}
+	return ""
+}
+
+func describeExpect(e *Expect) string {
+	var parts []string
+	switch {
+	case e.Absent:
+		parts = append(parts, "absent")
+	case e.SameAsSetup:
+		parts = append(parts, "exactly as at setup")
+	}
+	keys := make([]string, 0, len(e.Fields))
+	for k := range e.Fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%v", k, e.Fields[k]))
+	}
+	ckeys := make([]string, 0, len(e.Conditions))
+	for k := range e.Conditions {
+		ckeys = append(ckeys, k)
+	}
+	sort.Strings(ckeys)
+	for _, k := range ckeys {
+		parts = append(parts, fmt.Sprintf("%s=%s", k, e.Conditions[k]))
+	}
+	return fmt.Sprintf("expect %s %s %s", e.Kind, refKey(e.Ref), strings.Join(parts, " "))
+}
+
+func conditionOf(obj *unstructured.Unstructured, t string) string {
+	conds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] == t {
+			return fmt.Sprintf("%v/%v", m["status"], m["reason"])
+		}
+	}
+	return "absent"
+}
+
+// field reads a dotted path; after metadata.annotations. or metadata.labels. the rest is a key.
+func field(obj map[string]any, path string) (any, bool) {
+	for _, prefix := range []string{"metadata.annotations.", "metadata.labels."} {
+		if key, ok := strings.CutPrefix(path, prefix); ok {
+			m, _, _ := unstructured.NestedStringMap(obj, strings.Split(strings.TrimSuffix(prefix, "."), ".")...)
+			v, found := m[key]
+			return v, found
+		}
+	}
+	v, found, err := unstructured.NestedFieldNoCopy(obj, strings.Split(path, ".")...)
+	return v, found && err == nil
+}
+
+func gvk(ref Ref) schema.GroupVersionKind {
+	if ref.APIVersion != "" {
+		return schema.FromAPIVersionAndKind(ref.APIVersion, ref.Kind)
+	}
+	switch ref.Kind {
+	case "TrafficPolicy":
+		return schema.GroupVersionKind{Group: "traffic.floodgate.dev", Version: "v1alpha1", Kind: ref.Kind}
+	case "Ingress":
+		return schema.GroupVersionKind{Group: "networking.k8s.io", Version: "v1", Kind: ref.Kind}
+	case "HorizontalPodAutoscaler":
+		return schema.GroupVersionKind{Group: "autoscaling", Version: "v2", Kind: ref.Kind}
+	case "Deployment":
+		return schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: ref.Kind}
+	case "EndpointSlice":
+		return schema.GroupVersionKind{Group: "discovery.k8s.io", Version: "v1", Kind: ref.Kind}
+	}
+	return schema.GroupVersionKind{Version: "v1", Kind: ref.Kind}
+}
+
+func objKey(o client.Object) string {
+	if o.GetNamespace() == "" {
+		return o.GetName()
+	}
+	return o.GetNamespace() + "/" + o.GetName()
+}
+
+func refKey(r Ref) string {
+	if r.Namespace == "" {
+		return r.Name
+	}
+	return r.Namespace + "/" + r.Name
+}
+
+func withoutFloodgate(obj *unstructured.Unstructured) *unstructured.Unstructured {
+	c := obj.DeepCopy()
+	ann := c.GetAnnotations()
+	for k := range ann {
+		if strings.HasPrefix(k, "traffic.floodgate.dev/") {
+			delete(ann, k)
+		}
+	}
+	if len(ann) == 0 {
+		ann = nil
+	}
+	c.SetAnnotations(ann)
+	return c
+}
+
+// splitWords splits a command line like a shell: spaces separate words, quotes group them.
+func splitWords(line string) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	inWord := false
+	quote := rune(0)
+	for _, c := range line {
+		switch {
+		case quote != 0 && c == quote:
+			quote = 0
+		case quote != 0:
+			cur.WriteRune(c)
+		case c == '"' || c == '\'':
+			quote, inWord = c, true
+		case c == ' ' || c == '\t':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteRune(c)
+			inWord = true
+		}
+	}
+	if quote != 0 {
+		return nil, errors.New("unterminated quote in command")
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words, nil
+}
+

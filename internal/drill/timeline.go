@@ -1,0 +1,208 @@
+package drill
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pmezard/go-difflib/difflib"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"floodgate.dev/floodgate/internal/restore"
+)
+
+// followed are the kinds the timeline reports changes of.
+var followed = []Ref{
+	{APIVersion: "traffic.floodgate.dev/v1alpha1", Kind: "TrafficPolicy"},
+	{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"},
+	{APIVersion: "autoscaling/v2", Kind: "HorizontalPodAutoscaler"},
+}
+
+// take reads the followed objects of the watched namespaces, each flattened to the fields a
+// responder cares about.
+func (r *runner) take(ctx context.Context) map[string]map[string]string {
+	snap := map[string]map[string]string{}
+	for ns := range r.watched {
+		for _, ref := range followed {
+			list := &unstructured.UnstructuredList{}
+			list.SetGroupVersionKind(gvk(ref).GroupVersion().WithKind(ref.Kind + "List"))
+			if err := r.env.Client.List(ctx, list, client.InNamespace(ns)); err != nil {
+				continue
+			}
+			for i := range list.Items {
+				o := &list.Items[i]
+				snap[ref.Kind+" "+objKey(o)] = flatten(ref.Kind, o)
+			}
+		}
+	}
+	return snap
+}
+
+func flatten(kind string, o *unstructured.Unstructured) map[string]string {
+	f := map[string]string{}
+	for k, v := range o.GetAnnotations() {
+		switch {
+		case k == restore.Annotation:
+			f["restore record"] = "saved"
+		case strings.HasPrefix(k, "traffic.floodgate.dev/"), strings.HasPrefix(k, "kubectl.kubernetes.io/"):
+		default:
+			f["annotations["+k+"]"] = v
+		}
+	}
+	put := func(name string, path ...string) {
+		if v, found, _ := unstructured.NestedFieldNoCopy(o.Object, path...); found {
+			f[name] = compactJSON(v)
+		}
+	}
+	switch kind {
+	case "TrafficPolicy":
+		put("action", "spec", "action")
+		put("paused", "spec", "ramp", "paused")
+		put("allowRegions", "spec", "allowRegions")
+		put("phase", "status", "phase")
+		put("step", "status", "progress")
+		for _, t := range []string{"Ready", "Degraded"} {
+			if c := conditionOf(o, t); c != "absent" {
+				f[t] = c
+			}
+		}
+	case "HorizontalPodAutoscaler":
+		put("minReplicas", "spec", "minReplicas")
+		put("scaleDown.selectPolicy", "spec", "behavior", "scaleDown", "selectPolicy")
+	}
+	return f
+}
+
+// settle waits until the followed objects stop changing (the controller has acted), then returns
+// what changed since the last snapshot.
+func (r *runner) settle(ctx context.Context) []string {
+	last := r.take(ctx)
+	quietSince := time.Now()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Since(quietSince) < 300*time.Millisecond && time.Now().Before(deadline) {
+		time.Sleep(30 * time.Millisecond)
+		if now := r.take(ctx); !equalSnapshots(now, last) {
+			last, quietSince = now, time.Now()
+		}
+	}
+	changes := diffSnapshots(r.snapshot, last)
+	r.snapshot = last
+	return changes
+}
+
+func equalSnapshots(a, b map[string]map[string]string) bool {
+	return maps.EqualFunc(a, b, func(x, y map[string]string) bool { return maps.Equal(x, y) })
+}
+
+func diffSnapshots(before, after map[string]map[string]string) []string {
+	keys := map[string]bool{}
+	for k := range before {
+		keys[k] = true
+	}
+	for k := range after {
+		keys[k] = true
+	}
+	sorted := make([]string, 0, len(keys))
+	for k := range keys {
+		sorted = append(sorted, k)
+	}
+	sort.Strings(sorted)
+	var out []string
+	for _, k := range sorted {
+		b, inBefore := before[k]
+		a, inAfter := after[k]
+		switch {
+		case !inBefore:
+			out = append(out, "+ "+k+" created")
+			continue
+		case !inAfter:
+			out = append(out, "- "+k+" deleted")
+			continue
+		}
+		fields := map[string]bool{}
+		for f := range b {
+			fields[f] = true
+		}
+		for f := range a {
+			fields[f] = true
+		}
+		names := make([]string, 0, len(fields))
+		for f := range fields {
+			if b[f] != a[f] {
+				names = append(names, f)
+			}
+		}
+		sort.Strings(names)
+		var parts []string
+		for _, f := range names {
+			parts = append(parts, fmt.Sprintf("%s: %s → %s", f, orAbsent(b, f), orAbsent(a, f)))
+		}
+		if len(parts) > 0 {
+			out = append(out, "~ "+k+"  "+strings.Join(parts, ", "))
+		}
+	}
+	return out
+}
+
+func orAbsent(m map[string]string, k string) string {
+	if v, ok := m[k]; ok {
+		if len(v) > 60 {
+			return v[:57] + "..."
+		}
+		return v
+	}
+	return "(absent)"
+}
+
+func (r *runner) emit(row Row) {
+	r.res.Rows = append(r.res.Rows, row)
+	fmt.Fprintf(r.out, "  +%-7s  %s  %s: %s\n", fmt.Sprintf("%.2fs", row.Wall.Seconds()), row.At.UTC().Format("15:04:05"), row.Kind, row.Title)
+	indent := strings.Repeat(" ", 24)
+	for _, l := range row.Output {
+		fmt.Fprintf(r.out, "%s> %s\n", indent, l)
+	}
+	for _, c := range row.Changes {
+		fmt.Fprintf(r.out, "%s%s\n", indent, c)
+	}
+	switch {
+	case row.Failure != "":
+		fmt.Fprintf(r.out, "%s✗ %s\n", indent, row.Failure)
+	case row.Kind == "expect":
+		fmt.Fprintf(r.out, "%s✓\n", indent)
+	}
+}
+
+func diffViews(before, after map[string]any) string {
+	b, _ := yaml.Marshal(before)
+	a, _ := yaml.Marshal(after)
+	if string(a) == string(b) {
+		return ""
+	}
+	d, _ := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{A: difflib.SplitLines(string(b)), B: difflib.SplitLines(string(a)), Context: 0})
+	var lines []string
+	for _, l := range strings.Split(d, "\n") {
+		if (strings.HasPrefix(l, "+") || strings.HasPrefix(l, "-")) && !strings.HasPrefix(l, "+++") && !strings.HasPrefix(l, "---") {
+			lines = append(lines, strings.TrimSpace(l))
+		}
+	}
+	return strings.Join(lines, "; ")
+}
+
+func compactJSON(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+func jsonBytes(v any) ([]byte, error) { return json.Marshal(v) }

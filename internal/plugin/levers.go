@@ -1,0 +1,182 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+)
+
+// change edits a policy for a verb, or says why the verb makes no sense now.
+type change func(p *v1alpha1.TrafficPolicy, args []string) error
+
+func setAction(a v1alpha1.Action) change {
+	return func(p *v1alpha1.TrafficPolicy, _ []string) error {
+		if a == v1alpha1.ActionRamp && (p.Spec.Ramp == nil || len(p.Spec.Ramp.Steps) == 0) {
+			return fmt.Errorf("policy %s has no ramp steps (spec.ramp.steps)", p.Name)
+		}
+		if p.Spec.Action == a && a == v1alpha1.ActionRamp {
+			return fmt.Errorf("policy %s is already ramping (phase %s); to ramp again go through shed or restore first", p.Name, p.Status.Phase)
+		}
+		p.Spec.Action = a
+		return nil
+	}
+}
+
+func setPaused(paused bool) change {
+	return func(p *v1alpha1.TrafficPolicy, _ []string) error {
+		if p.Spec.Action != v1alpha1.ActionRamp || p.Spec.Ramp == nil {
+			return fmt.Errorf("policy %s is not ramping (action %s, phase %s)", p.Name, p.Spec.Action, p.Status.Phase)
+		}
+		if p.Spec.Ramp.Paused == paused {
+			return fmt.Errorf("policy %s is already %s", p.Name, map[bool]string{true: "paused", false: "running (not paused)"}[paused])
+		}
+		p.Spec.Ramp.Paused = paused
+		return nil
+	}
+}
+
+func oneShot(verb string) change {
+	return func(p *v1alpha1.TrafficPolicy, _ []string) error {
+		ramping := p.Spec.Action == v1alpha1.ActionRamp && p.Status.Ramp != nil
+		switch {
+		case !ramping:
+			return fmt.Errorf("%s: policy %s is not ramping (action %s, phase %s)", verb, p.Name, p.Spec.Action, p.Status.Phase)
+		case verb == "next" && p.Status.Ramp.Step > p.Status.Ramp.Steps:
+			return fmt.Errorf("next: the ramp of %s has no step left (phase %s)", p.Name, p.Status.Phase)
+		case verb == "back" && p.Status.Ramp.Step <= 1:
+			return fmt.Errorf("back: the ramp of %s is at its first step", p.Name)
+		case verb == "approve" && !p.Status.Ramp.AwaitingApproval:
+			return fmt.Errorf("approve: step %s of %s is not waiting for an approve", p.Status.Progress, p.Name)
+		}
+		return nil
+	}
+}
+
+func (o *Options) leverCmd(verb, short string, edit change) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   verb + " POLICY",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.flip(cmd.Context(), verb, args[0], nil, edit)
+		},
+	}
+	o.leverFlags(cmd)
+	return cmd
+}
+
+func (o *Options) allowCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "allow POLICY [REGION...]",
+		Short: "Set the standing region allowlist (no regions: admit every region)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.flip(cmd.Context(), "allow", args[0], args[1:], func(p *v1alpha1.TrafficPolicy, regions []string) error {
+				for _, r := range regions {
+					if !regionCode.MatchString(r) {
+						return fmt.Errorf("allow: %q is not a region code (1 to 16 characters of A-Z, 0-9 and '-', for example AU or US-CA)", r)
+					}
+				}
+				p.Spec.AllowRegions = regions
+				return nil
+			})
+		},
+	}
+	o.leverFlags(cmd)
+	return cmd
+}
+
+func (o *Options) leverFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&o.Reason, "reason", "", "why: recorded in the policy's history")
+	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "print what would change on every target object, and change nothing")
+	cmd.Flags().BoolVar(&o.Wait, "wait", false, "return when the controller reports the change applied")
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", 30*time.Second, "how long --wait waits for the controller")
+}
+
+// flip applies a verb: the spec change (if any) and the request annotations, in one patch.
+func (o *Options) flip(ctx context.Context, verb, name string, args []string, edit change) error {
+	p, err := o.get(ctx, name)
+	if err != nil {
+		return err
+	}
+	changed := p.DeepCopy()
+	if err := edit(changed, args); err != nil {
+		return err
+	}
+	token := o.token(verb)
+	if changed.Annotations == nil {
+		changed.Annotations = map[string]string{}
+	}
+	changed.Annotations[v1alpha1.RequestAnnotation] = token
+	changed.Annotations[v1alpha1.RequestReasonAnnotation] = o.Reason
+	if who := o.whoAmI(ctx); who != "" {
+		changed.Annotations[v1alpha1.RequestByAnnotation] = who
+	} else {
+		delete(changed.Annotations, v1alpha1.RequestByAnnotation)
+	}
+
+	if o.DryRun {
+		return o.preview(ctx, changed)
+	}
+	start := time.Now()
+	if err := o.client.Patch(ctx, changed, client.MergeFromWithOptions(p, client.MergeFromWithOptimisticLock{})); err != nil {
+		return o.explain(err, "patch", name)
+	}
+	fmt.Fprintf(o.Out, "trafficpolicy/%s: %s requested (%s)\n", name, verb, describeSpec(changed))
+	if !o.Wait {
+		return nil
+	}
+	return o.waitFor(ctx, changed, token, start)
+}
+
+// waitFor returns when the controller acknowledged the request, or says why it did not.
+func (o *Options) waitFor(ctx context.Context, p *v1alpha1.TrafficPolicy, token string, start time.Time) error {
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		cur, err := o.get(ctx, p.Name)
+		if err == nil {
+			if cur.Status.LastHandledRequest == token && cur.Status.ObservedGeneration >= cur.Generation {
+				fmt.Fprintf(o.Out, "trafficpolicy/%s: applied in %s: phase %s%s\n", p.Name,
+					time.Since(start).Round(time.Millisecond), cur.Status.Phase, progress(cur))
+				return nil
+			}
+			if c := condition(cur, v1alpha1.ConditionDegraded); c != nil && c.Status == "True" && c.ObservedGeneration >= cur.Generation &&
+				cur.Status.LastHandledRequest != token {
+				return fmt.Errorf("trafficpolicy/%s: not applied: %s: %s", p.Name, c.Reason, c.Message)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no acknowledgement from the controller within %s: is the Floodgate manager running? (status.lastHandledRequest is not %q yet)", o.Timeout, token)
+		case <-tick.C:
+		}
+	}
+}
+
+func describeSpec(p *v1alpha1.TrafficPolicy) string {
+	parts := []string{"action " + string(p.Spec.Action)}
+	if p.Spec.Ramp != nil && p.Spec.Ramp.Paused {
+		parts = append(parts, "paused")
+	}
+	if len(p.Spec.AllowRegions) > 0 {
+		parts = append(parts, "allow "+strings.Join(p.Spec.AllowRegions, ","))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func progress(p *v1alpha1.TrafficPolicy) string {
+	if p.Status.Progress == "" || !slices.Contains([]v1alpha1.Phase{v1alpha1.PhaseRamping, v1alpha1.PhasePaused}, p.Status.Phase) {
+		return ""
+	}
+	return ", step " + p.Status.Progress
+}

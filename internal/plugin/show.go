@@ -1,0 +1,280 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pmezard/go-difflib/difflib"
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/controllers"
+	"floodgate.dev/floodgate/internal/autoscaler"
+	"floodgate.dev/floodgate/internal/provider"
+	"floodgate.dev/floodgate/internal/provider/ingressnginx"
+)
+
+var regionCode = regexp.MustCompile(v1alpha1.RegionCodePattern)
+
+func condition(p *v1alpha1.TrafficPolicy, t string) *metav1.Condition {
+	return meta.FindStatusCondition(p.Status.Conditions, t)
+}
+
+// preview prints what the change would do, computed by the controller's own code.
+func (o *Options) preview(ctx context.Context, changed *v1alpha1.TrafficPolicy) error {
+	r := &controllers.TrafficPolicyReconciler{
+		Client:  o.client,
+		Ingress: &ingressnginx.Provider{Client: o.client},
+		HPA:     &autoscaler.HPA{Client: o.client},
+	}
+	plan, changes, problems, err := r.Preview(ctx, changed, o.Clock.Now())
+	if err != nil {
+		return fmt.Errorf("computing the preview: %w", err)
+	}
+	fmt.Fprintf(o.Out, "trafficpolicy/%s (dry run): phase %s → %s", changed.Name, orNone(string(changed.Status.Phase)), plan.Phase)
+	if plan.Progress != "" && (plan.Phase == v1alpha1.PhaseRamping || plan.Phase == v1alpha1.PhasePaused) {
+		fmt.Fprintf(o.Out, ", step %s", plan.Progress)
+	}
+	fmt.Fprintln(o.Out)
+	for _, p := range problems {
+		fmt.Fprintf(o.Out, "would not be applied: %s: %s\n", p.Reason, p.Message)
+	}
+	n := 0
+	for _, c := range changes {
+		diff, err := diffObjects(c)
+		if err != nil {
+			return err
+		}
+		if diff != "" {
+			n++
+			fmt.Fprint(o.Out, diff)
+		}
+	}
+	if n == 0 {
+		fmt.Fprintln(o.Out, "no target object would change")
+	}
+	return nil
+}
+
+func diffObjects(c provider.ObjectChange) (string, error) {
+	before, err := toYAML(c.Before)
+	if err != nil {
+		return "", err
+	}
+	after, err := toYAML(c.After)
+	if err != nil {
+		return "", err
+	}
+	if before == after {
+		return "", nil
+	}
+	name := fmt.Sprintf("%s %s", c.Kind, c.Name)
+	return difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+		A: difflib.SplitLines(before), B: difflib.SplitLines(after),
+		FromFile: name + " (now)", ToFile: name + " (after)", Context: 2,
+	})
+}
+
+func toYAML(obj map[string]any) (string, error) {
+	if obj == nil {
+		return "", nil
+	}
+	b, err := yaml.Marshal(obj)
+	return string(b), err
+}
+
+func (o *Options) statusCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status POLICY",
+		Short: "Show action, phase, step and hold left, targets and what was applied, autoscalers",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := o.get(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			printStatus(o.Out, p, o.Clock.Now())
+			return nil
+		},
+	}
+}
+
+func printStatus(out io.Writer, p *v1alpha1.TrafficPolicy, now time.Time) {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	st := p.Status
+	fmt.Fprintf(w, "Policy:\t%s/%s\n", p.Namespace, p.Name)
+	fmt.Fprintf(w, "Action:\t%s\n", p.Spec.Action)
+	phase := orNone(string(st.Phase))
+	if st.Ramp != nil && (st.Phase == v1alpha1.PhaseRamping || st.Phase == v1alpha1.PhasePaused) {
+		phase += "   step " + st.Progress
+		switch {
+		case st.Ramp.AwaitingApproval:
+			phase += "   waiting for approve"
+		case st.Phase == v1alpha1.PhasePaused:
+			phase += "   paused"
+		case st.Ramp.NextStepAt != nil:
+			phase += "   hold left " + duration.HumanDuration(max(st.Ramp.NextStepAt.Sub(now), 0))
+		}
+	}
+	if st.Phase == v1alpha1.PhaseReleasing && st.ReleaseAt != nil {
+		phase += "   autoscalers released in " + duration.HumanDuration(max(st.ReleaseAt.Sub(now), 0))
+	}
+	fmt.Fprintf(w, "Phase:\t%s\n", phase)
+	for _, t := range []string{v1alpha1.ConditionReady, v1alpha1.ConditionDegraded, v1alpha1.ConditionProgressing} {
+		if c := condition(p, t); c != nil {
+			fmt.Fprintf(w, "%s:\t%s (%s) %s\n", t, c.Status, c.Reason, c.Message)
+		}
+	}
+	fmt.Fprintln(w, "Targets:")
+	for _, t := range st.Targets {
+		fmt.Fprintf(w, "  %s %s\t%s\n", t.Kind, t.Name, describeApplied(t))
+		if t.Capabilities != nil {
+			fmt.Fprintf(w, "  \tvia %s: rate limit %s, answered %d; requests without the region header %s\n",
+				t.Capabilities.Provider, t.Capabilities.RateLimitScope, t.Capabilities.RateLimitStatusCode,
+				map[bool]string{true: "can be shed", false: "are always admitted"}[t.Capabilities.MissingRegionShed])
+		}
+		if t.Companion != "" {
+			fmt.Fprintf(w, "  \tcanary Ingress %s\n", t.Companion)
+		}
+		for _, warn := range t.Warnings {
+			fmt.Fprintf(w, "  \twarning: %s\n", warn)
+		}
+		if len(t.SharedUpstreamIngresses) > 0 {
+			fmt.Fprintf(w, "  \tshared upstream with: %s\n", strings.Join(t.SharedUpstreamIngresses, ", "))
+		}
+	}
+	if len(st.Autoscalers) > 0 {
+		fmt.Fprintln(w, "Autoscalers:")
+		for _, a := range st.Autoscalers {
+			switch {
+			case !a.Found:
+				fmt.Fprintf(w, "  HorizontalPodAutoscaler %s\tnot found\n", a.Name)
+			case a.Held:
+				fmt.Fprintf(w, "  HorizontalPodAutoscaler %s\theld: no scale-down, minReplicas %d\n", a.Name, a.HeldMinReplicas)
+			default:
+				fmt.Fprintf(w, "  HorizontalPodAutoscaler %s\tnot held\n", a.Name)
+			}
+		}
+	}
+	if len(st.KeptChanges) > 0 {
+		fmt.Fprintf(w, "Kept others' changes:\t%s\n", strings.Join(st.KeptChanges, ", "))
+	}
+	if n := len(st.History); n > 0 {
+		t := st.History[n-1]
+		fmt.Fprintf(w, "Last transition:\t%s %s: %s%s\n", t.Time.UTC().Format(time.RFC3339), t.Reason, t.Message, byNote(t))
+	}
+	_ = w.Flush()
+}
+
+func describeApplied(t v1alpha1.TargetStatus) string {
+	if !t.Found {
+		return "not found"
+	}
+	a := t.Applied
+	var parts []string
+	if a.Shed {
+		return "every request shed"
+	}
+	if len(a.AllowRegions) > 0 {
+		parts = append(parts, "admit regions "+strings.Join(a.AllowRegions, ","))
+	}
+	if a.AdmitPercent > 0 {
+		parts = append(parts, fmt.Sprintf("admit %d%%", a.AdmitPercent))
+	}
+	if a.PerClientRequestsPerSecond > 0 {
+		parts = append(parts, fmt.Sprintf("%d requests/s per client per replica", a.PerClientRequestsPerSecond))
+	}
+	if len(parts) == 0 {
+		return "full traffic (nothing applied)"
+	}
+	return strings.Join(parts, "; ")
+}
+
+func byNote(t v1alpha1.Transition) string {
+	switch {
+	case t.By != "" && t.Note != "":
+		return fmt.Sprintf(" (by %s: %s)", t.By, t.Note)
+	case t.By != "":
+		return " (by " + t.By + ")"
+	case t.Note != "":
+		return " (" + t.Note + ")"
+	}
+	return ""
+}
+
+func (o *Options) historyCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "history POLICY",
+		Short: "Show the last transitions the controller kept in status (Events expire after an hour)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := o.get(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "TIME\tACTION\tPHASE\tSTEP\tREASON\tBY\tNOTE\tMESSAGE")
+			for _, t := range p.Status.History {
+				step := "-"
+				if t.Step > 0 {
+					step = fmt.Sprint(t.Step)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Time.UTC().Format(time.RFC3339), t.Action, t.Phase, step,
+					t.Reason, orNone(t.By), orNone(t.Note), t.Message)
+			}
+			return w.Flush()
+		},
+	}
+}
+
+func (o *Options) listCmd() *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the TrafficPolicies and where each stands",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var list v1alpha1.TrafficPolicyList
+			opts := []client.ListOption{}
+			if !all {
+				opts = append(opts, client.InNamespace(o.namespace))
+			}
+			if err := o.client.List(cmd.Context(), &list, opts...); err != nil {
+				return o.explain(err, "list", "")
+			}
+			w := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAMESPACE\tNAME\tACTION\tPHASE\tSTEP\tREADY\tSINCE")
+			for _, p := range list.Items {
+				ready, since := "-", "-"
+				if c := condition(&p, v1alpha1.ConditionReady); c != nil {
+					ready = string(c.Status)
+				}
+				if p.Status.ActionChangedAt != nil {
+					since = duration.HumanDuration(o.Clock.Since(p.Status.ActionChangedAt.Time))
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Namespace, p.Name, p.Spec.Action, orNone(string(p.Status.Phase)),
+					orNone(p.Status.Progress), ready, since)
+			}
+			return w.Flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "list the policies of every namespace")
+	return cmd
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
