@@ -45,6 +45,10 @@ test-deps: ## Install the Debian packages the tests use, when missing.
 test: manifests generate vet envtest-assets test-deps ## Run every test (unit, envtest, drills).
 	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh)" $(GO) test ./... -count=1 -timeout 20m
 
+.PHONY: drill
+drill: envtest-assets ## Rehearse the Canva 2024 runbook on an embedded control plane and print its timeline.
+	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh)" $(GO) run ./cmd/floodgate drill $(or $(DRILL),test/drills/canva-2024.yaml)
+
 .PHONY: fuzz
 fuzz: ## Fuzz the restore record decoder for a minute.
 	$(GO) test ./internal/restore -run '^$$' -fuzz FuzzDecodeEncode -fuzztime 60s

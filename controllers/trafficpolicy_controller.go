@@ -43,7 +43,6 @@ import (
 const Finalizer = "traffic.floodgate.dev/restore"
 
 const (
-	indexTargetNames     = ".spec.targetRefs.name"
 	indexAutoscalerNames = ".spec.autoscalerRefs.name"
 )
 
@@ -333,15 +332,6 @@ func (r *TrafficPolicyReconciler) patchStatus(ctx context.Context, before, polic
 // SetupWithManager registers the controller, its indexes and its watches.
 func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts controller.Options) error {
 	idx := mgr.GetFieldIndexer()
-	if err := idx.IndexField(ctx, &v1alpha1.TrafficPolicy{}, indexTargetNames, func(o client.Object) []string {
-		var names []string
-		for _, t := range o.(*v1alpha1.TrafficPolicy).Spec.TargetRefs {
-			names = append(names, t.Name)
-		}
-		return names
-	}); err != nil {
-		return err
-	}
 	if err := idx.IndexField(ctx, &v1alpha1.TrafficPolicy{}, indexAutoscalerNames, func(o client.Object) []string {
 		var names []string
 		for _, a := range o.(*v1alpha1.TrafficPolicy).Spec.AutoscalerRefs {
@@ -365,7 +355,8 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		Owns(&networkingv1.Ingress{}).
 		Owns(&corev1.Service{}).
 		Owns(&discoveryv1.EndpointSlice{}).
-		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.policiesFor(indexTargetNames))).
+		// Any Ingress of a namespace can be a target, a conflicting canary or a shared upstream.
+		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.policiesInNamespace)).
 		Watches(&autoscalingv2.HorizontalPodAutoscaler{}, handler.EnqueueRequestsFromMapFunc(r.policiesFor(indexAutoscalerNames))).
 		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.sheddingPolicies),
 			builder.WithPredicates(predicate.NewPredicateFuncs(r.isShedBackendSlice))).
@@ -384,6 +375,16 @@ func (r *TrafficPolicyReconciler) policiesFor(index string) handler.MapFunc {
 		}
 		return requests(list.Items, func(*v1alpha1.TrafficPolicy) bool { return true })
 	}
+}
+
+// policiesInNamespace maps an object to every policy of its namespace.
+func (r *TrafficPolicyReconciler) policiesInNamespace(ctx context.Context, obj client.Object) []reconcile.Request {
+	var list v1alpha1.TrafficPolicyList
+	if err := r.Client.List(ctx, &list, client.InNamespace(obj.GetNamespace())); err != nil {
+		logf.FromContext(ctx).Error(err, "listing policies for a watched object", "object", obj.GetName())
+		return nil
+	}
+	return requests(list.Items, func(*v1alpha1.TrafficPolicy) bool { return true })
 }
 
 // sheddingPolicies maps a change of the shed pods' endpoints to every policy that routes to them.

@@ -128,7 +128,10 @@ func TestBadInputIsRejectedWithAMessageAResponderUnderstands(t *testing.T) {
 			shed(s)["redirectURL"] = "http://status.example.com"
 			delete(shed(s), "statusCode")
 		}, "redirectURL must be an absolute https:// URL"},
-		{"redirect and a status code", func(s map[string]any) { shed(s)["redirectURL"] = "https://status.example.com"; shed(s)["statusCode"] = int64(429) },
+		{"redirect and a status code", func(s map[string]any) {
+			shed(s)["redirectURL"] = "https://status.example.com"
+			shed(s)["statusCode"] = int64(429)
+		},
 			"set either statusCode or redirectURL, not both"},
 		{"lowercase region", func(s map[string]any) { s["allowRegions"] = []any{"au"} },
 			"region codes are 1 to 16 characters of A-Z, 0-9 and '-'"},

@@ -75,4 +75,3 @@ func writeReport(path string, results []*drill.Result, write func(io.Writer, []*
 	}
 	return errors.Join(write(f, results), f.Close())
 }
-

@@ -42,6 +42,10 @@ type Step struct {
 	Name string `json:"name,omitempty"`
 	// Run is a plugin command, as a responder types it: "kubectl floodgate shed api -n edge".
 	Run string `json:"run,omitempty"`
+	// ExpectError, with run, expects the command to fail with a message containing this text.
+	ExpectError string `json:"expectError,omitempty"`
+	// Delete removes an object, as `kubectl delete` would.
+	Delete *Ref `json:"delete,omitempty"`
 	// Patch changes an object (merge patch), as a raw `kubectl patch` would.
 	Patch *Patch `json:"patch,omitempty"`
 	// Apply creates or replaces objects mid-drill.
@@ -102,13 +106,16 @@ func Load(path string) (*File, error) {
 	}
 	for i, s := range f.Steps {
 		n := 0
-		for _, set := range []bool{s.Run != "", s.Patch != nil, s.Apply != nil, s.Advance != nil, s.Expect != nil} {
+		for _, set := range []bool{s.Run != "", s.Patch != nil, s.Apply != nil, s.Delete != nil, s.Advance != nil, s.Expect != nil} {
 			if set {
 				n++
 			}
 		}
 		if n != 1 {
-			return nil, fmt.Errorf("%s: step %d must have exactly one of run, patch, apply, advance, expect", path, i+1)
+			return nil, fmt.Errorf("%s: step %d must have exactly one of run, patch, apply, delete, advance, expect", path, i+1)
+		}
+		if s.ExpectError != "" && s.Run == "" {
+			return nil, fmt.Errorf("%s: step %d: expectError goes with run", path, i+1)
 		}
 	}
 	for _, obj := range f.Setup {

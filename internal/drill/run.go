@@ -146,12 +146,26 @@ func (r *runner) step(ctx context.Context, s Step) Row {
 	case s.Run != "":
 		row.Kind = "run"
 		row.Output, err = r.runCommand(ctx, s.Run)
+		switch {
+		case s.ExpectError != "" && err == nil:
+			err = fmt.Errorf("the command succeeded; expected it to fail with %q", s.ExpectError)
+		case s.ExpectError != "" && !strings.Contains(err.Error(), s.ExpectError):
+			err = fmt.Errorf("the command failed with %q; expected %q", err, s.ExpectError)
+		case s.ExpectError != "":
+			row.Output = append(row.Output, "error (expected): "+err.Error())
+			err = nil
+		case err != nil:
+			row.Output = append(row.Output, "error: "+err.Error())
+		}
 	case s.Patch != nil:
 		row.Kind = "patch"
 		err = r.patch(ctx, s.Patch)
 	case s.Apply != nil:
 		row.Kind = "apply"
 		err = r.apply(ctx, s.Apply)
+	case s.Delete != nil:
+		row.Kind = "delete"
+		err = r.env.Client.Delete(ctx, r.object(*s.Delete))
 	case s.Advance != nil:
 		row.Kind = "advance"
 		r.env.Clock.Advance(s.Advance.Duration)
@@ -181,6 +195,8 @@ func describe(s Step) string {
 		return prefix + fmt.Sprintf("patch %s %s %s", s.Patch.Kind, refKey(s.Patch.Ref), compactJSON(s.Patch.Patch))
 	case s.Apply != nil:
 		return prefix + fmt.Sprintf("apply %d objects", len(s.Apply))
+	case s.Delete != nil:
+		return prefix + fmt.Sprintf("delete %s %s", s.Delete.Kind, refKey(*s.Delete))
 	case s.Advance != nil:
 		return prefix + "advance the clock " + s.Advance.Duration.String()
 	case s.Expect != nil:
@@ -452,4 +468,3 @@ func splitWords(line string) ([]string, error) {
 	}
 	return words, nil
 }
-

@@ -122,4 +122,3 @@ func (o *Options) whoAmI(ctx context.Context) string {
 func (o *Options) token(verb string) string {
 	return verb + ":" + strconv.FormatInt(o.Clock.Now().UnixNano(), 36)
 }
-
