@@ -34,7 +34,7 @@ func StartEnv(start time.Time) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{ControlPlane: cp, Clock: warp.New(start), done: make(chan error, 1)}
+	e := &Env{ControlPlane: cp, Clock: warp.New(start)}
 	if err := e.init(); err != nil {
 		e.Close()
 		return nil, err
@@ -56,16 +56,31 @@ func (e *Env) init() error {
 	if err := e.shedPods(); err != nil {
 		return fmt.Errorf("creating the shed backend's endpoints: %w", err)
 	}
+	return e.StartManager()
+}
+
+// StartManager starts the manager in-process on the drill clock.
+func (e *Env) StartManager() error {
 	ctx, cancel := context.WithCancel(context.Background())
-	e.stop = cancel
 	mgr, err := manager.New(ctx, e.ControlPlane.Config, manager.Options{
 		Clock: e.Clock, ClockAdvanced: e.Clock.Subscribe(), Shed: manager.DefaultShed, SkipNameValidation: true,
 	})
 	if err != nil {
+		cancel()
 		return err
 	}
+	e.stop, e.done = cancel, make(chan error, 1)
 	go func() { e.done <- mgr.Start(ctx) }()
 	return nil
+}
+
+// StopManager stops the manager (the control plane keeps running).
+func (e *Env) StopManager() {
+	if e.stop != nil {
+		e.stop()
+		<-e.done
+		e.stop = nil
+	}
 }
 
 // shedPods stands in for the shed Deployment's pods (envtest runs no pods): their Service's
@@ -89,10 +104,7 @@ func (e *Env) shedPods() error {
 
 // Close stops the manager and the control plane.
 func (e *Env) Close() {
-	if e.stop != nil {
-		e.stop()
-		<-e.done
-	}
+	e.StopManager()
 	_ = e.ControlPlane.Stop()
 	if e.dir != "" {
 		_ = os.RemoveAll(e.dir)

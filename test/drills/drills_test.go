@@ -6,12 +6,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/go-logr/logr"
+	ctrl "sigs.k8s.io/controller-runtime"
+
 	"floodgate.dev/floodgate/internal/drill"
 )
+
+func TestMain(m *testing.M) {
+	ctrl.SetLogger(logr.Discard())
+	os.Exit(m.Run())
+}
 
 func TestShippedDrillsPass(t *testing.T) {
 	files, err := filepath.Glob("*.yaml")

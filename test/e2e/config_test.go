@@ -1,0 +1,30 @@
+package e2e
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestTheDeploymentManifestsAreAcceptedByTheAPIServer builds config/default (what `make deploy`
+// applies) with kubectl's kustomize and has the API server validate every object.
+func TestTheDeploymentManifestsAreAcceptedByTheAPIServer(t *testing.T) {
+	root, _ := filepath.Abs(filepath.Join("..", ".."))
+	manifests := must(t, "kustomize", filepath.Join(root, "config", "default"))
+	for _, kind := range []string{"kind: CustomResourceDefinition", "kind: Deployment", "kind: HorizontalPodAutoscaler",
+		"kind: PodDisruptionBudget", "kind: ClusterRole", "name: floodgate-shed", "name: floodgate-manager"} {
+		if !strings.Contains(manifests, kind) {
+			t.Errorf("config/default has no %q", kind)
+		}
+	}
+	cmd := exec.Command(kubectlBin, "--kubeconfig", env.Kubeconfig, "apply", "--dry-run=server", "-f", "-")
+	cmd.Stdin = strings.NewReader(manifests)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the API server refused config/default: %v\n%s", err, out)
+	}
+	if n := strings.Count(string(out), "(server dry run)"); n < 15 {
+		t.Fatalf("only %d objects were accepted:\n%s", n, out)
+	}
+}

@@ -1,0 +1,178 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+)
+
+func TestKubectlFindsThePlugin(t *testing.T) {
+	out := must(t, "floodgate", "--help")
+	for _, verb := range []string{"shed", "ramp", "pause", "resume", "next", "back", "approve", "restore", "allow", "status", "history", "list"} {
+		if !regexp.MustCompile(`(?m)^\s+` + verb + `\s`).MatchString(out) {
+			t.Errorf("kubectl floodgate --help does not list %s:\n%s", verb, out)
+		}
+	}
+}
+
+func TestARunbookThroughEveryVerb(t *testing.T) {
+	ns := fixture(t, nil)
+
+	out := must(t, "floodgate", "shed", "api", "-n", ns, "--reason", "herd at the gateway", "--wait")
+	if !regexp.MustCompile(`trafficpolicy/api: applied in \d+(\.\d+)?m?s: phase Shedding`).MatchString(out) {
+		t.Fatalf("shed --wait must say when it was applied and how long it took:\n%s", out)
+	}
+
+	out = must(t, "floodgate", "ramp", "api", "-n", ns, "--reason", "fleet stable", "--wait")
+	if !strings.Contains(out, "phase Ramping, step 1/2") {
+		t.Fatalf("ramp --wait:\n%s", out)
+	}
+	out = must(t, "floodgate", "status", "api", "-n", ns)
+	if !regexp.MustCompile(`Phase:\s+Ramping   step 1/2   hold left (5m|4m[0-5]\ds)`).MatchString(out) {
+		t.Errorf("status does not show the step and the hold left:\n%s", out)
+	}
+	for _, want := range []string{"admit regions AU; 50 requests/s per client per replica",
+		"rate limit PerClientPerReplica, answered 503", "held: no scale-down, minReplicas 5", "(by responder: fleet stable)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status does not show %q:\n%s", want, out)
+		}
+	}
+
+	must(t, "floodgate", "pause", "api", "-n", ns, "--reason", "watching errors", "--wait")
+	env.Clock.Advance(10 * time.Minute)
+	if p := getPolicy(t, ns); p.Status.Phase != v1alpha1.PhasePaused || p.Status.Progress != "1/2" {
+		t.Fatalf("a paused ramp moved: %s %s", p.Status.Phase, p.Status.Progress)
+	}
+	must(t, "floodgate", "resume", "api", "-n", ns, "--wait")
+	out = must(t, "floodgate", "next", "api", "-n", ns, "--reason", "AU healthy", "--wait")
+	if !strings.Contains(out, "step 2/2") {
+		t.Fatalf("next --wait:\n%s", out)
+	}
+	out = must(t, "floodgate", "back", "api", "-n", ns, "--reason", "5xx rising", "--wait")
+	if !strings.Contains(out, "step 1/2") {
+		t.Fatalf("back --wait:\n%s", out)
+	}
+	must(t, "floodgate", "next", "api", "-n", ns, "--wait")
+
+	if _, err := kubectl(t, env.Kubeconfig, "floodgate", "approve", "api", "-n", ns); err == nil {
+		t.Fatal("approve must be refused while the step's hold has not ended")
+	}
+	env.Clock.Advance(10 * time.Minute)
+	eventually(t, func() bool { p := getPolicy(t, ns); return p.Status.Ramp != nil && p.Status.Ramp.AwaitingApproval })
+	out = must(t, "floodgate", "approve", "api", "-n", ns, "--reason", "p99 fine", "--wait")
+	if !strings.Contains(out, "phase Releasing") {
+		t.Fatalf("approve --wait:\n%s", out)
+	}
+
+	must(t, "floodgate", "allow", "api", "NZ", "AU", "-n", ns, "--wait")
+	if p := getPolicy(t, ns); strings.Join(p.Spec.AllowRegions, ",") != "NZ,AU" {
+		t.Fatalf("allow set %v", p.Spec.AllowRegions)
+	}
+	must(t, "floodgate", "allow", "api", "-n", ns, "--wait")
+
+	out = must(t, "floodgate", "history", "api", "-n", ns)
+	for _, want := range []string{"herd at the gateway", "Paused", "Resumed", "StepBack", "5xx rising", "AwaitingApproval", "p99 fine", "responder"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("history does not show %q:\n%s", want, out)
+		}
+	}
+	out = must(t, "floodgate", "list", "-A")
+	if !regexp.MustCompile(ns + `\s+api\s+Ramp\s+Releasing`).MatchString(out) {
+		t.Fatalf("list -A:\n%s", out)
+	}
+
+	out = must(t, "floodgate", "restore", "api", "-n", ns, "--wait")
+	if !strings.Contains(out, "phase Releasing") {
+		t.Fatalf("restore --wait:\n%s", out)
+	}
+}
+
+func TestDryRunPrintsTheDiffOfEveryTargetAndChangesNothing(t *testing.T) {
+	ns := fixture(t, nil)
+	before := getPolicy(t, ns).ResourceVersion
+
+	out := must(t, "floodgate", "ramp", "api", "-n", ns, "--dry-run")
+	for _, want := range []string{
+		"trafficpolicy/api (dry run): phase Normal → Ramping, step 1/2",
+		"--- Ingress api (now)",
+		`-    nginx.ingress.kubernetes.io/limit-rps: "1000"`,
+		`+    nginx.ingress.kubernetes.io/limit-rps: "50"`,
+		"+++ Ingress api-floodgate-api (after)",
+		"+    nginx.ingress.kubernetes.io/canary-by-header: CF-IPCountry",
+		"+    nginx.ingress.kubernetes.io/canary-by-header-pattern: ^([^A].*|A([^U].*|U(.+))?)?$",
+		"--- HorizontalPodAutoscaler api (now)",
+		"-  minReplicas: 2",
+		"+  minReplicas: 5",
+		"+      selectPolicy: Disabled",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run does not show %q:\n%s", want, out)
+		}
+	}
+	if after := getPolicy(t, ns).ResourceVersion; after != before {
+		t.Fatal("--dry-run changed the policy")
+	}
+	if _, err := kubectl(t, env.Kubeconfig, "get", "ingress", "api-floodgate-api", "-n", ns); err == nil {
+		t.Fatal("--dry-run created the canary")
+	}
+}
+
+func TestClearErrors(t *testing.T) {
+	ns := fixture(t, nil)
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"floodgate", "shed", "nope", "-n", ns}, `trafficpolicy "nope" not found in namespace "` + ns + `"`},
+		{[]string{"floodgate", "next", "api", "-n", ns}, "next: policy api is not ramping (action Normal, phase Normal)"},
+		{[]string{"floodgate", "resume", "api", "-n", ns}, "policy api is not ramping"},
+		{[]string{"floodgate", "allow", "api", "au", "-n", ns}, `allow: "au" is not a region code`},
+	}
+	for _, c := range cases {
+		out, err := kubectl(t, env.Kubeconfig, c.args...)
+		if err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("kubectl %s: err=%v, want a message containing %q:\n%s", strings.Join(c.args, " "), err, c.want, out)
+		}
+	}
+}
+
+func TestRBACDeniedSaysWhatIsMissing(t *testing.T) {
+	ns := fixture(t, nil)
+	user, err := env.ControlPlane.Env.AddUser(envtest.User{Name: "intruder"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := kubectl(t, path, "floodgate", "shed", "api", "-n", ns)
+	if err == nil || !strings.Contains(out, `not allowed to read trafficpolicy "api"`) || !strings.Contains(out, "floodgate-responder") {
+		t.Fatalf("err=%v:\n%s", err, out)
+	}
+}
+
+func TestWaitSaysWhenTheControllerDoesNotAnswer(t *testing.T) {
+	ns := fixture(t, nil)
+	env.StopManager()
+	defer func() {
+		if err := env.StartManager(); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	out, err := kubectl(t, env.Kubeconfig, "floodgate", "shed", "api", "-n", ns, "--wait", "--timeout", "1s")
+	if err == nil || !strings.Contains(out, "no acknowledgement from the controller within 1s: is the Floodgate manager running?") {
+		t.Fatalf("err=%v:\n%s", err, out)
+	}
+}
