@@ -89,6 +89,8 @@ var _ = Describe("the sample policy", func() {
 		Expect(getIngress(ns, canaryName).Annotations).To(HaveKeyWithValue(ingressnginx.AnnotationByHeader, "CF-IPCountry"))
 		Expect(getIngress(ns, canaryName).Annotations).NotTo(HaveKey(ingressnginx.AnnotationWeight))
 		Expect(getIngress(ns, "api-gateway").Annotations).To(HaveKeyWithValue(limitRPS, "50"))
+		Expect(managers(getIngress(ns, "api-gateway").ManagedFields)).To(ContainElement("floodgate"),
+			"GitOps tools are told to leave Floodgate's fields alone by its field manager name")
 		Expect(kubectl("get", "tp", "-n", ns)).To(MatchRegexp(`api-gateway\s+Ramp\s+Ramping\s+1/3`))
 		p := getPolicy(ns, "api-gateway")
 		Expect(p.Status.Targets[0].Capabilities.RateLimitScope).To(Equal("PerClientPerReplica"))
@@ -432,3 +434,11 @@ var _ = Describe("the shed server", func() {
 		Expect(string(body)).To(ContainSubstring(`"policy":"` + ns + `/api-gateway"`))
 	})
 })
+
+func managers(fields []metav1.ManagedFieldsEntry) []string {
+	var out []string
+	for _, f := range fields {
+		out = append(out, f.Manager)
+	}
+	return out
+}

@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -43,6 +44,9 @@ type Options struct {
 	// SkipNameValidation allows several managers in one process (tests, drills).
 	SkipNameValidation bool
 }
+
+// FieldManager names Floodgate's writes in managedFields.
+const FieldManager = "floodgate"
 
 // DefaultShed is the shed backend that config/ deploys.
 var DefaultShed = shed.Backend{Namespace: "floodgate-system", ServiceName: "floodgate-shed", Port: 8080}
@@ -79,7 +83,9 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
-	c := mgr.GetClient()
+	// Every write carries the field manager "floodgate", so GitOps tools can be told to leave
+	// Floodgate's fields alone (Argo CD: ignoreDifferences.managedFieldsManagers).
+	c := client.WithFieldOwner(mgr.GetClient(), FieldManager)
 	r := &controllers.TrafficPolicyReconciler{
 		Client:        c,
 		Clock:         opts.Clock,
