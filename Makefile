@@ -49,6 +49,10 @@ test: manifests generate vet envtest-assets test-deps ## Run every test (unit, e
 drill: envtest-assets ## Rehearse the Canva 2024 runbook on an embedded control plane and print its timeline.
 	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh)" $(GO) run ./cmd/floodgate drill $(or $(DRILL),test/drills/canva-2024.yaml)
 
+.PHONY: bench
+bench: ## Benchmarks (speed goals live here, never in timed unit tests).
+	$(GO) test ./internal/shed -run '^$$' -bench . -benchmem -count 5
+
 .PHONY: fuzz
 fuzz: ## Fuzz the restore record decoder for a minute.
 	$(GO) test ./internal/restore -run '^$$' -fuzz FuzzDecodeEncode -fuzztime 60s

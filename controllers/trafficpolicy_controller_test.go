@@ -231,6 +231,23 @@ var _ = Describe("the sample policy", func() {
 		Expect(getIngress(ns, "api-gateway").Annotations[limitRPS]).To(Equal("75"))
 	})
 
+	It("applies the standing allowlist in Normal and removes it without a trace", func() {
+		policy := samplePolicy(ns, v1alpha1.ActionNormal)
+		policy.Spec.AllowRegions = []string{"NZ", "AU"}
+		create(policy)
+		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationByHeaderPat, ingressnginx.ComplementPattern([]string{"AU", "NZ"})))
+		Expect(getPolicy(ns, "api-gateway").Status.Phase).To(Equal(v1alpha1.PhaseNormal))
+		Expect(*getHPA(ns).Spec.MinReplicas).To(BeEquivalentTo(2), "Normal holds no autoscaler")
+
+		p := getPolicy(ns, "api-gateway")
+		before := p.DeepCopy()
+		p.Spec.AllowRegions = nil
+		Expect(k8s.Patch(ctx, p, client.MergeFrom(before))).To(Succeed())
+		Eventually(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }).Should(BeNil())
+		Expect(viewOf(ingress)).To(Equal(ingressBefore))
+		Expect(viewOf(hpa)).To(Equal(hpaBefore))
+	})
+
 	It("makes no API writes at rest", func() {
 		create(samplePolicy(ns, v1alpha1.ActionShedAll))
 		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))

@@ -1,0 +1,136 @@
+package ingressnginx
+
+import (
+	"reflect"
+	"testing"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/knobs"
+	"floodgate.dev/floodgate/internal/restore"
+)
+
+func policy() *v1alpha1.TrafficPolicy {
+	return &v1alpha1.TrafficPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "api-gateway", Namespace: "edge"},
+		Spec: v1alpha1.TrafficPolicySpec{
+			RegionHeader:  "CF-IPCountry",
+			MissingRegion: v1alpha1.MissingRegionAdmit,
+			Shed:          v1alpha1.ShedResponse{StatusCode: ptr.To[int32](503), RetryAfterSeconds: ptr.To[int32](120)},
+		},
+	}
+}
+
+func target() *networkingv1.Ingress {
+	prefix, exact := networkingv1.PathTypePrefix, networkingv1.PathTypeExact
+	return &networkingv1.Ingress{
+		ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: "edge", Annotations: map[string]string{
+			"kubernetes.io/ingress.class": "nginx-public", "nginx.ingress.kubernetes.io/limit-rps": "1000"}},
+		Spec: networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{{Host: "api.example.com",
+			IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{
+				{Path: "/", PathType: &prefix, Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "api", Port: networkingv1.ServiceBackendPort{Number: 80}}}},
+				{Path: "/health", PathType: &exact, Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "api", Port: networkingv1.ServiceBackendPort{Name: "http"}}}},
+			}}}}}},
+	}
+}
+
+func TestCanaryAnnotationsForEachKnob(t *testing.T) {
+	shedInfo := map[string]string{
+		"kubernetes.io/ingress.class":           "nginx-public",
+		"traffic.floodgate.dev/shed-policy":      "edge/api-gateway",
+		"traffic.floodgate.dev/shed-status-code": "503",
+		"traffic.floodgate.dev/shed-retry-after": "120",
+	}
+	with := func(m map[string]string) map[string]string {
+		out := map[string]string{"nginx.ingress.kubernetes.io/canary": "true"}
+		for k, v := range shedInfo {
+			out[k] = v
+		}
+		for k, v := range m {
+			out[k] = v
+		}
+		return out
+	}
+	cases := []struct {
+		name  string
+		knobs knobs.Knobs
+		want  map[string]string
+	}{
+		{"shed all", knobs.ShedAll(), with(map[string]string{"nginx.ingress.kubernetes.io/canary-weight": "100"})},
+		{"allowlist", knobs.New(true, []string{"NZ", "AU"}, 0, 0), with(map[string]string{
+			"nginx.ingress.kubernetes.io/canary-by-header":         "CF-IPCountry",
+			"nginx.ingress.kubernetes.io/canary-by-header-pattern": `^([^AN].*|A([^U].*|U(.+))?|N([^Z].*|Z(.+))?)?$`,
+		})},
+		{"admit 30%", knobs.New(false, nil, 0, 30), with(map[string]string{"nginx.ingress.kubernetes.io/canary-weight": "70"})},
+		{"allowlist and a share", knobs.New(true, []string{"AU"}, 0, 50), with(map[string]string{
+			"nginx.ingress.kubernetes.io/canary-weight":            "50",
+			"nginx.ingress.kubernetes.io/canary-by-header":         "CF-IPCountry",
+			"nginx.ingress.kubernetes.io/canary-by-header-pattern": `^([^A].*|A([^U].*|U(.+))?)?$`,
+		})},
+	}
+	for _, c := range cases {
+		got := RenderCanary(policy(), target(), c.knobs)
+		if got == nil || !reflect.DeepEqual(got.Annotations, c.want) {
+			t.Errorf("%s: annotations\n got %v\nwant %v", c.name, got.Annotations, c.want)
+		}
+	}
+}
+
+func TestCanaryCopiesEveryHostPathAndPathTypeToTheShedService(t *testing.T) {
+	got := RenderCanary(policy(), target(), knobs.ShedAll())
+	if got.Name != "api-floodgate-api-gateway" || got.Namespace != "edge" {
+		t.Fatalf("name %s/%s", got.Namespace, got.Name)
+	}
+	paths := got.Spec.Rules[0].HTTP.Paths
+	if got.Spec.Rules[0].Host != "api.example.com" || len(paths) != 2 ||
+		paths[0].Path != "/" || *paths[0].PathType != networkingv1.PathTypePrefix ||
+		paths[1].Path != "/health" || *paths[1].PathType != networkingv1.PathTypeExact {
+		t.Fatalf("rules differ from the target: %+v", got.Spec.Rules)
+	}
+	for _, p := range paths {
+		if p.Backend.Service.Name != "floodgate-shed-api-gateway" || p.Backend.Service.Port.Number != 80 {
+			t.Fatalf("backend %+v, want the shed Service on port 80", p.Backend.Service)
+		}
+	}
+}
+
+func TestRedirectIsToldToTheShedServer(t *testing.T) {
+	p := policy()
+	p.Spec.Shed = v1alpha1.ShedResponse{RedirectURL: "https://status.example.com"}
+	got := RenderCanary(p, target(), knobs.ShedAll())
+	if got.Annotations["traffic.floodgate.dev/shed-redirect"] != "https://status.example.com" {
+		t.Fatalf("annotations %v", got.Annotations)
+	}
+}
+
+func TestNothingShedMeansNoCanary(t *testing.T) {
+	for _, k := range []knobs.Knobs{{}, knobs.New(false, nil, 50, 0)} {
+		if got := RenderCanary(policy(), target(), k); got != nil {
+			t.Errorf("%+v: rendered a canary %v", k, got.Annotations)
+		}
+	}
+}
+
+func TestOnlyTheRateLimitEditsTheMainIngress(t *testing.T) {
+	want := []restore.Change{{Path: []string{"metadata", "annotations", "nginx.ingress.kubernetes.io/limit-rps"}, Value: "50"}}
+	if got := MainChanges(knobs.New(true, []string{"AU"}, 50, 0)); !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v", got)
+	}
+	if got := MainChanges(knobs.ShedAll()); got != nil {
+		t.Fatalf("ShedAll must not edit the main Ingress: %+v", got)
+	}
+}
+
+func TestMissingRegionShedIsRefusedOnlyWhenAnAllowlistIsInForce(t *testing.T) {
+	p := policy()
+	p.Spec.MissingRegion = v1alpha1.MissingRegionShed
+	if Unsupported(p, knobs.New(true, []string{"AU"}, 0, 0)) == "" {
+		t.Fatal("an allowlist with missingRegion Shed must be refused")
+	}
+	if msg := Unsupported(p, knobs.ShedAll()); msg != "" {
+		t.Fatalf("ShedAll sheds requests without the header too; got %q", msg)
+	}
+}
