@@ -39,7 +39,7 @@ func target() *networkingv1.Ingress {
 
 func TestCanaryAnnotationsForEachKnob(t *testing.T) {
 	shedInfo := map[string]string{
-		"kubernetes.io/ingress.class":           "nginx-public",
+		"kubernetes.io/ingress.class":            "nginx-public",
 		"traffic.floodgate.dev/shed-policy":      "edge/api-gateway",
 		"traffic.floodgate.dev/shed-status-code": "503",
 		"traffic.floodgate.dev/shed-retry-after": "120",
