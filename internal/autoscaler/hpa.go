@@ -234,13 +234,11 @@ func stabilizationWindow(b *autoscalingv2.HorizontalPodAutoscalerBehavior) time.
 	return time.Duration(*b.ScaleDown.StabilizationWindowSeconds) * time.Second
 }
 
-func toUnstructured(hpa *autoscalingv2.HorizontalPodAutoscaler) *unstructured.Unstructured {
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(hpa)
+func toUnstructured(obj *autoscalingv2.HorizontalPodAutoscaler) *unstructured.Unstructured {
+	u, err := restore.FromTyped(obj, autoscalingv2.SchemeGroupVersion.WithKind("HorizontalPodAutoscaler"))
 	if err != nil {
-		panic(fmt.Sprintf("converting a HorizontalPodAutoscaler to unstructured: %v", err))
+		// A typed object the scheme knows always converts.
+		panic(err)
 	}
-	u := &unstructured.Unstructured{Object: m}
-	u.SetAPIVersion(autoscalingv2.SchemeGroupVersion.String())
-	u.SetKind("HorizontalPodAutoscaler")
 	return u
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -293,12 +295,7 @@ func (r *runner) check(ctx context.Context, e *Expect) string {
 	case err != nil:
 		return fmt.Sprintf("reading %s %s: %v", e.Kind, refKey(e.Ref), err)
 	}
-	keys := make([]string, 0, len(e.Fields))
-	for k := range e.Fields {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, path := range keys {
+	for _, path := range slices.Sorted(maps.Keys(e.Fields)) {
 		want := e.Fields[path]
 		got, found := field(obj.Object, path)
 		if want == nil {
@@ -344,20 +341,10 @@ func describeExpect(e *Expect) string {
 	case e.SameAsSetup:
 		parts = append(parts, "exactly as at setup")
 	}
-	keys := make([]string, 0, len(e.Fields))
-	for k := range e.Fields {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(e.Fields)) {
 		parts = append(parts, fmt.Sprintf("%s=%v", k, e.Fields[k]))
 	}
-	ckeys := make([]string, 0, len(e.Conditions))
-	for k := range e.Conditions {
-		ckeys = append(ckeys, k)
-	}
-	sort.Strings(ckeys)
-	for _, k := range ckeys {
+	for _, k := range slices.Sorted(maps.Keys(e.Conditions)) {
 		parts = append(parts, fmt.Sprintf("%s=%s", k, e.Conditions[k]))
 	}
 	return fmt.Sprintf("expect %s %s %s", e.Kind, refKey(e.Ref), strings.Join(parts, " "))

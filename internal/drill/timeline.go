@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -101,20 +101,8 @@ func equalSnapshots(a, b map[string]map[string]string) bool {
 }
 
 func diffSnapshots(before, after map[string]map[string]string) []string {
-	keys := map[string]bool{}
-	for k := range before {
-		keys[k] = true
-	}
-	for k := range after {
-		keys[k] = true
-	}
-	sorted := make([]string, 0, len(keys))
-	for k := range keys {
-		sorted = append(sorted, k)
-	}
-	sort.Strings(sorted)
 	var out []string
-	for _, k := range sorted {
+	for _, k := range unionKeys(before, after) {
 		b, inBefore := before[k]
 		a, inAfter := after[k]
 		switch {
@@ -125,29 +113,29 @@ func diffSnapshots(before, after map[string]map[string]string) []string {
 			out = append(out, "- "+k+" deleted")
 			continue
 		}
-		fields := map[string]bool{}
-		for f := range b {
-			fields[f] = true
-		}
-		for f := range a {
-			fields[f] = true
-		}
-		names := make([]string, 0, len(fields))
-		for f := range fields {
-			if b[f] != a[f] {
-				names = append(names, f)
-			}
-		}
-		sort.Strings(names)
 		var parts []string
-		for _, f := range names {
-			parts = append(parts, fmt.Sprintf("%s: %s → %s", f, orAbsent(b, f), orAbsent(a, f)))
+		for _, f := range unionKeys(b, a) {
+			if b[f] != a[f] {
+				parts = append(parts, fmt.Sprintf("%s: %s → %s", f, orAbsent(b, f), orAbsent(a, f)))
+			}
 		}
 		if len(parts) > 0 {
 			out = append(out, "~ "+k+"  "+strings.Join(parts, ", "))
 		}
 	}
 	return out
+}
+
+// unionKeys returns the keys of both maps, sorted.
+func unionKeys[V any](a, b map[string]V) []string {
+	keys := make(map[string]bool, len(a)+len(b))
+	for k := range a {
+		keys[k] = true
+	}
+	for k := range b {
+		keys[k] = true
+	}
+	return slices.Sorted(maps.Keys(keys))
 }
 
 func orAbsent(m map[string]string, k string) string {

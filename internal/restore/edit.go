@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // Change is a value Floodgate wants a field of an object to hold.
@@ -244,4 +246,16 @@ func removeAnnotation(obj *unstructured.Unstructured) {
 
 func equalObjects(a, b *unstructured.Unstructured) bool {
 	return sameJSON(a.Object, toJSON(b.Object))
+}
+
+// FromTyped converts a typed object (as read from the cache, without its TypeMeta) into the
+// unstructured form Reconcile edits, with its apiVersion and kind set for the write.
+func FromTyped(obj runtime.Object, gvk schema.GroupVersionKind) (*unstructured.Unstructured, error) {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return nil, fmt.Errorf("converting %s to unstructured: %w", gvk.Kind, err)
+	}
+	u := &unstructured.Unstructured{Object: m}
+	u.SetGroupVersionKind(gvk)
+	return u, nil
 }

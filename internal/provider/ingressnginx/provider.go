@@ -10,7 +10,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -215,12 +214,10 @@ func sameClass(a, b *networkingv1.Ingress) bool {
 func key(policy *v1alpha1.TrafficPolicy) string { return policy.Namespace + "/" + policy.Name }
 
 func toUnstructured(obj *networkingv1.Ingress) *unstructured.Unstructured {
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	u, err := restore.FromTyped(obj, networkingv1.SchemeGroupVersion.WithKind("Ingress"))
 	if err != nil {
-		panic(fmt.Sprintf("converting an Ingress to unstructured: %v", err))
+		// A typed object the scheme knows always converts.
+		panic(err)
 	}
-	u := &unstructured.Unstructured{Object: m}
-	u.SetAPIVersion(networkingv1.SchemeGroupVersion.String())
-	u.SetKind("Ingress")
 	return u
 }
