@@ -28,7 +28,15 @@ type Plan struct {
 	Transitions []v1alpha1.Transition
 	// HandledRequest is the request annotation value this plan handled ("" when none).
 	HandledRequest string
+
+	gates gateVerdict
 }
+
+// UnknownGate names the first gate without a trustworthy reading ("" when none).
+func (p Plan) UnknownGate() string { return p.gates.unknown }
+
+// FailingGate names the first gate whose reading does not pass ("" when none).
+func (p Plan) FailingGate() string { return p.gates.failing }
 
 // Request is a responder's request not handled yet, read from the request annotations.
 type Request struct {
@@ -67,6 +75,78 @@ type PlanInput struct {
 	DefaultReleaseAfter time.Duration
 	// Request is a responder's request not handled yet, or nil.
 	Request *Request
+	// GateReadings are the current step's gates as last read (fresh or from status).
+	GateReadings []v1alpha1.GateStatus
+}
+
+// DefaultPassFor is how long gates must pass unless spec.ramp.gate.passFor says otherwise.
+const DefaultPassFor = 30 * time.Second
+
+// DefaultGateInterval is how often gates are read unless spec.ramp.gate.interval says otherwise.
+const DefaultGateInterval = 10 * time.Second
+
+// GateInterval is the policy's gate reading interval.
+func GateInterval(spec v1alpha1.TrafficPolicySpec) time.Duration {
+	if spec.Ramp != nil && spec.Ramp.Gate.Interval != nil && spec.Ramp.Gate.Interval.Duration > 0 {
+		return spec.Ramp.Gate.Interval.Duration
+	}
+	return DefaultGateInterval
+}
+
+func passFor(spec v1alpha1.TrafficPolicySpec) time.Duration {
+	if spec.Ramp.Gate.PassFor != nil {
+		return spec.Ramp.Gate.PassFor.Duration
+	}
+	return DefaultPassFor
+}
+
+// gateVerdict sums up a step's gate readings.
+type gateVerdict struct {
+	ok      bool // every gate passed for passFor
+	wait    time.Duration
+	failing string // first failing gate
+	unknown string // first unknown gate
+}
+
+func judgeGates(in PlanInput, r *v1alpha1.RampStatus, gates []v1alpha1.Gate, now metav1.Time) gateVerdict {
+	if len(gates) == 0 {
+		r.Gates, r.GatesPassingSince = nil, nil
+		return gateVerdict{ok: true}
+	}
+	r.Gates = in.GateReadings
+	byName := map[string]v1alpha1.GateStatus{}
+	for _, g := range in.GateReadings {
+		byName[g.Name] = g
+	}
+	v := gateVerdict{}
+	allPass := true
+	for _, g := range gates {
+		reading, read := byName[g.Name]
+		switch {
+		case !read || reading.Verdict == v1alpha1.VerdictUnknown:
+			allPass = false
+			if v.unknown == "" {
+				v.unknown = g.Name
+			}
+		case reading.Verdict == v1alpha1.VerdictFail:
+			allPass = false
+			if v.failing == "" {
+				v.failing = g.Name
+			}
+		}
+	}
+	if !allPass {
+		r.GatesPassingSince = nil
+		v.wait = GateInterval(in.Spec)
+		return v
+	}
+	if r.GatesPassingSince == nil {
+		r.GatesPassingSince = &now
+	}
+	left := r.GatesPassingSince.Add(passFor(in.Spec)).Sub(in.Now)
+	v.ok = left <= 0
+	v.wait = min(max(left, 0), GateInterval(in.Spec))
+	return v
 }
 
 // DefaultStabilizationWindow is the HPA's own default scale-down stabilization window.
@@ -125,20 +205,36 @@ func MakePlan(in PlanInput) Plan {
 		if in.Request != nil {
 			verb = in.Request.Verb
 		}
-		if r.Step <= r.Steps {
+		gates := gateVerdict{ok: true}
+		if r.Step <= r.Steps && r.ShedByGate == "" {
 			step := steps[r.Step-1]
 			holdEnded := !in.Now.Before(r.StepStartedAt.Add(step.Hold.Duration))
 			manual := step.Approval == v1alpha1.ApprovalManual
-			advance := verb == VerbNext ||
-				verb == VerbApprove && manual && holdEnded ||
-				!paused && holdEnded && !manual
-			r.AwaitingApproval = manual && holdEnded && !advance
+			gates = judgeGates(in, r, step.Gates, now)
+			if gates.failing != "" && !paused && verb == "" {
+				switch in.Spec.Ramp.OnGateFailure {
+				case v1alpha1.OnGateFailureStepBack:
+					// Repeated failures never step back faster than the hold time.
+					if r.Step > 1 && (r.LastStepBackAt == nil || !in.Now.Before(r.LastStepBackAt.Add(step.Hold.Duration))) {
+						verb = VerbBack
+						r.LastStepBackAt = &now
+					}
+				case v1alpha1.OnGateFailureShedAll:
+					r.ShedByGate = gates.failing
+				}
+			}
+			advance := r.ShedByGate == "" && (verb == VerbNext ||
+				verb == VerbApprove && manual && holdEnded && gates.ok ||
+				!paused && holdEnded && !manual && gates.ok)
+			r.AwaitingApproval = manual && holdEnded && gates.ok && !advance
 			if advance {
 				// One step per reconcile, and the new step starts now: a hold is a minimum, so an
 				// operator that was down never skips the steps it did not apply.
 				r.Step++
 				r.StepStartedAt = &now
 				r.AwaitingApproval = false
+				r.Gates, r.GatesPassingSince = nil, nil
+				gates = gateVerdict{ok: true}
 				if r.Step > r.Steps {
 					r.FullTrafficAt = &now
 				}
@@ -147,9 +243,18 @@ func MakePlan(in PlanInput) Plan {
 		if verb == VerbBack && r.Step > 1 {
 			r.Step--
 			r.StepStartedAt, r.AwaitingApproval, r.FullTrafficAt = &now, false, nil
+			r.Gates, r.GatesPassingSince = nil, nil
+			gates = gateVerdict{ok: true}
 			p.ReleaseAt = nil
 		}
-		if r.Step <= r.Steps {
+		switch {
+		case r.ShedByGate != "":
+			// A failing gate with onGateFailure ShedAll sheds until the action changes.
+			p.Phase, p.Knobs = v1alpha1.PhaseShedding, knobs.ShedAll()
+			p.Progress = fmt.Sprintf("%d/%d", min(r.Step, r.Steps), r.Steps)
+			r.NextStepAt = nil
+			p.hold(in, now)
+		case r.Step <= r.Steps:
 			step := steps[r.Step-1]
 			restrict, regions := knobs.Intersect(in.Spec.AllowRegions, step.AllowRegions)
 			p.Knobs = knobs.New(restrict, regions, deref(step.PerClientRequestsPerSecond), deref(step.AdmitPercent))
@@ -162,15 +267,26 @@ func MakePlan(in PlanInput) Plan {
 			case r.AwaitingApproval:
 			default:
 				p.RequeueAfter = max(next.Sub(in.Now), 0)
+				if !gates.ok || len(step.Gates) > 0 {
+					// Gates are read again at their interval until they have passed for passFor.
+					wait := gates.wait
+					if wait <= 0 {
+						wait = GateInterval(in.Spec)
+					}
+					if p.RequeueAfter <= 0 || wait < p.RequeueAfter {
+						p.RequeueAfter = wait
+					}
+				}
 			}
 			p.Progress = fmt.Sprintf("%d/%d", r.Step, r.Steps)
 			p.hold(in, now)
-		} else {
+		default:
 			r.NextStepAt = nil
 			p.Knobs = standingKnobs
 			p.Progress = fmt.Sprintf("%d/%d", r.Steps, r.Steps)
 			p.release(in, now, v1alpha1.PhaseCompleted)
 		}
+		p.gates = gates
 	default:
 		p.Knobs = standingKnobs
 		p.release(in, now, v1alpha1.PhaseNormal)
@@ -241,9 +357,14 @@ func transitions(st v1alpha1.TrafficPolicyStatus, p Plan, action v1alpha1.Action
 		verb = req.Verb
 		t.By, t.Note = req.By, req.Reason
 	}
+	gateShed := p.Ramp != nil && p.Ramp.ShedByGate != "" && (st.Ramp == nil || st.Ramp.ShedByGate == "")
 	switch {
 	case actionChanged:
 		t.Reason, t.Message = "ActionChanged", fmt.Sprintf("action is now %s", action)
+	case gateShed:
+		t.Reason, t.Message = v1alpha1.ReasonGateFailed, fmt.Sprintf("gate %s failed: every request is shed (onGateFailure ShedAll) until the action changes", p.Ramp.ShedByGate)
+	case step < prevStep && verb == "":
+		t.Reason, t.Message = v1alpha1.ReasonGateFailed, fmt.Sprintf("a gate failed: ramp stepped back to step %d of %d (onGateFailure StepBack)", step, p.Ramp.Steps)
 	case step < prevStep:
 		t.Reason, t.Message = "StepBack", fmt.Sprintf("ramp stepped back to step %d of %d", step, p.Ramp.Steps)
 	case p.Phase == v1alpha1.PhasePaused && st.Phase != v1alpha1.PhasePaused:

@@ -23,11 +23,16 @@ type Outcome struct {
 	KeptOthers []string
 	// ShedEndpoints is the number of ready shed endpoints, or -1 when nothing is shed.
 	ShedEndpoints int
+	// UnknownGate says which gate has no trustworthy reading and why ("" when none).
+	UnknownGate string
+	// StaleSince is when the lever was pulled, when it has been pulled longer than staleAfter.
+	StaleFor string
 }
 
 // setConditions sets Ready, Progressing, Degraded and RampComplete on the policy's status.
 func setConditions(p *v1alpha1.TrafficPolicy, o Outcome) {
-	for _, c := range []metav1.Condition{readyCondition(o), progressingCondition(o), degradedCondition(o), rampCompleteCondition(o)} {
+	for _, c := range []metav1.Condition{readyCondition(o), progressingCondition(o), degradedCondition(o), rampCompleteCondition(o),
+		gateUnknownCondition(o), leverStaleCondition(o)} {
 		c.ObservedGeneration = p.Generation
 		meta.SetStatusCondition(&p.Status.Conditions, c)
 	}
@@ -52,7 +57,7 @@ func progressingCondition(o Outcome) metav1.Condition {
 	c := metav1.Condition{Type: v1alpha1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonIdle, Message: "no ramp or release under way"}
 	switch o.Phase {
 	case v1alpha1.PhaseRamping:
-		c.Status, c.Reason, c.Message = metav1.ConditionTrue, v1alpha1.ReasonRampStep, "a ramp step is in force; the ramp moves on when its hold ends"
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, v1alpha1.ReasonRampStep, "a ramp step is in force; the ramp moves on when its hold ends and its gates pass"
 	case v1alpha1.PhaseReleasing:
 		c.Status, c.Reason, c.Message = metav1.ConditionTrue, v1alpha1.ReasonReleasing, "traffic is full; the autoscaler hold is released when releaseAfter ends"
 	case v1alpha1.PhaseShedding:
@@ -89,6 +94,24 @@ func rampCompleteCondition(o Outcome) metav1.Condition {
 	}
 	return metav1.Condition{Type: v1alpha1.ConditionRampComplete, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonRampNotComplete,
 		Message: "no ramp has completed since the action last changed"}
+}
+
+func gateUnknownCondition(o Outcome) metav1.Condition {
+	if o.UnknownGate != "" && o.Phase == v1alpha1.PhaseRamping {
+		return metav1.Condition{Type: v1alpha1.ConditionGateUnknown, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonGatesHolding,
+			Message: "the ramp holds: " + o.UnknownGate}
+	}
+	return metav1.Condition{Type: v1alpha1.ConditionGateUnknown, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonGatesTrusted,
+		Message: "every gate has a trustworthy reading, or none is in force"}
+}
+
+func leverStaleCondition(o Outcome) metav1.Condition {
+	if o.StaleFor != "" {
+		return metav1.Condition{Type: v1alpha1.ConditionLeverStale, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonLeverStale,
+			Message: "the lever has not been back to Normal for longer than " + o.StaleFor + ": release it or say why it stays"}
+	}
+	return metav1.Condition{Type: v1alpha1.ConditionLeverStale, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonLeverFresh,
+		Message: "the lever is at rest or was pulled recently"}
 }
 
 // appendHistory adds transitions, keeping the last MaxHistory.

@@ -16,6 +16,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -34,6 +35,7 @@ import (
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/autoscaler"
+	"floodgate.dev/floodgate/internal/gate"
 	"floodgate.dev/floodgate/internal/knobs"
 	"floodgate.dev/floodgate/internal/provider"
 	"floodgate.dev/floodgate/internal/shed"
@@ -68,6 +70,10 @@ type TrafficPolicyReconciler struct {
 	Ingress       provider.Provider
 	HPA           *autoscaler.HPA
 	Shed          shed.Backend
+	// Gates reads the ramp steps' health gates (nil: gates are not read, as in previews).
+	Gates *gate.Reader
+	// Metrics records floodgate_* metrics (nil: none, as in previews).
+	Metrics *Metrics
 }
 
 // Reconcile runs one pass for a policy.
@@ -105,8 +111,9 @@ type observation struct {
 
 func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha1.TrafficPolicy) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
-	in := PlanInput{Spec: policy.Spec, Status: policy.Status, Now: r.Clock.Now(), DefaultReleaseAfter: DefaultStabilizationWindow,
-		Request: PendingRequest(policy)}
+	now := r.Clock.Now()
+	in := PlanInput{Spec: policy.Spec, Status: policy.Status, Now: now, DefaultReleaseAfter: DefaultStabilizationWindow,
+		Request: PendingRequest(policy), GateReadings: r.gateReadings(ctx, policy, now)}
 	plan := MakePlan(in)
 
 	obs, err := r.observe(ctx, policy, plan.Knobs)
@@ -117,8 +124,10 @@ func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha
 		in.DefaultReleaseAfter = window
 		plan = MakePlan(in)
 	}
+	r.readNewStepGates(ctx, policy, &plan, now)
 
-	outcome := Outcome{Phase: plan.Phase, Action: plan.ObservedAction, ShedEndpoints: -1}
+	outcome := Outcome{Phase: plan.Phase, Action: plan.ObservedAction, ShedEndpoints: -1,
+		UnknownGate: gateReason(plan.Ramp, plan.UnknownGate())}
 	if len(obs.problems) > 0 && !plan.Knobs.Equal(knobs.Knobs{}) {
 		// Nothing is half applied: the plan waits until every target can take it. Watches on
 		// the targets bring the policy back when they change.
@@ -222,6 +231,7 @@ func (r *TrafficPolicyReconciler) apply(ctx context.Context, policy *v1alpha1.Tr
 // commit writes the plan into status, with a history entry and an Event per transition.
 func (r *TrafficPolicyReconciler) commit(policy *v1alpha1.TrafficPolicy, plan Plan, outcome Outcome) {
 	st := &policy.Status
+	prevAction := st.ObservedAction
 	if plan.ObservedAction != st.ObservedAction {
 		st.KeptChanges = nil
 	}
@@ -247,17 +257,41 @@ func (r *TrafficPolicyReconciler) commit(policy *v1alpha1.TrafficPolicy, plan Pl
 	}
 	outcome.KeptOthers = st.KeptChanges
 	r.setConditions(policy, outcome)
+	r.Metrics.record(policy, prevAction)
 }
 
-// setConditions sets the conditions and sends an Event when Degraded changes reason.
+// setConditions sets the conditions and sends a Warning Event when a warning condition (Degraded,
+// GateUnknown, LeverStale) turns True or changes reason.
 func (r *TrafficPolicyReconciler) setConditions(policy *v1alpha1.TrafficPolicy, outcome Outcome) {
-	prev := meta.FindStatusCondition(policy.Status.Conditions, v1alpha1.ConditionDegraded)
+	warnings := []string{v1alpha1.ConditionDegraded, v1alpha1.ConditionGateUnknown, v1alpha1.ConditionLeverStale}
+	prev := map[string]metav1.Condition{}
+	for _, t := range warnings {
+		if c := meta.FindStatusCondition(policy.Status.Conditions, t); c != nil {
+			prev[t] = *c
+		}
+	}
 	setConditions(policy, outcome)
-	now := meta.FindStatusCondition(policy.Status.Conditions, v1alpha1.ConditionDegraded)
-	if now.Status == "True" && (prev == nil || prev.Status != now.Status || prev.Reason != now.Reason || prev.Message != now.Message) {
-		r.Recorder.Eventf(policy, nil, corev1.EventTypeWarning, now.Reason, "Reconcile", "%s", now.Message)
+	for _, t := range warnings {
+		now := meta.FindStatusCondition(policy.Status.Conditions, t)
+		was, had := prev[t]
+		if now.Status == metav1.ConditionTrue && (!had || was.Status != now.Status || was.Reason != now.Reason || was.Message != now.Message) {
+			r.Recorder.Eventf(policy, nil, corev1.EventTypeWarning, now.Reason, "Reconcile", "%s", now.Message)
+		}
 	}
 	policy.Status.ObservedGeneration = policy.Generation
+}
+
+// gateReason says which gate holds the ramp and why.
+func gateReason(r *v1alpha1.RampStatus, name string) string {
+	if name == "" || r == nil {
+		return ""
+	}
+	for _, g := range r.Gates {
+		if g.Name == name {
+			return "gate " + name + ": " + g.Reason
+		}
+	}
+	return "gate " + name + ": not read yet"
 }
 
 // noteFound records which targets exist, keeping what was applied before.
@@ -311,6 +345,7 @@ func (r *TrafficPolicyReconciler) finalize(ctx context.Context, policy *v1alpha1
 			"%s was changed by someone else after Floodgate; their value is kept", f)
 	}
 	r.Recorder.Eventf(policy, nil, corev1.EventTypeNormal, v1alpha1.ReasonRestored, "Delete", "every target is back to its original; the policy can go")
+	r.Metrics.forget(policy)
 	controllerutil.RemoveFinalizer(policy, Finalizer)
 	if err := r.Client.Patch(ctx, policy, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("removing finalizer: %w", client.IgnoreNotFound(err))

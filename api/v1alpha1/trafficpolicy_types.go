@@ -158,7 +158,114 @@ type RampStep struct {
 	// (`kubectl floodgate approve`). Defaults to Auto.
 	// +optional
 	Approval Approval `json:"approval,omitempty"`
+
+	// Gates are health checks that must all pass, for spec.ramp.gate.passFor, before the step
+	// may end. A gate whose reading is missing, stale or failing to read is Unknown: the ramp
+	// holds and says why; Unknown never counts as a pass.
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Gates []Gate `json:"gates,omitempty"`
 }
+
+// Gate is one health check. Exactly one of workloadReady, prometheus and webhook is set.
+// +kubebuilder:validation:XValidation:rule="(has(self.workloadReady) ? 1 : 0) + (has(self.prometheus) ? 1 : 0) + (has(self.webhook) ? 1 : 0) == 1",message="a gate has exactly one of workloadReady, prometheus or webhook"
+type Gate struct {
+	// Name identifies the gate in status, Events and metrics.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`
+	Name string `json:"name"`
+	// WorkloadReady passes when a Deployment's available replicas reach a share of its desired replicas.
+	// +optional
+	WorkloadReady *WorkloadReadyGate `json:"workloadReady,omitempty"`
+	// Prometheus passes when a PromQL query's value compares with a threshold.
+	// +optional
+	Prometheus *PrometheusGate `json:"prometheus,omitempty"`
+	// Webhook passes when an HTTP GET answers 2xx (Flagger's confirm-traffic-increase pattern).
+	// +optional
+	Webhook *WebhookGate `json:"webhook,omitempty"`
+}
+
+// WorkloadReadyGate checks a Deployment in the policy's namespace.
+type WorkloadReadyGate struct {
+	// Name of the Deployment.
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// MinAvailablePercent is the least share of desired replicas that must be available (1..100).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +kubebuilder:default=100
+	// +optional
+	MinAvailablePercent int32 `json:"minAvailablePercent,omitempty"`
+}
+
+// Operator compares a reading with a threshold.
+// +kubebuilder:validation:Enum=LessThan;LessThanOrEqual;GreaterThan;GreaterThanOrEqual
+type Operator string
+
+// Operators.
+const (
+	OperatorLessThan           Operator = "LessThan"
+	OperatorLessThanOrEqual    Operator = "LessThanOrEqual"
+	OperatorGreaterThan        Operator = "GreaterThan"
+	OperatorGreaterThanOrEqual Operator = "GreaterThanOrEqual"
+)
+
+// PrometheusGate evaluates an instant PromQL query that yields one value.
+type PrometheusGate struct {
+	// Address of the Prometheus HTTP API, for example http://prometheus.monitoring:9090.
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && (self.startsWith('http://') || self.startsWith('https://'))",message="address must be an http:// or https:// URL"
+	Address string `json:"address"`
+	// Query is instant PromQL that returns a scalar or exactly one series, for example
+	// sum(rate(http_requests_total{code=~"5.."}[1m])) / sum(rate(http_requests_total[1m])).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=4096
+	Query string `json:"query"`
+	// Operator compares the value with the threshold: the gate passes when value OP threshold.
+	Operator Operator `json:"operator"`
+	// Threshold is a number, for example "0.01".
+	// +kubebuilder:validation:Pattern=`^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$`
+	Threshold string `json:"threshold"`
+	// MaxAge is how old the samples the query selects may be, judged against the evaluation time
+	// Prometheus reports (not the controller's clock). Older: Unknown. Defaults to 2m.
+	// +optional
+	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
+}
+
+// WebhookGate calls an HTTP endpoint.
+type WebhookGate struct {
+	// URL to GET; a 2xx answer passes, any other answer fails, no answer is Unknown.
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && (self.startsWith('http://') || self.startsWith('https://'))",message="url must be an http:// or https:// URL"
+	URL string `json:"url"`
+	// Timeout of the call. Defaults to 5s.
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// GateSettings say how gates are judged.
+type GateSettings struct {
+	// PassFor is how long every gate of a step must pass, without a break, before the step may
+	// end. Defaults to 30s.
+	// +optional
+	PassFor *metav1.Duration `json:"passFor,omitempty"`
+	// Interval between two readings of the gates. Defaults to 10s.
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
+}
+
+// OnGateFailure says what a failing gate (a reading that does not pass) does.
+// +kubebuilder:validation:Enum=Hold;StepBack;ShedAll
+type OnGateFailure string
+
+// What a failing gate does.
+const (
+	// OnGateFailureHold keeps the current step until the gate passes.
+	OnGateFailureHold OnGateFailure = "Hold"
+	// OnGateFailureStepBack drops one step and waits there (at most once per hold time).
+	OnGateFailureStepBack OnGateFailure = "StepBack"
+	// OnGateFailureShedAll sheds every request until the action changes.
+	OnGateFailureShedAll OnGateFailure = "ShedAll"
+)
 
 // Ramp is the staged return of traffic. After the last step's hold, traffic is full.
 type Ramp struct {
@@ -171,6 +278,16 @@ type Ramp struct {
 	// does not count towards the step's hold.
 	// +optional
 	Paused bool `json:"paused,omitempty"`
+
+	// Gate says how the steps' gates are judged.
+	// +optional
+	Gate GateSettings `json:"gate,omitempty"`
+
+	// OnGateFailure is what a failing gate does: Hold (default), StepBack or ShedAll. An Unknown
+	// gate (no trustworthy reading) always holds.
+	// +kubebuilder:default=Hold
+	// +optional
+	OnGateFailure OnGateFailure `json:"onGateFailure,omitempty"`
 }
 
 // TrafficPolicySpec declares the levers. It belongs to the user: the controller never writes it.
@@ -233,6 +350,21 @@ type TrafficPolicySpec struct {
 	// Ramp declares the steps of a ramp.
 	// +optional
 	Ramp *Ramp `json:"ramp,omitempty"`
+
+	// StaleAfter flags a lever left pulled: a policy that has not been Normal (or Completed) for
+	// longer than this gets the LeverStale condition, an Event and a metric. Defaults to 2h.
+	// +optional
+	StaleAfter *metav1.Duration `json:"staleAfter,omitempty"`
+
+	// ShedExpiresAt, with action ShedAll, returns the lever to the action it had before ShedAll at
+	// this time (a Ramp restarts from its first step, the safe path), with an Event. The spec
+	// keeps saying ShedAll; status says the lever expired.
+	// +optional
+	ShedExpiresAt *metav1.Time `json:"shedExpiresAt,omitempty"`
+
+	// AllowRegionsExpiresAt lifts the standing allowRegions at this time, with an Event.
+	// +optional
+	AllowRegionsExpiresAt *metav1.Time `json:"allowRegionsExpiresAt,omitempty"`
 }
 
 // Phase is where a policy is in its life.
@@ -266,6 +398,10 @@ const (
 	ConditionDegraded = "Degraded"
 	// ConditionRampComplete is True once a ramp has run to its end.
 	ConditionRampComplete = "RampComplete"
+	// ConditionGateUnknown is True when a gate has no trustworthy reading and holds the ramp.
+	ConditionGateUnknown = "GateUnknown"
+	// ConditionLeverStale is True when the policy has not been Normal for longer than staleAfter.
+	ConditionLeverStale = "LeverStale"
 )
 
 // Condition reasons.
@@ -288,6 +424,11 @@ const (
 	ReasonNoShedBackend      = "ShedBackendUnavailable"
 	ReasonHealthy            = "Healthy"
 	ReasonPending            = "Pending"
+	ReasonGatesHolding       = "GatesHolding"
+	ReasonGateFailed         = "GateFailed"
+	ReasonGatesTrusted       = "GatesTrusted"
+	ReasonLeverStale         = "LeverPulledTooLong"
+	ReasonLeverFresh         = "LeverFresh"
 )
 
 // RampStatus is the state of the current (or last) ramp run.
@@ -314,6 +455,45 @@ type RampStatus struct {
 	// AwaitingApproval is true when the step's hold has ended and it waits for an approve.
 	// +optional
 	AwaitingApproval bool `json:"awaitingApproval,omitempty"`
+	// Gates are the current step's gates, as last read.
+	// +optional
+	Gates []GateStatus `json:"gates,omitempty"`
+	// GatesPassingSince is since when every gate of the step has passed without a break.
+	// +optional
+	GatesPassingSince *metav1.Time `json:"gatesPassingSince,omitempty"`
+	// LastStepBackAt is when a failing gate last stepped the ramp back.
+	// +optional
+	LastStepBackAt *metav1.Time `json:"lastStepBackAt,omitempty"`
+	// ShedByGate names the gate whose failure shed everything (onGateFailure ShedAll).
+	// +optional
+	ShedByGate string `json:"shedByGate,omitempty"`
+}
+
+// Verdict is what a gate's reading says.
+type Verdict string
+
+// Verdicts.
+const (
+	VerdictPass    Verdict = "Pass"
+	VerdictFail    Verdict = "Fail"
+	VerdictUnknown Verdict = "Unknown"
+)
+
+// GateStatus is the last reading of one gate.
+type GateStatus struct {
+	// Name of the gate.
+	Name string `json:"name"`
+	// Verdict of the last reading.
+	Verdict Verdict `json:"verdict"`
+	// Reading is what was read, for example "0.004 < 0.01" or "HTTP 200".
+	// +optional
+	Reading string `json:"reading,omitempty"`
+	// Reason says why the verdict is Fail or Unknown.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// ReadAt is when the gate was read (controller clock).
+	// +optional
+	ReadAt *metav1.Time `json:"readAt,omitempty"`
 }
 
 // AppliedKnobs is what Floodgate has put in force on a target.
@@ -446,6 +626,16 @@ type TrafficPolicyStatus struct {
 	// HoldSince is when the autoscaler hold began.
 	// +optional
 	HoldSince *metav1.Time `json:"holdSince,omitempty"`
+	// ReleaseStage is how far the gradual release of the autoscaler hold has gone (0 before it
+	// starts; ReleaseStages when done).
+	// +optional
+	ReleaseStage int32 `json:"releaseStage,omitempty"`
+	// ExpiredLevers name levers whose expiry time has passed (ShedAll, AllowRegions).
+	// +optional
+	ExpiredLevers []string `json:"expiredLevers,omitempty"`
+	// ActionBeforeShed is the action in force before the last ShedAll, where a ShedAll expiry returns.
+	// +optional
+	ActionBeforeShed Action `json:"actionBeforeShed,omitempty"`
 	// ReleaseAt is when the autoscaler hold will be released (phase Releasing).
 	// +optional
 	ReleaseAt *metav1.Time `json:"releaseAt,omitempty"`

@@ -5,6 +5,7 @@ package manager
 import (
 	"context"
 	"fmt"
+	"net/http"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -21,6 +22,7 @@ import (
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/controllers"
 	"floodgate.dev/floodgate/internal/autoscaler"
+	"floodgate.dev/floodgate/internal/gate"
 	"floodgate.dev/floodgate/internal/provider/ingressnginx"
 	"floodgate.dev/floodgate/internal/shed"
 )
@@ -94,6 +96,8 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		Ingress:       &ingressnginx.Provider{Client: c},
 		HPA:           &autoscaler.HPA{Client: c},
 		Shed:          opts.Shed,
+		Gates:         &gate.Reader{Client: c, HTTP: &http.Client{}},
+		Metrics:       controllers.NewMetrics(opts.Clock),
 	}
 	if err := r.SetupWithManager(ctx, mgr, controller.Options{}); err != nil {
 		return nil, fmt.Errorf("setting up the TrafficPolicy controller: %w", err)

@@ -1,0 +1,141 @@
+package controllers
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+)
+
+var (
+	policyAction = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "floodgate_policy_action",
+		Help: "1 for the action each TrafficPolicy is in (label action), 0 for the others.",
+	}, []string{"namespace", "policy", "action"})
+	rampStep = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "floodgate_ramp_step",
+		Help: "The ramp step in force (1-based; 0 when not ramping).",
+	}, []string{"namespace", "policy"})
+	gateVerdictGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "floodgate_gate_verdict",
+		Help: "The last verdict of each gate: 1 Pass, 0 Fail, -1 Unknown.",
+	}, []string{"namespace", "policy", "gate"})
+	leverFlips = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "floodgate_lever_flips_total",
+		Help: "Changes of a TrafficPolicy's action, by the action flipped to.",
+	}, []string{"namespace", "policy", "action"})
+	leverAges = &leverAgeCollector{since: map[[2]string]leverSince{}}
+
+	registerOnce sync.Once
+)
+
+// Metrics records the controller's metrics in controller-runtime's registry. A nil *Metrics
+// records nothing (previews).
+type Metrics struct {
+	Clock clock.PassiveClock
+}
+
+// NewMetrics registers the metrics (once per process) and returns a recorder on clk.
+func NewMetrics(clk clock.PassiveClock) *Metrics {
+	registerOnce.Do(func() {
+		metrics.Registry.MustRegister(policyAction, rampStep, gateVerdictGauge, leverFlips, leverAges)
+	})
+	return &Metrics{Clock: clk}
+}
+
+func (m *Metrics) gateVerdict(p *v1alpha1.TrafficPolicy, gate string, v v1alpha1.Verdict) {
+	if m == nil {
+		return
+	}
+	value := map[v1alpha1.Verdict]float64{v1alpha1.VerdictPass: 1, v1alpha1.VerdictFail: 0, v1alpha1.VerdictUnknown: -1}[v]
+	gateVerdictGauge.WithLabelValues(p.Namespace, p.Name, gate).Set(value)
+}
+
+// record updates the per-policy metrics after a committed plan.
+func (m *Metrics) record(p *v1alpha1.TrafficPolicy, prevAction v1alpha1.Action) {
+	if m == nil {
+		return
+	}
+	st := p.Status
+	for _, a := range []v1alpha1.Action{v1alpha1.ActionNormal, v1alpha1.ActionShedAll, v1alpha1.ActionRamp} {
+		v := 0.0
+		if a == st.ObservedAction {
+			v = 1
+		}
+		policyAction.WithLabelValues(p.Namespace, p.Name, string(a)).Set(v)
+	}
+	step := 0.0
+	if st.Ramp != nil && st.ObservedAction == v1alpha1.ActionRamp {
+		step = float64(st.Ramp.Step)
+	}
+	rampStep.WithLabelValues(p.Namespace, p.Name).Set(step)
+	if prevAction != "" && prevAction != st.ObservedAction {
+		leverFlips.WithLabelValues(p.Namespace, p.Name, string(st.ObservedAction)).Inc()
+	}
+	leverAges.set(p.Namespace, p.Name, leverPulledSince(p), m.Clock)
+}
+
+// forget removes a deleted policy's series.
+func (m *Metrics) forget(p *v1alpha1.TrafficPolicy) {
+	if m == nil {
+		return
+	}
+	labels := prometheus.Labels{"namespace": p.Namespace, "policy": p.Name}
+	policyAction.DeletePartialMatch(labels)
+	rampStep.DeletePartialMatch(labels)
+	gateVerdictGauge.DeletePartialMatch(labels)
+	leverFlips.DeletePartialMatch(labels)
+	leverAges.set(p.Namespace, p.Name, nil, nil)
+}
+
+// leverPulledSince is when the policy left Normal, or nil when it is at rest.
+func leverPulledSince(p *v1alpha1.TrafficPolicy) *time.Time {
+	switch p.Status.Phase {
+	case v1alpha1.PhaseNormal, v1alpha1.PhaseCompleted, "":
+		return nil
+	}
+	if p.Status.ActionChangedAt == nil {
+		return nil
+	}
+	t := p.Status.ActionChangedAt.Time
+	return &t
+}
+
+type leverSince struct {
+	at    time.Time
+	clock clock.PassiveClock
+}
+
+// leverAgeCollector reports floodgate_lever_age_seconds at scrape time, so the age grows between
+// reconciles without the controller writing anything.
+type leverAgeCollector struct {
+	mu    sync.Mutex
+	since map[[2]string]leverSince
+}
+
+var leverAgeDesc = prometheus.NewDesc("floodgate_lever_age_seconds",
+	"How long a TrafficPolicy has been away from Normal (absent at rest).", []string{"namespace", "policy"}, nil)
+
+func (c *leverAgeCollector) set(ns, name string, at *time.Time, clk clock.PassiveClock) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if at == nil {
+		delete(c.since, [2]string{ns, name})
+		return
+	}
+	c.since[[2]string{ns, name}] = leverSince{at: *at, clock: clk}
+}
+
+func (c *leverAgeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- leverAgeDesc }
+
+func (c *leverAgeCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, s := range c.since {
+		ch <- prometheus.MustNewConstMetric(leverAgeDesc, prometheus.GaugeValue, s.clock.Since(s.at).Seconds(), k[0], k[1])
+	}
+}

@@ -1,0 +1,202 @@
+// Package gate reads a ramp step's health gates. A reading that cannot be trusted (missing,
+// stale, an error) is Unknown, which holds the ramp and says why; it never counts as a pass.
+package gate
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	promapi "github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+)
+
+// Reading is one gate's verdict with what was read and why.
+type Reading struct {
+	Verdict v1alpha1.Verdict
+	Reading string
+	Reason  string
+}
+
+func unknown(format string, args ...any) Reading {
+	return Reading{Verdict: v1alpha1.VerdictUnknown, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Reader reads gates.
+type Reader struct {
+	// Client reads workloads (from the manager's cache).
+	Client client.Client
+	// HTTP calls webhooks and Prometheus.
+	HTTP *http.Client
+}
+
+// DefaultMaxAge is how old a Prometheus sample may be unless the gate says otherwise.
+const DefaultMaxAge = 2 * time.Minute
+
+// DefaultWebhookTimeout bounds a webhook call unless the gate says otherwise.
+const DefaultWebhookTimeout = 5 * time.Second
+
+// Read reads one gate of a policy.
+func (r *Reader) Read(ctx context.Context, namespace string, g v1alpha1.Gate) Reading {
+	switch {
+	case g.WorkloadReady != nil:
+		return r.workload(ctx, namespace, g.WorkloadReady)
+	case g.Prometheus != nil:
+		return r.prometheus(ctx, g.Prometheus)
+	case g.Webhook != nil:
+		return r.webhook(ctx, g.Webhook)
+	}
+	return unknown("the gate has no check")
+}
+
+func (r *Reader) workload(ctx context.Context, namespace string, w *v1alpha1.WorkloadReadyGate) Reading {
+	var d appsv1.Deployment
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: w.Name}, &d)
+	switch {
+	case apierrors.IsNotFound(err):
+		return unknown("Deployment %s not found", w.Name)
+	case err != nil:
+		return unknown("reading Deployment %s: %v", w.Name, err)
+	case d.Status.ObservedGeneration < d.Generation:
+		return unknown("the status of Deployment %s is not up to date (generation %d, observed %d)", w.Name, d.Generation, d.Status.ObservedGeneration)
+	}
+	desired := int32(1)
+	if d.Spec.Replicas != nil {
+		desired = *d.Spec.Replicas
+	}
+	if desired == 0 {
+		return unknown("Deployment %s wants 0 replicas", w.Name)
+	}
+	minPercent := w.MinAvailablePercent
+	if minPercent == 0 {
+		minPercent = 100
+	}
+	available := d.Status.AvailableReplicas
+	reading := fmt.Sprintf("%d/%d available (need %d%%)", available, desired, minPercent)
+	if int64(available)*100 >= int64(minPercent)*int64(desired) {
+		return Reading{Verdict: v1alpha1.VerdictPass, Reading: reading}
+	}
+	return Reading{Verdict: v1alpha1.VerdictFail, Reading: reading, Reason: fmt.Sprintf("fewer than %d%% of Deployment %s's replicas are available", minPercent, w.Name)}
+}
+
+func (r *Reader) prometheus(ctx context.Context, p *v1alpha1.PrometheusGate) Reading {
+	threshold, err := strconv.ParseFloat(p.Threshold, 64)
+	if err != nil {
+		return unknown("threshold %q is not a number", p.Threshold)
+	}
+	c, err := promapi.NewClient(promapi.Config{Address: p.Address, Client: r.HTTP})
+	if err != nil {
+		return unknown("Prometheus address %s: %v", p.Address, err)
+	}
+	api := promv1.NewAPI(c)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	value, _, err := api.Query(ctx, p.Query, time.Time{})
+	if err != nil {
+		return unknown("querying Prometheus at %s: %v", p.Address, err)
+	}
+	v, evaluatedAt, isVector, why := single(value)
+	if why != "" {
+		return unknown("%s", why)
+	}
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return unknown("the query returned %v", v)
+	}
+	if isVector {
+		// The age of the samples the query selects, judged against the evaluation time Prometheus
+		// reports: drills warp the controller's clock, Prometheus lives in real time. For computed
+		// expressions timestamp() is the evaluation time, and Prometheus itself drops series older
+		// than its lookback window, which leaves the reading missing.
+		maxAge := DefaultMaxAge
+		if p.MaxAge != nil {
+			maxAge = p.MaxAge.Duration
+		}
+		stamped, _, err := api.Query(ctx, "timestamp("+p.Query+")", evaluatedAt)
+		if err != nil {
+			return unknown("querying the age of the samples: %v", err)
+		}
+		if sampleAt, _, _, why := single(stamped); why == "" {
+			at := time.Unix(0, int64(sampleAt*float64(time.Second)))
+			if age := evaluatedAt.Sub(at); age > maxAge {
+				return unknown("the newest sample is %s old (maxAge %s)", age.Round(time.Second), maxAge)
+			}
+		}
+	}
+	reading := fmt.Sprintf("%s %s %s", strconv.FormatFloat(v, 'g', 6, 64), symbol(p.Operator), p.Threshold)
+	if compare(v, p.Operator, threshold) {
+		return Reading{Verdict: v1alpha1.VerdictPass, Reading: reading}
+	}
+	return Reading{Verdict: v1alpha1.VerdictFail, Reading: reading, Reason: "the query's value is outside the threshold"}
+}
+
+// single extracts the one value of a query result.
+func single(v model.Value) (value float64, evaluatedAt time.Time, isVector bool, why string) {
+	switch r := v.(type) {
+	case *model.Scalar:
+		return float64(r.Value), r.Timestamp.Time(), false, ""
+	case model.Vector:
+		switch len(r) {
+		case 0:
+			return 0, time.Time{}, true, "the query returned no data (missing or stale series)"
+		case 1:
+			return float64(r[0].Value), r[0].Timestamp.Time(), true, ""
+		default:
+			return 0, time.Time{}, true, fmt.Sprintf("the query returned %d series; a gate needs exactly one (aggregate it)", len(r))
+		}
+	}
+	return 0, time.Time{}, false, fmt.Sprintf("the query returned a %s; a gate needs a scalar or one series", v.Type())
+}
+
+func compare(v float64, op v1alpha1.Operator, t float64) bool {
+	switch op {
+	case v1alpha1.OperatorLessThan:
+		return v < t
+	case v1alpha1.OperatorLessThanOrEqual:
+		return v <= t
+	case v1alpha1.OperatorGreaterThan:
+		return v > t
+	case v1alpha1.OperatorGreaterThanOrEqual:
+		return v >= t
+	}
+	return false
+}
+
+func symbol(op v1alpha1.Operator) string {
+	return map[v1alpha1.Operator]string{
+		v1alpha1.OperatorLessThan: "<", v1alpha1.OperatorLessThanOrEqual: "<=",
+		v1alpha1.OperatorGreaterThan: ">", v1alpha1.OperatorGreaterThanOrEqual: ">=",
+	}[op]
+}
+
+func (r *Reader) webhook(ctx context.Context, w *v1alpha1.WebhookGate) Reading {
+	timeout := DefaultWebhookTimeout
+	if w.Timeout != nil {
+		timeout = w.Timeout.Duration
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.URL, nil)
+	if err != nil {
+		return unknown("webhook %s: %v", w.URL, err)
+	}
+	req.Header.Set("User-Agent", "floodgate-gate")
+	res, err := r.HTTP.Do(req)
+	if err != nil {
+		return unknown("calling webhook %s: %v", w.URL, err)
+	}
+	_ = res.Body.Close()
+	reading := fmt.Sprintf("HTTP %d", res.StatusCode)
+	if res.StatusCode >= 200 && res.StatusCode < 300 {
+		return Reading{Verdict: v1alpha1.VerdictPass, Reading: reading}
+	}
+	return Reading{Verdict: v1alpha1.VerdictFail, Reading: reading, Reason: "the webhook did not answer 2xx"}
+}
