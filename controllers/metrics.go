@@ -94,14 +94,10 @@ func (m *Metrics) forget(p *v1alpha1.TrafficPolicy) {
 
 // leverPulledSince is when the policy left Normal, or nil when it is at rest.
 func leverPulledSince(p *v1alpha1.TrafficPolicy) *time.Time {
-	switch p.Status.Phase {
-	case v1alpha1.PhaseNormal, v1alpha1.PhaseCompleted, "":
+	if p.Status.LeverPulledAt == nil {
 		return nil
 	}
-	if p.Status.ActionChangedAt == nil {
-		return nil
-	}
-	t := p.Status.ActionChangedAt.Time
+	t := p.Status.LeverPulledAt.Time
 	return &t
 }
 

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,6 +22,13 @@ type Plan struct {
 	Ramp            *v1alpha1.RampStatus
 	HoldSince       *metav1.Time
 	ReleaseAt       *metav1.Time
+	ReleaseStage    int32
+	LeverPulledAt   *metav1.Time
+	// StaleFor is staleAfter, when the lever has been pulled longer than that ("" otherwise).
+	StaleFor string
+	// ExpiredLevers are the levers whose expiry time has passed.
+	ExpiredLevers    []string
+	ActionBeforeShed v1alpha1.Action
 	Progress        string
 	// RequeueAfter is when to look again (the next step boundary or release); 0 is never.
 	RequeueAfter time.Duration
@@ -29,7 +37,8 @@ type Plan struct {
 	// HandledRequest is the request annotation value this plan handled ("" when none).
 	HandledRequest string
 
-	gates gateVerdict
+	gates     gateVerdict
+	wakeAfter time.Duration
 }
 
 // UnknownGate names the first gate without a trustworthy reading ("" when none).
@@ -157,22 +166,27 @@ func MakePlan(in PlanInput) Plan {
 	now := metav1.NewTime(in.Now)
 	st := in.Status
 	p := Plan{
-		ObservedAction:  st.ObservedAction,
-		ActionChangedAt: st.ActionChangedAt,
-		Ramp:            st.Ramp.DeepCopy(),
-		HoldSince:       st.HoldSince,
-		ReleaseAt:       st.ReleaseAt,
+		ObservedAction:   st.ObservedAction,
+		ActionChangedAt:  st.ActionChangedAt,
+		Ramp:             st.Ramp.DeepCopy(),
+		HoldSince:        st.HoldSince,
+		ReleaseAt:        st.ReleaseAt,
+		LeverPulledAt:    st.LeverPulledAt,
+		ActionBeforeShed: st.ActionBeforeShed,
 	}
-	action := in.Spec.Action
-	if action == "" {
-		action = v1alpha1.ActionNormal
-	}
+	action, standingList := p.expire(in)
 	actionChanged := action != st.ObservedAction
 	if actionChanged {
 		p.ObservedAction = action
 		p.ActionChangedAt = &now
+		if action == v1alpha1.ActionShedAll {
+			p.ActionBeforeShed = st.ObservedAction
+			if p.ActionBeforeShed == "" || p.ActionBeforeShed == v1alpha1.ActionShedAll {
+				p.ActionBeforeShed = v1alpha1.ActionNormal
+			}
+		}
 	}
-	standingRestrict, standing := knobs.Intersect(in.Spec.AllowRegions, nil)
+	standingRestrict, standing := knobs.Intersect(standingList, nil)
 	standingKnobs := knobs.New(standingRestrict, standing, 0, 0)
 
 	switch action {
@@ -292,6 +306,10 @@ func MakePlan(in PlanInput) Plan {
 		p.release(in, now, v1alpha1.PhaseNormal)
 	}
 
+	p.stale(in, now)
+	if p.wakeAfter > 0 && (p.RequeueAfter <= 0 || p.wakeAfter < p.RequeueAfter) {
+		p.RequeueAfter = p.wakeAfter
+	}
 	p.Transitions = transitions(st, p, action, actionChanged, now, in.Request)
 	if in.Request != nil {
 		p.HandledRequest = in.Request.Raw
@@ -299,9 +317,78 @@ func MakePlan(in PlanInput) Plan {
 	return p
 }
 
+// expire applies the levers' expiry times: the action and standing allowlist in force now.
+func (p *Plan) expire(in PlanInput) (v1alpha1.Action, []string) {
+	action := in.Spec.Action
+	if action == "" {
+		action = v1alpha1.ActionNormal
+	}
+	standing := in.Spec.AllowRegions
+	if at := in.Spec.ShedExpiresAt; at != nil && action == v1alpha1.ActionShedAll {
+		if in.Now.Before(at.Time) {
+			p.wakeAt(in, at.Time)
+		} else {
+			p.ExpiredLevers = append(p.ExpiredLevers, "ShedAll")
+			action = p.ActionBeforeShed
+			if action == "" || action == v1alpha1.ActionShedAll {
+				action = v1alpha1.ActionNormal
+			}
+		}
+	}
+	if at := in.Spec.AllowRegionsExpiresAt; at != nil && len(standing) > 0 {
+		if in.Now.Before(at.Time) {
+			p.wakeAt(in, at.Time)
+		} else {
+			p.ExpiredLevers = append(p.ExpiredLevers, "AllowRegions")
+			standing = nil
+		}
+	}
+	return action, standing
+}
+
+// DefaultStaleAfter is how long a lever may stay pulled before it is flagged stale.
+const DefaultStaleAfter = 2 * time.Hour
+
+// stale tracks since when the lever is pulled and whether that is too long.
+func (p *Plan) stale(in PlanInput, now metav1.Time) {
+	if p.Phase == v1alpha1.PhaseNormal || p.Phase == v1alpha1.PhaseCompleted {
+		p.LeverPulledAt = nil
+		return
+	}
+	if p.LeverPulledAt == nil {
+		p.LeverPulledAt = &now
+	}
+	after := DefaultStaleAfter
+	if in.Spec.StaleAfter != nil {
+		after = in.Spec.StaleAfter.Duration
+	}
+	staleAt := p.LeverPulledAt.Add(after)
+	if in.Now.Before(staleAt) {
+		p.wakeAt(in, staleAt)
+		return
+	}
+	p.StaleFor = after.String()
+}
+
+// wakeAt makes the plan look again at t at the latest.
+func (p *Plan) wakeAt(in PlanInput, t time.Time) {
+	d := t.Sub(in.Now)
+	if d > 0 && (p.wakeAfter == 0 || d < p.wakeAfter) {
+		p.wakeAfter = d
+	}
+}
+
+// releaseAfter is how long the autoscaler hold is released over.
+func releaseAfter(in PlanInput) time.Duration {
+	if ra := in.Spec.Autoscaling.ReleaseAfter; ra != nil {
+		return ra.Duration
+	}
+	return in.DefaultReleaseAfter
+}
+
 // hold keeps the autoscalers held from now on (when there are any).
 func (p *Plan) hold(in PlanInput, now metav1.Time) {
-	p.ReleaseAt = nil
+	p.ReleaseAt, p.ReleaseStage = nil, 0
 	if len(in.Spec.AutoscalerRefs) == 0 {
 		p.HoldSince = nil
 		return
@@ -317,21 +404,30 @@ func (p *Plan) hold(in PlanInput, now metav1.Time) {
 func (p *Plan) release(in PlanInput, now metav1.Time, resting v1alpha1.Phase) {
 	p.Phase = resting
 	if p.HoldSince == nil || len(in.Spec.AutoscalerRefs) == 0 {
-		p.HoldSince, p.ReleaseAt = nil, nil
+		p.HoldSince, p.ReleaseAt, p.ReleaseStage = nil, nil, 0
 		return
 	}
 	if p.ReleaseAt == nil {
-		after := in.DefaultReleaseAfter
-		if ra := in.Spec.Autoscaling.ReleaseAfter; ra != nil {
-			after = ra.Duration
-		}
-		at := metav1.NewTime(in.Now.Add(after))
+		at := metav1.NewTime(in.Now.Add(releaseAfter(in)))
 		p.ReleaseAt = &at
 	}
 	if in.Now.Before(p.ReleaseAt.Time) {
+		// Released in stages over releaseAfter: a bounded scale-down at once, then minReplicas
+		// lowered stepwise, so the fleet does not shrink into the returning load.
 		p.Phase = v1alpha1.PhaseReleasing
 		p.Knobs.HoldAutoscalers = true
+		after := max(releaseAfter(in), p.ReleaseAt.Sub(in.Now))
+		start := p.ReleaseAt.Add(-after)
+		stageLen := after / knobs.ReleaseStages
+		stage := int32(1)
+		if stageLen > 0 {
+			stage = min(int32(in.Now.Sub(start)/stageLen)+1, knobs.ReleaseStages)
+		}
+		p.Knobs.ReleaseStage, p.ReleaseStage = stage, stage
 		p.RequeueAfter = p.ReleaseAt.Sub(in.Now)
+		if next := start.Add(time.Duration(stage) * stageLen); stage < knobs.ReleaseStages && next.After(in.Now) {
+			p.RequeueAfter = next.Sub(in.Now)
+		}
 		return
 	}
 	p.HoldSince, p.ReleaseAt = nil, nil
@@ -348,7 +444,7 @@ func transitions(st v1alpha1.TrafficPolicyStatus, p Plan, action v1alpha1.Action
 	}
 	awaiting := p.Ramp != nil && p.Ramp.AwaitingApproval && (st.Ramp == nil || !st.Ramp.AwaitingApproval)
 	changed := actionChanged || p.Phase != st.Phase || step != prevStep || awaiting
-	if !changed && req == nil {
+	if !changed && req == nil && newlyExpiredAny(st, p) == "" {
 		return nil
 	}
 	t := v1alpha1.Transition{Time: now, Phase: p.Phase, Step: step, Action: action}
@@ -357,8 +453,16 @@ func transitions(st v1alpha1.TrafficPolicyStatus, p Plan, action v1alpha1.Action
 		verb = req.Verb
 		t.By, t.Note = req.By, req.Reason
 	}
+	newlyExpired := ""
+	for _, l := range p.ExpiredLevers {
+		if !slices.Contains(st.ExpiredLevers, l) {
+			newlyExpired = l
+		}
+	}
 	gateShed := p.Ramp != nil && p.Ramp.ShedByGate != "" && (st.Ramp == nil || st.Ramp.ShedByGate == "")
 	switch {
+	case newlyExpired != "":
+		t.Reason, t.Message = "LeverExpired", fmt.Sprintf("%s expired (its expiry time passed); now acting as action %s", newlyExpired, action)
 	case actionChanged:
 		t.Reason, t.Message = "ActionChanged", fmt.Sprintf("action is now %s", action)
 	case gateShed:
@@ -390,6 +494,15 @@ func transitions(st v1alpha1.TrafficPolicyStatus, p Plan, action v1alpha1.Action
 		t.Reason, t.Message = "RequestHandled", fmt.Sprintf("%s recorded", verb)
 	}
 	return []v1alpha1.Transition{t}
+}
+
+func newlyExpiredAny(st v1alpha1.TrafficPolicyStatus, p Plan) string {
+	for _, l := range p.ExpiredLevers {
+		if !slices.Contains(st.ExpiredLevers, l) {
+			return l
+		}
+	}
+	return ""
 }
 
 func deref(v *int32) int32 {

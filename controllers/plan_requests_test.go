@@ -12,8 +12,8 @@ func TestPausedTimeDoesNotCountTowardsTheHold(t *testing.T) {
 	st := apply(v1alpha1.TrafficPolicyStatus{}, MakePlan(PlanInput{Spec: spec, Now: t0}))
 	spec.Ramp.Paused = true
 	p := MakePlan(PlanInput{Spec: spec, Status: st, Now: t0.Add(2 * time.Minute)})
-	if p.Phase != v1alpha1.PhasePaused || p.RequeueAfter != 0 || p.Transitions[0].Reason != "Paused" {
-		t.Fatalf("got %s requeue=%v %+v, want Paused with no requeue", p.Phase, p.RequeueAfter, p.Transitions)
+	if p.Phase != v1alpha1.PhasePaused || p.RequeueAfter != 2*time.Hour-2*time.Minute || p.Transitions[0].Reason != "Paused" {
+		t.Fatalf("got %s requeue=%v %+v, want Paused, looking again only when the lever turns stale", p.Phase, p.RequeueAfter, p.Transitions)
 	}
 	st = apply(st, p)
 	p = MakePlan(PlanInput{Spec: spec, Status: st, Now: t0.Add(20 * time.Minute)})
@@ -41,7 +41,7 @@ func TestManualStepWaitsForApproveAfterItsHold(t *testing.T) {
 	st.LastHandledRequest = early.HandledRequest
 
 	p := MakePlan(PlanInput{Spec: spec, Status: st, Now: t0.Add(6 * time.Minute)})
-	if p.Progress != "1/3" || !p.Ramp.AwaitingApproval || p.RequeueAfter != 0 || p.Transitions[0].Reason != "AwaitingApproval" {
+	if p.Progress != "1/3" || !p.Ramp.AwaitingApproval || p.RequeueAfter != 2*time.Hour-6*time.Minute || p.Transitions[0].Reason != "AwaitingApproval" {
 		t.Fatalf("got %s awaiting=%v requeue=%v %+v", p.Progress, p.Ramp.AwaitingApproval, p.RequeueAfter, p.Transitions)
 	}
 	st = apply(st, p)

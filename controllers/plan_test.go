@@ -31,6 +31,7 @@ func sampleSpec(action v1alpha1.Action) v1alpha1.TrafficPolicySpec {
 func apply(st v1alpha1.TrafficPolicyStatus, p Plan) v1alpha1.TrafficPolicyStatus {
 	st.Phase, st.ObservedAction, st.ActionChangedAt = p.Phase, p.ObservedAction, p.ActionChangedAt
 	st.Ramp, st.HoldSince, st.ReleaseAt, st.Progress = p.Ramp, p.HoldSince, p.ReleaseAt, p.Progress
+	st.ReleaseStage, st.LeverPulledAt, st.ExpiredLevers, st.ActionBeforeShed = p.ReleaseStage, p.LeverPulledAt, p.ExpiredLevers, p.ActionBeforeShed
 	return st
 }
 
@@ -44,13 +45,16 @@ func TestTheSampleRampRunsFromShedAllToCompleted(t *testing.T) {
 		requeue  time.Duration
 	}
 	hold := func(k knobs.Knobs) knobs.Knobs { k.HoldAutoscalers = true; return k }
+	release := func(stage int32) knobs.Knobs { return knobs.Knobs{HoldAutoscalers: true, ReleaseStage: stage} }
 	steps := []want{
-		{0, v1alpha1.ActionShedAll, v1alpha1.PhaseShedding, "", hold(knobs.ShedAll()), 0},
+		// Shedding looks again only when the lever would turn stale (staleAfter, 2h by default).
+		{0, v1alpha1.ActionShedAll, v1alpha1.PhaseShedding, "", hold(knobs.ShedAll()), 2 * time.Hour},
 		{10 * time.Minute, v1alpha1.ActionRamp, v1alpha1.PhaseRamping, "1/3", hold(knobs.New(true, []string{"AU"}, 50, 0)), 5 * time.Minute},
 		{14 * time.Minute, v1alpha1.ActionRamp, v1alpha1.PhaseRamping, "1/3", hold(knobs.New(true, []string{"AU"}, 50, 0)), time.Minute},
 		{15 * time.Minute, v1alpha1.ActionRamp, v1alpha1.PhaseRamping, "2/3", hold(knobs.New(true, []string{"AU", "NZ", "SG"}, 500, 0)), 10 * time.Minute},
 		{25 * time.Minute, v1alpha1.ActionRamp, v1alpha1.PhaseRamping, "3/3", hold(knobs.New(false, nil, 0, 50)), 10 * time.Minute},
-		{35 * time.Minute, v1alpha1.ActionRamp, v1alpha1.PhaseReleasing, "3/3", hold(knobs.Knobs{}), 5 * time.Minute},
+		// The hold is released in 4 stages over releaseAfter (5m): the next stage in 75s.
+		{35 * time.Minute, v1alpha1.ActionRamp, v1alpha1.PhaseReleasing, "3/3", release(1), 75 * time.Second},
 		{40 * time.Minute, v1alpha1.ActionRamp, v1alpha1.PhaseCompleted, "3/3", knobs.Knobs{}, 0},
 		// GitOps re-applies the same spec: the run does not restart.
 		{90 * time.Minute, v1alpha1.ActionRamp, v1alpha1.PhaseCompleted, "3/3", knobs.Knobs{}, 0},
@@ -78,7 +82,7 @@ func TestShedAllToNormalReturnsTrafficAtOnceAndReleasesTheHoldLater(t *testing.T
 	}
 	st = apply(st, p)
 	p = MakePlan(PlanInput{Spec: sampleSpec(v1alpha1.ActionNormal), Status: st, Now: t0.Add(6 * time.Minute)})
-	if p.Phase != v1alpha1.PhaseNormal || p.Knobs.HoldAutoscalers || p.HoldSince != nil || p.RequeueAfter != 0 {
+	if p.Phase != v1alpha1.PhaseNormal || p.Knobs.HoldAutoscalers || p.HoldSince != nil || p.RequeueAfter != 0 || p.LeverPulledAt != nil {
 		t.Fatalf("got %s %+v requeue=%v, want Normal with nothing held and no requeue", p.Phase, p.Knobs, p.RequeueAfter)
 	}
 }
@@ -89,8 +93,8 @@ func TestReleaseDefaultsToTheStabilizationWindowWhenUnset(t *testing.T) {
 	st := apply(v1alpha1.TrafficPolicyStatus{}, MakePlan(PlanInput{Spec: spec, Now: t0}))
 	spec.Action = v1alpha1.ActionNormal
 	p := MakePlan(PlanInput{Spec: spec, Status: st, Now: t0, DefaultReleaseAfter: 7 * time.Minute})
-	if p.RequeueAfter != 7*time.Minute {
-		t.Fatalf("requeue = %v, want the autoscalers' window 7m", p.RequeueAfter)
+	if p.ReleaseAt.Sub(t0) != 7*time.Minute {
+		t.Fatalf("releaseAt = %v, want the autoscalers' window 7m", p.ReleaseAt)
 	}
 }
 

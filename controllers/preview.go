@@ -38,7 +38,7 @@ func (r *TrafficPolicyReconciler) Preview(ctx context.Context, policy *v1alpha1.
 		if blocked(o.Problems) {
 			continue
 		}
-		c, err := r.HPA.Preview(ctx, policy, o, plan.Knobs.HoldAutoscalers, autoscalerRecordCopy(policy.Status.Autoscalers, o.Name))
+		c, err := r.HPA.Preview(ctx, policy, o, holdLevel(policy.Status.Autoscalers, o.Name, plan.Knobs), autoscalerRecordCopy(policy.Status.Autoscalers, o.Name))
 		if err != nil {
 			return plan, nil, obs.problems, err
 		}

@@ -127,7 +127,7 @@ func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha
 	r.readNewStepGates(ctx, policy, &plan, now)
 
 	outcome := Outcome{Phase: plan.Phase, Action: plan.ObservedAction, ShedEndpoints: -1,
-		UnknownGate: gateReason(plan.Ramp, plan.UnknownGate())}
+		UnknownGate: gateReason(plan.Ramp, plan.UnknownGate()), StaleFor: plan.StaleFor}
 	if len(obs.problems) > 0 && !plan.Knobs.Equal(knobs.Knobs{}) {
 		// Nothing is half applied: the plan waits until every target can take it. Watches on
 		// the targets bring the policy back when they change.
@@ -212,7 +212,7 @@ func (r *TrafficPolicyReconciler) apply(ctx context.Context, policy *v1alpha1.Tr
 			autoscalers = append(autoscalers, v1alpha1.AutoscalerStatus{Name: o.Name, Found: o.Found})
 			continue
 		}
-		st, kept, err := r.HPA.Apply(ctx, policy, o, k.HoldAutoscalers, autoscalerRecordCopy(policy.Status.Autoscalers, o.Name))
+		st, kept, err := r.HPA.Apply(ctx, policy, o, holdLevel(policy.Status.Autoscalers, o.Name, k), autoscalerRecordCopy(policy.Status.Autoscalers, o.Name))
 		if err != nil {
 			return err
 		}
@@ -237,6 +237,7 @@ func (r *TrafficPolicyReconciler) commit(policy *v1alpha1.TrafficPolicy, plan Pl
 	}
 	st.Phase, st.ObservedAction, st.ActionChangedAt = plan.Phase, plan.ObservedAction, plan.ActionChangedAt
 	st.Ramp, st.HoldSince, st.ReleaseAt, st.Progress = plan.Ramp, plan.HoldSince, plan.ReleaseAt, plan.Progress
+	st.ReleaseStage, st.LeverPulledAt, st.ExpiredLevers, st.ActionBeforeShed = plan.ReleaseStage, plan.LeverPulledAt, plan.ExpiredLevers, plan.ActionBeforeShed
 	st.History = appendHistory(st.History, plan.Transitions...)
 	if plan.HandledRequest != "" {
 		st.LastHandledRequest = plan.HandledRequest
@@ -503,6 +504,17 @@ func recordCopy(targets []v1alpha1.TargetStatus, name string) string {
 		}
 	}
 	return ""
+}
+
+// holdLevel is how hard an autoscaler is held, with the peak its hold began with.
+func holdLevel(autoscalers []v1alpha1.AutoscalerStatus, name string, k knobs.Knobs) autoscaler.Level {
+	level := autoscaler.Level{Hold: k.HoldAutoscalers, Stage: k.ReleaseStage}
+	for _, a := range autoscalers {
+		if a.Name == name && a.Held {
+			level.Peak = a.HeldMinReplicas
+		}
+	}
+	return level
 }
 
 func autoscalerRecordCopy(autoscalers []v1alpha1.AutoscalerStatus, name string) string {

@@ -562,10 +562,16 @@ type AutoscalerStatus struct {
 	// Held is true while Floodgate keeps the autoscaler from scaling down.
 	// +optional
 	Held bool `json:"held,omitempty"`
-	// HeldMinReplicas is the minReplicas Floodgate set: the workload's replicas when the hold
-	// began, never above maxReplicas.
+	// HeldMinReplicas is the minReplicas the hold began with: the workload's replicas when the
+	// hold began, never above maxReplicas.
 	// +optional
 	HeldMinReplicas int32 `json:"heldMinReplicas,omitempty"`
+	// MinReplicas is the minReplicas Floodgate has set now (lowered stepwise while releasing).
+	// +optional
+	MinReplicas int32 `json:"minReplicas,omitempty"`
+	// ReleaseStage is the stage of the gradual release (0: fully held).
+	// +optional
+	ReleaseStage int32 `json:"releaseStage,omitempty"`
 	// RestoreRecord is a copy of the restore record kept on the autoscaler.
 	// +optional
 	RestoreRecord string `json:"restoreRecord,omitempty"`
@@ -626,6 +632,10 @@ type TrafficPolicyStatus struct {
 	// HoldSince is when the autoscaler hold began.
 	// +optional
 	HoldSince *metav1.Time `json:"holdSince,omitempty"`
+	// LeverPulledAt is when the policy left Normal (absent at rest): what staleAfter and the
+	// lever-age metric count from.
+	// +optional
+	LeverPulledAt *metav1.Time `json:"leverPulledAt,omitempty"`
 	// ReleaseStage is how far the gradual release of the autoscaler hold has gone (0 before it
 	// starts; ReleaseStages when done).
 	// +optional

@@ -511,6 +511,10 @@ func (in *TrafficPolicyStatus) DeepCopyInto(out *TrafficPolicyStatus) {
 		in, out := &in.HoldSince, &out.HoldSince
 		*out = (*in).DeepCopy()
 	}
+	if in.LeverPulledAt != nil {
+		in, out := &in.LeverPulledAt, &out.LeverPulledAt
+		*out = (*in).DeepCopy()
+	}
 	if in.ExpiredLevers != nil {
 		in, out := &in.ExpiredLevers, &out.ExpiredLevers
 		*out = make([]string, len(*in))

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/knobs"
 	"floodgate.dev/floodgate/internal/provider"
 	"floodgate.dev/floodgate/internal/restore"
 )
@@ -29,6 +30,21 @@ var (
 
 // DefaultStabilizationWindow is the HPA's default scale-down stabilization window.
 const DefaultStabilizationWindow = 300 * time.Second
+
+// Level is how hard an autoscaler is held.
+type Level struct {
+	// Hold is false when the autoscaler is released (originals restored).
+	Hold bool
+	// Stage of the gradual release: 0 holds fully (no scale-down, minReplicas at the peak);
+	// 1..knobs.ReleaseStages re-enable a bounded scale-down and lower minReplicas stepwise.
+	Stage int32
+	// Peak is the minReplicas the hold began with (0 when not known yet: read from /scale).
+	Peak int32
+}
+
+// BoundedScaleDown is the scale-down policy while a hold is released: at most 10% of the
+// replicas per minute.
+var BoundedScaleDown = []any{map[string]any{"type": "Percent", "value": int64(10), "periodSeconds": int64(60)}}
 
 // HPA holds autoscaling/v2 HorizontalPodAutoscalers.
 type HPA struct {
@@ -78,16 +94,17 @@ func (h *HPA) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, ref v
 	return obs, nil
 }
 
-// Apply holds (hold) or releases (!hold) an observed autoscaler.
-func (h *HPA) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *Observation, hold bool, recordCopy string) (v1alpha1.AutoscalerStatus, []string, error) {
+// Apply holds an observed autoscaler at a level, or releases it.
+func (h *HPA) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *Observation, level Level, recordCopy string) (v1alpha1.AutoscalerStatus, []string, error) {
 	st := v1alpha1.AutoscalerStatus{Name: obs.Name, Found: obs.Found}
 	if !obs.Found {
 		return st, nil, nil
 	}
 	var changes []restore.Change
-	if hold {
+	peak := int32(0)
+	if level.Hold {
 		var err error
-		if changes, err = h.holdChanges(ctx, obs); err != nil {
+		if changes, peak, err = h.holdChanges(ctx, obs, level); err != nil {
 			return st, nil, err
 		}
 	}
@@ -111,24 +128,26 @@ func (h *HPA) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *Ob
 	}
 	if out.Record != nil {
 		st.RestoreRecord = out.Record.Encode()
-		st.Held = hold
-		if v, found, _ := unstructured.NestedInt64(u.Object, pathMinReplicas...); found && hold {
-			st.HeldMinReplicas = int32(v)
+		st.Held = level.Hold
+		st.HeldMinReplicas = peak
+		st.ReleaseStage = level.Stage
+		if v, found, _ := unstructured.NestedInt64(u.Object, pathMinReplicas...); found {
+			st.MinReplicas = int32(v)
 		}
 	}
 	return st, out.KeptOthers, nil
 }
 
 // Preview returns what Apply would write, without writing.
-func (h *HPA) Preview(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *Observation, hold bool, recordCopy string) (provider.ObjectChange, error) {
+func (h *HPA) Preview(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *Observation, level Level, recordCopy string) (provider.ObjectChange, error) {
 	change := provider.ObjectChange{Kind: "HorizontalPodAutoscaler", Name: obs.Name}
 	if !obs.Found {
 		return change, nil
 	}
 	var changes []restore.Change
-	if hold {
+	if level.Hold {
 		var err error
-		if changes, err = h.holdChanges(ctx, obs); err != nil {
+		if changes, _, err = h.holdChanges(ctx, obs, level); err != nil {
 			return change, err
 		}
 	}
@@ -141,50 +160,93 @@ func (h *HPA) Preview(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *
 	return change, nil
 }
 
-// holdChanges keeps the values of a hold already in force, or computes them when it begins.
-func (h *HPA) holdChanges(ctx context.Context, obs *Observation) ([]restore.Change, error) {
+// holdChanges computes the fields a hold level wants. Where the record already holds a value
+// of the same kind (the API server's stored form), it is kept, so a steady hold writes nothing.
+func (h *HPA) holdChanges(ctx context.Context, obs *Observation, level Level) ([]restore.Change, int32, error) {
 	held := map[string]any{}
+	originals := map[string]any{}
 	if obs.record != nil {
 		for _, f := range obs.record.Fields {
 			var v any
 			if err := utiljson.Unmarshal(f.Set, &v); err != nil {
-				return nil, fmt.Errorf("HorizontalPodAutoscaler %s: %w", obs.Name, restore.ErrCorrupt)
+				return nil, 0, fmt.Errorf("HorizontalPodAutoscaler %s: %w", obs.Name, restore.ErrCorrupt)
 			}
 			held[f.PathString()] = v
+			if !f.Absent {
+				if err := utiljson.Unmarshal(f.Original, &v); err != nil {
+					return nil, 0, fmt.Errorf("HorizontalPodAutoscaler %s: %w", obs.Name, restore.ErrCorrupt)
+				}
+				originals[f.PathString()] = v
+			} else {
+				originals[f.PathString()] = nil
+			}
 		}
 	}
 	hpa := obs.hpa
-	minReplicas, ok := held["spec.minReplicas"]
-	if !ok {
+	origMin := int32(1)
+	if hpa.Spec.MinReplicas != nil {
+		origMin = *hpa.Spec.MinReplicas
+	}
+	if v, ok := originals["spec.minReplicas"].(int64); ok {
+		origMin = int32(v)
+	}
+	peak := level.Peak
+	if v, ok := held["spec.minReplicas"].(int64); ok && peak == 0 {
+		peak = int32(v)
+	}
+	if peak == 0 {
 		replicas, err := h.currentReplicas(ctx, hpa)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		current := int32(1)
-		if hpa.Spec.MinReplicas != nil {
-			current = *hpa.Spec.MinReplicas
-		}
-		minReplicas = int64(min(max(current, replicas), hpa.Spec.MaxReplicas))
+		peak = min(max(origMin, replicas), hpa.Spec.MaxReplicas)
 	}
-	behavior, ok := held["spec.behavior"]
-	if !ok {
+	minReplicas := peak
+	if level.Stage > 0 {
+		// Lowered stepwise from the peak to the original over the release stages.
+		n := int32(knobs.ReleaseStages)
+		minReplicas = origMin + (max(peak-origMin, 0)*(n-min(level.Stage, n))+n-1)/n
+	}
+
+	wantDisabled := level.Stage == 0
+	behavior, ok := held["spec.behavior"].(map[string]any)
+	if !ok || isDisabled(behavior) != wantDisabled {
 		b := map[string]any{}
-		if hpa.Spec.Behavior != nil {
+		if orig, recorded := originals["spec.behavior"]; recorded {
+			if m, isMap := orig.(map[string]any); isMap {
+				b = m
+			}
+		} else if hpa.Spec.Behavior != nil {
 			m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(hpa.Spec.Behavior)
 			if err != nil {
-				return nil, fmt.Errorf("reading behavior of %s: %w", obs.Name, err)
+				return nil, 0, fmt.Errorf("reading behavior of %s: %w", obs.Name, err)
 			}
 			b = m
 		}
-		if err := unstructured.SetNestedField(b, string(autoscalingv2.DisabledPolicySelect), "scaleDown", "selectPolicy"); err != nil {
-			return nil, err
+		if wantDisabled {
+			if err := unstructured.SetNestedField(b, string(autoscalingv2.DisabledPolicySelect), "scaleDown", "selectPolicy"); err != nil {
+				return nil, 0, err
+			}
+		} else {
+			scaleDown, _, _ := unstructured.NestedMap(b, "scaleDown")
+			if scaleDown == nil {
+				scaleDown = map[string]any{}
+			}
+			scaleDown["selectPolicy"] = string(autoscalingv2.MaxChangePolicySelect)
+			scaleDown["policies"] = BoundedScaleDown
+			b["scaleDown"] = scaleDown
 		}
 		behavior = b
 	}
 	return []restore.Change{
-		{Path: pathMinReplicas, Value: minReplicas},
+		{Path: pathMinReplicas, Value: int64(minReplicas)},
 		{Path: pathBehavior, Value: behavior},
-	}, nil
+	}, peak, nil
+}
+
+func isDisabled(behavior map[string]any) bool {
+	policy, _, _ := unstructured.NestedString(behavior, "scaleDown", "selectPolicy")
+	return policy == string(autoscalingv2.DisabledPolicySelect)
 }
 
 // currentReplicas reads the workload's replicas from its /scale subresource: the HPA's own status

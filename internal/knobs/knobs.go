@@ -21,7 +21,13 @@ type Knobs struct {
 	AdmitPercent int32
 	// HoldAutoscalers keeps the autoscalers from scaling down.
 	HoldAutoscalers bool
+	// ReleaseStage, with HoldAutoscalers, is how far the gradual release has gone: 0 holds fully;
+	// 1..ReleaseStages re-enable a bounded scale-down and lower minReplicas stepwise.
+	ReleaseStage int32
 }
+
+// ReleaseStages is how many steps an autoscaler hold is released in.
+const ReleaseStages = 4
 
 // New builds knobs from a region list (nil: unrestricted), a rate and a share, normalised: an
 // allowlist that admits nobody is the same as shedding everything, and 100% is all.
@@ -44,7 +50,7 @@ func ShedAll() Knobs { return Knobs{Shed: true} }
 
 // Traffic returns the knobs without the autoscaler hold: what the traffic providers apply.
 func (k Knobs) Traffic() Knobs {
-	k.HoldAutoscalers = false
+	k.HoldAutoscalers, k.ReleaseStage = false, 0
 	return k
 }
 
@@ -64,7 +70,7 @@ func (k Knobs) Equal(o Knobs) bool {
 	return k.Shed == o.Shed && k.RestrictRegions == o.RestrictRegions &&
 		slices.Equal(k.AllowRegions, o.AllowRegions) &&
 		k.PerClientRequestsPerSecond == o.PerClientRequestsPerSecond &&
-		k.AdmitPercent == o.AdmitPercent && k.HoldAutoscalers == o.HoldAutoscalers
+		k.AdmitPercent == o.AdmitPercent && k.HoldAutoscalers == o.HoldAutoscalers && k.ReleaseStage == o.ReleaseStage
 }
 
 // Intersect combines two allowlists, where an empty list means "no restriction": the result
