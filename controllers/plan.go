@@ -29,7 +29,7 @@ type Plan struct {
 	// ExpiredLevers are the levers whose expiry time has passed.
 	ExpiredLevers    []string
 	ActionBeforeShed v1alpha1.Action
-	Progress        string
+	Progress         string
 	// RequeueAfter is when to look again (the next step boundary or release); 0 is never.
 	RequeueAfter time.Duration
 	// Transitions happened in this plan (a changed action, a new step, full traffic, release).
