@@ -33,9 +33,30 @@ func (r *TrafficPolicyReconciler) gateReadings(ctx context.Context, policy *v1al
 		return nil
 	}
 	if !gatesDue(st.Gates, gates, now, GateInterval(policy.Spec)) {
-		return st.Gates
+		return r.refreshWorkloadGates(ctx, policy, gates, st.Gates, now)
 	}
 	return r.readGates(ctx, policy, gates, now)
+}
+
+// refreshWorkloadGates re-reads workload gates between intervals (they are cache reads, and a
+// Deployment's change wakes the policy); a reading that did not change keeps its time, so an
+// unchanged fleet writes nothing.
+func (r *TrafficPolicyReconciler) refreshWorkloadGates(ctx context.Context, policy *v1alpha1.TrafficPolicy, gates []v1alpha1.Gate, readings []v1alpha1.GateStatus, now time.Time) []v1alpha1.GateStatus {
+	out := make([]v1alpha1.GateStatus, len(readings))
+	copy(out, readings)
+	for i, g := range gates {
+		if g.WorkloadReady == nil {
+			continue
+		}
+		reading := r.Gates.Read(ctx, policy.Namespace, g)
+		if reading.Verdict == out[i].Verdict && reading.Reading == out[i].Reading && reading.Reason == out[i].Reason {
+			continue
+		}
+		at := metav1.NewTime(now)
+		out[i] = v1alpha1.GateStatus{Name: g.Name, Verdict: reading.Verdict, Reading: reading.Reading, Reason: reading.Reason, ReadAt: &at}
+		r.Metrics.gateVerdict(policy, g.Name, reading.Verdict)
+	}
+	return out
 }
 
 func gatesDue(readings []v1alpha1.GateStatus, gates []v1alpha1.Gate, now time.Time, interval time.Duration) bool {
@@ -75,5 +96,19 @@ func (r *TrafficPolicyReconciler) readNewStepGates(ctx context.Context, policy *
 	}
 	if gates := stepGates(policy.Spec, plan.Ramp.Step); len(gates) > 0 {
 		plan.Ramp.Gates = r.readGates(ctx, policy, gates, now)
+		plan.Ramp.GatesPassingSince = nil
+		if allPass(plan.Ramp.Gates) {
+			at := metav1.NewTime(now)
+			plan.Ramp.GatesPassingSince = &at
+		}
 	}
+}
+
+func allPass(readings []v1alpha1.GateStatus) bool {
+	for _, g := range readings {
+		if g.Verdict != v1alpha1.VerdictPass {
+			return false
+		}
+	}
+	return len(readings) > 0
 }

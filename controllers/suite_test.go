@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -297,4 +299,27 @@ func create(objs ...client.Object) {
 	for _, o := range objs {
 		Expect(k8s.Create(context.Background(), o)).To(Succeed())
 	}
+}
+
+// eventsv1List lists the Events of a namespace (events.k8s.io/v1, what the recorder writes).
+type eventsv1List struct{}
+
+func (eventsv1List) reasons(ns string) []string {
+	var list eventsv1.EventList
+	Expect(k8s.List(context.Background(), &list, client.InNamespace(ns))).To(Succeed())
+	var out []string
+	for _, e := range list.Items {
+		out = append(out, e.Reason)
+	}
+	return out
+}
+
+func mustListen(addr string) net.Listener {
+	var l net.Listener
+	Eventually(func() error {
+		var err error
+		l, err = net.Listen("tcp", addr)
+		return err
+	}).Should(Succeed())
+	return l
 }

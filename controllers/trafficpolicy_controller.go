@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -54,6 +55,7 @@ const (
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch;create;patch;update;delete
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;patch;update
 // +kubebuilder:rbac:groups=apps,resources=deployments/scale;statefulsets/scale;replicasets/scale,verbs=get
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch;update;delete
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch;create;patch;update;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -348,8 +350,8 @@ func (r *TrafficPolicyReconciler) finalize(ctx context.Context, policy *v1alpha1
 	r.Recorder.Eventf(policy, nil, corev1.EventTypeNormal, v1alpha1.ReasonRestored, "Delete", "every target is back to its original; the policy can go")
 	r.Metrics.forget(policy)
 	controllerutil.RemoveFinalizer(policy, Finalizer)
-	if err := r.Client.Patch(ctx, policy, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("removing finalizer: %w", client.IgnoreNotFound(err))
+	if err := r.Client.Patch(ctx, policy, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("removing finalizer: %w", err)
 	}
 	return nil
 }
@@ -359,8 +361,8 @@ func (r *TrafficPolicyReconciler) patchStatus(ctx context.Context, before, polic
 	if equality.Semantic.DeepEqual(before.Status, policy.Status) {
 		return nil
 	}
-	if err := r.Client.Status().Patch(ctx, policy, client.MergeFrom(before)); err != nil {
-		return fmt.Errorf("patching status: %w", client.IgnoreNotFound(err))
+	if err := r.Client.Status().Patch(ctx, policy, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("patching status: %w", err)
 	}
 	return nil
 }
@@ -394,6 +396,7 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		// Any Ingress of a namespace can be a target, a conflicting canary or a shared upstream.
 		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.policiesInNamespace)).
 		Watches(&autoscalingv2.HorizontalPodAutoscaler{}, handler.EnqueueRequestsFromMapFunc(r.policiesFor(indexAutoscalerNames))).
+		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.policiesGatedOn)).
 		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.sheddingPolicies),
 			builder.WithPredicates(predicate.NewPredicateFuncs(r.isShedBackendSlice))).
 		WithOptions(opts).
@@ -411,6 +414,28 @@ func (r *TrafficPolicyReconciler) policiesFor(index string) handler.MapFunc {
 		}
 		return requests(list.Items, func(*v1alpha1.TrafficPolicy) bool { return true })
 	}
+}
+
+// policiesGatedOn maps a Deployment to the policies whose gates read it.
+func (r *TrafficPolicyReconciler) policiesGatedOn(ctx context.Context, obj client.Object) []reconcile.Request {
+	var list v1alpha1.TrafficPolicyList
+	if err := r.Client.List(ctx, &list, client.InNamespace(obj.GetNamespace())); err != nil {
+		logf.FromContext(ctx).Error(err, "listing policies for a Deployment", "deployment", obj.GetName())
+		return nil
+	}
+	return requests(list.Items, func(p *v1alpha1.TrafficPolicy) bool {
+		if p.Spec.Ramp == nil {
+			return false
+		}
+		for _, step := range p.Spec.Ramp.Steps {
+			for _, g := range step.Gates {
+				if g.WorkloadReady != nil && g.WorkloadReady.Name == obj.GetName() {
+					return true
+				}
+			}
+		}
+		return false
+	})
 }
 
 // policiesInNamespace maps an object to every policy of its namespace.

@@ -1,0 +1,194 @@
+package controllers_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+)
+
+// setAvailable writes a Deployment's status as its controller would (envtest runs none).
+func setAvailable(ns string, available int32) {
+	d := &appsv1.Deployment{}
+	Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "api-gateway"}, d)).To(Succeed())
+	d.Status.ObservedGeneration = d.Generation
+	d.Status.Replicas, d.Status.AvailableReplicas, d.Status.ReadyReplicas = *d.Spec.Replicas, available, available
+	Expect(k8s.Status().Update(ctx, d)).To(Succeed())
+}
+
+func gate(ns, name string) func() v1alpha1.GateStatus {
+	return func() v1alpha1.GateStatus {
+		p := getPolicy(ns, "api-gateway")
+		if p.Status.Ramp != nil {
+			for _, g := range p.Status.Ramp.Gates {
+				if g.Name == name {
+					return g
+				}
+			}
+		}
+		return v1alpha1.GateStatus{}
+	}
+}
+
+func conditionOf(ns, t string) func() string {
+	return func() string {
+		c := meta.FindStatusCondition(getPolicy(ns, "api-gateway").Status.Conditions, t)
+		if c == nil {
+			return ""
+		}
+		return string(c.Status) + " " + c.Reason + ": " + c.Message
+	}
+}
+
+var _ = Describe("a ramp that advances on evidence", func() {
+	It("moves on only when the fleet is ready and the webhook agrees, for passFor, and holds on a silent webhook", func() {
+		ns := newNamespace()
+		var answer atomic.Int32
+		answer.Store(http.StatusServiceUnavailable)
+		hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(int(answer.Load())) }))
+		DeferCleanup(hook.Close)
+
+		policy := samplePolicy(ns, v1alpha1.ActionRamp)
+		policy.Spec.Ramp.Gate = v1alpha1.GateSettings{PassFor: &metav1.Duration{Duration: time.Minute}, Interval: &metav1.Duration{Duration: 10 * time.Second}}
+		policy.Spec.Ramp.Steps[0].Gates = []v1alpha1.Gate{
+			{Name: "fleet-ready", WorkloadReady: &v1alpha1.WorkloadReadyGate{Name: "api-gateway", MinAvailablePercent: 100}},
+			{Name: "confirm", Webhook: &v1alpha1.WebhookGate{URL: hook.URL + "/confirm"}},
+		}
+		create(sampleIngress(ns), sampleDeployment(ns, 4), sampleHPA(ns, nil), policy)
+		setAvailable(ns, 2)
+
+		Eventually(progressOf(ns, "api-gateway")).Should(Equal("Ramping 1/3"))
+		Eventually(gate(ns, "fleet-ready")).Should(And(
+			HaveField("Verdict", v1alpha1.VerdictFail), HaveField("Reading", "2/4 available (need 100%)")))
+		Expect(gate(ns, "confirm")()).To(HaveField("Reading", "HTTP 503"))
+
+		By("the hold is over but the gates fail: the step stays")
+		clk.Advance(6 * time.Minute)
+		Consistently(progressOf(ns, "api-gateway"), "300ms").Should(Equal("Ramping 1/3"))
+
+		By("both pass: the step still waits passFor")
+		setAvailable(ns, 4)
+		answer.Store(http.StatusOK)
+		clk.Advance(10 * time.Second)
+		Eventually(gate(ns, "confirm")).Should(HaveField("Verdict", v1alpha1.VerdictPass))
+		Eventually(gate(ns, "fleet-ready")).Should(HaveField("Verdict", v1alpha1.VerdictPass))
+		Expect(getPolicy(ns, "api-gateway").Status.Progress).To(Equal("1/3"))
+
+		By("the webhook goes silent mid-streak: Unknown holds, with a named reason and an Event")
+		hook.Close()
+		clk.Advance(30 * time.Second)
+		Eventually(conditionOf(ns, v1alpha1.ConditionGateUnknown)).Should(HavePrefix("True GatesHolding: the ramp holds: gate confirm: calling webhook"))
+		Eventually(func() []string {
+			var list eventsv1List
+			return list.reasons(ns)
+		}).Should(ContainElement(v1alpha1.ReasonGatesHolding))
+		clk.Advance(5 * time.Minute)
+		Consistently(progressOf(ns, "api-gateway"), "300ms").Should(Equal("Ramping 1/3"))
+
+		By("the webhook answers again: after passFor of passing, step 2")
+		hook2 := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
+		hook2.Listener.Close()
+		hook2.Listener = mustListen(hook.Listener.Addr().String())
+		hook2.Start()
+		DeferCleanup(hook2.Close)
+		clk.Advance(10 * time.Second)
+		Eventually(conditionOf(ns, v1alpha1.ConditionGateUnknown)).Should(HavePrefix("False"))
+		Expect(getPolicy(ns, "api-gateway").Status.Progress).To(Equal("1/3"))
+		clk.Advance(time.Minute)
+		Eventually(progressOf(ns, "api-gateway")).Should(Equal("Ramping 2/3"))
+	})
+
+	It("keeps a gate's passing streak across an operator restart", func() {
+		ns := newNamespace()
+		policy := samplePolicy(ns, v1alpha1.ActionRamp)
+		policy.Spec.Ramp.Gate = v1alpha1.GateSettings{PassFor: &metav1.Duration{Duration: 10 * time.Minute}, Interval: &metav1.Duration{Duration: 10 * time.Second}}
+		policy.Spec.Ramp.Steps[0].Gates = []v1alpha1.Gate{{Name: "fleet-ready", WorkloadReady: &v1alpha1.WorkloadReadyGate{Name: "api-gateway"}}}
+		create(sampleIngress(ns), sampleDeployment(ns, 4), sampleHPA(ns, nil), policy)
+		setAvailable(ns, 4)
+		Eventually(gate(ns, "fleet-ready")).Should(HaveField("Verdict", v1alpha1.VerdictPass))
+		since := getPolicy(ns, "api-gateway").Status.Ramp.GatesPassingSince
+		Expect(since).NotTo(BeNil())
+
+		stopManager()
+		startManager()
+		clk.Advance(6 * time.Minute)
+		Eventually(func() *metav1.Time { return getPolicy(ns, "api-gateway").Status.Ramp.Gates[0].ReadAt }).Should(
+			Satisfy(func(t *metav1.Time) bool { return !t.Time.Before(clk.Now()) }))
+		Expect(getPolicy(ns, "api-gateway").Status.Ramp.GatesPassingSince.Equal(since)).To(BeTrue(), "the streak survives the restart")
+		Expect(getPolicy(ns, "api-gateway").Status.Progress).To(Equal("1/3"))
+		clk.Advance(4 * time.Minute)
+		Eventually(progressOf(ns, "api-gateway")).Should(Equal("Ramping 2/3"))
+	})
+})
+
+var _ = Describe("releasing the autoscaler hold", func() {
+	It("re-enables a bounded scale-down, lowers minReplicas stepwise, then restores the originals", func() {
+		ns := newNamespace()
+		hpa := sampleHPA(ns, nil)
+		create(sampleIngress(ns), sampleDeployment(ns, 10), hpa)
+		hpaBefore := viewOf(hpa)
+		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
+		policy.Spec.Autoscaling.ReleaseAfter = &metav1.Duration{Duration: 8 * time.Minute}
+		create(policy)
+		Eventually(func() int32 { return *getHPA(ns).Spec.MinReplicas }).Should(BeEquivalentTo(10))
+
+		setAction(ns, "api-gateway", v1alpha1.ActionNormal)
+		type hold struct {
+			MinReplicas  int32
+			SelectPolicy autoscalingv2.ScalingPolicySelect
+		}
+		holdOf := func() hold {
+			h := getHPA(ns)
+			return hold{*h.Spec.MinReplicas, *h.Spec.Behavior.ScaleDown.SelectPolicy}
+		}
+		Eventually(holdOf).Should(Equal(hold{8, autoscalingv2.MaxChangePolicySelect}))
+		Expect(getHPA(ns).Spec.Behavior.ScaleDown.Policies).To(Equal([]autoscalingv2.HPAScalingPolicy{{Type: autoscalingv2.PercentScalingPolicy, Value: 10, PeriodSeconds: 60}}))
+		var seen []int32
+		for range 3 {
+			prev := holdOf().MinReplicas
+			clk.Advance(2 * time.Minute)
+			Eventually(func() int32 { return holdOf().MinReplicas }).ShouldNot(Equal(prev))
+			seen = append(seen, holdOf().MinReplicas)
+		}
+		Expect(seen).To(Equal([]int32{6, 4, 2}))
+		clk.Advance(2 * time.Minute)
+		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseNormal))
+		Expect(viewOf(hpa)).To(Equal(hpaBefore))
+	})
+})
+
+var _ = Describe("a lever left pulled", func() {
+	It("turns LeverStale after staleAfter, with an Event, and expires when told to", func() {
+		ns := newNamespace()
+		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
+		policy.Spec.AutoscalerRefs = nil
+		policy.Spec.StaleAfter = &metav1.Duration{Duration: time.Hour}
+		policy.Spec.ShedExpiresAt = &metav1.Time{Time: clk.Now().Add(90 * time.Minute).Truncate(time.Second)}
+		create(sampleIngress(ns), policy)
+		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseShedding))
+		Expect(conditionOf(ns, v1alpha1.ConditionLeverStale)()).To(HavePrefix("False"))
+
+		clk.Advance(time.Hour)
+		Eventually(conditionOf(ns, v1alpha1.ConditionLeverStale)).Should(HavePrefix("True LeverPulledTooLong"))
+		Eventually(func() []string { var l eventsv1List; return l.reasons(ns) }).Should(ContainElement(v1alpha1.ReasonLeverStale))
+
+		clk.Advance(31 * time.Minute)
+		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseNormal))
+		p := getPolicy(ns, "api-gateway")
+		Expect(p.Spec.Action).To(Equal(v1alpha1.ActionShedAll), "the controller never writes the spec")
+		Expect(p.Status.ExpiredLevers).To(Equal([]string{"ShedAll"}))
+		Expect(p.Status.History[len(p.Status.History)-1].Reason).To(Equal("LeverExpired"))
+		Expect(conditionOf(ns, v1alpha1.ConditionLeverStale)()).To(HavePrefix("False"))
+		Expect(getIngress(ns, canaryName)).To(BeNil())
+	})
+})
