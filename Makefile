@@ -39,7 +39,7 @@ envtest-assets: ## Get kube-apiserver, etcd and kubectl for envtest (cached per 
 
 .PHONY: test-deps
 test-deps: ## Install the Debian packages the tests use, when missing.
-	@bash hack/ensure-debs.sh pcre2grep=pcre2-utils
+	@bash hack/ensure-debs.sh pcre2grep=pcre2-utils prometheus=prometheus
 
 .PHONY: test
 test: manifests generate vet envtest-assets test-deps ## Run every test (unit, envtest, drills).
