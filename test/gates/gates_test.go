@@ -178,7 +178,9 @@ func TestARampAdvancesOnlyOnEvidenceAndHoldsWhilePrometheusIsDown(t *testing.T) 
 		}
 	}
 	atStep := func(step string) func(p *v1alpha1.TrafficPolicy) bool {
-		return func(p *v1alpha1.TrafficPolicy) bool { return p.Status.Progress == step && p.Status.Phase == v1alpha1.PhaseRamping }
+		return func(p *v1alpha1.TrafficPolicy) bool {
+			return p.Status.Progress == step && p.Status.Phase == v1alpha1.PhaseRamping
+		}
 	}
 
 	waitFor("the first step with its gate read", 15*time.Second, func(p *v1alpha1.TrafficPolicy) bool {

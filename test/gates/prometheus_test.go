@@ -139,4 +139,3 @@ func (p *prometheusServer) waitForValue(t *testing.T, metric, value string) {
 	}
 	t.Fatalf("prometheus never scraped %s=%s", metric, value)
 }
-
