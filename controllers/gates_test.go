@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 )
@@ -192,3 +194,85 @@ var _ = Describe("a lever left pulled", func() {
 		Expect(getIngress(ns, canaryName)).To(BeNil())
 	})
 })
+
+var _ = Describe("metrics and requests", func() {
+	It("exports the action, the step, gate verdicts, lever flips and the lever's age", func() {
+		ns := newNamespace()
+		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
+		policy.Spec.AutoscalerRefs = nil
+		policy.Spec.Ramp.Steps[0].Gates = []v1alpha1.Gate{{Name: "fleet", WorkloadReady: &v1alpha1.WorkloadReadyGate{Name: "api-gateway"}}}
+		create(sampleIngress(ns), sampleDeployment(ns, 2), policy)
+		setAvailable(ns, 1)
+		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseShedding))
+		setAction(ns, "api-gateway", v1alpha1.ActionRamp)
+		Eventually(gate(ns, "fleet")).Should(HaveField("Verdict", v1alpha1.VerdictFail))
+		clk.Advance(90 * time.Second)
+
+		Eventually(func() map[string]float64 { return gather(ns) }).Should(And(
+			HaveKeyWithValue("floodgate_policy_action{action=Ramp}", 1.0),
+			HaveKeyWithValue("floodgate_policy_action{action=ShedAll}", 0.0),
+			HaveKeyWithValue("floodgate_ramp_step", 1.0),
+			HaveKeyWithValue("floodgate_gate_verdict{gate=fleet}", 0.0),
+			HaveKeyWithValue("floodgate_lever_flips_total{action=ShedAll}", 1.0),
+			HaveKeyWithValue("floodgate_lever_flips_total{action=Ramp}", 1.0),
+			HaveKey("floodgate_lever_age_seconds"),
+		))
+		Expect(gather(ns)["floodgate_lever_age_seconds"]).To(BeNumerically(">=", 90))
+	})
+
+	It("handles a request annotation once, even when the same annotations are applied again", func() {
+		ns := newNamespace()
+		policy := samplePolicy(ns, v1alpha1.ActionRamp)
+		policy.Spec.AutoscalerRefs = nil
+		create(sampleIngress(ns), policy)
+		Eventually(progressOf(ns, "api-gateway")).Should(Equal("Ramping 1/3"))
+
+		annotate := func(extra string) {
+			p := getPolicy(ns, "api-gateway")
+			before := p.DeepCopy()
+			p.Annotations = map[string]string{v1alpha1.RequestAnnotation: "next:1", v1alpha1.RequestReasonAnnotation: "by hand", "gitops/sync": extra}
+			Expect(k8s.Patch(ctx, p, client.MergeFrom(before))).To(Succeed())
+		}
+		annotate("1")
+		Eventually(progressOf(ns, "api-gateway")).Should(Equal("Ramping 2/3"))
+		Expect(getPolicy(ns, "api-gateway").Status.LastHandledRequest).To(Equal("next:1"))
+		annotate("2") // a GitOps re-apply carrying the same request
+		Consistently(progressOf(ns, "api-gateway"), "500ms").Should(Equal("Ramping 2/3"))
+	})
+})
+
+// gather reads the controller's metrics for a namespace's policy, keyed by name and the labels
+// other than namespace and policy.
+func gather(ns string) map[string]float64 {
+	families, err := ctrlmetrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	out := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			key, mine := f.GetName(), false
+			var extra []string
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "namespace":
+					mine = l.GetValue() == ns
+				case "policy":
+				default:
+					extra = append(extra, l.GetName()+"="+l.GetValue())
+				}
+			}
+			if !mine {
+				continue
+			}
+			if len(extra) > 0 {
+				key += "{" + strings.Join(extra, ",") + "}"
+			}
+			switch {
+			case m.GetGauge() != nil:
+				out[key] = m.GetGauge().GetValue()
+			case m.GetCounter() != nil:
+				out[key] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	return out
+}

@@ -73,7 +73,7 @@ func (m *Metrics) record(p *v1alpha1.TrafficPolicy, prevAction v1alpha1.Action) 
 		step = float64(st.Ramp.Step)
 	}
 	rampStep.WithLabelValues(p.Namespace, p.Name).Set(step)
-	if prevAction != "" && prevAction != st.ObservedAction {
+	if prevAction != st.ObservedAction && !(prevAction == "" && st.ObservedAction == v1alpha1.ActionNormal) {
 		leverFlips.WithLabelValues(p.Namespace, p.Name, string(st.ObservedAction)).Inc()
 	}
 	leverAges.set(p.Namespace, p.Name, leverPulledSince(p), m.Clock)

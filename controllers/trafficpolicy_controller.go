@@ -97,11 +97,26 @@ func (r *TrafficPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 
 	before := policy.DeepCopy()
-	result, err := r.reconcile(ctx, &policy)
+	var n notices
+	result, err := r.reconcile(ctx, &policy, &n)
 	if perr := r.patchStatus(ctx, before, &policy); perr != nil {
-		err = errors.Join(err, perr)
+		// A pass on a stale copy conflicts here and is retried; it tells nothing.
+		return ctrl.Result{}, errors.Join(err, perr)
 	}
+	n.send()
 	return result, err
+}
+
+// notices are the Events and metric updates of one pass, sent only once its status is written,
+// so a pass that is retried tells nothing twice.
+type notices []func()
+
+func (n *notices) add(f func()) { *n = append(*n, f) }
+
+func (n notices) send() {
+	for _, f := range n {
+		f()
+	}
 }
 
 // observation is what was read about every target and autoscaler before any write.
@@ -111,7 +126,7 @@ type observation struct {
 	problems    []provider.Problem
 }
 
-func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha1.TrafficPolicy) (ctrl.Result, error) {
+func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha1.TrafficPolicy, n *notices) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
 	now := r.Clock.Now()
 	in := PlanInput{Spec: policy.Spec, Status: policy.Status, Now: now, DefaultReleaseAfter: DefaultStabilizationWindow,
@@ -135,7 +150,7 @@ func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha
 		// the targets bring the policy back when they change.
 		outcome.Phase, outcome.Problems = policy.Status.Phase, obs.problems
 		r.noteFound(policy, obs)
-		r.setConditions(policy, outcome)
+		r.setConditions(policy, outcome, n)
 		log.Info("policy not applied", "reason", obs.problems[0].Reason, "message", obs.problems[0].Message)
 		return ctrl.Result{}, nil
 	}
@@ -144,11 +159,11 @@ func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha
 	if err := r.apply(ctx, policy, plan.Knobs, obs, &outcome); err != nil {
 		outcome.ApplyErr = err
 		outcome.Phase = policy.Status.Phase
-		r.setConditions(policy, outcome)
+		r.setConditions(policy, outcome, n)
 		return ctrl.Result{}, err
 	}
 
-	r.commit(policy, plan, outcome)
+	r.commit(policy, plan, outcome, n)
 	if plan.RequeueAfter > 0 {
 		log.V(1).Info("next look", "after", plan.RequeueAfter, "phase", plan.Phase)
 	}
@@ -231,7 +246,7 @@ func (r *TrafficPolicyReconciler) apply(ctx context.Context, policy *v1alpha1.Tr
 }
 
 // commit writes the plan into status, with a history entry and an Event per transition.
-func (r *TrafficPolicyReconciler) commit(policy *v1alpha1.TrafficPolicy, plan Plan, outcome Outcome) {
+func (r *TrafficPolicyReconciler) commit(policy *v1alpha1.TrafficPolicy, plan Plan, outcome Outcome, n *notices) {
 	st := &policy.Status
 	prevAction := st.ObservedAction
 	if plan.ObservedAction != st.ObservedAction {
@@ -249,23 +264,26 @@ func (r *TrafficPolicyReconciler) commit(policy *v1alpha1.TrafficPolicy, plan Pl
 		if t.By != "" || t.Note != "" {
 			note = fmt.Sprintf("%s (by %s: %s)", t.Message, orUnknown(t.By), t.Note)
 		}
-		r.Recorder.Eventf(policy, nil, corev1.EventTypeNormal, t.Reason, "Transition", "%s", note)
+		reason := t.Reason
+		n.add(func() { r.Recorder.Eventf(policy, nil, corev1.EventTypeNormal, reason, "Transition", "%s", note) })
 	}
 	for _, f := range outcome.KeptOthers {
 		if !slices.Contains(st.KeptChanges, f) {
 			st.KeptChanges = append(st.KeptChanges, f)
-			r.Recorder.Eventf(policy, nil, corev1.EventTypeWarning, v1alpha1.ReasonFieldChanged, "Restore",
-				"%s was changed by someone else after Floodgate; their value is kept", f)
+			n.add(func() {
+				r.Recorder.Eventf(policy, nil, corev1.EventTypeWarning, v1alpha1.ReasonFieldChanged, "Restore",
+					"%s was changed by someone else after Floodgate; their value is kept", f)
+			})
 		}
 	}
 	outcome.KeptOthers = st.KeptChanges
-	r.setConditions(policy, outcome)
-	r.Metrics.record(policy, prevAction)
+	r.setConditions(policy, outcome, n)
+	n.add(func() { r.Metrics.record(policy, prevAction) })
 }
 
 // setConditions sets the conditions and sends a Warning Event when a warning condition (Degraded,
 // GateUnknown, LeverStale) turns True or changes reason.
-func (r *TrafficPolicyReconciler) setConditions(policy *v1alpha1.TrafficPolicy, outcome Outcome) {
+func (r *TrafficPolicyReconciler) setConditions(policy *v1alpha1.TrafficPolicy, outcome Outcome, n *notices) {
 	warnings := []string{v1alpha1.ConditionDegraded, v1alpha1.ConditionGateUnknown, v1alpha1.ConditionLeverStale}
 	prev := map[string]metav1.Condition{}
 	for _, t := range warnings {
@@ -278,7 +296,8 @@ func (r *TrafficPolicyReconciler) setConditions(policy *v1alpha1.TrafficPolicy, 
 		now := meta.FindStatusCondition(policy.Status.Conditions, t)
 		was, had := prev[t]
 		if now.Status == metav1.ConditionTrue && (!had || was.Status != now.Status || was.Reason != now.Reason || was.Message != now.Message) {
-			r.Recorder.Eventf(policy, nil, corev1.EventTypeWarning, now.Reason, "Reconcile", "%s", now.Message)
+			reason, message := now.Reason, now.Message
+			n.add(func() { r.Recorder.Eventf(policy, nil, corev1.EventTypeWarning, reason, "Reconcile", "%s", message) })
 		}
 	}
 	policy.Status.ObservedGeneration = policy.Generation
@@ -334,14 +353,21 @@ func (r *TrafficPolicyReconciler) finalize(ctx context.Context, policy *v1alpha1
 	if err != nil || len(outcome.Problems) > 0 {
 		outcome.ApplyErr = err
 		policy.Status.Phase = v1alpha1.PhaseRestoring
-		r.setConditions(policy, outcome)
+		var n notices
+		r.setConditions(policy, outcome, &n)
 		if perr := r.patchStatus(ctx, before, policy); perr != nil {
 			err = errors.Join(err, perr)
+		} else {
+			n.send()
 		}
 		if err == nil {
 			return nil // a corrupt record needs a human; the target's watch brings us back
 		}
 		return fmt.Errorf("restoring before deletion: %w", err)
+	}
+	controllerutil.RemoveFinalizer(policy, Finalizer)
+	if err := r.Client.Patch(ctx, policy, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("removing finalizer: %w", err)
 	}
 	for _, f := range outcome.KeptOthers {
 		r.Recorder.Eventf(policy, nil, corev1.EventTypeWarning, v1alpha1.ReasonFieldChanged, "Restore",
@@ -349,19 +375,16 @@ func (r *TrafficPolicyReconciler) finalize(ctx context.Context, policy *v1alpha1
 	}
 	r.Recorder.Eventf(policy, nil, corev1.EventTypeNormal, v1alpha1.ReasonRestored, "Delete", "every target is back to its original; the policy can go")
 	r.Metrics.forget(policy)
-	controllerutil.RemoveFinalizer(policy, Finalizer)
-	if err := r.Client.Patch(ctx, policy, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("removing finalizer: %w", err)
-	}
 	return nil
 }
 
-// patchStatus writes status when it changed: steady state makes no write.
+// patchStatus writes status when it changed (steady state makes no write), on the condition that
+// the policy is still the one this pass read.
 func (r *TrafficPolicyReconciler) patchStatus(ctx context.Context, before, policy *v1alpha1.TrafficPolicy) error {
 	if equality.Semantic.DeepEqual(before.Status, policy.Status) {
 		return nil
 	}
-	if err := r.Client.Status().Patch(ctx, policy, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {
+	if err := r.Client.Status().Patch(ctx, policy, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("patching status: %w", err)
 	}
 	return nil

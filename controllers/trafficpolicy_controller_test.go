@@ -223,10 +223,8 @@ var _ = Describe("the sample policy", func() {
 		Expect(k8s.Patch(ctx, ing, client.MergeFrom(before))).To(Succeed())
 
 		setAction(ns, "api-gateway", v1alpha1.ActionNormal)
-		Eventually(func() string {
-			c := meta.FindStatusCondition(getPolicy(ns, "api-gateway").Status.Conditions, v1alpha1.ConditionDegraded)
-			return c.Reason + ": " + c.Message
-		}).Should(ContainSubstring("FieldChangedByOther: changed by someone else after Floodgate, kept as they are: Ingress api-gateway annotations.nginx.ingress.kubernetes.io/limit-rps"))
+		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(ContainSubstring(
+			"FieldChangedByOther: changed by someone else after Floodgate, kept as they are: Ingress api-gateway annotations.nginx.ingress.kubernetes.io/limit-rps"))
 		Eventually(func() map[string]string { return getIngress(ns, "api-gateway").Annotations }).ShouldNot(HaveKey(restore.Annotation))
 		Expect(getIngress(ns, "api-gateway").Annotations[limitRPS]).To(Equal("75"))
 	})
@@ -399,10 +397,7 @@ var _ = Describe("the finalizer", func() {
 		Expect(k8s.Patch(ctx, ing, client.MergeFrom(before))).To(Succeed())
 
 		Expect(k8s.Delete(ctx, getPolicy(ns, "api-gateway"))).To(Succeed())
-		Eventually(func() string {
-			c := meta.FindStatusCondition(getPolicy(ns, "api-gateway").Status.Conditions, v1alpha1.ConditionDegraded)
-			return c.Reason
-		}).Should(Equal(v1alpha1.ReasonCorruptRecord))
+		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(HavePrefix("True " + v1alpha1.ReasonCorruptRecord))
 		Consistently(func() []string { return getPolicy(ns, "api-gateway").Finalizers }, "300ms").Should(ContainElement(controllers.Finalizer))
 		Expect(getPolicy(ns, "api-gateway").Status.Phase).To(Equal(v1alpha1.PhaseRestoring))
 

@@ -66,8 +66,11 @@ type Ref struct {
 
 // Patch is a merge patch of one object.
 type Patch struct {
-	Ref   `json:",inline"`
-	Patch map[string]any `json:"patch"`
+	Ref `json:",inline"`
+	// Subresource "status" patches the status, standing in for the object's own controller
+	// (a drill runs no Deployment controller).
+	Subresource string         `json:"subresource,omitempty"`
+	Patch       map[string]any `json:"patch"`
 }
 
 // Expect checks one object.

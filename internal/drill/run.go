@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -194,7 +195,11 @@ func describe(s Step) string {
 	case s.Run != "":
 		return prefix + s.Run
 	case s.Patch != nil:
-		return prefix + fmt.Sprintf("patch %s %s %s", s.Patch.Kind, refKey(s.Patch.Ref), compactJSON(s.Patch.Patch))
+		sub := ""
+		if s.Patch.Subresource != "" {
+			sub = " (" + s.Patch.Subresource + ")"
+		}
+		return prefix + fmt.Sprintf("patch %s %s%s %s", s.Patch.Kind, refKey(s.Patch.Ref), sub, compactJSON(s.Patch.Patch))
 	case s.Apply != nil:
 		return prefix + fmt.Sprintf("apply %d objects", len(s.Apply))
 	case s.Delete != nil:
@@ -236,6 +241,9 @@ func (r *runner) patch(ctx context.Context, p *Patch) error {
 	data, err := jsonBytes(p.Patch)
 	if err != nil {
 		return err
+	}
+	if p.Subresource == "status" {
+		return r.env.Client.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, data))
 	}
 	return r.env.Client.Patch(ctx, obj, client.RawPatch(types.MergePatchType, data))
 }
@@ -370,8 +378,26 @@ func field(obj map[string]any, path string) (any, bool) {
 			return v, found
 		}
 	}
-	v, found, err := unstructured.NestedFieldNoCopy(obj, strings.Split(path, ".")...)
-	return v, found && err == nil
+	var cur any = obj
+	for _, key := range strings.Split(path, ".") {
+		switch node := cur.(type) {
+		case map[string]any:
+			v, ok := node[key]
+			if !ok {
+				return nil, false
+			}
+			cur = v
+		case []any:
+			i, err := strconv.Atoi(key)
+			if err != nil || i < 0 || i >= len(node) {
+				return nil, false
+			}
+			cur = node[i]
+		default:
+			return nil, false
+		}
+	}
+	return cur, true
 }
 
 func gvk(ref Ref) schema.GroupVersionKind {

@@ -67,7 +67,13 @@ func flatten(kind string, o *unstructured.Unstructured) map[string]string {
 		put("allowRegions", "spec", "allowRegions")
 		put("phase", "status", "phase")
 		put("step", "status", "progress")
-		for _, t := range []string{"Ready", "Degraded"} {
+		gates, _, _ := unstructured.NestedSlice(o.Object, "status", "ramp", "gates")
+		for _, g := range gates {
+			if m, ok := g.(map[string]any); ok {
+				f[fmt.Sprintf("gate %v", m["name"])] = fmt.Sprintf("%v %v", m["verdict"], m["reading"])
+			}
+		}
+		for _, t := range []string{"Ready", "Degraded", "GateUnknown", "LeverStale"} {
 			if c := conditionOf(o, t); c != "absent" {
 				f[t] = c
 			}

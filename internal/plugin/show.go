@@ -20,6 +20,7 @@ import (
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/controllers"
 	"floodgate.dev/floodgate/internal/autoscaler"
+	"floodgate.dev/floodgate/internal/knobs"
 	"floodgate.dev/floodgate/internal/provider"
 	"floodgate.dev/floodgate/internal/provider/ingressnginx"
 )
@@ -122,15 +123,35 @@ func printStatus(out io.Writer, p *v1alpha1.TrafficPolicy, now time.Time) {
 			phase += "   waiting for approve"
 		case st.Phase == v1alpha1.PhasePaused:
 			phase += "   paused"
-		case st.Ramp.NextStepAt != nil:
-			phase += "   hold left " + duration.HumanDuration(max(st.Ramp.NextStepAt.Sub(now), 0))
+		case st.Ramp.NextStepAt != nil && st.Ramp.NextStepAt.After(now):
+			phase += "   hold left " + duration.HumanDuration(st.Ramp.NextStepAt.Sub(now))
+		case len(st.Ramp.Gates) > 0:
+			phase += "   hold over; waiting for the gates"
 		}
 	}
 	if st.Phase == v1alpha1.PhaseReleasing && st.ReleaseAt != nil {
 		phase += "   autoscalers released in " + duration.HumanDuration(max(st.ReleaseAt.Sub(now), 0))
 	}
 	fmt.Fprintf(w, "Phase:\t%s\n", phase)
-	for _, t := range []string{v1alpha1.ConditionReady, v1alpha1.ConditionDegraded, v1alpha1.ConditionProgressing} {
+	if st.Ramp != nil && len(st.Ramp.Gates) > 0 && st.Phase != v1alpha1.PhaseCompleted {
+		fmt.Fprintln(w, "Gates:")
+		for _, g := range st.Ramp.Gates {
+			read := ""
+			if g.ReadAt != nil {
+				read = "read " + duration.HumanDuration(max(now.Sub(g.ReadAt.Time), 0)) + " ago"
+			}
+			line := fmt.Sprintf("  %s\t%s  %s  %s", g.Name, g.Verdict, g.Reading, read)
+			if g.Reason != "" {
+				line += "  (" + g.Reason + ")"
+			}
+			fmt.Fprintln(w, line)
+		}
+		if st.Ramp.GatesPassingSince != nil {
+			fmt.Fprintf(w, "  \tall passing for %s\n", duration.HumanDuration(max(now.Sub(st.Ramp.GatesPassingSince.Time), 0)))
+		}
+	}
+	for _, t := range []string{v1alpha1.ConditionReady, v1alpha1.ConditionDegraded, v1alpha1.ConditionProgressing,
+		v1alpha1.ConditionGateUnknown, v1alpha1.ConditionLeverStale} {
 		if c := condition(p, t); c != nil {
 			fmt.Fprintf(w, "%s:\t%s (%s) %s\n", t, c.Status, c.Reason, c.Message)
 		}
@@ -159,6 +180,9 @@ func printStatus(out io.Writer, p *v1alpha1.TrafficPolicy, now time.Time) {
 			switch {
 			case !a.Found:
 				fmt.Fprintf(w, "  HorizontalPodAutoscaler %s\tnot found\n", a.Name)
+			case a.Held && a.ReleaseStage > 0:
+				fmt.Fprintf(w, "  HorizontalPodAutoscaler %s\treleasing (stage %d of %d): bounded scale-down, minReplicas %d (held at %d)\n",
+					a.Name, a.ReleaseStage, knobs.ReleaseStages, a.MinReplicas, a.HeldMinReplicas)
 			case a.Held:
 				fmt.Fprintf(w, "  HorizontalPodAutoscaler %s\theld: no scale-down, minReplicas %d\n", a.Name, a.HeldMinReplicas)
 			default:
