@@ -276,3 +276,37 @@ func gather(ns string) map[string]float64 {
 	}
 	return out
 }
+
+var _ = Describe("a failing gate with onGateFailure StepBack", func() {
+	It("drops one step and waits there", func() {
+		ns := newNamespace()
+		var answer atomic.Int32
+		answer.Store(http.StatusOK)
+		hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(int(answer.Load())) }))
+		DeferCleanup(hook.Close)
+		policy := samplePolicy(ns, v1alpha1.ActionRamp)
+		policy.Spec.AutoscalerRefs = nil
+		policy.Spec.Ramp.OnGateFailure = v1alpha1.OnGateFailureStepBack
+		policy.Spec.Ramp.Gate = v1alpha1.GateSettings{PassFor: &metav1.Duration{Duration: 10 * time.Second}, Interval: &metav1.Duration{Duration: 10 * time.Second}}
+		for i := range policy.Spec.Ramp.Steps {
+			policy.Spec.Ramp.Steps[i].Gates = []v1alpha1.Gate{{Name: "confirm", Webhook: &v1alpha1.WebhookGate{URL: hook.URL}}}
+		}
+		create(sampleIngress(ns), policy)
+		Eventually(gate(ns, "confirm")).Should(HaveField("Verdict", v1alpha1.VerdictPass))
+		clk.Advance(5 * time.Minute)
+		Eventually(progressOf(ns, "api-gateway")).Should(Equal("Ramping 2/3"))
+		Eventually(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }).Should(Equal("500"))
+
+		answer.Store(http.StatusInternalServerError)
+		clk.Advance(10 * time.Second)
+		Eventually(progressOf(ns, "api-gateway")).Should(Equal("Ramping 1/3"))
+		Eventually(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }).Should(Equal("50"))
+		h := getPolicy(ns, "api-gateway").Status.History
+		Expect(h[len(h)-1].Reason).To(Equal(v1alpha1.ReasonGateFailed))
+		Expect(h[len(h)-1].Message).To(Equal("a gate failed: ramp stepped back to step 1 of 3 (onGateFailure StepBack)"))
+
+		By("it waits at the lower step (the first step cannot step back further)")
+		clk.Advance(30 * time.Second)
+		Consistently(progressOf(ns, "api-gateway"), "300ms").Should(Equal("Ramping 1/3"))
+	})
+})

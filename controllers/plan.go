@@ -378,10 +378,11 @@ func (p *Plan) wakeAt(in PlanInput, t time.Time) {
 	}
 }
 
-// releaseAfter is how long the autoscaler hold is released over.
+// releaseAfter is how long the autoscaler hold is released over: spec.autoscaling.releaseAfter,
+// but never less than the held autoscalers' scale-down stabilization window.
 func releaseAfter(in PlanInput) time.Duration {
 	if ra := in.Spec.Autoscaling.ReleaseAfter; ra != nil {
-		return ra.Duration
+		return max(ra.Duration, in.DefaultReleaseAfter)
 	}
 	return in.DefaultReleaseAfter
 }

@@ -67,9 +67,11 @@ type AutoscalerRef struct {
 
 // Autoscaling says how autoscalers are held and released.
 type Autoscaling struct {
-	// ReleaseAfter keeps the autoscaler hold this long after full traffic returns, so the fleet
-	// does not shrink into the returning load. Defaults to the longest scale-down stabilization
-	// window of the held autoscalers (300s when they set none).
+	// ReleaseAfter is how long the autoscaler hold is released over after full traffic returns,
+	// in stages (a bounded scale-down at once, then minReplicas lowered stepwise), so the fleet
+	// does not shrink into the returning load. Never less than the longest scale-down
+	// stabilization window of the held autoscalers (300s when they set none), which is also the
+	// default.
 	// +optional
 	ReleaseAfter *metav1.Duration `json:"releaseAfter,omitempty"`
 }
