@@ -545,11 +545,10 @@ func longestWindow(obs []*autoscaler.Observation) time.Duration {
 	return longest
 }
 
+// recordCopy is the copy of a target's restore record kept in status.
 func recordCopy(targets []v1alpha1.TargetStatus, name string) string {
-	for _, t := range targets {
-		if t.Name == name {
-			return t.RestoreRecord
-		}
+	if i := slices.IndexFunc(targets, func(t v1alpha1.TargetStatus) bool { return t.Name == name }); i >= 0 {
+		return targets[i].RestoreRecord
 	}
 	return ""
 }
@@ -565,11 +564,10 @@ func holdLevel(autoscalers []v1alpha1.AutoscalerStatus, name string, k knobs.Kno
 	return level
 }
 
+// autoscalerRecordCopy is the copy of an autoscaler's restore record kept in status.
 func autoscalerRecordCopy(autoscalers []v1alpha1.AutoscalerStatus, name string) string {
-	for _, a := range autoscalers {
-		if a.Name == name {
-			return a.RestoreRecord
-		}
+	if i := slices.IndexFunc(autoscalers, func(a v1alpha1.AutoscalerStatus) bool { return a.Name == name }); i >= 0 {
+		return autoscalers[i].RestoreRecord
 	}
 	return ""
 }
