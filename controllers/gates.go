@@ -48,7 +48,7 @@ func (r *TrafficPolicyReconciler) refreshWorkloadGates(ctx context.Context, poli
 		if g.WorkloadReady == nil {
 			continue
 		}
-		reading := r.Gates.Read(ctx, policy.Namespace, g)
+		reading := r.Gates.Read(ctx, policy, g)
 		if reading.Verdict == out[i].Verdict && reading.Reading == out[i].Reading && reading.Reason == out[i].Reason {
 			continue
 		}
@@ -75,7 +75,7 @@ func (r *TrafficPolicyReconciler) readGates(ctx context.Context, policy *v1alpha
 	at := metav1.NewTime(now)
 	out := make([]v1alpha1.GateStatus, 0, len(gates))
 	for _, g := range gates {
-		reading := r.Gates.Read(ctx, policy.Namespace, g)
+		reading := r.Gates.Read(ctx, policy, g)
 		out = append(out, v1alpha1.GateStatus{Name: g.Name, Verdict: reading.Verdict, Reading: reading.Reading, Reason: reading.Reason, ReadAt: &at})
 		r.Metrics.gateVerdict(policy, g.Name, reading.Verdict)
 	}

@@ -452,7 +452,7 @@ func (r *TrafficPolicyReconciler) policiesGatedOn(ctx context.Context, obj clien
 		}
 		for _, step := range p.Spec.Ramp.Steps {
 			for _, g := range step.Gates {
-				if g.WorkloadReady != nil && g.WorkloadReady.Name == obj.GetName() {
+				if g.WorkloadReady != nil && (g.WorkloadReady.Name == obj.GetName() || g.WorkloadReady.Name == "") {
 					return true
 				}
 			}

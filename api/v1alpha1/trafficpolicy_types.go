@@ -190,9 +190,9 @@ type Gate struct {
 
 // WorkloadReadyGate checks a Deployment in the policy's namespace.
 type WorkloadReadyGate struct {
-	// Name of the Deployment.
-	// +kubebuilder:validation:MinLength=1
-	Name string `json:"name"`
+	// Name of the Deployment. Empty: the Deployment the first of spec.autoscalerRefs scales.
+	// +optional
+	Name string `json:"name,omitempty"`
 	// MinAvailablePercent is the least share of desired replicas that must be available (1..100).
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100

@@ -14,6 +14,7 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -46,10 +47,14 @@ const DefaultMaxAge = 2 * time.Minute
 const DefaultWebhookTimeout = 5 * time.Second
 
 // Read reads one gate of a policy.
-func (r *Reader) Read(ctx context.Context, namespace string, g v1alpha1.Gate) Reading {
+func (r *Reader) Read(ctx context.Context, policy *v1alpha1.TrafficPolicy, g v1alpha1.Gate) Reading {
 	switch {
 	case g.WorkloadReady != nil:
-		return r.workload(ctx, namespace, g.WorkloadReady)
+		name, err := r.workloadName(ctx, policy, g.WorkloadReady)
+		if err != "" {
+			return unknown("%s", err)
+		}
+		return r.workload(ctx, policy.Namespace, name, g.WorkloadReady.MinAvailablePercent)
 	case g.Prometheus != nil:
 		return r.prometheus(ctx, g.Prometheus)
 	case g.Webhook != nil:
@@ -58,25 +63,43 @@ func (r *Reader) Read(ctx context.Context, namespace string, g v1alpha1.Gate) Re
 	return unknown("the gate has no check")
 }
 
-func (r *Reader) workload(ctx context.Context, namespace string, w *v1alpha1.WorkloadReadyGate) Reading {
+// workloadName is the gate's Deployment: named, or the one the first held autoscaler scales.
+func (r *Reader) workloadName(ctx context.Context, policy *v1alpha1.TrafficPolicy, w *v1alpha1.WorkloadReadyGate) (string, string) {
+	if w.Name != "" {
+		return w.Name, ""
+	}
+	if len(policy.Spec.AutoscalerRefs) == 0 {
+		return "", "workloadReady names no Deployment and the policy holds no autoscaler"
+	}
+	var hpa autoscalingv2.HorizontalPodAutoscaler
+	ref := policy.Spec.AutoscalerRefs[0].Name
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: policy.Namespace, Name: ref}, &hpa); err != nil {
+		return "", fmt.Sprintf("reading HorizontalPodAutoscaler %s: %v", ref, err)
+	}
+	if hpa.Spec.ScaleTargetRef.Kind != "Deployment" {
+		return "", fmt.Sprintf("HorizontalPodAutoscaler %s scales a %s; workloadReady reads Deployments", ref, hpa.Spec.ScaleTargetRef.Kind)
+	}
+	return hpa.Spec.ScaleTargetRef.Name, ""
+}
+
+func (r *Reader) workload(ctx context.Context, namespace, name string, minPercent int32) Reading {
 	var d appsv1.Deployment
-	err := r.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: w.Name}, &d)
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &d)
 	switch {
 	case apierrors.IsNotFound(err):
-		return unknown("Deployment %s not found", w.Name)
+		return unknown("Deployment %s not found", name)
 	case err != nil:
-		return unknown("reading Deployment %s: %v", w.Name, err)
+		return unknown("reading Deployment %s: %v", name, err)
 	case d.Status.ObservedGeneration < d.Generation:
-		return unknown("the status of Deployment %s is not up to date (generation %d, observed %d)", w.Name, d.Generation, d.Status.ObservedGeneration)
+		return unknown("the status of Deployment %s is not up to date (generation %d, observed %d)", name, d.Generation, d.Status.ObservedGeneration)
 	}
 	desired := int32(1)
 	if d.Spec.Replicas != nil {
 		desired = *d.Spec.Replicas
 	}
 	if desired == 0 {
-		return unknown("Deployment %s wants 0 replicas", w.Name)
+		return unknown("Deployment %s wants 0 replicas", name)
 	}
-	minPercent := w.MinAvailablePercent
 	if minPercent == 0 {
 		minPercent = 100
 	}
@@ -85,7 +108,7 @@ func (r *Reader) workload(ctx context.Context, namespace string, w *v1alpha1.Wor
 	if int64(available)*100 >= int64(minPercent)*int64(desired) {
 		return Reading{Verdict: v1alpha1.VerdictPass, Reading: reading}
 	}
-	return Reading{Verdict: v1alpha1.VerdictFail, Reading: reading, Reason: fmt.Sprintf("fewer than %d%% of Deployment %s's replicas are available", minPercent, w.Name)}
+	return Reading{Verdict: v1alpha1.VerdictFail, Reading: reading, Reason: fmt.Sprintf("fewer than %d%% of Deployment %s's replicas are available", minPercent, name)}
 }
 
 func (r *Reader) prometheus(ctx context.Context, p *v1alpha1.PrometheusGate) Reading {

@@ -79,15 +79,21 @@ app_old_sample 0.001 %d
 		{"a bad query", promGate("app_error_ratio[", "LessThan", "1"), v1alpha1.VerdictUnknown, "querying Prometheus"},
 	}
 	for _, c := range cases {
-		got := reader.Read(ctx, "", c.gate)
+		got := reader.Read(ctx, &v1alpha1.TrafficPolicy{}, c.gate)
 		if got.Verdict != c.verdict || !strings.Contains(got.Reading+" "+got.Reason, c.says) {
 			t.Errorf("%s: got %+v, want %s saying %q", c.name, got, c.verdict, c.says)
 		}
 	}
 
+	noTarget := v1alpha1.Gate{Name: "fleet", WorkloadReady: &v1alpha1.WorkloadReadyGate{}}
+	if got := reader.Read(ctx, &v1alpha1.TrafficPolicy{}, noTarget); got.Verdict != v1alpha1.VerdictUnknown ||
+		got.Reason != "workloadReady names no Deployment and the policy holds no autoscaler" {
+		t.Errorf("a workload gate with nothing to read: got %+v", got)
+	}
+
 	down := promGate("app_error_ratio", "LessThan", "1")
 	down.Prometheus.Address = "http://127.0.0.1:1"
-	if got := reader.Read(ctx, "", down); got.Verdict != v1alpha1.VerdictUnknown || !strings.Contains(got.Reason, "connection refused") {
+	if got := reader.Read(ctx, &v1alpha1.TrafficPolicy{}, down); got.Verdict != v1alpha1.VerdictUnknown || !strings.Contains(got.Reason, "connection refused") {
 		t.Errorf("Prometheus unreachable: got %+v, want Unknown saying connection refused", got)
 	}
 }
