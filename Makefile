@@ -89,7 +89,7 @@ uninstall: manifests $(KUSTOMIZE) ## Remove the CRDs from the current cluster.
 
 .PHONY: deploy
 deploy: manifests $(KUSTOMIZE) ## Deploy the manager and the shed backend into the current cluster.
-	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
+	cd config/default && $(KUSTOMIZE) edit set image controller=$(IMG)
 	$(KUSTOMIZE) build config/default | kubectl apply --server-side -f -
 
 .PHONY: undeploy

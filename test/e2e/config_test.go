@@ -18,6 +18,9 @@ func TestTheDeploymentManifestsAreAcceptedByTheAPIServer(t *testing.T) {
 			t.Errorf("config/default has no %q", kind)
 		}
 	}
+	if n := strings.Count(manifests, "image: ghcr.io/floodgate-dev/floodgate:dev"); n != 2 {
+		t.Errorf("the manager and the shed server must run the one image set in config/default; found it %d times", n)
+	}
 	cmd := exec.Command(kubectlBin, "--kubeconfig", env.Kubeconfig, "apply", "--dry-run=server", "-f", "-")
 	cmd.Stdin = strings.NewReader(manifests)
 	out, err := cmd.CombinedOutput()
