@@ -172,7 +172,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	} else {
 		h.Set("Content-Type", "application/json")
 	}
-	h.Set("Connection", "close")
 	w.WriteHeader(resp.StatusCode)
 	if req.Method != http.MethodHead {
 		_, _ = w.Write(body)
