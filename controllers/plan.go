@@ -158,9 +158,6 @@ func judgeGates(in PlanInput, r *v1alpha1.RampStatus, gates []v1alpha1.Gate, now
 	return v
 }
 
-// DefaultStabilizationWindow is the HPA's own default scale-down stabilization window.
-const DefaultStabilizationWindow = 300 * time.Second
-
 // MakePlan decides phase, step and knobs.
 func MakePlan(in PlanInput) Plan {
 	now := metav1.NewTime(in.Now)

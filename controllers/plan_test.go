@@ -8,6 +8,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/autoscaler"
 	"floodgate.dev/floodgate/internal/knobs"
 )
 
@@ -61,7 +62,7 @@ func TestTheSampleRampRunsFromShedAllToCompleted(t *testing.T) {
 	}
 	var st v1alpha1.TrafficPolicyStatus
 	for _, w := range steps {
-		p := MakePlan(PlanInput{Spec: sampleSpec(w.action), Status: st, Now: t0.Add(w.at), DefaultReleaseAfter: DefaultStabilizationWindow})
+		p := MakePlan(PlanInput{Spec: sampleSpec(w.action), Status: st, Now: t0.Add(w.at), DefaultReleaseAfter: autoscaler.DefaultStabilizationWindow})
 		if p.Phase != w.phase || p.Progress != w.progress || !p.Knobs.Equal(w.knobs) || p.RequeueAfter != w.requeue {
 			t.Fatalf("at %v: got phase=%s progress=%q knobs=%+v requeue=%v; want phase=%s progress=%q knobs=%+v requeue=%v",
 				w.at, p.Phase, p.Progress, p.Knobs, p.RequeueAfter, w.phase, w.progress, w.knobs, w.requeue)

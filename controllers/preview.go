@@ -12,16 +12,9 @@ import (
 // reconcile would write to every target and autoscaler, and what would keep it from being
 // applied. It writes nothing: it is `kubectl floodgate --dry-run`, on the controller's own code.
 func (r *TrafficPolicyReconciler) Preview(ctx context.Context, policy *v1alpha1.TrafficPolicy, now time.Time) (Plan, []provider.ObjectChange, []provider.Problem, error) {
-	in := PlanInput{Spec: policy.Spec, Status: policy.Status, Now: now, DefaultReleaseAfter: DefaultStabilizationWindow,
-		Request: PendingRequest(policy)}
-	plan := MakePlan(in)
-	obs, err := r.observe(ctx, policy, plan.Knobs)
+	plan, obs, err := r.planAndObserve(ctx, policy, now)
 	if err != nil {
 		return plan, nil, nil, err
-	}
-	if window := longestWindow(obs.autoscalers); window != in.DefaultReleaseAfter {
-		in.DefaultReleaseAfter = window
-		plan = MakePlan(in)
 	}
 	var changes []provider.ObjectChange
 	for _, o := range obs.targets {

@@ -18,7 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
@@ -129,17 +128,9 @@ type observation struct {
 func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha1.TrafficPolicy, n *notices) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
 	now := r.Clock.Now()
-	in := PlanInput{Spec: policy.Spec, Status: policy.Status, Now: now, DefaultReleaseAfter: DefaultStabilizationWindow,
-		Request: PendingRequest(policy), GateReadings: r.gateReadings(ctx, policy, now)}
-	plan := MakePlan(in)
-
-	obs, err := r.observe(ctx, policy, plan.Knobs)
+	plan, obs, err := r.planAndObserve(ctx, policy, now)
 	if err != nil {
 		return ctrl.Result{}, err
-	}
-	if window := longestWindow(obs.autoscalers); window != in.DefaultReleaseAfter {
-		in.DefaultReleaseAfter = window
-		plan = MakePlan(in)
 	}
 	r.readNewStepGates(ctx, policy, &plan, now)
 
@@ -168,6 +159,24 @@ func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha
 		log.V(1).Info("next look", "after", plan.RequeueAfter, "phase", plan.Phase)
 	}
 	return ctrl.Result{RequeueAfter: plan.RequeueAfter}, nil
+}
+
+// planAndObserve plans the policy at now and reads every target and autoscaler for that plan.
+// The autoscalers' stabilization window, known only once they are read, is the default release
+// time: when it differs from the assumed one the (pure) plan is made again.
+func (r *TrafficPolicyReconciler) planAndObserve(ctx context.Context, policy *v1alpha1.TrafficPolicy, now time.Time) (Plan, observation, error) {
+	in := PlanInput{Spec: policy.Spec, Status: policy.Status, Now: now, DefaultReleaseAfter: autoscaler.DefaultStabilizationWindow,
+		Request: PendingRequest(policy), GateReadings: r.gateReadings(ctx, policy, now)}
+	plan := MakePlan(in)
+	obs, err := r.observe(ctx, policy, plan.Knobs)
+	if err != nil {
+		return plan, obs, err
+	}
+	if window := longestWindow(obs.autoscalers); window != in.DefaultReleaseAfter {
+		in.DefaultReleaseAfter = window
+		plan = MakePlan(in)
+	}
+	return plan, obs, nil
 }
 
 // observe reads every target and autoscaler; it writes nothing.
@@ -408,7 +417,7 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	}
 	b := ctrl.NewControllerManagedBy(mgr)
 	if r.ClockAdvanced != nil {
-		b = b.WatchesRawSource(source.Channel(r.ClockAdvanced, handler.EnqueueRequestsFromMapFunc(r.allPolicies)))
+		b = b.WatchesRawSource(source.Channel(r.ClockAdvanced, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(everywhere, nil))))
 	}
 	return b.
 		For(&v1alpha1.TrafficPolicy{}, builder.WithPredicates(predicate.Or(
@@ -417,99 +426,70 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		Owns(&corev1.Service{}).
 		Owns(&discoveryv1.EndpointSlice{}).
 		// Any Ingress of a namespace can be a target, a conflicting canary or a shared upstream.
-		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.policiesInNamespace)).
-		Watches(&autoscalingv2.HorizontalPodAutoscaler{}, handler.EnqueueRequestsFromMapFunc(r.policiesFor(indexAutoscalerNames))).
-		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.policiesGatedOn)).
-		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.sheddingPolicies),
+		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(sameNamespace, nil))).
+		Watches(&autoscalingv2.HorizontalPodAutoscaler{}, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(namingAutoscaler, nil))).
+		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(sameNamespace, gatedOn))).
+		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(everywhere, routingToShed)),
 			builder.WithPredicates(predicate.NewPredicateFuncs(r.isShedBackendSlice))).
 		WithOptions(opts).
 		Named("trafficpolicy").
 		Complete(r)
 }
 
-// policiesFor maps an object to the policies in its namespace that name it.
-func (r *TrafficPolicyReconciler) policiesFor(index string) handler.MapFunc {
+// mapPolicies maps a watched change to the policies scope lists that keep (nil: all) says it
+// concerns.
+func (r *TrafficPolicyReconciler) mapPolicies(scope func(client.Object) []client.ListOption, keep func(client.Object, *v1alpha1.TrafficPolicy) bool) handler.MapFunc {
 	return func(ctx context.Context, obj client.Object) []reconcile.Request {
 		var list v1alpha1.TrafficPolicyList
-		if err := r.Client.List(ctx, &list, client.InNamespace(obj.GetNamespace()), client.MatchingFields{index: obj.GetName()}); err != nil {
-			logf.FromContext(ctx).Error(err, "listing policies for a watched object", "object", obj.GetName())
+		if err := r.Client.List(ctx, &list, scope(obj)...); err != nil {
+			logf.FromContext(ctx).Error(err, "listing policies for a watched change")
 			return nil
 		}
-		return requests(list.Items, func(*v1alpha1.TrafficPolicy) bool { return true })
-	}
-}
-
-// policiesGatedOn maps a Deployment to the policies whose gates read it.
-func (r *TrafficPolicyReconciler) policiesGatedOn(ctx context.Context, obj client.Object) []reconcile.Request {
-	var list v1alpha1.TrafficPolicyList
-	if err := r.Client.List(ctx, &list, client.InNamespace(obj.GetNamespace())); err != nil {
-		logf.FromContext(ctx).Error(err, "listing policies for a Deployment", "deployment", obj.GetName())
-		return nil
-	}
-	return requests(list.Items, func(p *v1alpha1.TrafficPolicy) bool {
-		if p.Spec.Ramp == nil {
-			return false
-		}
-		for _, step := range p.Spec.Ramp.Steps {
-			for _, g := range step.Gates {
-				if g.WorkloadReady != nil && (g.WorkloadReady.Name == obj.GetName() || g.WorkloadReady.Name == "") {
-					return true
-				}
+		var out []reconcile.Request
+		for i := range list.Items {
+			if keep == nil || keep(obj, &list.Items[i]) {
+				out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
 			}
 		}
+		return out
+	}
+}
+
+// everywhere lists the policies of every namespace (a clock advance carries no object).
+func everywhere(client.Object) []client.ListOption { return nil }
+
+// sameNamespace lists the policies of the object's namespace.
+func sameNamespace(obj client.Object) []client.ListOption {
+	return []client.ListOption{client.InNamespace(obj.GetNamespace())}
+}
+
+// namingAutoscaler lists the policies of the object's namespace that hold it.
+func namingAutoscaler(obj client.Object) []client.ListOption {
+	return []client.ListOption{client.InNamespace(obj.GetNamespace()), client.MatchingFields{indexAutoscalerNames: obj.GetName()}}
+}
+
+// gatedOn keeps the policies whose workload gates read the Deployment (named, or the HPA's target).
+func gatedOn(obj client.Object, p *v1alpha1.TrafficPolicy) bool {
+	if p.Spec.Ramp == nil {
 		return false
-	})
-}
-
-// policiesInNamespace maps an object to every policy of its namespace.
-func (r *TrafficPolicyReconciler) policiesInNamespace(ctx context.Context, obj client.Object) []reconcile.Request {
-	var list v1alpha1.TrafficPolicyList
-	if err := r.Client.List(ctx, &list, client.InNamespace(obj.GetNamespace())); err != nil {
-		logf.FromContext(ctx).Error(err, "listing policies for a watched object", "object", obj.GetName())
-		return nil
 	}
-	return requests(list.Items, func(*v1alpha1.TrafficPolicy) bool { return true })
-}
-
-// sheddingPolicies maps a change of the shed pods' endpoints to every policy that routes to them.
-func (r *TrafficPolicyReconciler) sheddingPolicies(ctx context.Context, _ client.Object) []reconcile.Request {
-	var list v1alpha1.TrafficPolicyList
-	if err := r.Client.List(ctx, &list); err != nil {
-		logf.FromContext(ctx).Error(err, "listing policies for a shed backend change")
-		return nil
-	}
-	return requests(list.Items, func(p *v1alpha1.TrafficPolicy) bool {
-		for _, t := range p.Status.Targets {
-			if t.Companion != "" {
+	for _, step := range p.Spec.Ramp.Steps {
+		for _, g := range step.Gates {
+			if g.WorkloadReady != nil && (g.WorkloadReady.Name == obj.GetName() || g.WorkloadReady.Name == "") {
 				return true
 			}
 		}
-		return false
-	})
+	}
+	return false
 }
 
-// allPolicies maps a clock advance to every policy.
-func (r *TrafficPolicyReconciler) allPolicies(ctx context.Context, _ client.Object) []reconcile.Request {
-	var list v1alpha1.TrafficPolicyList
-	if err := r.Client.List(ctx, &list); err != nil {
-		logf.FromContext(ctx).Error(err, "listing policies after a clock advance")
-		return nil
-	}
-	return requests(list.Items, func(*v1alpha1.TrafficPolicy) bool { return true })
+// routingToShed keeps the policies whose canaries route to the shed pods.
+func routingToShed(_ client.Object, p *v1alpha1.TrafficPolicy) bool {
+	return slices.ContainsFunc(p.Status.Targets, func(t v1alpha1.TargetStatus) bool { return t.Companion != "" })
 }
 
 func (r *TrafficPolicyReconciler) isShedBackendSlice(obj client.Object) bool {
 	return obj.GetNamespace() == r.Shed.Namespace && obj.GetLabels()[discoveryv1.LabelServiceName] == r.Shed.ServiceName
-}
-
-func requests(items []v1alpha1.TrafficPolicy, keep func(*v1alpha1.TrafficPolicy) bool) []reconcile.Request {
-	var out []reconcile.Request
-	for i := range items {
-		if keep(&items[i]) {
-			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: items[i].Namespace, Name: items[i].Name}})
-		}
-	}
-	return out
 }
 
 func deletingPredicate() predicate.Predicate {
@@ -540,7 +520,7 @@ func longestWindow(obs []*autoscaler.Observation) time.Duration {
 		longest = max(longest, o.StabilizationWindow)
 	}
 	if longest == 0 {
-		return DefaultStabilizationWindow
+		return autoscaler.DefaultStabilizationWindow
 	}
 	return longest
 }
