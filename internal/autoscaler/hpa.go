@@ -11,7 +11,6 @@ import (
 
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
@@ -76,21 +75,8 @@ func (h *HPA) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, ref v
 	}
 	obs.Found, obs.hpa = true, &hpa
 
-	rec, err := restore.Read(toUnstructured(&hpa))
-	switch {
-	case err != nil:
-		obs.Problems = append(obs.Problems, provider.Problem{Reason: v1alpha1.ReasonCorruptRecord,
-			Message: fmt.Sprintf("HorizontalPodAutoscaler %s: the restore record cannot be read (%v); fix or remove the %s annotation by hand", ref.Name, err, restore.Annotation)})
-	case rec != nil && rec.Policy != policy.Namespace+"/"+policy.Name:
-		obs.Problems = append(obs.Problems, provider.Problem{Reason: v1alpha1.ReasonConflict,
-			Message: fmt.Sprintf("HorizontalPodAutoscaler %s is already held by policy %s; one policy per autoscaler", ref.Name, rec.Policy)})
-	}
-	obs.record = rec
-	if owner := metav1.GetControllerOf(&hpa); owner != nil && hold {
-		obs.Problems = append(obs.Problems, provider.Problem{Reason: v1alpha1.ReasonConflict,
-			Message: fmt.Sprintf("HorizontalPodAutoscaler %s is controlled by %s %s; Floodgate does not edit objects another controller owns", ref.Name, owner.Kind, owner.Name)})
-	}
-	obs.StabilizationWindow = stabilizationWindow(originalBehavior(&hpa, rec))
+	obs.record, obs.Problems = provider.EditProblems("HorizontalPodAutoscaler", &hpa, policy.Namespace+"/"+policy.Name, hold)
+	obs.StabilizationWindow = stabilizationWindow(originalBehavior(&hpa, obs.record))
 	return obs, nil
 }
 

@@ -5,9 +5,13 @@ package provider
 
 import (
 	"context"
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/knobs"
+	"floodgate.dev/floodgate/internal/restore"
 )
 
 // Problem is something that keeps a target from taking the knobs: nothing is written to any
@@ -17,6 +21,27 @@ type Problem struct {
 	Reason string
 	// Message says what is wrong and what to do, without timestamps or counters.
 	Message string
+}
+
+// EditProblems reads the restore record on an object Floodgate edits (or may edit) and says what
+// keeps this policy from editing it: a record that cannot be read, another policy's record, or,
+// when edits are wanted, another controller's ownership.
+func EditProblems(kind string, obj metav1.Object, policy string, edits bool) (*restore.Record, []Problem) {
+	var problems []Problem
+	rec, err := restore.Read(obj)
+	switch {
+	case err != nil:
+		problems = append(problems, Problem{Reason: v1alpha1.ReasonCorruptRecord,
+			Message: fmt.Sprintf("%s %s: the restore record cannot be read (%v); fix or remove the %s annotation by hand", kind, obj.GetName(), err, restore.Annotation)})
+	case rec != nil && rec.Policy != policy:
+		problems = append(problems, Problem{Reason: v1alpha1.ReasonConflict,
+			Message: fmt.Sprintf("%s %s is already changed by policy %s; one policy per object", kind, obj.GetName(), rec.Policy)})
+	}
+	if owner := metav1.GetControllerOf(obj); owner != nil && edits {
+		problems = append(problems, Problem{Reason: v1alpha1.ReasonConflict,
+			Message: fmt.Sprintf("%s %s is controlled by %s %s; Floodgate does not edit objects another controller owns", kind, obj.GetName(), owner.Kind, owner.Name)})
+	}
+	return rec, problems
 }
 
 // Observation is what a provider read about one target before any write.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -148,8 +149,8 @@ func AdoptStored(obj *unstructured.Unstructured, rec *Record) bool {
 	return changed
 }
 
-// Read returns the record on obj (nil when there is none).
-func Read(obj *unstructured.Unstructured) (*Record, error) {
+// Read returns the record on obj (nil when there is none). It reads only the annotation.
+func Read(obj metav1.Object) (*Record, error) {
 	text, ok := obj.GetAnnotations()[Annotation]
 	if !ok {
 		return nil, nil

@@ -45,17 +45,9 @@ func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, 
 	if msg := Unsupported(policy, k); msg != "" {
 		obs.Problems = append(obs.Problems, provider.Problem{Reason: v1alpha1.ReasonUnsupported, Message: msg})
 	}
-	if rec, err := restore.Read(toUnstructured(&target)); err != nil {
-		obs.Problems = append(obs.Problems, provider.Problem{Reason: v1alpha1.ReasonCorruptRecord,
-			Message: fmt.Sprintf("Ingress %s: the restore record cannot be read (%v); fix or remove the %s annotation by hand", ref.Name, err, restore.Annotation)})
-	} else if rec != nil && rec.Policy != key(policy) {
-		obs.Problems = append(obs.Problems, provider.Problem{Reason: v1alpha1.ReasonConflict,
-			Message: fmt.Sprintf("Ingress %s is already changed by policy %s; one policy per target", ref.Name, rec.Policy)})
-	}
-	if owner := metav1.GetControllerOf(&target); owner != nil && len(MainChanges(k)) > 0 {
-		obs.Problems = append(obs.Problems, provider.Problem{Reason: v1alpha1.ReasonConflict,
-			Message: fmt.Sprintf("Ingress %s is controlled by %s %s; Floodgate does not edit objects another controller owns (the rate limit needs an edit)", ref.Name, owner.Kind, owner.Name)})
-	}
+	// The only edit to the user's Ingress is the rate limit.
+	_, problems := provider.EditProblems("Ingress", &target, key(policy), len(MainChanges(k)) > 0)
+	obs.Problems = append(obs.Problems, problems...)
 	if target.Annotations[AnnotationAffinity] == "cookie" {
 		obs.Status.Warnings = append(obs.Status.Warnings,
 			"session affinity by cookie is configured: clients holding the cookie stay on the main backend and are not shed")
@@ -66,6 +58,7 @@ func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, 
 		return nil, fmt.Errorf("listing Ingresses: %w", err)
 	}
 	rules, upstreams := routes(&target)
+	needsCanary := RenderCanary(policy, &target, k) != nil
 	var shared []string
 	for i := range all.Items {
 		other := &all.Items[i]
@@ -74,7 +67,7 @@ func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, 
 		}
 		otherRules, otherUpstreams := routes(other)
 		if other.Annotations[AnnotationCanary] == "true" {
-			if RenderCanary(policy, &target, k) != nil && rules.HasAny(otherRules.UnsortedList()...) {
+			if needsCanary && rules.HasAny(otherRules.UnsortedList()...) {
 				obs.Problems = append(obs.Problems, provider.Problem{Reason: v1alpha1.ReasonConflict,
 					Message: fmt.Sprintf("canary Ingress %s already serves rules of Ingress %s; ingress-nginx allows one canary per rule", other.Name, ref.Name)})
 			}
