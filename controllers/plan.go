@@ -22,7 +22,6 @@ type Plan struct {
 	Ramp            *v1alpha1.RampStatus
 	HoldSince       *metav1.Time
 	ReleaseAt       *metav1.Time
-	ReleaseStage    int32
 	LeverPulledAt   *metav1.Time
 	// StaleFor is staleAfter, when the lever has been pulled longer than that ("" otherwise).
 	StaleFor string
@@ -386,7 +385,7 @@ func releaseAfter(in PlanInput) time.Duration {
 
 // hold keeps the autoscalers held from now on (when there are any).
 func (p *Plan) hold(in PlanInput, now metav1.Time) {
-	p.ReleaseAt, p.ReleaseStage = nil, 0
+	p.ReleaseAt = nil
 	if len(in.Spec.AutoscalerRefs) == 0 {
 		p.HoldSince = nil
 		return
@@ -402,7 +401,7 @@ func (p *Plan) hold(in PlanInput, now metav1.Time) {
 func (p *Plan) release(in PlanInput, now metav1.Time, resting v1alpha1.Phase) {
 	p.Phase = resting
 	if p.HoldSince == nil || len(in.Spec.AutoscalerRefs) == 0 {
-		p.HoldSince, p.ReleaseAt, p.ReleaseStage = nil, nil, 0
+		p.HoldSince, p.ReleaseAt = nil, nil
 		return
 	}
 	if p.ReleaseAt == nil {
@@ -421,7 +420,7 @@ func (p *Plan) release(in PlanInput, now metav1.Time, resting v1alpha1.Phase) {
 		if stageLen > 0 {
 			stage = min(int32(in.Now.Sub(start)/stageLen)+1, knobs.ReleaseStages)
 		}
-		p.Knobs.ReleaseStage, p.ReleaseStage = stage, stage
+		p.Knobs.ReleaseStage = stage
 		p.RequeueAfter = p.ReleaseAt.Sub(in.Now)
 		if next := start.Add(time.Duration(stage) * stageLen); stage < knobs.ReleaseStages && next.After(in.Now) {
 			p.RequeueAfter = next.Sub(in.Now)
@@ -442,7 +441,8 @@ func transitions(st v1alpha1.TrafficPolicyStatus, p Plan, action v1alpha1.Action
 	}
 	awaiting := p.Ramp != nil && p.Ramp.AwaitingApproval && (st.Ramp == nil || !st.Ramp.AwaitingApproval)
 	changed := actionChanged || p.Phase != st.Phase || step != prevStep || awaiting
-	if !changed && req == nil && newlyExpiredAny(st, p) == "" {
+	newlyExpired := newlyExpiredLever(st, p)
+	if !changed && req == nil && newlyExpired == "" {
 		return nil
 	}
 	t := v1alpha1.Transition{Time: now, Phase: p.Phase, Step: step, Action: action}
@@ -450,12 +450,6 @@ func transitions(st v1alpha1.TrafficPolicyStatus, p Plan, action v1alpha1.Action
 	if req != nil {
 		verb = req.Verb
 		t.By, t.Note = req.By, req.Reason
-	}
-	newlyExpired := ""
-	for _, l := range p.ExpiredLevers {
-		if !slices.Contains(st.ExpiredLevers, l) {
-			newlyExpired = l
-		}
 	}
 	gateShed := p.Ramp != nil && p.Ramp.ShedByGate != "" && (st.Ramp == nil || st.Ramp.ShedByGate == "")
 	switch {
@@ -494,7 +488,8 @@ func transitions(st v1alpha1.TrafficPolicyStatus, p Plan, action v1alpha1.Action
 	return []v1alpha1.Transition{t}
 }
 
-func newlyExpiredAny(st v1alpha1.TrafficPolicyStatus, p Plan) string {
+// newlyExpiredLever names a lever that expired in this plan ("" when none).
+func newlyExpiredLever(st v1alpha1.TrafficPolicyStatus, p Plan) string {
 	for _, l := range p.ExpiredLevers {
 		if !slices.Contains(st.ExpiredLevers, l) {
 			return l

@@ -571,9 +571,6 @@ type AutoscalerStatus struct {
 	// MinReplicas is the minReplicas Floodgate has set now (lowered stepwise while releasing).
 	// +optional
 	MinReplicas int32 `json:"minReplicas,omitempty"`
-	// ReleaseStage is the stage of the gradual release (0: fully held).
-	// +optional
-	ReleaseStage int32 `json:"releaseStage,omitempty"`
 	// RestoreRecord is a copy of the restore record kept on the autoscaler.
 	// +optional
 	RestoreRecord string `json:"restoreRecord,omitempty"`

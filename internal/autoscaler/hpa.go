@@ -116,7 +116,6 @@ func (h *HPA) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *Ob
 		st.RestoreRecord = out.Record.Encode()
 		st.Held = level.Hold
 		st.HeldMinReplicas = peak
-		st.ReleaseStage = level.Stage
 		if v, found, _ := unstructured.NestedInt64(u.Object, pathMinReplicas...); found {
 			st.MinReplicas = int32(v)
 		}

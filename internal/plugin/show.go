@@ -180,9 +180,9 @@ func printStatus(out io.Writer, p *v1alpha1.TrafficPolicy, now time.Time) {
 			switch {
 			case !a.Found:
 				fmt.Fprintf(w, "  HorizontalPodAutoscaler %s\tnot found\n", a.Name)
-			case a.Held && a.ReleaseStage > 0:
+			case a.Held && st.ReleaseStage > 0:
 				fmt.Fprintf(w, "  HorizontalPodAutoscaler %s\treleasing (stage %d of %d): bounded scale-down, minReplicas %d (held at %d)\n",
-					a.Name, a.ReleaseStage, knobs.ReleaseStages, a.MinReplicas, a.HeldMinReplicas)
+					a.Name, st.ReleaseStage, knobs.ReleaseStages, a.MinReplicas, a.HeldMinReplicas)
 			case a.Held:
 				fmt.Fprintf(w, "  HorizontalPodAutoscaler %s\theld: no scale-down, minReplicas %d\n", a.Name, a.HeldMinReplicas)
 			default:
