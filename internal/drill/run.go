@@ -3,7 +3,6 @@ package drill
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -13,10 +12,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mattn/go-shellwords"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -213,7 +214,7 @@ func describe(s Step) string {
 }
 
 func (r *runner) runCommand(ctx context.Context, line string) ([]string, error) {
-	args, err := splitWords(line)
+	args, err := shellwords.Parse(line)
 	if err != nil {
 		return nil, err
 	}
@@ -275,21 +276,18 @@ func (r *runner) expect(ctx context.Context, e *Expect) (time.Duration, string) 
 		timeout = e.Timeout.Duration
 	}
 	start := time.Now()
-	deadline := start.Add(timeout)
-	for {
-		failure := r.check(ctx, e)
-		if failure == "" {
-			return time.Since(start), ""
-		}
-		if time.Now().After(deadline) {
-			return time.Since(start), fmt.Sprintf("after %s: %s", timeout, failure)
-		}
-		select {
-		case <-ctx.Done():
-			return time.Since(start), ctx.Err().Error()
-		case <-time.After(25 * time.Millisecond):
-		}
+	failure := ""
+	err := wait.PollUntilContextTimeout(ctx, 25*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		failure = r.check(ctx, e)
+		return failure == "", nil
+	})
+	switch {
+	case err == nil:
+		return time.Since(start), ""
+	case wait.Interrupted(err) && failure != "":
+		return time.Since(start), fmt.Sprintf("after %s: %s", timeout, failure)
 	}
+	return time.Since(start), err.Error()
 }
 
 func (r *runner) check(ctx context.Context, e *Expect) string {
@@ -446,38 +444,4 @@ func withoutFloodgate(obj *unstructured.Unstructured) *unstructured.Unstructured
 	}
 	c.SetAnnotations(ann)
 	return c
-}
-
-// splitWords splits a command line like a shell: spaces separate words, quotes group them.
-func splitWords(line string) ([]string, error) {
-	var words []string
-	var cur strings.Builder
-	inWord := false
-	quote := rune(0)
-	for _, c := range line {
-		switch {
-		case quote != 0 && c == quote:
-			quote = 0
-		case quote != 0:
-			cur.WriteRune(c)
-		case c == '"' || c == '\'':
-			quote, inWord = c, true
-		case c == ' ' || c == '\t':
-			if inWord {
-				words = append(words, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		default:
-			cur.WriteRune(c)
-			inWord = true
-		}
-	}
-	if quote != 0 {
-		return nil, errors.New("unterminated quote in command")
-	}
-	if inWord {
-		words = append(words, cur.String())
-	}
-	return words, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
@@ -138,29 +139,30 @@ func (o *Options) flip(ctx context.Context, verb, name string, args []string, ed
 
 // waitFor returns when the controller acknowledged the request, or says why it did not.
 func (o *Options) waitFor(ctx context.Context, p *v1alpha1.TrafficPolicy, token string, start time.Time) error {
-	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	var acked *v1alpha1.TrafficPolicy
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, o.Timeout, true, func(ctx context.Context) (bool, error) {
 		cur, err := o.get(ctx, p.Name)
-		if err == nil {
-			if cur.Status.LastHandledRequest == token && cur.Status.ObservedGeneration >= cur.Generation {
-				fmt.Fprintf(o.Out, "trafficpolicy/%s: applied in %s: phase %s%s\n", p.Name,
-					time.Since(start).Round(time.Millisecond), cur.Status.Phase, progress(cur))
-				return nil
-			}
-			if c := condition(cur, v1alpha1.ConditionDegraded); c != nil && c.Status == "True" && c.ObservedGeneration >= cur.Generation &&
-				cur.Status.LastHandledRequest != token {
-				return fmt.Errorf("trafficpolicy/%s: not applied: %s: %s", p.Name, c.Reason, c.Message)
-			}
+		if err != nil {
+			return false, nil // transient: keep waiting until the timeout
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("no acknowledgement from the controller within %s: is the Floodgate manager running? (status.lastHandledRequest is not %q yet)", o.Timeout, token)
-		case <-tick.C:
+		if cur.Status.LastHandledRequest == token && cur.Status.ObservedGeneration >= cur.Generation {
+			acked = cur
+			return true, nil
 		}
+		if c := condition(cur, v1alpha1.ConditionDegraded); c != nil && c.Status == "True" && c.ObservedGeneration >= cur.Generation {
+			return false, fmt.Errorf("trafficpolicy/%s: not applied: %s: %s", p.Name, c.Reason, c.Message)
+		}
+		return false, nil
+	})
+	switch {
+	case acked != nil:
+		fmt.Fprintf(o.Out, "trafficpolicy/%s: applied in %s: phase %s%s\n", p.Name,
+			time.Since(start).Round(time.Millisecond), acked.Status.Phase, progress(acked))
+		return nil
+	case wait.Interrupted(err):
+		return fmt.Errorf("no acknowledgement from the controller within %s: is the Floodgate manager running? (status.lastHandledRequest is not %q yet)", o.Timeout, token)
 	}
+	return err
 }
 
 func describeSpec(p *v1alpha1.TrafficPolicy) string {
