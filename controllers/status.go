@@ -13,8 +13,7 @@ import (
 
 // Outcome is what one reconcile found and did, the input of the condition functions.
 type Outcome struct {
-	Phase  v1alpha1.Phase
-	Action v1alpha1.Action
+	Phase v1alpha1.Phase
 	// Problems kept the plan from being applied (nothing was written).
 	Problems []provider.Problem
 	// ApplyErr is a failure while writing (retried).
@@ -25,7 +24,7 @@ type Outcome struct {
 	ShedEndpoints int
 	// UnknownGate says which gate has no trustworthy reading and why ("" when none).
 	UnknownGate string
-	// StaleSince is when the lever was pulled, when it has been pulled longer than staleAfter.
+	// StaleFor is staleAfter, when the lever has been pulled longer than that ("" otherwise).
 	StaleFor string
 }
 

@@ -134,7 +134,7 @@ func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha
 	}
 	r.readNewStepGates(ctx, policy, &plan, now)
 
-	outcome := Outcome{Phase: plan.Phase, Action: plan.ObservedAction, ShedEndpoints: -1,
+	outcome := Outcome{Phase: plan.Phase, ShedEndpoints: -1,
 		UnknownGate: gateReason(plan.Ramp, plan.UnknownGate()), StaleFor: plan.StaleFor}
 	if len(obs.problems) > 0 && !plan.Knobs.Equal(knobs.Knobs{}) {
 		// Nothing is half applied: the plan waits until every target can take it. Watches on
@@ -348,7 +348,7 @@ func (r *TrafficPolicyReconciler) finalize(ctx context.Context, policy *v1alpha1
 	}
 	before := policy.DeepCopy()
 	obs, err := r.observe(ctx, policy, knobs.Knobs{})
-	outcome := Outcome{Phase: v1alpha1.PhaseRestoring, Action: policy.Spec.Action, ShedEndpoints: -1}
+	outcome := Outcome{Phase: v1alpha1.PhaseRestoring, ShedEndpoints: -1}
 	if err == nil {
 		for _, p := range obs.problems {
 			if p.Reason == v1alpha1.ReasonCorruptRecord {
