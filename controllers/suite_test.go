@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
@@ -322,4 +323,20 @@ func mustListen(addr string) net.Listener {
 		return err
 	}).Should(Succeed())
 	return l
+}
+
+// writtenSince tells which objects were written between two readings, and how they changed
+// ("" when none was).
+func writtenSince(before, after []client.Object) string {
+	var changes []string
+	for i := range before {
+		if before[i].GetResourceVersion() == after[i].GetResourceVersion() {
+			continue
+		}
+		b, a := before[i].DeepCopyObject().(client.Object), after[i].DeepCopyObject().(client.Object)
+		b.SetManagedFields(nil)
+		a.SetManagedFields(nil)
+		changes = append(changes, fmt.Sprintf("%T %s was written:\n%s", a, a.GetName(), cmp.Diff(b, a)))
+	}
+	return strings.Join(changes, "\n")
 }

@@ -16,6 +16,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
@@ -148,6 +149,9 @@ func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha
 	outcome.Problems = obs.problems
 
 	if err := r.apply(ctx, policy, plan.Knobs, obs, &outcome); err != nil {
+		if staleRead(err) {
+			return ctrl.Result{}, fmt.Errorf("the pass read an object older than the API server's; retrying: %w", err)
+		}
 		outcome.ApplyErr = err
 		outcome.Phase = policy.Status.Phase
 		r.setConditions(policy, outcome, n)
@@ -359,6 +363,9 @@ func (r *TrafficPolicyReconciler) finalize(ctx context.Context, policy *v1alpha1
 			err = r.apply(ctx, policy, knobs.Knobs{}, obs, &outcome)
 		}
 	}
+	if err != nil && staleRead(err) {
+		return fmt.Errorf("restoring before deletion read an object older than the API server's; retrying: %w", err)
+	}
 	if err != nil || len(outcome.Problems) > 0 {
 		outcome.ApplyErr = err
 		policy.Status.Phase = v1alpha1.PhaseRestoring
@@ -503,6 +510,14 @@ func orUnknown(s string) string {
 		return "unknown"
 	}
 	return s
+}
+
+// staleRead reports whether a write failed only because the pass read an object from the cache
+// before the cache had caught up with the API server (often with this controller's own previous
+// write): a resourceVersion conflict, or creating a companion that already exists. Nothing is
+// wrong, so no condition says so; the pass is retried on a fresh read.
+func staleRead(err error) bool {
+	return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)
 }
 
 func blocked(problems []provider.Problem) bool {

@@ -270,6 +270,9 @@ func (r *runner) object(ref Ref) *unstructured.Unstructured {
 	return u
 }
 
+// lookTimeout bounds one read of an expectation, whatever the expectation's own timeout.
+const lookTimeout = 10 * time.Second
+
 func (r *runner) expect(ctx context.Context, e *Expect) (time.Duration, string) {
 	timeout := 10 * time.Second
 	if e.Timeout != nil {
@@ -277,8 +280,12 @@ func (r *runner) expect(ctx context.Context, e *Expect) (time.Duration, string) 
 	}
 	start := time.Now()
 	failure := ""
-	err := wait.PollUntilContextTimeout(ctx, 25*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		failure = r.check(ctx, e)
+	err := wait.PollUntilContextTimeout(ctx, 25*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		// Each look reads with the drill's context, not the poll's: a read still in flight
+		// when the timeout strikes must not replace the mismatch it was about to confirm.
+		lookCtx, cancel := context.WithTimeout(ctx, lookTimeout)
+		defer cancel()
+		failure = r.check(lookCtx, e)
 		return failure == "", nil
 	})
 	switch {
