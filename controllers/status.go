@@ -16,6 +16,9 @@ type Outcome struct {
 	Phase v1alpha1.Phase
 	// Problems kept the plan from being applied (nothing was written).
 	Problems []provider.Problem
+	// Leftovers are problems putting back objects the spec no longer names; the plan was
+	// applied to the objects it does name.
+	Leftovers []provider.Problem
 	// ApplyErr is a failure while writing (retried).
 	ApplyErr error
 	// KeptOthers are fields someone else changed after Floodgate; they keep the other value.
@@ -76,6 +79,9 @@ func degradedCondition(o Outcome) metav1.Condition {
 		c.Status, c.Reason, c.Message = metav1.ConditionTrue, o.Problems[0].Reason, strings.Join(msgs, "; ")
 	case o.ApplyErr != nil:
 		c.Status, c.Reason, c.Message = metav1.ConditionTrue, v1alpha1.ReasonApplyFailed, o.ApplyErr.Error()
+	case len(o.Leftovers) > 0:
+		c.Status, c.Reason = metav1.ConditionTrue, o.Leftovers[0].Reason
+		c.Message = "an object the spec no longer names cannot be put back: " + o.Leftovers[0].Message
 	case len(o.KeptOthers) > 0:
 		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonFieldChanged
 		c.Message = "changed by someone else after Floodgate, kept as they are: " + strings.Join(o.KeptOthers, ", ")

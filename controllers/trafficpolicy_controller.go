@@ -63,6 +63,9 @@ const (
 // TrafficPolicyReconciler applies TrafficPolicies to their targets and autoscalers.
 type TrafficPolicyReconciler struct {
 	Client client.Client
+	// APIReader reads from the API server, not the cache: it checks, when a status write
+	// conflicts, whether only the spec changed meanwhile (nil: such a write is retried instead).
+	APIReader client.Reader
 	// Clock is the time the plan is made at; drills and tests inject a fake one, which also
 	// times the controller's requeues.
 	Clock clock.WithDelayedExecution
@@ -124,6 +127,12 @@ type observation struct {
 	targets     []*provider.Observation
 	autoscalers []*autoscaler.Observation
 	problems    []provider.Problem
+	// leftovers are the targets and autoscalers the policy changed that its spec no longer
+	// names: they are put back whatever the knobs, and their problems keep nothing else from
+	// being applied.
+	leftoverTargets     []*provider.Observation
+	leftoverAutoscalers []*autoscaler.Observation
+	leftoverProblems    []provider.Problem
 }
 
 func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha1.TrafficPolicy, n *notices) (ctrl.Result, error) {
@@ -146,7 +155,7 @@ func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha
 		log.Info("policy not applied", "reason", obs.problems[0].Reason, "message", obs.problems[0].Message)
 		return ctrl.Result{}, nil
 	}
-	outcome.Problems = obs.problems
+	outcome.Problems, outcome.Leftovers = obs.problems, obs.leftoverProblems
 
 	if err := r.apply(ctx, policy, plan.Knobs, obs, &outcome); err != nil {
 		if staleRead(err) {
@@ -210,18 +219,89 @@ func (r *TrafficPolicyReconciler) observe(ctx context.Context, policy *v1alpha1.
 		obs.problems = append(obs.problems, o.Problems...)
 		obs.autoscalers = append(obs.autoscalers, o)
 	}
-	return obs, nil
+	return obs, r.observeLeftovers(ctx, policy, &obs)
+}
+
+// observeLeftovers reads the targets and autoscalers the policy changed that its spec no longer
+// names: those its status lists with a restore record or companion, and those carrying its
+// record. Only a record that cannot be read is a problem: another policy's record means the
+// object is not this policy's to put back.
+func (r *TrafficPolicyReconciler) observeLeftovers(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *observation) error {
+	refs, err := r.Ingress.Recorded(ctx, policy)
+	if err != nil {
+		return err
+	}
+	for _, t := range policy.Status.Targets {
+		if t.RestoreRecord != "" || t.Companion != "" {
+			refs = append(refs, v1alpha1.TargetRef{Kind: t.Kind, Name: t.Name})
+		}
+	}
+	for _, ref := range leftover(refs, policy.Spec.TargetRefs, func(t v1alpha1.TargetRef) string { return t.Name }) {
+		o, err := r.Ingress.Observe(ctx, policy, ref, knobs.Knobs{})
+		if err != nil {
+			return err
+		}
+		obs.leftoverProblems = append(obs.leftoverProblems, corrupt(o.Problems)...)
+		obs.leftoverTargets = append(obs.leftoverTargets, o)
+	}
+
+	names, err := r.HPA.Recorded(ctx, policy)
+	if err != nil {
+		return err
+	}
+	for _, a := range policy.Status.Autoscalers {
+		if a.RestoreRecord != "" {
+			names = append(names, a.Name)
+		}
+	}
+	var refsInSpec []string
+	for _, a := range policy.Spec.AutoscalerRefs {
+		refsInSpec = append(refsInSpec, a.Name)
+	}
+	for _, name := range leftover(names, refsInSpec, func(n string) string { return n }) {
+		o, err := r.HPA.Observe(ctx, policy, v1alpha1.AutoscalerRef{Name: name}, false)
+		if err != nil {
+			return err
+		}
+		obs.leftoverProblems = append(obs.leftoverProblems, corrupt(o.Problems)...)
+		obs.leftoverAutoscalers = append(obs.leftoverAutoscalers, o)
+	}
+	return nil
+}
+
+// leftover keeps the items found whose name the spec does not have, once each.
+func leftover[T any](found, spec []T, name func(T) string) []T {
+	seen := map[string]bool{}
+	for _, t := range spec {
+		seen[name(t)] = true
+	}
+	var out []T
+	for _, t := range found {
+		if !seen[name(t)] {
+			seen[name(t)] = true
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // apply writes the knobs to every observed target and autoscaler. Zero knobs restore.
 func (r *TrafficPolicyReconciler) apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, k knobs.Knobs, obs observation, outcome *Outcome) error {
 	traffic := k.Traffic()
+	// Each target's shed Service is in place before its canary routes to it, and goes after.
+	var shedFor []string
 	if traffic.Sheds() {
-		ready, err := r.Shed.EnsureCompanion(ctx, r.Client, policy)
-		if err != nil {
-			return err
+		for _, o := range obs.targets {
+			shedFor = append(shedFor, o.Ref.Name)
+			if !o.Found || blocked(o.Problems) {
+				continue
+			}
+			ready, err := r.Shed.EnsureCompanion(ctx, r.Client, policy, o.Ref.Name)
+			if err != nil {
+				return err
+			}
+			outcome.ShedEndpoints = ready
 		}
-		outcome.ShedEndpoints = ready
 	}
 	targets := make([]v1alpha1.TargetStatus, 0, len(obs.targets))
 	for _, o := range obs.targets {
@@ -249,13 +329,52 @@ func (r *TrafficPolicyReconciler) apply(ctx context.Context, policy *v1alpha1.Tr
 		outcome.KeptOthers = append(outcome.KeptOthers, prefixed("HorizontalPodAutoscaler "+o.Name, kept)...)
 		autoscalers = append(autoscalers, st)
 	}
-	if !traffic.Sheds() {
-		if err := shed.RemoveCompanion(ctx, r.Client, policy); err != nil {
-			return err
-		}
+	if err := shed.RemoveCompanions(ctx, r.Client, policy, shedFor); err != nil {
+		return err
 	}
-	policy.Status.Targets, policy.Status.Autoscalers = targets, autoscalers
+	leftTargets, leftAutoscalers, err := r.putBackLeftovers(ctx, policy, obs, outcome)
+	if err != nil {
+		return err
+	}
+	policy.Status.Targets, policy.Status.Autoscalers = append(targets, leftTargets...), append(autoscalers, leftAutoscalers...)
 	return nil
+}
+
+// putBackLeftovers restores the targets and autoscalers the spec no longer names. One that is
+// put back leaves status; one that cannot be (a corrupt record) stays there with its record copy.
+func (r *TrafficPolicyReconciler) putBackLeftovers(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs observation, outcome *Outcome) ([]v1alpha1.TargetStatus, []v1alpha1.AutoscalerStatus, error) {
+	var targets []v1alpha1.TargetStatus
+	for _, o := range obs.leftoverTargets {
+		if len(corrupt(o.Problems)) > 0 {
+			targets = append(targets, previousTarget(policy, o))
+			continue
+		}
+		if !o.Found || blocked(o.Problems) {
+			continue
+		}
+		res, err := r.Ingress.Apply(ctx, policy, o, knobs.Knobs{}, recordCopy(policy.Status.Targets, o.Ref.Name))
+		if err != nil {
+			return nil, nil, err
+		}
+		outcome.KeptOthers = append(outcome.KeptOthers, prefixed("Ingress "+o.Ref.Name, res.KeptOthers)...)
+	}
+	var autoscalers []v1alpha1.AutoscalerStatus
+	for _, o := range obs.leftoverAutoscalers {
+		if len(corrupt(o.Problems)) > 0 {
+			autoscalers = append(autoscalers, v1alpha1.AutoscalerStatus{Name: o.Name, Found: o.Found,
+				RestoreRecord: autoscalerRecordCopy(policy.Status.Autoscalers, o.Name)})
+			continue
+		}
+		if !o.Found || blocked(o.Problems) {
+			continue
+		}
+		_, kept, err := r.HPA.Apply(ctx, policy, o, autoscaler.Level{}, autoscalerRecordCopy(policy.Status.Autoscalers, o.Name))
+		if err != nil {
+			return nil, nil, err
+		}
+		outcome.KeptOthers = append(outcome.KeptOthers, prefixed("HorizontalPodAutoscaler "+o.Name, kept)...)
+	}
+	return targets, autoscalers, nil
 }
 
 // commit writes the plan into status, with a history entry and an Event per transition.
@@ -329,19 +448,28 @@ func gateReason(r *v1alpha1.RampStatus, name string) string {
 	return "gate " + name + ": not read yet"
 }
 
-// noteFound records which targets exist, keeping what was applied before.
+// noteFound records which targets exist, keeping what was applied before (and the targets the
+// spec no longer names, which are not put back either while nothing is applied).
 func (r *TrafficPolicyReconciler) noteFound(policy *v1alpha1.TrafficPolicy, obs observation) {
-	targets := make([]v1alpha1.TargetStatus, 0, len(obs.targets))
+	targets := make([]v1alpha1.TargetStatus, 0, len(obs.targets)+len(obs.leftoverTargets))
 	for _, o := range obs.targets {
-		st := o.Status
-		for _, prev := range policy.Status.Targets {
-			if prev.Name == o.Ref.Name {
-				st.Applied, st.Companion, st.RestoreRecord = prev.Applied, prev.Companion, prev.RestoreRecord
-			}
-		}
-		targets = append(targets, st)
+		targets = append(targets, previousTarget(policy, o))
+	}
+	for _, o := range obs.leftoverTargets {
+		targets = append(targets, previousTarget(policy, o))
 	}
 	policy.Status.Targets = targets
+}
+
+// previousTarget is a target's observed status with what status said was applied to it.
+func previousTarget(policy *v1alpha1.TrafficPolicy, o *provider.Observation) v1alpha1.TargetStatus {
+	st := o.Status
+	for _, prev := range policy.Status.Targets {
+		if prev.Name == o.Ref.Name {
+			st.Applied, st.Companion, st.RestoreRecord = prev.Applied, prev.Companion, prev.RestoreRecord
+		}
+	}
+	return st
 }
 
 // finalize restores every target and autoscaler, then lets the policy go. The finalizer is
@@ -354,11 +482,7 @@ func (r *TrafficPolicyReconciler) finalize(ctx context.Context, policy *v1alpha1
 	obs, err := r.observe(ctx, policy, knobs.Knobs{})
 	outcome := Outcome{Phase: v1alpha1.PhaseRestoring, ShedEndpoints: -1}
 	if err == nil {
-		for _, p := range obs.problems {
-			if p.Reason == v1alpha1.ReasonCorruptRecord {
-				outcome.Problems = append(outcome.Problems, p)
-			}
-		}
+		outcome.Problems = append(corrupt(obs.problems), obs.leftoverProblems...)
 		if len(outcome.Problems) == 0 {
 			err = r.apply(ctx, policy, knobs.Knobs{}, obs, &outcome)
 		}
@@ -395,12 +519,25 @@ func (r *TrafficPolicyReconciler) finalize(ctx context.Context, policy *v1alpha1
 }
 
 // patchStatus writes status when it changed (steady state makes no write), on the condition that
-// the policy is still the one this pass read.
+// the policy is still the one this pass read. When it is not only because its spec or metadata
+// changed meanwhile (a lever flipped while the pass wrote to the targets), its status is still
+// the one the pass read, and the pass's status is the truth about what it wrote: it is written
+// onto the policy as it is now, with the generation the pass observed. Otherwise (the pass read
+// a stale status) nothing is written and the pass is retried.
 func (r *TrafficPolicyReconciler) patchStatus(ctx context.Context, before, policy *v1alpha1.TrafficPolicy) error {
 	if equality.Semantic.DeepEqual(before.Status, policy.Status) {
 		return nil
 	}
-	if err := r.Client.Status().Patch(ctx, policy, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); client.IgnoreNotFound(err) != nil {
+	err := r.Client.Status().Patch(ctx, policy, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	if apierrors.IsConflict(err) && r.APIReader != nil {
+		var now v1alpha1.TrafficPolicy
+		if gerr := r.APIReader.Get(ctx, client.ObjectKeyFromObject(policy), &now); gerr == nil && equality.Semantic.DeepEqual(now.Status, before.Status) {
+			base := now.DeepCopy()
+			now.Status = policy.Status
+			err = r.Client.Status().Patch(ctx, &now, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+		}
+	}
+	if client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("patching status: %w", err)
 	}
 	return nil
@@ -518,6 +655,17 @@ func orUnknown(s string) string {
 // wrong, so no condition says so; the pass is retried on a fresh read.
 func staleRead(err error) bool {
 	return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)
+}
+
+// corrupt keeps the problems that say a restore record cannot be read.
+func corrupt(problems []provider.Problem) []provider.Problem {
+	var out []provider.Problem
+	for _, p := range problems {
+		if p.Reason == v1alpha1.ReasonCorruptRecord {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func blocked(problems []provider.Problem) bool {

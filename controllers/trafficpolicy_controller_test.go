@@ -65,7 +65,7 @@ var _ = Describe("the sample policy", func() {
 		for i, p := range canary.Spec.Rules[0].HTTP.Paths {
 			Expect(p.Path).To(Equal(ingress.Spec.Rules[0].HTTP.Paths[i].Path))
 			Expect(*p.PathType).To(Equal(*ingress.Spec.Rules[0].HTTP.Paths[i].PathType))
-			Expect(p.Backend.Service.Name).To(Equal("floodgate-shed-api-gateway"))
+			Expect(p.Backend.Service.Name).To(Equal("floodgate-shed-api-gateway-api-gateway"))
 		}
 		Expect(getIngress(ns, "api-gateway").Annotations).To(HaveKeyWithValue(limitRPS, "1000"), "ShedAll does not touch the main Ingress")
 		Eventually(func() int32 { return *getHPA(ns).Spec.MinReplicas }).Should(BeEquivalentTo(4))
@@ -74,12 +74,12 @@ var _ = Describe("the sample policy", func() {
 
 		By("the shed Service and EndpointSlice point at the shed pods")
 		slice := &discoveryv1.EndpointSlice{}
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, slice)).To(Succeed())
-		Expect(slice.Labels).To(HaveKeyWithValue(discoveryv1.LabelServiceName, "floodgate-shed-api-gateway"))
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway-api-gateway"}, slice)).To(Succeed())
+		Expect(slice.Labels).To(HaveKeyWithValue(discoveryv1.LabelServiceName, "floodgate-shed-api-gateway-api-gateway"))
 		Expect(slice.Endpoints).To(HaveLen(2))
 		Expect(slice.Endpoints[0].Addresses).To(Equal([]string{"10.0.0.1"}))
 		svc := &corev1.Service{}
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, svc)).To(Succeed())
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway-api-gateway"}, svc)).To(Succeed())
 		Expect(svc.Spec.Selector).To(BeEmpty())
 
 		By("Ramp step 1: only AU is admitted, at 50 requests per second per client")
@@ -129,7 +129,7 @@ var _ = Describe("the sample policy", func() {
 		Expect(viewOf(ingress)).To(Equal(ingressBefore))
 		Expect(viewOf(hpa)).To(Equal(hpaBefore))
 		Expect(getIngress(ns, "api-gateway").Annotations).NotTo(HaveKey(restore.Annotation))
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, &corev1.Service{})).To(Satisfy(apierrors.IsNotFound))
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway-api-gateway"}, &corev1.Service{})).To(Satisfy(apierrors.IsNotFound))
 		Expect(kubectl("get", "trafficpolicies", "-n", ns)).To(MatchRegexp(`api-gateway\s+Ramp\s+Completed\s+3/3`))
 
 		By("the history names every transition")
@@ -187,7 +187,7 @@ var _ = Describe("the sample policy", func() {
 		Expect(getIngress(ns, canaryName)).To(BeNil())
 		Expect(viewOf(ingress)).To(Equal(ingressBefore))
 		Expect(viewOf(hpa)).To(Equal(hpaBefore))
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, &discoveryv1.EndpointSlice{})).To(Satisfy(apierrors.IsNotFound))
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway-api-gateway"}, &discoveryv1.EndpointSlice{})).To(Satisfy(apierrors.IsNotFound))
 	})
 
 	It("keeps its step and the hold time left across an operator restart", func() {
@@ -266,6 +266,62 @@ var _ = Describe("the sample policy", func() {
 		Expect(k8s.Patch(ctx, ing, client.MergeFrom(before))).To(Succeed())
 		clk.Advance(time.Minute)
 		Consistently(func() string { return writtenSince(settled, objects()) }, "1s").Should(BeEmpty())
+	})
+})
+
+var _ = Describe("a policy whose targets change", func() {
+	It("gives each target its own shed Service, and puts back a target or autoscaler dropped from the spec", func() {
+		ns := newNamespace()
+		internal := sampleIngress(ns)
+		internal.Name = "api-internal"
+		internal.Spec.Rules[0].Host = "internal.example.com"
+		hpa := sampleHPA(ns, nil)
+		create(sampleIngress(ns), internal, sampleDeployment(ns, 4), hpa)
+		internalBefore, hpaBefore := viewOf(internal), viewOf(hpa)
+		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
+		policy.Spec.TargetRefs = append(policy.Spec.TargetRefs, v1alpha1.TargetRef{Kind: v1alpha1.TargetKindIngress, Name: "api-internal"})
+		create(policy)
+
+		By("ShedAll: one canary and one shed Service, with its EndpointSlice, per target")
+		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseShedding))
+		for target, service := range map[string]string{
+			"api-gateway":  "floodgate-shed-api-gateway-api-gateway",
+			"api-internal": "floodgate-shed-api-gateway-api-internal",
+		} {
+			canary := getIngress(ns, target+"-floodgate-api-gateway")
+			Expect(canary).NotTo(BeNil(), target)
+			Expect(canary.Spec.Rules[0].HTTP.Paths[0].Backend.Service.Name).To(Equal(service))
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: service}, &corev1.Service{})).To(Succeed())
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: service}, &discoveryv1.EndpointSlice{})).To(Succeed())
+		}
+
+		By("Ramp step 1 edits both main Ingresses")
+		setAction(ns, "api-gateway", v1alpha1.ActionRamp)
+		Eventually(func() string { return getIngress(ns, "api-internal").Annotations[limitRPS] }).Should(Equal("50"))
+
+		By("the responder drops api-internal and the HPA from the spec mid-ramp: both are put back, the rest stays")
+		p := getPolicy(ns, "api-gateway")
+		before := p.DeepCopy()
+		p.Spec.TargetRefs, p.Spec.AutoscalerRefs = p.Spec.TargetRefs[:1], nil
+		Expect(k8s.Patch(ctx, p, client.MergeFrom(before))).To(Succeed())
+		Eventually(func() userView { return viewOf(internal) }).Should(Equal(internalBefore))
+		Eventually(func() userView { return viewOf(hpa) }).Should(Equal(hpaBefore))
+		Expect(getIngress(ns, "api-internal-floodgate-api-gateway")).To(BeNil())
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway-api-internal"}, &corev1.Service{})).To(Satisfy(apierrors.IsNotFound))
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway-api-internal"}, &discoveryv1.EndpointSlice{})).To(Satisfy(apierrors.IsNotFound))
+		Eventually(func() []string {
+			var names []string
+			for _, t := range getPolicy(ns, "api-gateway").Status.Targets {
+				names = append(names, t.Name)
+			}
+			for _, a := range getPolicy(ns, "api-gateway").Status.Autoscalers {
+				names = append(names, "hpa/"+a.Name)
+			}
+			return names
+		}).Should(Equal([]string{"api-gateway"}))
+		Expect(getIngress(ns, "api-gateway").Annotations).To(HaveKeyWithValue(limitRPS, "50"), "the target still named keeps its step")
+		Expect(getIngress(ns, canaryName)).NotTo(BeNil())
+		Expect(conditionOf(ns, v1alpha1.ConditionDegraded)()).To(HavePrefix("False"))
 	})
 })
 

@@ -80,6 +80,16 @@ func (h *HPA) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, ref v
 	return obs, nil
 }
 
+// Recorded lists the HorizontalPodAutoscalers of the policy's namespace that carry its restore
+// record, whether or not its spec still names them.
+func (h *HPA) Recorded(ctx context.Context, policy *v1alpha1.TrafficPolicy) ([]string, error) {
+	var all autoscalingv2.HorizontalPodAutoscalerList
+	if err := h.Client.List(ctx, &all, client.InNamespace(policy.Namespace)); err != nil {
+		return nil, fmt.Errorf("listing HorizontalPodAutoscalers: %w", err)
+	}
+	return provider.RecordedBy(all.Items, policy.Namespace+"/"+policy.Name), nil
+}
+
 // Apply holds an observed autoscaler at a level, or releases it.
 func (h *HPA) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *Observation, level Level, recordCopy string) (v1alpha1.AutoscalerStatus, []string, error) {
 	st := v1alpha1.AutoscalerStatus{Name: obs.Name, Found: obs.Found}

@@ -90,6 +90,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	c := client.WithFieldOwner(mgr.GetClient(), FieldManager)
 	r := &controllers.TrafficPolicyReconciler{
 		Client:        c,
+		APIReader:     mgr.GetAPIReader(),
 		Clock:         opts.Clock,
 		ClockAdvanced: opts.ClockAdvanced,
 		Recorder:      mgr.GetEventRecorder("floodgate"),

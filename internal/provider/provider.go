@@ -60,8 +60,6 @@ type Result struct {
 	Status v1alpha1.TargetStatus
 	// KeptOthers names fields someone else changed after Floodgate: they were left as they are.
 	KeptOthers []string
-	// NeedsShedBackend is true when the target routes shed traffic to the shed Service.
-	NeedsShedBackend bool
 }
 
 // Provider carries knobs out on one kind of traffic target.
@@ -73,6 +71,26 @@ type Provider interface {
 	Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *Observation, k knobs.Knobs, recordCopy string) (Result, error)
 	// Preview returns what Apply would write, without writing.
 	Preview(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *Observation, k knobs.Knobs, recordCopy string) ([]ObjectChange, error)
+	// Recorded lists the targets in the policy's namespace that carry the policy's restore
+	// record, whether or not its spec still names them: a target dropped from the spec is put
+	// back even when the policy's status lost track of it.
+	Recorded(ctx context.Context, policy *v1alpha1.TrafficPolicy) ([]v1alpha1.TargetRef, error)
+}
+
+// RecordedBy returns the names of the objects that carry the restore record of policy
+// ("namespace/name"). A record that cannot be read names no policy, so it is not listed here;
+// the policy's status still names the objects it changed.
+func RecordedBy[T any, PT interface {
+	*T
+	metav1.Object
+}](objects []T, policy string) []string {
+	var names []string
+	for i := range objects {
+		if rec, err := restore.Read(PT(&objects[i])); err == nil && rec != nil && rec.Policy == policy {
+			names = append(names, PT(&objects[i]).GetName())
+		}
+	}
+	return names
 }
 
 // ObjectChange is what a write would do to one object, for previews (`--dry-run`): the parts a

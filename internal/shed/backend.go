@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -46,15 +47,17 @@ type Backend struct {
 	Port int32
 }
 
-// CompanionServiceName is the name of a policy's shed Service in its namespace.
-func CompanionServiceName(policy string) string {
-	return owned.Name(63, "floodgate-shed", policy)
+// CompanionServiceName is the name of the shed Service for one target of a policy, in the
+// policy's namespace. A Service name is a DNS label: the dots an Ingress or policy name may
+// carry become dashes, and a long name is shortened with a hash.
+func CompanionServiceName(policy, target string) string {
+	return owned.Name(63, "floodgate-shed", strings.ReplaceAll(policy, ".", "-"), strings.ReplaceAll(target, ".", "-"))
 }
 
-// EnsureCompanion creates or updates the policy's shed Service and EndpointSlice, and returns
-// how many ready shed endpoints it points at.
-func (b Backend) EnsureCompanion(ctx context.Context, c client.Client, policy *v1alpha1.TrafficPolicy) (ready int, err error) {
-	name := CompanionServiceName(policy.Name)
+// EnsureCompanion creates or updates the shed Service and EndpointSlice for one target of the
+// policy, and returns how many ready shed endpoints they point at.
+func (b Backend) EnsureCompanion(ctx context.Context, c client.Client, policy *v1alpha1.TrafficPolicy, target string) (ready int, err error) {
+	name := CompanionServiceName(policy.Name, target)
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: policy.Namespace},
 		Spec: corev1.ServiceSpec{
@@ -108,15 +111,35 @@ func (b Backend) EnsureCompanion(ctx context.Context, c client.Client, policy *v
 	return ready, nil
 }
 
-// RemoveCompanion deletes the policy's shed Service and EndpointSlice.
-func RemoveCompanion(ctx context.Context, c client.Client, policy *v1alpha1.TrafficPolicy) error {
-	name := CompanionServiceName(policy.Name)
-	for _, obj := range []client.Object{
-		&discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: policy.Namespace}},
-		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: policy.Namespace}},
-	} {
+// RemoveCompanions deletes the policy's shed Services and EndpointSlices, except those of the
+// targets named in keep. Only objects the policy created are deleted.
+func RemoveCompanions(ctx context.Context, c client.Client, policy *v1alpha1.TrafficPolicy, keep []string) error {
+	kept := map[string]bool{}
+	for _, t := range keep {
+		kept[CompanionServiceName(policy.Name, t)] = true
+	}
+	ours := []client.ListOption{client.InNamespace(policy.Namespace), client.MatchingLabels{owned.PolicyLabel: policy.Name}}
+	var slices discoveryv1.EndpointSliceList
+	if err := c.List(ctx, &slices, ours...); err != nil {
+		return fmt.Errorf("listing shed EndpointSlices: %w", err)
+	}
+	var services corev1.ServiceList
+	if err := c.List(ctx, &services, ours...); err != nil {
+		return fmt.Errorf("listing shed Services: %w", err)
+	}
+	var stale []client.Object
+	for i := range slices.Items {
+		stale = append(stale, &slices.Items[i])
+	}
+	for i := range services.Items {
+		stale = append(stale, &services.Items[i])
+	}
+	for _, obj := range stale {
+		if kept[obj.GetName()] {
+			continue
+		}
 		if _, err := owned.Delete(ctx, c, policy, obj); err != nil {
-			return fmt.Errorf("deleting shed %T: %w", obj, err)
+			return fmt.Errorf("deleting shed %T %s: %w", obj, obj.GetName(), err)
 		}
 	}
 	return nil

@@ -86,6 +86,19 @@ func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, 
 	return obs, nil
 }
 
+// Recorded lists the Ingresses of the policy's namespace that carry its restore record.
+func (p *Provider) Recorded(ctx context.Context, policy *v1alpha1.TrafficPolicy) ([]v1alpha1.TargetRef, error) {
+	var all networkingv1.IngressList
+	if err := p.Client.List(ctx, &all, client.InNamespace(policy.Namespace)); err != nil {
+		return nil, fmt.Errorf("listing Ingresses: %w", err)
+	}
+	var refs []v1alpha1.TargetRef
+	for _, name := range provider.RecordedBy(all.Items, key(policy)) {
+		refs = append(refs, v1alpha1.TargetRef{Kind: v1alpha1.TargetKindIngress, Name: name})
+	}
+	return refs, nil
+}
+
 // Apply creates, updates or removes the canary and edits limit-rps on the target.
 func (p *Provider) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *provider.Observation, k knobs.Knobs, recordCopy string) (provider.Result, error) {
 	res := provider.Result{Status: obs.Status}
@@ -100,7 +113,6 @@ func (p *Provider) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, ob
 			return res, fmt.Errorf("canary Ingress %s: %w", canaryName, err)
 		}
 		res.Status.Companion = canaryName
-		res.NeedsShedBackend = true
 	} else if _, err := owned.Delete(ctx, p.Client, policy, &networkingv1.Ingress{
 		ObjectMeta: metav1.ObjectMeta{Name: canaryName, Namespace: target.Namespace}}); err != nil {
 		return res, fmt.Errorf("removing canary Ingress %s: %w", canaryName, err)
