@@ -1,0 +1,64 @@
+package controllers_test
+
+import (
+	"context"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/controllers"
+	"floodgate.dev/floodgate/internal/autoscaler"
+	"floodgate.dev/floodgate/internal/manager"
+	"floodgate.dev/floodgate/internal/provider/ingressnginx"
+)
+
+var _ = Describe("a lever flipped while a pass writes", func() {
+	It("keeps what the pass wrote, so the hold is still released gradually", func() {
+		ns := newNamespace()
+		stopManager()
+		DeferCleanup(startManager) // before the namespace's cleanup, which needs the controller
+		create(sampleIngress(ns), sampleDeployment(ns, 10), sampleHPA(ns, nil), samplePolicy(ns, v1alpha1.ActionShedAll))
+
+		By("the responder flips to Normal after the targets are written, before the status is")
+		flipped := false
+		direct, err := client.NewWithWatch(cp.Config, client.Options{Scheme: manager.Scheme()})
+		Expect(err).NotTo(HaveOccurred())
+		c := interceptor.NewClient(direct, interceptor.Funcs{
+			SubResourcePatch: func(ctx context.Context, cl client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+				if sub == "status" && !flipped {
+					flipped = true
+					setAction(ns, "api-gateway", v1alpha1.ActionNormal)
+				}
+				return cl.SubResource(sub).Patch(ctx, obj, patch, opts...)
+			},
+		})
+		r := &controllers.TrafficPolicyReconciler{
+			Client: c, APIReader: k8s, Clock: clk, Recorder: events.NewFakeRecorder(100),
+			Ingress: &ingressnginx.Provider{Client: c}, HPA: &autoscaler.HPA{Client: c}, Shed: manager.DefaultShed,
+		}
+		req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: "api-gateway"}}
+		_, err = r.Reconcile(ctx, req)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(flipped).To(BeTrue())
+		p := getPolicy(ns, "api-gateway")
+		Expect(p.Status.Phase).To(Equal(v1alpha1.PhaseShedding), "the status says what the pass did")
+		Expect(p.Status.ObservedGeneration).To(Equal(p.Generation-1), "with the generation it saw")
+		Expect(*getHPA(ns).Spec.MinReplicas).To(BeEquivalentTo(10))
+
+		By("the next pass sees ShedAll → Normal: a bounded scale-down first, not the originals at once")
+		_, err = r.Reconcile(ctx, req)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(getPolicy(ns, "api-gateway").Status.Phase).To(Equal(v1alpha1.PhaseReleasing))
+		h := getHPA(ns)
+		Expect(h.Spec.Behavior).NotTo(BeNil())
+		Expect(*h.Spec.Behavior.ScaleDown.SelectPolicy).To(Equal(autoscalingv2.MaxChangePolicySelect))
+		Expect(*h.Spec.MinReplicas).To(BeNumerically(">", 2))
+	})
+})
