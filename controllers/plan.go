@@ -7,6 +7,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/sets"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/knobs"
@@ -28,6 +29,9 @@ type Plan struct {
 	// ExpiredLevers are the levers whose expiry time has passed.
 	ExpiredLevers    []string
 	ActionBeforeShed v1alpha1.Action
+	// ObservedAllowRegions and AllowRegionsBefore track the standing allowlist's changes, so
+	// its expiry returns to the list in force before.
+	ObservedAllowRegions, AllowRegionsBefore []string
 	Progress         string
 	// RequeueAfter is when to look again (the next step boundary or release); 0 is never.
 	RequeueAfter time.Duration
@@ -169,6 +173,17 @@ func MakePlan(in PlanInput) Plan {
 		ReleaseAt:        st.ReleaseAt,
 		LeverPulledAt:    st.LeverPulledAt,
 		ActionBeforeShed: st.ActionBeforeShed,
+
+		ObservedAllowRegions: st.ObservedAllowRegions,
+		AllowRegionsBefore:   st.AllowRegionsBefore,
+	}
+	if !sameRegions(in.Spec.AllowRegions, st.ObservedAllowRegions) {
+		// What was in force is the observed list, or what it had returned to if it expired.
+		p.AllowRegionsBefore = st.ObservedAllowRegions
+		if slices.Contains(st.ExpiredLevers, "AllowRegions") {
+			p.AllowRegionsBefore = st.AllowRegionsBefore
+		}
+		p.ObservedAllowRegions = in.Spec.AllowRegions
 	}
 	action, standingList := p.expire(in)
 	actionChanged := action != st.ObservedAction
@@ -336,10 +351,15 @@ func (p *Plan) expire(in PlanInput) (v1alpha1.Action, []string) {
 			p.wakeAt(in, at.Time)
 		} else {
 			p.ExpiredLevers = append(p.ExpiredLevers, "AllowRegions")
-			standing = nil
+			standing = p.AllowRegionsBefore
 		}
 	}
 	return action, standing
+}
+
+// sameRegions reports whether two allowlists admit the same regions.
+func sameRegions(a, b []string) bool {
+	return sets.New(a...).Equal(sets.New(b...))
 }
 
 // DefaultStaleAfter is how long a lever may stay pulled before it is flagged stale.

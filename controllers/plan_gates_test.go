@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -142,6 +143,34 @@ func TestTheStandingAllowlistExpires(t *testing.T) {
 	p = MakePlan(PlanInput{Spec: spec, Now: t0.Add(time.Hour)})
 	if p.Knobs.RestrictRegions || len(p.ExpiredLevers) != 1 {
 		t.Fatalf("got %+v expired=%v", p.Knobs, p.ExpiredLevers)
+	}
+}
+
+func TestAnExpiredAllowlistReturnsToTheOneInForceBefore(t *testing.T) {
+	spec := sampleSpec(v1alpha1.ActionNormal)
+	spec.AllowRegions = []string{"AU", "NZ"}
+	st := apply(v1alpha1.TrafficPolicyStatus{}, MakePlan(PlanInput{Spec: spec, Now: t0}))
+
+	step := "narrowed to AU for an hour"
+	spec.AllowRegions = []string{"AU"}
+	spec.AllowRegionsExpiresAt = &metav1.Time{Time: t0.Add(2 * time.Hour)}
+	p := MakePlan(PlanInput{Spec: spec, Status: st, Now: t0.Add(time.Hour)})
+	if !slices.Equal(p.Knobs.AllowRegions, []string{"AU"}) {
+		t.Fatalf("%s: got %+v", step, p.Knobs)
+	}
+	st = apply(st, p)
+
+	step = "the hour is up: back to AU and NZ, not to no restriction"
+	p = MakePlan(PlanInput{Spec: spec, Status: st, Now: t0.Add(2 * time.Hour)})
+	if !slices.Equal(p.Knobs.AllowRegions, []string{"AU", "NZ"}) || !slices.Equal(p.ExpiredLevers, []string{"AllowRegions"}) {
+		t.Fatalf("%s: got %+v expired=%v", step, p.Knobs, p.ExpiredLevers)
+	}
+	st = apply(st, p)
+
+	step = "the list in force stays AU and NZ while the spec is unchanged"
+	p = MakePlan(PlanInput{Spec: spec, Status: st, Now: t0.Add(3 * time.Hour)})
+	if !slices.Equal(p.Knobs.AllowRegions, []string{"AU", "NZ"}) {
+		t.Fatalf("%s: got %+v", step, p.Knobs)
 	}
 }
 

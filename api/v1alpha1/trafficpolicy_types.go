@@ -364,7 +364,8 @@ type TrafficPolicySpec struct {
 	// +optional
 	ShedExpiresAt *metav1.Time `json:"shedExpiresAt,omitempty"`
 
-	// AllowRegionsExpiresAt lifts the standing allowRegions at this time, with an Event.
+	// AllowRegionsExpiresAt returns the standing allowlist, at this time, to the one in force
+	// before allowRegions last changed (usually none: no restriction), with an Event.
 	// +optional
 	AllowRegionsExpiresAt *metav1.Time `json:"allowRegionsExpiresAt,omitempty"`
 }
@@ -645,6 +646,13 @@ type TrafficPolicyStatus struct {
 	// ActionBeforeShed is the action in force before the last ShedAll, where a ShedAll expiry returns.
 	// +optional
 	ActionBeforeShed Action `json:"actionBeforeShed,omitempty"`
+	// ObservedAllowRegions is spec.allowRegions as last seen, so a change to it is noticed.
+	// +optional
+	ObservedAllowRegions []string `json:"observedAllowRegions,omitempty"`
+	// AllowRegionsBefore is the standing allowlist that was in force before spec.allowRegions
+	// last changed (empty: no restriction), where an allowlist expiry returns.
+	// +optional
+	AllowRegionsBefore []string `json:"allowRegionsBefore,omitempty"`
 	// ReleaseAt is when the autoscaler hold will be released (phase Releasing).
 	// +optional
 	ReleaseAt *metav1.Time `json:"releaseAt,omitempty"`

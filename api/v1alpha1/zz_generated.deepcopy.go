@@ -520,6 +520,16 @@ func (in *TrafficPolicyStatus) DeepCopyInto(out *TrafficPolicyStatus) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.ObservedAllowRegions != nil {
+		in, out := &in.ObservedAllowRegions, &out.ObservedAllowRegions
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
+	if in.AllowRegionsBefore != nil {
+		in, out := &in.AllowRegionsBefore, &out.AllowRegionsBefore
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.ReleaseAt != nil {
 		in, out := &in.ReleaseAt, &out.ReleaseAt
 		*out = (*in).DeepCopy()
