@@ -228,8 +228,9 @@ type PrometheusGate struct {
 	// Threshold is a number, for example "0.01".
 	// +kubebuilder:validation:Pattern=`^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$`
 	Threshold string `json:"threshold"`
-	// MaxAge is how old the samples the query selects may be, judged against the evaluation time
-	// Prometheus reports (not the controller's clock). Older: Unknown. Defaults to 2m.
+	// MaxAge is how old the newest sample of each series the query reads may be, judged against
+	// the evaluation time Prometheus reports (not the controller's clock). Older, or a series
+	// that stopped reporting within the window the query reads: Unknown. Defaults to 2m.
 	// +optional
 	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
 }

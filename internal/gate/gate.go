@@ -123,7 +123,7 @@ func (r *Reader) prometheus(ctx context.Context, p *v1alpha1.PrometheusGate) Rea
 	api := promv1.NewAPI(c)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	value, _, err := api.Query(ctx, p.Query, time.Time{})
+	value, _, _, err := api.Query(ctx, p.Query, time.Time{})
 	if err != nil {
 		return unknown("querying Prometheus at %s: %v", p.Address, err)
 	}
@@ -134,31 +134,43 @@ func (r *Reader) prometheus(ctx context.Context, p *v1alpha1.PrometheusGate) Rea
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return unknown("the query returned %v", v)
 	}
-	if isVector {
-		// The age of the samples the query selects, judged against the evaluation time Prometheus
-		// reports: drills warp the controller's clock, Prometheus lives in real time. For computed
-		// expressions timestamp() is the evaluation time, and Prometheus itself drops series older
-		// than its lookback window, which leaves the reading missing.
-		maxAge := DefaultMaxAge
-		if p.MaxAge != nil {
-			maxAge = p.MaxAge.Duration
-		}
-		stamped, _, err := api.Query(ctx, "timestamp("+p.Query+")", evaluatedAt)
-		if err != nil {
-			return unknown("querying the age of the samples: %v", err)
-		}
-		if sampleAt, _, _, why := single(stamped); why == "" {
-			at := time.Unix(0, int64(sampleAt*float64(time.Second)))
-			if age := evaluatedAt.Sub(at); age > maxAge {
-				return unknown("the newest sample is %s old (maxAge %s)", age.Round(time.Second), maxAge)
-			}
-		}
+	maxAge := DefaultMaxAge
+	if p.MaxAge != nil {
+		maxAge = p.MaxAge.Duration
+	}
+	if why, err := r.stale(ctx, api, p.Query, evaluatedAt, maxAge, isVector); err != nil {
+		return unknown("%v", err)
+	} else if why != "" {
+		return unknown("%s", why)
 	}
 	reading := fmt.Sprintf("%s %s %s", strconv.FormatFloat(v, 'g', 6, 64), symbol(p.Operator), p.Threshold)
 	if compare(v, p.Operator, threshold) {
 		return Reading{Verdict: v1alpha1.VerdictPass, Reading: reading}
 	}
 	return Reading{Verdict: v1alpha1.VerdictFail, Reading: reading, Reason: "the query's value is outside the threshold"}
+}
+
+// stale says why the samples behind a reading cannot be trusted ("" when they can): the age of
+// each series the query reads (see staleInput). A query this parser cannot read (newer syntax
+// than it knows) falls back to the age of the result's own sample, which is the sample's for a
+// plain selector and the evaluation time for a computed expression.
+func (r *Reader) stale(ctx context.Context, api promv1.API, query string, at time.Time, maxAge time.Duration, isVector bool) (string, error) {
+	if ins, err := inputs(query); err == nil {
+		return staleInput(ctx, api, ins, at, maxAge)
+	}
+	if !isVector {
+		return "", nil
+	}
+	stamped, _, _, err := api.Query(ctx, "timestamp("+query+")", at)
+	if err != nil {
+		return "", fmt.Errorf("querying the age of the samples: %w", err)
+	}
+	if sampleAt, _, _, why := single(stamped); why == "" {
+		if age := at.Sub(time.Unix(0, int64(sampleAt*float64(time.Second)))); age > maxAge {
+			return fmt.Sprintf("the newest sample is %s old (maxAge %s)", age.Round(time.Second), maxAge), nil
+		}
+	}
+	return "", nil
 }
 
 // single extracts the one value of a query result.

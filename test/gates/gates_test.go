@@ -75,7 +75,9 @@ app_old_sample 0.001 %d
 		{"a computed expression", promGate("sum(app_requests)", "GreaterThanOrEqual", "6"), v1alpha1.VerdictPass, "6 >= 6"},
 		{"missing data", promGate("app_no_such_metric", "LessThan", "1"), v1alpha1.VerdictUnknown, "the query returned no data"},
 		{"several series", promGate("app_requests", "LessThan", "10"), v1alpha1.VerdictUnknown, "the query returned 2 series"},
-		{"a stale sample", promGate("app_old_sample", "LessThan", "1"), v1alpha1.VerdictUnknown, "the newest sample is 1m"},
+		{"a stale sample", promGate("app_old_sample", "LessThan", "1"), v1alpha1.VerdictUnknown, "the newest sample of app_old_sample is 1m"},
+		{"a stale sample inside a computed expression", promGate("sum(app_old_sample) * 2", "LessThan", "1"), v1alpha1.VerdictUnknown, "the newest sample of app_old_sample is 1m"},
+		{"missing data the query says is zero", promGate("sum(rate(app_no_such_metric[1m])) or vector(0)", "LessThan", "1"), v1alpha1.VerdictPass, "0 < 1"},
 		{"a bad query", promGate("app_error_ratio[", "LessThan", "1"), v1alpha1.VerdictUnknown, "querying Prometheus"},
 	}
 	for _, c := range cases {
@@ -83,6 +85,21 @@ app_old_sample 0.001 %d
 		if got.Verdict != c.verdict || !strings.Contains(got.Reading+" "+got.Reason, c.says) {
 			t.Errorf("%s: got %+v, want %s saying %q", c.name, got, c.verdict, c.says)
 		}
+	}
+
+	// An exporter that stops reporting a series: a rate or max over a window still answers from the
+	// samples before it, which must not pass for a reading.
+	exp.set("app_error_ratio 0.001\napp_gone 0.001\n")
+	prom.waitForValue(t, "app_gone", "0.001")
+	gone := promGate("max_over_time(app_gone[1m])", "LessThan", "1")
+	if got := reader.Read(ctx, &v1alpha1.TrafficPolicy{}, gone); got.Verdict != v1alpha1.VerdictPass {
+		t.Errorf("a series reporting: got %+v, want Pass", got)
+	}
+	exp.set("app_error_ratio 0.001\n")
+	prom.waitForAbsent(t, "app_gone")
+	if got := reader.Read(ctx, &v1alpha1.TrafficPolicy{}, gone); got.Verdict != v1alpha1.VerdictUnknown ||
+		got.Reason != "app_gone stopped reporting: it has samples in the last 1m the query reads, none now" {
+		t.Errorf("a series that stopped reporting: got %+v, want Unknown saying it stopped reporting", got)
 	}
 
 	noTarget := v1alpha1.Gate{Name: "fleet", WorkloadReady: &v1alpha1.WorkloadReadyGate{}}

@@ -5,9 +5,11 @@ package gates
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -122,20 +124,30 @@ func (p *prometheusServer) URL() string { return "http://" + p.addr }
 // waitForValue waits until Prometheus has scraped the metric with the given value.
 func (p *prometheusServer) waitForValue(t *testing.T, metric, value string) {
 	t.Helper()
+	p.waitFor(t, metric, func(body string) bool { return strings.Contains(body, `"`+value+`"`) },
+		"prometheus never scraped "+metric+"="+value)
+}
+
+// waitForAbsent waits until the metric has no current sample (Prometheus marked it stale).
+func (p *prometheusServer) waitForAbsent(t *testing.T, metric string) {
+	t.Helper()
+	p.waitFor(t, metric, func(body string) bool { return strings.Contains(body, `"result":[]`) },
+		"prometheus never marked "+metric+" stale")
+}
+
+func (p *prometheusServer) waitFor(t *testing.T, query string, ok func(body string) bool, failure string) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		res, err := http.Get(p.URL() + "/api/v1/query?query=" + metric)
+		res, err := http.Get(p.URL() + "/api/v1/query?query=" + url.QueryEscape(query))
 		if err == nil {
-			var body strings.Builder
-			buf := make([]byte, 4096)
-			n, _ := res.Body.Read(buf)
-			body.Write(buf[:n])
+			body, _ := io.ReadAll(res.Body)
 			_ = res.Body.Close()
-			if strings.Contains(body.String(), `"`+value+`"`) {
+			if ok(string(body)) {
 				return
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("prometheus never scraped %s=%s", metric, value)
+	t.Fatal(failure)
 }
