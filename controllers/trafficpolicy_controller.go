@@ -63,8 +63,9 @@ const (
 // TrafficPolicyReconciler applies TrafficPolicies to their targets and autoscalers.
 type TrafficPolicyReconciler struct {
 	Client client.Client
-	// APIReader reads from the API server, not the cache: it checks, when a status write
-	// conflicts, whether only the spec changed meanwhile (nil: such a write is retried instead).
+	// APIReader reads from the API server, not the cache: the policy at the start of a pass,
+	// and, when a status write conflicts, whether only the spec changed meanwhile (nil: the
+	// cache is read, and such a write is retried instead).
 	APIReader client.Reader
 	// Clock is the time the plan is made at; drills and tests inject a fake one, which also
 	// times the controller's requeues.
@@ -83,8 +84,15 @@ type TrafficPolicyReconciler struct {
 
 // Reconcile runs one pass for a policy.
 func (r *TrafficPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	// The policy is read from the API server, not the cache: a pass starts from the status the
+	// last pass wrote. From a stale copy its status write would conflict and be dropped, and with
+	// it what the pass learned while writing (a field someone else changed, kept on restore).
+	reader := r.APIReader
+	if reader == nil {
+		reader = r.Client
+	}
 	var policy v1alpha1.TrafficPolicy
-	if err := r.Client.Get(ctx, req.NamespacedName, &policy); err != nil {
+	if err := reader.Get(ctx, req.NamespacedName, &policy); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !policy.DeletionTimestamp.IsZero() {
@@ -305,7 +313,8 @@ func (r *TrafficPolicyReconciler) apply(ctx context.Context, policy *v1alpha1.Tr
 	}
 	targets := make([]v1alpha1.TargetStatus, 0, len(obs.targets))
 	for _, o := range obs.targets {
-		if !o.Found || blocked(o.Problems) {
+		// A target that is gone is only restored (its canary removed), never given knobs.
+		if blocked(o.Problems) || (!o.Found && !traffic.Equal(knobs.Knobs{})) {
 			targets = append(targets, o.Status)
 			continue
 		}
@@ -349,9 +358,10 @@ func (r *TrafficPolicyReconciler) putBackLeftovers(ctx context.Context, policy *
 			targets = append(targets, previousTarget(policy, o))
 			continue
 		}
-		if !o.Found || blocked(o.Problems) {
+		if blocked(o.Problems) {
 			continue
 		}
+		// A target that is gone still has its canary removed.
 		res, err := r.Ingress.Apply(ctx, policy, o, knobs.Knobs{}, recordCopy(policy.Status.Targets, o.Ref.Name))
 		if err != nil {
 			return nil, nil, err

@@ -272,22 +272,24 @@ var _ = Describe("the sample policy", func() {
 var _ = Describe("a policy whose targets change", func() {
 	It("gives each target its own shed Service, and puts back a target or autoscaler dropped from the spec", func() {
 		ns := newNamespace()
-		internal := sampleIngress(ns)
-		internal.Name = "api-internal"
-		internal.Spec.Rules[0].Host = "internal.example.com"
+		ingressNamed := func(name, host string) *networkingv1.Ingress {
+			ing := sampleIngress(ns)
+			ing.Name, ing.Spec.Rules[0].Host = name, host
+			return ing
+		}
+		internal, old := ingressNamed("api-internal", "internal.example.com"), ingressNamed("api-old", "old.example.com")
 		hpa := sampleHPA(ns, nil)
-		create(sampleIngress(ns), internal, sampleDeployment(ns, 4), hpa)
+		create(sampleIngress(ns), internal, old, sampleDeployment(ns, 4), hpa)
 		internalBefore, hpaBefore := viewOf(internal), viewOf(hpa)
 		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
-		policy.Spec.TargetRefs = append(policy.Spec.TargetRefs, v1alpha1.TargetRef{Kind: v1alpha1.TargetKindIngress, Name: "api-internal"})
+		policy.Spec.TargetRefs = append(policy.Spec.TargetRefs,
+			v1alpha1.TargetRef{Kind: v1alpha1.TargetKindIngress, Name: "api-internal"}, v1alpha1.TargetRef{Kind: v1alpha1.TargetKindIngress, Name: "api-old"})
 		create(policy)
 
 		By("ShedAll: one canary and one shed Service, with its EndpointSlice, per target")
 		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseShedding))
-		for target, service := range map[string]string{
-			"api-gateway":  "floodgate-shed-api-gateway-api-gateway",
-			"api-internal": "floodgate-shed-api-gateway-api-internal",
-		} {
+		for _, target := range []string{"api-gateway", "api-internal", "api-old"} {
+			service := "floodgate-shed-api-gateway-" + target
 			canary := getIngress(ns, target+"-floodgate-api-gateway")
 			Expect(canary).NotTo(BeNil(), target)
 			Expect(canary.Spec.Rules[0].HTTP.Paths[0].Backend.Service.Name).To(Equal(service))
@@ -295,13 +297,29 @@ var _ = Describe("a policy whose targets change", func() {
 			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: service}, &discoveryv1.EndpointSlice{})).To(Succeed())
 		}
 
+		By("api-old is deleted and dropped from the spec, and the policy's status has lost track of the targets: its canary is still found and removed")
+		p := getPolicy(ns, "api-gateway")
+		before := p.DeepCopy()
+		p.Status.Targets = nil
+		Expect(k8s.Status().Patch(ctx, p, client.MergeFrom(before))).To(Succeed())
+		Expect(k8s.Delete(ctx, old)).To(Succeed())
+		p = getPolicy(ns, "api-gateway")
+		before = p.DeepCopy()
+		p.Spec.TargetRefs = p.Spec.TargetRefs[:2]
+		Expect(k8s.Patch(ctx, p, client.MergeFrom(before))).To(Succeed())
+		Eventually(func() *networkingv1.Ingress { return getIngress(ns, "api-old-floodgate-api-gateway") }).Should(BeNil())
+		Eventually(func() error {
+			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway-api-old"}, &corev1.Service{})
+		}).Should(Satisfy(apierrors.IsNotFound))
+		Expect(getIngress(ns, "api-internal-floodgate-api-gateway")).NotTo(BeNil(), "the targets still named keep shedding")
+
 		By("Ramp step 1 edits both main Ingresses")
 		setAction(ns, "api-gateway", v1alpha1.ActionRamp)
 		Eventually(func() string { return getIngress(ns, "api-internal").Annotations[limitRPS] }).Should(Equal("50"))
 
 		By("the responder drops api-internal and the HPA from the spec mid-ramp: both are put back, the rest stays")
-		p := getPolicy(ns, "api-gateway")
-		before := p.DeepCopy()
+		p = getPolicy(ns, "api-gateway")
+		before = p.DeepCopy()
 		p.Spec.TargetRefs, p.Spec.AutoscalerRefs = p.Spec.TargetRefs[:1], nil
 		Expect(k8s.Patch(ctx, p, client.MergeFrom(before))).To(Succeed())
 		Eventually(func() userView { return viewOf(internal) }).Should(Equal(internalBefore))

@@ -86,7 +86,8 @@ func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, 
 	return obs, nil
 }
 
-// Recorded lists the Ingresses of the policy's namespace that carry its restore record.
+// Recorded lists the Ingresses of the policy's namespace that carry its restore record, and
+// those its canaries copy.
 func (p *Provider) Recorded(ctx context.Context, policy *v1alpha1.TrafficPolicy) ([]v1alpha1.TargetRef, error) {
 	var all networkingv1.IngressList
 	if err := p.Client.List(ctx, &all, client.InNamespace(policy.Namespace)); err != nil {
@@ -96,18 +97,31 @@ func (p *Provider) Recorded(ctx context.Context, policy *v1alpha1.TrafficPolicy)
 	for _, name := range provider.RecordedBy(all.Items, key(policy)) {
 		refs = append(refs, v1alpha1.TargetRef{Kind: v1alpha1.TargetKindIngress, Name: name})
 	}
+	for i := range all.Items {
+		if target := all.Items[i].Annotations[AnnotationCanaryFor]; target != "" && owned.IsOurs(&all.Items[i], policy) {
+			refs = append(refs, v1alpha1.TargetRef{Kind: v1alpha1.TargetKindIngress, Name: target})
+		}
+	}
 	return refs, nil
 }
 
-// Apply creates, updates or removes the canary and edits limit-rps on the target.
+// Apply creates, updates or removes the canary and edits limit-rps on the target. A target that
+// is gone can only be restored: its canary is removed.
 func (p *Provider) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *provider.Observation, k knobs.Knobs, recordCopy string) (provider.Result, error) {
 	res := provider.Result{Status: obs.Status}
+	canaryName := CanaryName(policy.Name, obs.Ref.Name)
 	target, ok := obs.State.(*networkingv1.Ingress)
+	if !obs.Found && k.Equal(knobs.Knobs{}) {
+		if _, err := owned.Delete(ctx, p.Client, policy, &networkingv1.Ingress{
+			ObjectMeta: metav1.ObjectMeta{Name: canaryName, Namespace: policy.Namespace}}); err != nil {
+			return res, fmt.Errorf("removing canary Ingress %s: %w", canaryName, err)
+		}
+		return res, nil
+	}
 	if !ok {
 		return res, errors.New("ingress-nginx: Apply called without an observed Ingress")
 	}
 
-	canaryName := CanaryName(policy.Name, target.Name)
 	if canary := RenderCanary(policy, target, k); canary != nil {
 		if _, err := owned.Ensure(ctx, p.Client, policy, canary, &networkingv1.Ingress{}, syncCanary); err != nil {
 			return res, fmt.Errorf("canary Ingress %s: %w", canaryName, err)

@@ -33,6 +33,10 @@ const (
 	annotationIngressClass = "kubernetes.io/ingress.class"
 )
 
+// AnnotationCanaryFor names, on a canary, the target Ingress it copies: a canary whose target
+// left the spec is found and removed even when the policy's status lost track of it.
+const AnnotationCanaryFor = "traffic.floodgate.dev/canary-for"
+
 // ProviderName names this mechanism in status.
 const ProviderName = "ingress-nginx"
 
@@ -84,6 +88,7 @@ func RenderCanary(policy *v1alpha1.TrafficPolicy, target *networkingv1.Ingress, 
 	for key, v := range shedAnnotations(policy) {
 		ann[key] = v
 	}
+	ann[AnnotationCanaryFor] = target.Name
 
 	backend := &networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{
 		Name: shed.CompanionServiceName(policy.Name, target.Name),

@@ -43,6 +43,7 @@ func TestCanaryAnnotationsForEachKnob(t *testing.T) {
 		"traffic.floodgate.dev/shed-policy":      "edge/api-gateway",
 		"traffic.floodgate.dev/shed-status-code": "503",
 		"traffic.floodgate.dev/shed-retry-after": "120",
+		"traffic.floodgate.dev/canary-for":       "api",
 	}
 	with := func(m map[string]string) map[string]string {
 		out := map[string]string{"nginx.ingress.kubernetes.io/canary": "true"}
