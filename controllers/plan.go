@@ -29,10 +29,10 @@ type Plan struct {
 	// ExpiredLevers are the levers whose expiry time has passed.
 	ExpiredLevers    []string
 	ActionBeforeShed v1alpha1.Action
+	Progress         string
 	// ObservedAllowRegions and AllowRegionsBefore track the standing allowlist's changes, so
 	// its expiry returns to the list in force before.
 	ObservedAllowRegions, AllowRegionsBefore []string
-	Progress         string
 	// RequeueAfter is when to look again (the next step boundary or release); 0 is never.
 	RequeueAfter time.Duration
 	// Transitions happened in this plan (a changed action, a new step, full traffic, release).
