@@ -338,11 +338,12 @@ func (r *TrafficPolicyReconciler) apply(ctx context.Context, policy *v1alpha1.Tr
 		outcome.KeptOthers = append(outcome.KeptOthers, prefixed("HorizontalPodAutoscaler "+o.Name, kept)...)
 		autoscalers = append(autoscalers, st)
 	}
-	if err := shed.RemoveCompanions(ctx, r.Client, policy, shedFor); err != nil {
-		return err
-	}
 	leftTargets, leftAutoscalers, err := r.putBackLeftovers(ctx, policy, obs, outcome)
 	if err != nil {
+		return err
+	}
+	// Shed Services go once no canary routes to them.
+	if err := shed.RemoveCompanions(ctx, r.Client, policy, shedFor); err != nil {
 		return err
 	}
 	policy.Status.Targets, policy.Status.Autoscalers = append(targets, leftTargets...), append(autoscalers, leftAutoscalers...)
