@@ -357,6 +357,15 @@ func (p *Plan) expire(in PlanInput) (v1alpha1.Action, []string) {
 	return action, standing
 }
 
+// writeDecisions writes what the plan decided into status: the state the next plan starts from.
+// History, requests, conditions and per-object state are the reconciler's to write.
+func (p Plan) writeDecisions(st *v1alpha1.TrafficPolicyStatus) {
+	st.Phase, st.ObservedAction, st.ActionChangedAt = p.Phase, p.ObservedAction, p.ActionChangedAt
+	st.Ramp, st.HoldSince, st.ReleaseAt, st.Progress = p.Ramp, p.HoldSince, p.ReleaseAt, p.Progress
+	st.ReleaseStage, st.LeverPulledAt, st.ExpiredLevers, st.ActionBeforeShed = p.Knobs.ReleaseStage, p.LeverPulledAt, p.ExpiredLevers, p.ActionBeforeShed
+	st.ObservedAllowRegions, st.AllowRegionsBefore = p.ObservedAllowRegions, p.AllowRegionsBefore
+}
+
 // sameRegions reports whether two allowlists admit the same regions.
 func sameRegions(a, b []string) bool {
 	return sets.New(a...).Equal(sets.New(b...))

@@ -30,10 +30,7 @@ func sampleSpec(action v1alpha1.Action) v1alpha1.TrafficPolicySpec {
 
 // apply writes a plan's fields into a status, as the reconciler does.
 func apply(st v1alpha1.TrafficPolicyStatus, p Plan) v1alpha1.TrafficPolicyStatus {
-	st.Phase, st.ObservedAction, st.ActionChangedAt = p.Phase, p.ObservedAction, p.ActionChangedAt
-	st.Ramp, st.HoldSince, st.ReleaseAt, st.Progress = p.Ramp, p.HoldSince, p.ReleaseAt, p.Progress
-	st.ReleaseStage, st.LeverPulledAt, st.ExpiredLevers, st.ActionBeforeShed = p.Knobs.ReleaseStage, p.LeverPulledAt, p.ExpiredLevers, p.ActionBeforeShed
-	st.ObservedAllowRegions, st.AllowRegionsBefore = p.ObservedAllowRegions, p.AllowRegionsBefore
+	p.writeDecisions(&st)
 	return st
 }
 

@@ -395,10 +395,7 @@ func (r *TrafficPolicyReconciler) commit(policy *v1alpha1.TrafficPolicy, plan Pl
 	if plan.ObservedAction != st.ObservedAction {
 		st.KeptChanges = nil
 	}
-	st.Phase, st.ObservedAction, st.ActionChangedAt = plan.Phase, plan.ObservedAction, plan.ActionChangedAt
-	st.Ramp, st.HoldSince, st.ReleaseAt, st.Progress = plan.Ramp, plan.HoldSince, plan.ReleaseAt, plan.Progress
-	st.ReleaseStage, st.LeverPulledAt, st.ExpiredLevers, st.ActionBeforeShed = plan.Knobs.ReleaseStage, plan.LeverPulledAt, plan.ExpiredLevers, plan.ActionBeforeShed
-	st.ObservedAllowRegions, st.AllowRegionsBefore = plan.ObservedAllowRegions, plan.AllowRegionsBefore
+	plan.writeDecisions(st)
 	st.History = appendHistory(st.History, plan.Transitions...)
 	if plan.HandledRequest != "" {
 		st.LastHandledRequest = plan.HandledRequest
