@@ -67,9 +67,8 @@ func staleInput(ctx context.Context, api promv1.API, ins []input, at time.Time, 
 			return "", fmt.Errorf("querying the age of %s: %w", in.selector, err)
 		}
 		if found {
-			sampleAt := time.Unix(0, int64(newest*float64(time.Second)))
-			if age := at.Sub(sampleAt); age > maxAge {
-				return fmt.Sprintf("the newest sample of %s is %s old (maxAge %s)", in.selector, age.Round(time.Second), maxAge), nil
+			if old := tooOld(newest, at, maxAge); old != "" {
+				return fmt.Sprintf("the newest sample of %s is %s", in.selector, old), nil
 			}
 			continue
 		}
@@ -84,14 +83,21 @@ func staleInput(ctx context.Context, api promv1.API, ins []input, at time.Time, 
 	return "", nil
 }
 
-// queryOne runs an aggregating query and returns its single value, if any.
+// queryOne runs a query and returns its single value, if it has one.
 func queryOne(ctx context.Context, api promv1.API, query string, at time.Time) (float64, bool, error) {
 	v, _, _, err := api.Query(ctx, query, at)
 	if err != nil {
 		return 0, false, err
 	}
-	if vec, ok := v.(model.Vector); ok && len(vec) == 1 {
-		return float64(vec[0].Value), true, nil
+	value, _, _, why := single(v)
+	return value, why == "", nil
+}
+
+// tooOld says how old a sample taken at unix seconds is when that is more than maxAge at the
+// evaluation time at ("" when it is not).
+func tooOld(seconds float64, at time.Time, maxAge time.Duration) string {
+	if age := at.Sub(time.Unix(0, int64(seconds*float64(time.Second)))); age > maxAge {
+		return fmt.Sprintf("%s old (maxAge %s)", age.Round(time.Second), maxAge)
 	}
-	return 0, false, nil
+	return ""
 }

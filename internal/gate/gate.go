@@ -161,14 +161,12 @@ func (r *Reader) stale(ctx context.Context, api promv1.API, query string, at tim
 	if !isVector {
 		return "", nil
 	}
-	stamped, _, _, err := api.Query(ctx, "timestamp("+query+")", at)
+	sampleAt, found, err := queryOne(ctx, api, "timestamp("+query+")", at)
 	if err != nil {
 		return "", fmt.Errorf("querying the age of the samples: %w", err)
 	}
-	if sampleAt, _, _, why := single(stamped); why == "" {
-		if age := at.Sub(time.Unix(0, int64(sampleAt*float64(time.Second)))); age > maxAge {
-			return fmt.Sprintf("the newest sample is %s old (maxAge %s)", age.Round(time.Second), maxAge), nil
-		}
+	if old := tooOld(sampleAt, at, maxAge); found && old != "" {
+		return "the newest sample is " + old, nil
 	}
 	return "", nil
 }
