@@ -281,8 +281,7 @@ func MakePlan(in PlanInput) Plan {
 			p.hold(in, now)
 		case r.Step <= r.Steps:
 			step := steps[r.Step-1]
-			restrict, regions := knobs.Intersect(in.Spec.AllowRegions, step.AllowRegions)
-			p.Knobs = knobs.New(restrict, regions, deref(step.PerClientRequestsPerSecond), deref(step.AdmitPercent))
+			p.Knobs = knobsOfStep(in.Spec.AllowRegions, step)
 			p.Phase = v1alpha1.PhaseRamping
 			next := metav1.NewTime(r.StepStartedAt.Add(step.Hold.Duration))
 			r.NextStepAt = &next
@@ -326,6 +325,35 @@ func MakePlan(in PlanInput) Plan {
 		p.HandledRequest = in.Request.Raw
 	}
 	return p
+}
+
+// knobsOfStep is what a ramp step puts in force, under a standing allowlist.
+func knobsOfStep(standing []string, step v1alpha1.RampStep) knobs.Knobs {
+	restrict, regions := knobs.Intersect(standing, step.AllowRegions)
+	return knobs.New(restrict, regions, deref(step.PerClientRequestsPerSecond), deref(step.AdmitPercent))
+}
+
+// namedKnobs are the knobs of one stage of a policy, named for messages ("step 2").
+type namedKnobs struct {
+	name  string
+	knobs knobs.Knobs
+}
+
+// stepKnobs are the knobs of every stage the policy can put in force besides ShedAll (which
+// every provider takes): its standing allowlist, and each ramp step. What a target cannot take
+// among them is known before the incident.
+func stepKnobs(spec v1alpha1.TrafficPolicySpec) []namedKnobs {
+	var out []namedKnobs
+	if len(spec.AllowRegions) > 0 {
+		restrict, regions := knobs.Intersect(spec.AllowRegions, nil)
+		out = append(out, namedKnobs{"standing allowRegions", knobs.New(restrict, regions, 0, 0)})
+	}
+	if spec.Ramp != nil {
+		for i, step := range spec.Ramp.Steps {
+			out = append(out, namedKnobs{fmt.Sprintf("step %d", i+1), knobsOfStep(spec.AllowRegions, step)})
+		}
+	}
+	return out
 }
 
 // expire applies the levers' expiry times: the action and standing allowlist in force now.

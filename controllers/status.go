@@ -14,7 +14,11 @@ import (
 // Outcome is what one reconcile found and did, the input of the condition functions.
 type Outcome struct {
 	Phase v1alpha1.Phase
-	// Problems kept the plan from being applied (nothing was written).
+	// Held is true when a ramp holds where it is because the step the plan asks for cannot be
+	// applied to every target and autoscaler (Problems say why): nothing was written.
+	Held bool
+	// Problems are what keeps the lever in force from some objects: each is reported on its
+	// object, and (unless Held) every other object has the lever.
 	Problems []provider.Problem
 	// Leftovers are problems putting back objects the spec no longer names; the plan was
 	// applied to the objects it does name.
@@ -29,12 +33,15 @@ type Outcome struct {
 	UnknownGate string
 	// StaleFor is staleAfter, when the lever has been pulled longer than that ("" otherwise).
 	StaleFor string
+	// Unsupported names what targets cannot take, per step ("step 2 on Ingress x: ...").
+	Unsupported []string
 }
 
-// setConditions sets Ready, Progressing, Degraded and RampComplete on the policy's status.
+// setConditions sets Ready, Progressing, Degraded, RampComplete, GateUnknown, LeverStale and
+// StepUnsupported on the policy's status.
 func setConditions(p *v1alpha1.TrafficPolicy, o Outcome) {
 	for _, c := range []metav1.Condition{readyCondition(o), progressingCondition(o), degradedCondition(o), rampCompleteCondition(o),
-		gateUnknownCondition(o), leverStaleCondition(o)} {
+		gateUnknownCondition(o), leverStaleCondition(o), stepUnsupportedCondition(o)} {
 		c.ObservedGeneration = p.Generation
 		meta.SetStatusCondition(&p.Status.Conditions, c)
 	}
@@ -43,8 +50,11 @@ func setConditions(p *v1alpha1.TrafficPolicy, o Outcome) {
 func readyCondition(o Outcome) metav1.Condition {
 	c := metav1.Condition{Type: v1alpha1.ConditionReady}
 	switch {
+	case o.Held:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, o.Problems[0].Reason, "the ramp holds: its next step cannot be applied everywhere: "+o.Problems[0].Message
 	case len(o.Problems) > 0:
-		c.Status, c.Reason, c.Message = metav1.ConditionFalse, o.Problems[0].Reason, "the policy is not applied: "+o.Problems[0].Message
+		c.Status, c.Reason = metav1.ConditionFalse, o.Problems[0].Reason
+		c.Message = fmt.Sprintf("phase %s is applied to every object but: %s", o.Phase, o.Problems[0].Message)
 	case o.ApplyErr != nil:
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonApplyFailed, "applying the policy failed; retrying"
 	case o.Phase == v1alpha1.PhaseRestoring:
@@ -57,6 +67,10 @@ func readyCondition(o Outcome) metav1.Condition {
 
 func progressingCondition(o Outcome) metav1.Condition {
 	c := metav1.Condition{Type: v1alpha1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonIdle, Message: "no ramp or release under way"}
+	if o.Held {
+		c.Reason, c.Message = v1alpha1.ReasonRampHeld, "the ramp holds where it is until its next step can be applied to every target and autoscaler (see Ready)"
+		return c
+	}
 	switch o.Phase {
 	case v1alpha1.PhaseRamping:
 		c.Status, c.Reason, c.Message = metav1.ConditionTrue, v1alpha1.ReasonRampStep, "a ramp step is in force; the ramp moves on when its hold ends and its gates pass"
@@ -90,6 +104,18 @@ func degradedCondition(o Outcome) metav1.Condition {
 		c.Message = "the shed backend has no ready endpoints: shed requests get the ingress controller's own 503 without Retry-After"
 	}
 	return c
+}
+
+func stepUnsupportedCondition(o Outcome) metav1.Condition {
+	if len(o.Unsupported) == 0 {
+		return metav1.Condition{Type: v1alpha1.ConditionStepUnsupported, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonAllSupported,
+			Message: "every target can take every step of the policy"}
+	}
+	msg := o.Unsupported[0]
+	if more := len(o.Unsupported) - 1; more > 0 {
+		msg += fmt.Sprintf(" (and %d more: see status.targets[].unsupported)", more)
+	}
+	return metav1.Condition{Type: v1alpha1.ConditionStepUnsupported, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonUnsupported, Message: msg}
 }
 
 func rampCompleteCondition(o Outcome) metav1.Condition {

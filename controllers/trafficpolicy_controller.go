@@ -38,6 +38,7 @@ import (
 	"floodgate.dev/floodgate/internal/autoscaler"
 	"floodgate.dev/floodgate/internal/gate"
 	"floodgate.dev/floodgate/internal/knobs"
+	"floodgate.dev/floodgate/internal/owned"
 	"floodgate.dev/floodgate/internal/provider"
 	"floodgate.dev/floodgate/internal/shed"
 )
@@ -130,19 +131,6 @@ func (n notices) send() {
 	}
 }
 
-// observation is what was read about every target and autoscaler before any write.
-type observation struct {
-	targets     []*provider.Observation
-	autoscalers []*autoscaler.Observation
-	problems    []provider.Problem
-	// leftovers are the targets and autoscalers the policy changed that its spec no longer
-	// names: they are put back whatever the knobs, and their problems keep nothing else from
-	// being applied.
-	leftoverTargets     []*provider.Observation
-	leftoverAutoscalers []*autoscaler.Observation
-	leftoverProblems    []provider.Problem
-}
-
 func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha1.TrafficPolicy, n *notices) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
 	now := r.Clock.Now()
@@ -151,35 +139,44 @@ func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha
 		return ctrl.Result{}, err
 	}
 	r.readNewStepGates(ctx, policy, &plan, now)
-
 	outcome := Outcome{Phase: plan.Phase, ShedEndpoints: -1,
 		UnknownGate: gateReason(plan.Ramp, plan.UnknownGate()), StaleFor: plan.StaleFor}
-	if len(obs.problems) > 0 && !plan.Knobs.Equal(knobs.Knobs{}) {
-		// Nothing is half applied: the plan waits until every target can take it. Watches on
-		// the targets bring the policy back when they change.
-		outcome.Phase, outcome.Problems = policy.Status.Phase, obs.problems
-		r.noteFound(policy, obs)
+
+	if blockers := obs.rampBlockers(); isRampStep(plan.Phase) && len(blockers) > 0 {
+		// Nothing of a ramp step is half applied: the ramp holds where it is (its previous
+		// step, or the lever before the ramp) until every target and autoscaler can take it.
+		// The watches on them bring the policy back when they change.
+		outcome.Phase, outcome.Held, outcome.Problems = policy.Status.Phase, true, blockers
+		noteHeld(policy, obs)
+		if req := PendingRequest(policy); req != nil {
+			policy.Status.HeldRequest = req.Raw
+		}
+		outcome.Unsupported = unsupportedSummary(policy.Status.Targets)
 		r.setConditions(policy, outcome, n)
-		log.Info("policy not applied", "reason", obs.problems[0].Reason, "message", obs.problems[0].Message)
+		log.Info("ramp holds", "reason", blockers[0].Reason, "message", blockers[0].Message)
 		return ctrl.Result{}, nil
 	}
-	outcome.Problems, outcome.Leftovers = obs.problems, obs.leftoverProblems
 
-	if err := r.apply(ctx, policy, plan.Knobs, obs, &outcome); err != nil {
-		if staleRead(err) {
-			return ctrl.Result{}, fmt.Errorf("the pass read an object older than the API server's; retrying: %w", err)
-		}
-		outcome.ApplyErr = err
-		outcome.Phase = policy.Status.Phase
+	err = r.apply(ctx, policy, plan.Knobs, obs, &outcome)
+	outcome.Unsupported = unsupportedSummary(policy.Status.Targets)
+	switch {
+	case err != nil && staleRead(err):
+		return ctrl.Result{}, fmt.Errorf("the pass read an object older than the API server's; retrying: %w", err)
+	case err != nil && isRampStep(plan.Phase):
+		// A step that failed to write somewhere is not committed: the next pass tries it again.
+		outcome.ApplyErr, outcome.Phase = err, policy.Status.Phase
 		r.setConditions(policy, outcome, n)
 		return ctrl.Result{}, err
 	}
-
+	// A lever (ShedAll, Normal, a release) is committed even when some object failed: status
+	// says what each object has, and the failure is retried.
+	outcome.ApplyErr = err
+	policy.Status.HeldRequest = ""
 	r.commit(policy, plan, outcome, n)
 	if plan.RequeueAfter > 0 {
 		log.V(1).Info("next look", "after", plan.RequeueAfter, "phase", plan.Phase)
 	}
-	return ctrl.Result{RequeueAfter: plan.RequeueAfter}, nil
+	return ctrl.Result{RequeueAfter: plan.RequeueAfter}, err
 }
 
 // planAndObserve plans the policy at now and reads every target and autoscaler for that plan.
@@ -198,194 +195,6 @@ func (r *TrafficPolicyReconciler) planAndObserve(ctx context.Context, policy *v1
 		plan = MakePlan(in)
 	}
 	return plan, obs, nil
-}
-
-// observe reads every target and autoscaler; it writes nothing.
-func (r *TrafficPolicyReconciler) observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, k knobs.Knobs) (observation, error) {
-	var obs observation
-	for _, ref := range policy.Spec.TargetRefs {
-		o, err := r.Ingress.Observe(ctx, policy, ref, k.Traffic())
-		if err != nil {
-			return obs, err
-		}
-		if !o.Found {
-			obs.problems = append(obs.problems, provider.Problem{Reason: v1alpha1.ReasonTargetNotFound,
-				Message: fmt.Sprintf("%s %s not found in namespace %s", ref.Kind, ref.Name, policy.Namespace)})
-		}
-		obs.problems = append(obs.problems, o.Problems...)
-		obs.targets = append(obs.targets, o)
-	}
-	for _, ref := range policy.Spec.AutoscalerRefs {
-		o, err := r.HPA.Observe(ctx, policy, ref, k.HoldAutoscalers)
-		if err != nil {
-			return obs, err
-		}
-		if !o.Found {
-			obs.problems = append(obs.problems, provider.Problem{Reason: v1alpha1.ReasonAutoscalerNotFound,
-				Message: fmt.Sprintf("HorizontalPodAutoscaler %s not found in namespace %s", ref.Name, policy.Namespace)})
-		}
-		obs.problems = append(obs.problems, o.Problems...)
-		obs.autoscalers = append(obs.autoscalers, o)
-	}
-	return obs, r.observeLeftovers(ctx, policy, &obs)
-}
-
-// observeLeftovers reads the targets and autoscalers the policy changed that its spec no longer
-// names: those its status lists with a restore record or companion, and those carrying its
-// record. Only a record that cannot be read is a problem: another policy's record means the
-// object is not this policy's to put back.
-func (r *TrafficPolicyReconciler) observeLeftovers(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *observation) error {
-	refs, err := r.Ingress.Recorded(ctx, policy)
-	if err != nil {
-		return err
-	}
-	for _, t := range policy.Status.Targets {
-		if t.RestoreRecord != "" || t.Companion != "" {
-			refs = append(refs, v1alpha1.TargetRef{Kind: t.Kind, Name: t.Name})
-		}
-	}
-	for _, ref := range leftover(refs, policy.Spec.TargetRefs, func(t v1alpha1.TargetRef) string { return t.Name }) {
-		o, err := r.Ingress.Observe(ctx, policy, ref, knobs.Knobs{})
-		if err != nil {
-			return err
-		}
-		obs.leftoverProblems = append(obs.leftoverProblems, corrupt(o.Problems)...)
-		obs.leftoverTargets = append(obs.leftoverTargets, o)
-	}
-
-	names, err := r.HPA.Recorded(ctx, policy)
-	if err != nil {
-		return err
-	}
-	for _, a := range policy.Status.Autoscalers {
-		if a.RestoreRecord != "" {
-			names = append(names, a.Name)
-		}
-	}
-	var refsInSpec []string
-	for _, a := range policy.Spec.AutoscalerRefs {
-		refsInSpec = append(refsInSpec, a.Name)
-	}
-	for _, name := range leftover(names, refsInSpec, func(n string) string { return n }) {
-		o, err := r.HPA.Observe(ctx, policy, v1alpha1.AutoscalerRef{Name: name}, false)
-		if err != nil {
-			return err
-		}
-		obs.leftoverProblems = append(obs.leftoverProblems, corrupt(o.Problems)...)
-		obs.leftoverAutoscalers = append(obs.leftoverAutoscalers, o)
-	}
-	return nil
-}
-
-// leftover keeps the items found whose name the spec does not have, once each.
-func leftover[T any](found, spec []T, name func(T) string) []T {
-	seen := map[string]bool{}
-	for _, t := range spec {
-		seen[name(t)] = true
-	}
-	var out []T
-	for _, t := range found {
-		if !seen[name(t)] {
-			seen[name(t)] = true
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
-// apply writes the knobs to every observed target and autoscaler. Zero knobs restore.
-func (r *TrafficPolicyReconciler) apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, k knobs.Knobs, obs observation, outcome *Outcome) error {
-	traffic := k.Traffic()
-	// Each target's shed Service is in place before its canary routes to it, and goes after.
-	var shedFor []string
-	if traffic.Sheds() {
-		for _, o := range obs.targets {
-			shedFor = append(shedFor, o.Ref.Name)
-			if !o.Found || blocked(o.Problems) {
-				continue
-			}
-			ready, err := r.Shed.EnsureCompanion(ctx, r.Client, policy, o.Ref.Name)
-			if err != nil {
-				return err
-			}
-			outcome.ShedEndpoints = ready
-		}
-	}
-	targets := make([]v1alpha1.TargetStatus, 0, len(obs.targets))
-	for _, o := range obs.targets {
-		// A target that is gone is only restored (its canary removed), never given knobs.
-		if blocked(o.Problems) || (!o.Found && !traffic.Equal(knobs.Knobs{})) {
-			targets = append(targets, o.Status)
-			continue
-		}
-		res, err := r.Ingress.Apply(ctx, policy, o, traffic, recordCopy(policy.Status.Targets, o.Ref.Name))
-		if err != nil {
-			return err
-		}
-		outcome.KeptOthers = append(outcome.KeptOthers, prefixed("Ingress "+o.Ref.Name, res.KeptOthers)...)
-		targets = append(targets, res.Status)
-	}
-	autoscalers := make([]v1alpha1.AutoscalerStatus, 0, len(obs.autoscalers))
-	for _, o := range obs.autoscalers {
-		if blocked(o.Problems) {
-			autoscalers = append(autoscalers, v1alpha1.AutoscalerStatus{Name: o.Name, Found: o.Found})
-			continue
-		}
-		st, kept, err := r.HPA.Apply(ctx, policy, o, holdLevel(policy.Status.Autoscalers, o.Name, k), autoscalerRecordCopy(policy.Status.Autoscalers, o.Name))
-		if err != nil {
-			return err
-		}
-		outcome.KeptOthers = append(outcome.KeptOthers, prefixed("HorizontalPodAutoscaler "+o.Name, kept)...)
-		autoscalers = append(autoscalers, st)
-	}
-	leftTargets, leftAutoscalers, err := r.putBackLeftovers(ctx, policy, obs, outcome)
-	if err != nil {
-		return err
-	}
-	// Shed Services go once no canary routes to them.
-	if err := shed.RemoveCompanions(ctx, r.Client, policy, shedFor); err != nil {
-		return err
-	}
-	policy.Status.Targets, policy.Status.Autoscalers = append(targets, leftTargets...), append(autoscalers, leftAutoscalers...)
-	return nil
-}
-
-// putBackLeftovers restores the targets and autoscalers the spec no longer names. One that is
-// put back leaves status; one that cannot be (a corrupt record) stays there with its record copy.
-func (r *TrafficPolicyReconciler) putBackLeftovers(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs observation, outcome *Outcome) ([]v1alpha1.TargetStatus, []v1alpha1.AutoscalerStatus, error) {
-	var targets []v1alpha1.TargetStatus
-	for _, o := range obs.leftoverTargets {
-		if len(corrupt(o.Problems)) > 0 {
-			targets = append(targets, previousTarget(policy, o))
-			continue
-		}
-		if blocked(o.Problems) {
-			continue
-		}
-		// A target that is gone still has its canary removed.
-		res, err := r.Ingress.Apply(ctx, policy, o, knobs.Knobs{}, recordCopy(policy.Status.Targets, o.Ref.Name))
-		if err != nil {
-			return nil, nil, err
-		}
-		outcome.KeptOthers = append(outcome.KeptOthers, prefixed("Ingress "+o.Ref.Name, res.KeptOthers)...)
-	}
-	var autoscalers []v1alpha1.AutoscalerStatus
-	for _, o := range obs.leftoverAutoscalers {
-		if len(corrupt(o.Problems)) > 0 {
-			autoscalers = append(autoscalers, v1alpha1.AutoscalerStatus{Name: o.Name, Found: o.Found,
-				RestoreRecord: autoscalerRecordCopy(policy.Status.Autoscalers, o.Name)})
-			continue
-		}
-		if !o.Found || blocked(o.Problems) {
-			continue
-		}
-		_, kept, err := r.HPA.Apply(ctx, policy, o, autoscaler.Level{}, autoscalerRecordCopy(policy.Status.Autoscalers, o.Name))
-		if err != nil {
-			return nil, nil, err
-		}
-		outcome.KeptOthers = append(outcome.KeptOthers, prefixed("HorizontalPodAutoscaler "+o.Name, kept)...)
-	}
-	return targets, autoscalers, nil
 }
 
 // commit writes the plan into status, with a history entry and an Event per transition.
@@ -457,30 +266,6 @@ func gateReason(r *v1alpha1.RampStatus, name string) string {
 	return "gate " + name + ": not read yet"
 }
 
-// noteFound records which targets exist, keeping what was applied before (and the targets the
-// spec no longer names, which are not put back either while nothing is applied).
-func (r *TrafficPolicyReconciler) noteFound(policy *v1alpha1.TrafficPolicy, obs observation) {
-	targets := make([]v1alpha1.TargetStatus, 0, len(obs.targets)+len(obs.leftoverTargets))
-	for _, o := range obs.targets {
-		targets = append(targets, previousTarget(policy, o))
-	}
-	for _, o := range obs.leftoverTargets {
-		targets = append(targets, previousTarget(policy, o))
-	}
-	policy.Status.Targets = targets
-}
-
-// previousTarget is a target's observed status with what status said was applied to it.
-func previousTarget(policy *v1alpha1.TrafficPolicy, o *provider.Observation) v1alpha1.TargetStatus {
-	st := o.Status
-	for _, prev := range policy.Status.Targets {
-		if prev.Name == o.Ref.Name {
-			st.Applied, st.Companion, st.RestoreRecord = prev.Applied, prev.Companion, prev.RestoreRecord
-		}
-	}
-	return st
-}
-
 // finalize restores every target and autoscaler, then lets the policy go. The finalizer is
 // removed only after the restore succeeded.
 func (r *TrafficPolicyReconciler) finalize(ctx context.Context, policy *v1alpha1.TrafficPolicy) error {
@@ -491,16 +276,16 @@ func (r *TrafficPolicyReconciler) finalize(ctx context.Context, policy *v1alpha1
 	obs, err := r.observe(ctx, policy, knobs.Knobs{})
 	outcome := Outcome{Phase: v1alpha1.PhaseRestoring, ShedEndpoints: -1}
 	if err == nil {
-		outcome.Problems = append(corrupt(obs.problems), obs.leftoverProblems...)
-		if len(outcome.Problems) == 0 {
-			err = r.apply(ctx, policy, knobs.Knobs{}, obs, &outcome)
-		}
+		// Everything that can be put back is, whatever else is wrong.
+		err = r.apply(ctx, policy, knobs.Knobs{}, obs, &outcome)
 	}
 	if err != nil && staleRead(err) {
 		return fmt.Errorf("restoring before deletion read an object older than the API server's; retrying: %w", err)
 	}
-	if err != nil || len(outcome.Problems) > 0 {
-		outcome.ApplyErr = err
+	// What keeps the policy: a record that cannot be read (a human must mend it) or a failed write.
+	unread := append(corrupt(obs.problems()), obs.leftoverProblems()...)
+	if err != nil || len(unread) > 0 {
+		outcome.ApplyErr, outcome.Problems, outcome.Leftovers = err, unread, nil
 		policy.Status.Phase = v1alpha1.PhaseRestoring
 		var n notices
 		r.setConditions(policy, outcome, &n)
@@ -563,6 +348,12 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		return names
 	}); err != nil {
 		return err
+	}
+	// A policy's companions are listed by their controller ownerReference, not their label.
+	for _, obj := range []client.Object{&networkingv1.Ingress{}, &corev1.Service{}, &discoveryv1.EndpointSlice{}} {
+		if err := idx.IndexField(ctx, obj, owned.IndexController, owned.ControllerUID); err != nil {
+			return err
+		}
 	}
 	if _, real := r.Clock.(clock.RealClock); !real {
 		opts.UsePriorityQueue = ptr.To(false)

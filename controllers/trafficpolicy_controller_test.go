@@ -347,28 +347,25 @@ var _ = Describe("refusing what cannot be done", func() {
 	var ns string
 	BeforeEach(func() { ns = newNamespace() })
 
-	It("reports a missing target and applies once it appears, nothing half applied meanwhile", func() {
+	It("sheds the targets that exist and holds the HPA while a sibling target is missing, reports it, and sheds it once it appears", func() {
 		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
 		policy.Spec.TargetRefs = append(policy.Spec.TargetRefs, v1alpha1.TargetRef{Kind: v1alpha1.TargetKindIngress, Name: "later"})
 		create(sampleIngress(ns), sampleDeployment(ns, 3), sampleHPA(ns, nil), policy)
 
-		Eventually(func() string {
-			c := meta.FindStatusCondition(getPolicy(ns, "api-gateway").Status.Conditions, v1alpha1.ConditionDegraded)
-			if c == nil {
-				return ""
-			}
-			return c.Reason
-		}).Should(Equal(v1alpha1.ReasonTargetNotFound))
-		Consistently(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }, "300ms").Should(BeNil())
-		Expect(*getHPA(ns).Spec.MinReplicas).To(BeEquivalentTo(2), "nothing half applied")
-
-		later := sampleIngress(ns)
-		later.Name = "later"
-		later.Spec.Rules[0].Host = "later.example.com"
-		create(later)
+		By("ShedAll is applied to everything that exists: the lever never waits for the missing target")
+		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		Eventually(func() int32 { return *getHPA(ns).Spec.MinReplicas }).Should(BeEquivalentTo(3))
 		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseShedding))
+		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(Equal("True " + v1alpha1.ReasonTargetNotFound + ": Ingress later not found in namespace " + ns))
+		Expect(conditionOf(ns, v1alpha1.ConditionReady)()).To(HavePrefix("False " + v1alpha1.ReasonTargetNotFound + ": phase Shedding is applied to every object but: Ingress later not found"))
+		later := getPolicy(ns, "api-gateway").Status.Targets[1]
+		Expect(later).To(And(HaveField("Name", "later"), HaveField("Found", false), HaveField("Reason", v1alpha1.ReasonTargetNotFound)))
+
+		By("the missing target appears: it is shed too, and the policy is Ready")
+		create(ingressWithHost(ns, "later", "later.example.com"))
 		Eventually(func() *networkingv1.Ingress { return getIngress(ns, "later-floodgate-api-gateway") }).ShouldNot(BeNil())
 		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(HavePrefix("False " + v1alpha1.ReasonHealthy))
+		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("True " + v1alpha1.ReasonApplied))
 	})
 
 	It("reports Conflict for the second policy on one Ingress and changes nothing for it", func() {
@@ -517,6 +514,13 @@ var _ = Describe("the shed server", func() {
 		Expect(string(body)).To(ContainSubstring(`"policy":"` + ns + `/api-gateway"`))
 	})
 })
+
+// ingressWithHost is the sample Ingress under another name and host.
+func ingressWithHost(ns, name, host string) *networkingv1.Ingress {
+	ing := sampleIngress(ns)
+	ing.Name, ing.Spec.Rules[0].Host = name, host
+	return ing
+}
 
 func managers(fields []metav1.ManagedFieldsEntry) []string {
 	var out []string

@@ -233,6 +233,12 @@ type PrometheusGate struct {
 	// that stopped reporting within the window the query reads: Unknown. Defaults to 2m.
 	// +optional
 	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
+	// Timeout bounds each reading (the query and the age check), at most 30s. Defaults to 10s.
+	// Readings run apart from the controller's reconcile, so a slow Prometheus only holds this
+	// policy's ramp.
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('30s')",message="timeout must be more than 0s and at most 30s"
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
 
 // WebhookGate calls an HTTP endpoint.
@@ -240,18 +246,22 @@ type WebhookGate struct {
 	// URL to GET; a 2xx answer passes, any other answer fails, no answer is Unknown.
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && (self.startsWith('http://') || self.startsWith('https://'))",message="url must be an http:// or https:// URL"
 	URL string `json:"url"`
-	// Timeout of the call. Defaults to 5s.
+	// Timeout of the call, at most 30s. Defaults to 5s. Calls run apart from the controller's
+	// reconcile, so a slow webhook only holds this policy's ramp.
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('30s')",message="timeout must be more than 0s and at most 30s"
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
 
 // GateSettings say how gates are judged.
+// +kubebuilder:validation:XValidation:rule="duration(has(self.passFor) ? self.passFor : '30s') >= duration(has(self.interval) ? self.interval : '10s')",message="passFor must be at least interval (defaults: passFor 30s, interval 10s): a gate must be read at least once while it passes"
 type GateSettings struct {
 	// PassFor is how long every gate of a step must pass, without a break, before the step may
-	// end. Defaults to 30s.
+	// end; at least interval. Defaults to 30s.
 	// +optional
 	PassFor *metav1.Duration `json:"passFor,omitempty"`
-	// Interval between two readings of the gates. Defaults to 10s.
+	// Interval between two readings of the gates, at least 1s. Defaults to 10s.
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="interval must be at least 1s"
 	// +optional
 	Interval *metav1.Duration `json:"interval,omitempty"`
 }
@@ -406,6 +416,10 @@ const (
 	ConditionGateUnknown = "GateUnknown"
 	// ConditionLeverStale is True when the policy has not been Normal for longer than staleAfter.
 	ConditionLeverStale = "LeverStale"
+	// ConditionStepUnsupported is True when some target or autoscaler cannot take some step of
+	// the policy (or its standing allowlist): the message names the step and the target. A ramp
+	// holds before such a step; the per-target status lists every such limit.
+	ConditionStepUnsupported = "StepUnsupported"
 )
 
 // Condition reasons.
@@ -433,6 +447,9 @@ const (
 	ReasonGatesTrusted       = "GatesTrusted"
 	ReasonLeverStale         = "LeverPulledTooLong"
 	ReasonLeverFresh         = "LeverFresh"
+	ReasonRampHeld           = "RampHeld"
+	ReasonAllSupported       = "AllSupported"
+	ReasonRedirectNotAllowed = "RedirectNotAllowed"
 )
 
 // RampStatus is the state of the current (or last) ramp run.
@@ -555,6 +572,18 @@ type TargetStatus struct {
 	// RestoreRecord is a copy of the restore record kept on the target object.
 	// +optional
 	RestoreRecord string `json:"restoreRecord,omitempty"`
+	// Reason is set when the lever in force is not (fully) applied to this target: a condition
+	// reason such as TargetNotFound, Conflict or CorruptRestoreRecord. Empty when it is.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Message says why the lever in force is not (fully) applied to this target, and what to do.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// Unsupported lists what this target cannot take, for every step of the policy, computed
+	// whenever the policy is applied (for example "step 2: perClientRequestsPerSecond: ..."), so
+	// a runbook is fixed in a drill rather than discovered mid-incident.
+	// +optional
+	Unsupported []string `json:"unsupported,omitempty"`
 }
 
 // AutoscalerStatus is the state of one held autoscaler.
@@ -576,6 +605,13 @@ type AutoscalerStatus struct {
 	// RestoreRecord is a copy of the restore record kept on the autoscaler.
 	// +optional
 	RestoreRecord string `json:"restoreRecord,omitempty"`
+	// Reason is set when the hold in force is not applied to this autoscaler: a condition reason
+	// such as AutoscalerNotFound or Conflict. Empty when it is.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Message says why the hold in force is not applied to this autoscaler, and what to do.
+	// +optional
+	Message string `json:"message,omitempty"`
 }
 
 // Transition is one entry of the policy's history.
@@ -624,6 +660,11 @@ type TrafficPolicyStatus struct {
 	// LastHandledRequest is the last request annotation value handled ("VERB:TOKEN").
 	// +optional
 	LastHandledRequest string `json:"lastHandledRequest,omitempty"`
+	// HeldRequest is a request ("VERB:TOKEN") the controller has seen but not applied yet,
+	// because the ramp holds: its next step cannot be applied to every target and autoscaler
+	// (the Ready condition says why). It is handled once the step can be applied.
+	// +optional
+	HeldRequest string `json:"heldRequest,omitempty"`
 	// Progress is the step shown by kubectl get, for example 2/3.
 	// +optional
 	Progress string `json:"progress,omitempty"`

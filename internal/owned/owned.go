@@ -1,15 +1,21 @@
 // Package owned creates and keeps in step the companion objects Floodgate owns (canary Ingress,
-// shed Service and EndpointSlice): each carries an ownerReference to its policy and the policy
-// label, is written only when it differs, and is never adopted when someone else made it.
+// shed Service and EndpointSlice): each carries a controller ownerReference to its policy and the
+// policy label, is written only when it differs, and is never adopted when someone else made it.
+//
+// Ownership is the controller ownerReference's UID: the label is for selection only. A companion
+// whose label was removed is still ours (found, updated, removed); an object that carries the
+// label, or a companion's name, without that ownerReference is not ours (reported, untouched).
 package owned
 
 import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -17,14 +23,63 @@ import (
 	"floodgate.dev/floodgate/api/v1alpha1"
 )
 
-// PolicyLabel names the policy that owns a companion object.
+// PolicyLabel names the policy that owns a companion object (for selection only).
 const PolicyLabel = "traffic.floodgate.dev/policy"
 
-// NotOursError says an object with a companion's name exists and Floodgate did not create it.
+// IndexController is the name of a field index over the UID of an object's controller
+// ownerReference: what lists a policy's companions, with or without their label.
+const IndexController = ".metadata.controllerUID"
+
+// ControllerUID is the IndexController index function.
+func ControllerUID(obj client.Object) []string {
+	if ref := metav1.GetControllerOf(obj); ref != nil {
+		return []string{string(ref.UID)}
+	}
+	return nil
+}
+
+// List lists the objects of a namespace the policy controls, through the IndexController index
+// of a cached client. A client without that index (a direct client, as tests use) lists the
+// namespace and keeps the policy's.
+func List(ctx context.Context, c client.Client, policy *v1alpha1.TrafficPolicy, list client.ObjectList) error {
+	err := c.List(ctx, list, client.InNamespace(policy.Namespace), client.MatchingFields{IndexController: string(policy.UID)})
+	if !apierrors.IsBadRequest(err) {
+		return err
+	}
+	if err := c.List(ctx, list, client.InNamespace(policy.Namespace)); err != nil {
+		return err
+	}
+	items, err := meta.ExtractList(list)
+	if err != nil {
+		return err
+	}
+	ours := items[:0]
+	for _, o := range items {
+		if obj, ok := o.(client.Object); ok && IsOurs(obj, policy) {
+			ours = append(ours, o)
+		}
+	}
+	return meta.SetList(list, ours)
+}
+
+// NotOursError says an object with a companion's name exists and is not controlled by this
+// policy: Floodgate neither adopts, updates nor deletes it.
 type NotOursError struct{ Kind, Name string }
 
 func (e *NotOursError) Error() string {
-	return fmt.Sprintf("%s %s exists and was not created by this policy", e.Kind, e.Name)
+	return fmt.Sprintf("%s %s exists and is not controlled by this policy (no controller ownerReference to its UID); Floodgate leaves it alone: remove it by hand if it is a leftover", e.Kind, e.Name)
+}
+
+// kindOf names an object's kind for messages.
+func kindOf(obj client.Object) string {
+	if k := obj.GetObjectKind().GroupVersionKind().Kind; k != "" {
+		return k
+	}
+	t := fmt.Sprintf("%T", obj)
+	if i := strings.LastIndex(t, "."); i >= 0 {
+		t = t[i+1:]
+	}
+	return t
 }
 
 // Stamp gives a companion object its policy label and controller ownerReference.
@@ -45,17 +100,11 @@ func Stamp(obj client.Object, policy *v1alpha1.TrafficPolicy) {
 	}})
 }
 
-// IsOurs reports whether obj was created by the policy.
+// IsOurs reports whether obj is controlled by the policy: its controller ownerReference names
+// the policy's UID. The label plays no part.
 func IsOurs(obj client.Object, policy *v1alpha1.TrafficPolicy) bool {
-	if obj.GetLabels()[PolicyLabel] != policy.Name {
-		return false
-	}
-	for _, ref := range obj.GetOwnerReferences() {
-		if ref.UID == policy.UID && ptr.Deref(ref.Controller, false) {
-			return true
-		}
-	}
-	return false
+	ref := metav1.GetControllerOf(obj)
+	return ref != nil && ref.UID == policy.UID && ref.Kind == "TrafficPolicy"
 }
 
 // Ensure creates desired, or patches the existing object when sync changes it. sync copies the
@@ -73,7 +122,7 @@ func Ensure[T client.Object](ctx context.Context, c client.Client, policy *v1alp
 		return false, fmt.Errorf("reading %s: %w", desired.GetName(), err)
 	}
 	if !IsOurs(existing, policy) {
-		return false, &NotOursError{Kind: fmt.Sprintf("%T", existing), Name: existing.GetName()}
+		return false, &NotOursError{Kind: kindOf(existing), Name: existing.GetName()}
 	}
 	before := existing.DeepCopyObject().(T)
 	sync(existing, desired)
@@ -90,12 +139,13 @@ func Ensure[T client.Object](ctx context.Context, c client.Client, policy *v1alp
 
 // Delete removes obj when it exists and belongs to the policy. envtest and some clusters run no
 // garbage collector, so companions are deleted explicitly rather than left to ownerReferences.
+// An object of that name that is not the policy's is left alone and reported (NotOursError).
 func Delete(ctx context.Context, c client.Client, policy *v1alpha1.TrafficPolicy, obj client.Object) (deleted bool, err error) {
 	if err := c.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 		return false, client.IgnoreNotFound(err)
 	}
 	if !IsOurs(obj, policy) {
-		return false, nil
+		return false, &NotOursError{Kind: kindOf(obj), Name: obj.GetName()}
 	}
 	if err := c.Delete(ctx, obj, client.Preconditions{UID: ptr.To(obj.GetUID())}); err != nil {
 		return false, client.IgnoreNotFound(err)

@@ -137,7 +137,9 @@ func (o *Options) flip(ctx context.Context, verb, name string, args []string, ed
 	return o.waitFor(ctx, changed, token, start)
 }
 
-// waitFor returns when the controller acknowledged the request, or says why it did not.
+// waitFor returns when the controller acknowledged the request, or says why it did not: the
+// ramp holds (the step cannot be applied everywhere), or the lever was applied but not to every
+// target and autoscaler (each one named, with why).
 func (o *Options) waitFor(ctx context.Context, p *v1alpha1.TrafficPolicy, token string, start time.Time) error {
 	var acked *v1alpha1.TrafficPolicy
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, o.Timeout, true, func(ctx context.Context) (bool, error) {
@@ -149,8 +151,10 @@ func (o *Options) waitFor(ctx context.Context, p *v1alpha1.TrafficPolicy, token 
 			acked = cur
 			return true, nil
 		}
-		if c := condition(cur, v1alpha1.ConditionDegraded); c != nil && c.Status == "True" && c.ObservedGeneration >= cur.Generation {
-			return false, fmt.Errorf("trafficpolicy/%s: not applied: %s: %s", p.Name, c.Reason, c.Message)
+		if cur.Status.HeldRequest == token {
+			if c := condition(cur, v1alpha1.ConditionReady); c != nil {
+				return false, fmt.Errorf("trafficpolicy/%s: not applied: %s: %s", p.Name, c.Reason, c.Message)
+			}
 		}
 		return false, nil
 	})
@@ -158,11 +162,38 @@ func (o *Options) waitFor(ctx context.Context, p *v1alpha1.TrafficPolicy, token 
 	case acked != nil:
 		fmt.Fprintf(o.Out, "trafficpolicy/%s: applied in %s: phase %s%s\n", p.Name,
 			time.Since(start).Round(time.Millisecond), acked.Status.Phase, progress(acked))
+		if missed := notApplied(acked); len(missed) > 0 {
+			return fmt.Errorf("trafficpolicy/%s: phase %s is not applied to every object:\n  %s", p.Name, acked.Status.Phase, strings.Join(missed, "\n  "))
+		}
 		return nil
 	case wait.Interrupted(err):
 		return fmt.Errorf("no acknowledgement from the controller within %s: is the Floodgate manager running? (status.lastHandledRequest is not %q yet)", o.Timeout, token)
 	}
 	return err
+}
+
+// notApplied names each target and autoscaler the lever in force is not applied to, and why.
+// A target that is gone is named only when traffic is restricted: restoring it is nothing to do.
+func notApplied(p *v1alpha1.TrafficPolicy) []string {
+	restricting := p.Status.Phase != v1alpha1.PhaseNormal && p.Status.Phase != v1alpha1.PhaseCompleted
+	var out []string
+	for _, t := range p.Status.Targets {
+		if t.Reason == "" || (!t.Found && !restricting) {
+			continue
+		}
+		what := "not applied"
+		if p.Status.Phase == v1alpha1.PhaseShedding {
+			what = "not shed"
+		}
+		out = append(out, fmt.Sprintf("%s %s %s: %s: %s", t.Kind, t.Name, what, t.Reason, t.Message))
+	}
+	for _, a := range p.Status.Autoscalers {
+		if a.Reason == "" || (!a.Found && !restricting) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("HorizontalPodAutoscaler %s not held: %s: %s", a.Name, a.Reason, a.Message))
+	}
+	return out
 }
 
 func describeSpec(p *v1alpha1.TrafficPolicy) string {

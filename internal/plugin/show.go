@@ -38,20 +38,27 @@ func (o *Options) preview(ctx context.Context, changed *v1alpha1.TrafficPolicy) 
 		Ingress: &ingressnginx.Provider{Client: o.client},
 		HPA:     &autoscaler.HPA{Client: o.client},
 	}
-	plan, changes, problems, err := r.Preview(ctx, changed, o.Clock.Now())
+	res, err := r.Preview(ctx, changed, o.Clock.Now())
 	if err != nil {
 		return fmt.Errorf("computing the preview: %w", err)
 	}
+	plan := res.Plan
 	fmt.Fprintf(o.Out, "trafficpolicy/%s (dry run): phase %s → %s", changed.Name, orNone(string(changed.Status.Phase)), plan.Phase)
 	if plan.Progress != "" && (plan.Phase == v1alpha1.PhaseRamping || plan.Phase == v1alpha1.PhasePaused) {
 		fmt.Fprintf(o.Out, ", step %s", plan.Progress)
 	}
 	fmt.Fprintln(o.Out)
-	for _, p := range problems {
-		fmt.Fprintf(o.Out, "would not be applied: %s: %s\n", p.Reason, p.Message)
+	if res.Held {
+		fmt.Fprintf(o.Out, "the ramp would hold where it is (phase %s): the step cannot be applied everywhere:\n", orNone(string(changed.Status.Phase)))
+	}
+	for _, p := range res.Problems {
+		fmt.Fprintf(o.Out, "would not be applied to it: %s: %s\n", p.Reason, p.Message)
+	}
+	for _, u := range res.Unsupported {
+		fmt.Fprintf(o.Out, "cannot take: %s\n", u)
 	}
 	n := 0
-	for _, c := range changes {
+	for _, c := range res.Changes {
 		diff, err := diffObjects(c)
 		if err != nil {
 			return err

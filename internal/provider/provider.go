@@ -1,6 +1,7 @@
 // Package provider is the small interface every traffic provider implements: observe a target
-// (reads only, so the controller can refuse before anything is half applied), then apply knobs to
-// it (zero knobs put everything back as it was).
+// (reads only, so the controller knows every object's problems before it writes), say what knobs
+// a target cannot take (so a runbook's limits are known up front), then apply knobs to it (zero
+// knobs put everything back as it was).
 package provider
 
 import (
@@ -14,13 +15,23 @@ import (
 	"floodgate.dev/floodgate/internal/restore"
 )
 
-// Problem is something that keeps a target from taking the knobs: nothing is written to any
-// target while one is reported.
+// Problem is something that keeps one object from taking the knobs. It is reported on that
+// object; whether the rest proceeds is the controller's decision (ShedAll and Normal always do).
 type Problem struct {
 	// Reason is a condition reason (v1alpha1.Reason*).
 	Reason string
 	// Message says what is wrong and what to do, without timestamps or counters.
 	Message string
+}
+
+// HasReason reports whether one of the problems has the reason.
+func HasReason(problems []Problem, reason string) bool {
+	for _, p := range problems {
+		if p.Reason == reason {
+			return true
+		}
+	}
+	return false
 }
 
 // EditProblems reads the restore record on an object Floodgate edits (or may edit) and says what
@@ -71,6 +82,9 @@ type Provider interface {
 	Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *Observation, k knobs.Knobs, recordCopy string) (Result, error)
 	// Preview returns what Apply would write, without writing.
 	Preview(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *Observation, k knobs.Knobs, recordCopy string) ([]ObjectChange, error)
+	// Unsupported says why an observed target cannot take the knobs ("" when it can): a limit of
+	// the mechanism, not of the moment, so it is computed for every step up front.
+	Unsupported(policy *v1alpha1.TrafficPolicy, obs *Observation, k knobs.Knobs) string
 	// Recorded lists the targets in the policy's namespace that carry the policy's restore
 	// record, whether or not its spec still names them: a target dropped from the spec is put
 	// back even when the policy's status lost track of it.

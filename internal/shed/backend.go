@@ -112,19 +112,19 @@ func (b Backend) EnsureCompanion(ctx context.Context, c client.Client, policy *v
 }
 
 // RemoveCompanions deletes the policy's shed Services and EndpointSlices, except those of the
-// targets named in keep. Only objects the policy created are deleted.
+// targets named in keep. Only objects the policy controls are found (through the
+// owned.IndexController index, so a companion whose label was removed is found too) and deleted.
 func RemoveCompanions(ctx context.Context, c client.Client, policy *v1alpha1.TrafficPolicy, keep []string) error {
 	kept := map[string]bool{}
 	for _, t := range keep {
 		kept[CompanionServiceName(policy.Name, t)] = true
 	}
-	ours := []client.ListOption{client.InNamespace(policy.Namespace), client.MatchingLabels{owned.PolicyLabel: policy.Name}}
 	var slices discoveryv1.EndpointSliceList
-	if err := c.List(ctx, &slices, ours...); err != nil {
+	if err := owned.List(ctx, c, policy, &slices); err != nil {
 		return fmt.Errorf("listing shed EndpointSlices: %w", err)
 	}
 	var services corev1.ServiceList
-	if err := c.List(ctx, &services, ours...); err != nil {
+	if err := owned.List(ctx, c, policy, &services); err != nil {
 		return fmt.Errorf("listing shed Services: %w", err)
 	}
 	var stale []client.Object

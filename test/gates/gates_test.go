@@ -149,7 +149,7 @@ func TestARampAdvancesOnlyOnEvidenceAndHoldsWhilePrometheusIsDown(t *testing.T) 
 			RegionHeader: "CF-IPCountry",
 			Action:       v1alpha1.ActionRamp,
 			Ramp: &v1alpha1.Ramp{
-				Gate: v1alpha1.GateSettings{PassFor: &metav1.Duration{Duration: 2 * time.Second}, Interval: &metav1.Duration{Duration: 300 * time.Millisecond}},
+				Gate: v1alpha1.GateSettings{PassFor: &metav1.Duration{Duration: 2 * time.Second}, Interval: &metav1.Duration{Duration: time.Second}},
 				Steps: []v1alpha1.RampStep{
 					{AllowRegions: []string{"AU"}, Hold: second, Gates: []v1alpha1.Gate{errorsGate}},
 					{AdmitPercent: ptr.To[int32](50), Hold: second, Gates: []v1alpha1.Gate{errorsGate}},

@@ -42,11 +42,12 @@ func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, 
 	}
 	obs.Found, obs.Status.Found, obs.State = true, true, &target
 
-	if msg := Unsupported(policy, k); msg != "" {
+	if msg := Unsupported(policy, &target, k); msg != "" {
 		obs.Problems = append(obs.Problems, provider.Problem{Reason: v1alpha1.ReasonUnsupported, Message: msg})
 	}
-	// The only edit to the user's Ingress is the rate limit.
-	_, problems := provider.EditProblems("Ingress", &target, key(policy), len(MainChanges(k)) > 0)
+	// The only edit to the user's Ingress is the rate limit; whether its owner allows it is a
+	// limit of the target (Unsupported), not a conflict.
+	_, problems := provider.EditProblems("Ingress", &target, key(policy), false)
 	obs.Problems = append(obs.Problems, problems...)
 	if target.Annotations[AnnotationAffinity] == "cookie" {
 		obs.Status.Warnings = append(obs.Status.Warnings,
@@ -86,6 +87,12 @@ func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, 
 	return obs, nil
 }
 
+// Unsupported says why the observed target cannot take the knobs ("" when it can).
+func (p *Provider) Unsupported(policy *v1alpha1.TrafficPolicy, obs *provider.Observation, k knobs.Knobs) string {
+	target, _ := obs.State.(*networkingv1.Ingress)
+	return Unsupported(policy, target, k)
+}
+
 // Recorded lists the Ingresses of the policy's namespace that carry its restore record, and
 // those its canaries copy.
 func (p *Provider) Recorded(ctx context.Context, policy *v1alpha1.TrafficPolicy) ([]v1alpha1.TargetRef, error) {
@@ -105,79 +112,97 @@ func (p *Provider) Recorded(ctx context.Context, policy *v1alpha1.TrafficPolicy)
 	return refs, nil
 }
 
-// Apply creates, updates or removes the canary and edits limit-rps on the target. A target that
-// is gone can only be restored: its canary is removed.
+// rendered is what the knobs need on one target: the canary (nil: none) and the user's Ingress
+// as it should be (nil: left as it is), with what restoring kept.
+type rendered struct {
+	canaryName string
+	canary     *networkingv1.Ingress
+	main       *unstructured.Unstructured
+	mainBefore *unstructured.Unstructured
+	out        restore.Outcome
+}
+
+// render computes, without writing, what the knobs need on an observed target. A target that is
+// gone only loses its canary; a target whose restore record cannot be read keeps its own Ingress
+// as it is (the canary is Floodgate's own, so the lever still works through it).
+func render(policy *v1alpha1.TrafficPolicy, obs *provider.Observation, k knobs.Knobs, recordCopy string) (rendered, error) {
+	r := rendered{canaryName: CanaryName(policy.Name, obs.Ref.Name)}
+	target, ok := obs.State.(*networkingv1.Ingress)
+	if !ok {
+		if !k.Equal(knobs.Knobs{}) {
+			return r, errors.New("ingress-nginx: knobs for an Ingress that was not observed")
+		}
+		return r, nil
+	}
+	r.canary = RenderCanary(policy, target, k)
+	if provider.HasReason(obs.Problems, v1alpha1.ReasonCorruptRecord) {
+		return r, nil
+	}
+	r.main = toUnstructured(target)
+	r.mainBefore = r.main.DeepCopy()
+	var err error
+	if r.out, err = restore.Reconcile(r.main, key(policy), MainChanges(k), recordCopy); err != nil {
+		return r, fmt.Errorf("Ingress %s: %w", target.Name, err)
+	}
+	return r, nil
+}
+
+// Apply creates, updates or removes the canary and edits limit-rps on the target.
 func (p *Provider) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *provider.Observation, k knobs.Knobs, recordCopy string) (provider.Result, error) {
 	res := provider.Result{Status: obs.Status}
-	canaryName := CanaryName(policy.Name, obs.Ref.Name)
-	target, ok := obs.State.(*networkingv1.Ingress)
-	if !obs.Found && k.Equal(knobs.Knobs{}) {
-		if _, err := owned.Delete(ctx, p.Client, policy, &networkingv1.Ingress{
-			ObjectMeta: metav1.ObjectMeta{Name: canaryName, Namespace: policy.Namespace}}); err != nil {
-			return res, fmt.Errorf("removing canary Ingress %s: %w", canaryName, err)
+	r, err := render(policy, obs, k, recordCopy)
+	if err != nil {
+		return res, err
+	}
+	if r.canary != nil {
+		if _, err := owned.Ensure(ctx, p.Client, policy, r.canary, &networkingv1.Ingress{}, syncCanary); err != nil {
+			return res, fmt.Errorf("canary Ingress %s: %w", r.canaryName, err)
 		}
+		res.Status.Companion = r.canaryName
+	} else if _, err := owned.Delete(ctx, p.Client, policy, &networkingv1.Ingress{
+		ObjectMeta: metav1.ObjectMeta{Name: r.canaryName, Namespace: policy.Namespace}}); err != nil {
+		return res, fmt.Errorf("removing canary Ingress %s: %w", r.canaryName, err)
+	}
+	res.Status.Applied = appliedKnobs(k)
+	if r.main == nil {
+		res.Status.Applied.PerClientRequestsPerSecond = 0
 		return res, nil
 	}
-	if !ok {
-		return res, errors.New("ingress-nginx: Apply called without an observed Ingress")
-	}
-
-	if canary := RenderCanary(policy, target, k); canary != nil {
-		if _, err := owned.Ensure(ctx, p.Client, policy, canary, &networkingv1.Ingress{}, syncCanary); err != nil {
-			return res, fmt.Errorf("canary Ingress %s: %w", canaryName, err)
-		}
-		res.Status.Companion = canaryName
-	} else if _, err := owned.Delete(ctx, p.Client, policy, &networkingv1.Ingress{
-		ObjectMeta: metav1.ObjectMeta{Name: canaryName, Namespace: target.Namespace}}); err != nil {
-		return res, fmt.Errorf("removing canary Ingress %s: %w", canaryName, err)
-	}
-
-	u := toUnstructured(target)
-	before := u.DeepCopy()
-	out, err := restore.Reconcile(u, key(policy), MainChanges(k), recordCopy)
-	if err != nil {
-		return res, fmt.Errorf("Ingress %s: %w", target.Name, err)
-	}
-	if out.Changed {
-		if err := p.Client.Patch(ctx, u, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-			return res, fmt.Errorf("patching Ingress %s: %w", target.Name, err)
+	if r.out.Changed {
+		if err := p.Client.Patch(ctx, r.main, client.MergeFromWithOptions(r.mainBefore, client.MergeFromWithOptimisticLock{})); err != nil {
+			return res, fmt.Errorf("patching Ingress %s: %w", r.main.GetName(), err)
 		}
 	}
-	if out.Record != nil {
-		res.Status.RestoreRecord = out.Record.Encode()
+	if r.out.Record != nil {
+		res.Status.RestoreRecord = r.out.Record.Encode()
 	}
-	res.KeptOthers = out.KeptOthers
-	res.Status.Applied = appliedKnobs(k)
+	res.KeptOthers = r.out.KeptOthers
 	return res, nil
 }
 
-// Preview returns what Apply would write, without writing: the canary and the target.
+// Preview returns what Apply would write, without writing: the target and the canary.
 func (p *Provider) Preview(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *provider.Observation, k knobs.Knobs, recordCopy string) ([]provider.ObjectChange, error) {
-	target, ok := obs.State.(*networkingv1.Ingress)
-	if !ok {
-		return nil, errors.New("ingress-nginx: Preview called without an observed Ingress")
+	r, err := render(policy, obs, k, recordCopy)
+	if err != nil {
+		return nil, err
 	}
-	canaryName := CanaryName(policy.Name, target.Name)
-	canary := provider.ObjectChange{Kind: "Ingress", Name: canaryName}
+	canary := provider.ObjectChange{Kind: "Ingress", Name: r.canaryName}
 	var existing networkingv1.Ingress
-	switch err := p.Client.Get(ctx, client.ObjectKey{Namespace: target.Namespace, Name: canaryName}, &existing); {
+	switch err := p.Client.Get(ctx, client.ObjectKey{Namespace: policy.Namespace, Name: r.canaryName}, &existing); {
 	case err == nil:
 		canary.Before = provider.UserView(toUnstructured(&existing).Object)
 	case !apierrors.IsNotFound(err):
-		return nil, fmt.Errorf("reading canary Ingress %s: %w", canaryName, err)
+		return nil, fmt.Errorf("reading canary Ingress %s: %w", r.canaryName, err)
 	}
-	if desired := RenderCanary(policy, target, k); desired != nil {
-		owned.Stamp(desired, policy)
-		canary.After = provider.UserView(toUnstructured(desired).Object)
+	if r.canary != nil {
+		owned.Stamp(r.canary, policy)
+		canary.After = provider.UserView(toUnstructured(r.canary).Object)
 	}
-
-	u := toUnstructured(target)
-	before := u.DeepCopy()
-	if _, err := restore.Reconcile(u, key(policy), MainChanges(k), recordCopy); err != nil {
-		return nil, fmt.Errorf("Ingress %s: %w", target.Name, err)
+	if r.main == nil {
+		return []provider.ObjectChange{canary}, nil
 	}
-	main := provider.ObjectChange{Kind: "Ingress", Name: target.Name,
-		Before: provider.UserView(before.Object), After: provider.UserView(u.Object)}
+	main := provider.ObjectChange{Kind: "Ingress", Name: r.main.GetName(),
+		Before: provider.UserView(r.mainBefore.Object), After: provider.UserView(r.main.Object)}
 	return []provider.ObjectChange{main, canary}, nil
 }
 

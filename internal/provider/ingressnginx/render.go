@@ -53,12 +53,22 @@ func CanaryName(policy, target string) string {
 	return owned.Name(253, target, "floodgate", policy)
 }
 
-// Unsupported says why the knobs cannot be honoured on ingress-nginx, or "" when they can.
-func Unsupported(policy *v1alpha1.TrafficPolicy, k knobs.Knobs) string {
+// Unsupported says why the knobs cannot be honoured on ingress-nginx for the target (nil: for
+// any target), or "" when they can.
+func Unsupported(policy *v1alpha1.TrafficPolicy, target *networkingv1.Ingress, k knobs.Knobs) string {
 	if k.RestrictRegions && !k.Shed && policy.Spec.MissingRegion == v1alpha1.MissingRegionShed {
 		return "missingRegion: Shed cannot be honoured on ingress-nginx: a request without the " +
 			"region header falls through to the weight rule and is admitted; use missingRegion: " +
 			"Admit, or shed requests without the header at the CDN"
+	}
+	if target == nil || len(MainChanges(k)) == 0 {
+		return ""
+	}
+	if owner := metav1.GetControllerOf(target); owner != nil {
+		return fmt.Sprintf("perClientRequestsPerSecond needs limit-rps on Ingress %s itself, which is "+
+			"controlled by %s %s; Floodgate does not edit objects another controller owns (it would "+
+			"undo the change): use a step without perClientRequestsPerSecond for this target, or "+
+			"rate-limit in the controller that owns it", target.Name, owner.Kind, owner.Name)
 	}
 	return ""
 }

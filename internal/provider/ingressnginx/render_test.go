@@ -128,10 +128,10 @@ func TestOnlyTheRateLimitEditsTheMainIngress(t *testing.T) {
 func TestMissingRegionShedIsRefusedOnlyWhenAnAllowlistIsInForce(t *testing.T) {
 	p := policy()
 	p.Spec.MissingRegion = v1alpha1.MissingRegionShed
-	if Unsupported(p, knobs.New(true, []string{"AU"}, 0, 0)) == "" {
+	if Unsupported(p, nil, knobs.New(true, []string{"AU"}, 0, 0)) == "" {
 		t.Fatal("an allowlist with missingRegion Shed must be refused")
 	}
-	if msg := Unsupported(p, knobs.ShedAll()); msg != "" {
+	if msg := Unsupported(p, nil, knobs.ShedAll()); msg != "" {
 		t.Fatalf("ShedAll sheds requests without the header too; got %q", msg)
 	}
 }

@@ -1,0 +1,209 @@
+package controllers_test
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/owned"
+	"floodgate.dev/floodgate/internal/provider/ingressnginx"
+	"floodgate.dev/floodgate/internal/restore"
+)
+
+// Lever precedence: ShedAll and Normal are applied to every object that exists and is ours,
+// whatever else is wrong; a ramp step holds instead of being half applied.
+var _ = Describe("the emergency lever, whatever else is broken", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	It("with an autoscaler gone mid-ramp: the ramp holds and says why, ShedAll and Normal still act on the targets", func() {
+		ingress := sampleIngress(ns)
+		hpa := sampleHPA(ns, nil)
+		create(ingress, sampleDeployment(ns, 4), hpa, samplePolicy(ns, v1alpha1.ActionRamp))
+		ingressBefore := viewOf(ingress)
+		Eventually(progressOf(ns, "api-gateway")).Should(Equal("Ramping 1/3"))
+		Eventually(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }).Should(Equal("50"))
+
+		By("the HPA is deleted, and step 1's hold ends: the ramp holds at step 1 and names the autoscaler")
+		Expect(k8s.Delete(ctx, hpa)).To(Succeed())
+		clk.Advance(5 * time.Minute)
+		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(Equal("False " + v1alpha1.ReasonAutoscalerNotFound +
+			": the ramp holds: its next step cannot be applied everywhere: HorizontalPodAutoscaler api-gateway not found in namespace " + ns))
+		Expect(conditionOf(ns, v1alpha1.ConditionProgressing)()).To(HavePrefix("False " + v1alpha1.ReasonRampHeld))
+		Consistently(progressOf(ns, "api-gateway"), "300ms").Should(Equal("Ramping 1/3"))
+		Expect(getIngress(ns, "api-gateway").Annotations[limitRPS]).To(Equal("50"), "step 2 is not half applied")
+
+		By("ShedAll: every target is shed at once, the missing autoscaler is reported")
+		setAction(ns, "api-gateway", v1alpha1.ActionShedAll)
+		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseShedding))
+		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(Equal("True " + v1alpha1.ReasonAutoscalerNotFound +
+			": HorizontalPodAutoscaler api-gateway not found in namespace " + ns))
+		Expect(getPolicy(ns, "api-gateway").Status.Autoscalers).To(ConsistOf(And(
+			HaveField("Name", "api-gateway"), HaveField("Found", false), HaveField("Reason", v1alpha1.ReasonAutoscalerNotFound))))
+
+		By("Normal: the targets get their originals back at once")
+		setAction(ns, "api-gateway", v1alpha1.ActionNormal)
+		Eventually(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }).Should(BeNil())
+		Eventually(func() userView { return viewOf(ingress) }).Should(Equal(ingressBefore))
+		Eventually(func() error {
+			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway-api-gateway"}, &corev1.Service{})
+		}).Should(Satisfy(apierrors.IsNotFound))
+	})
+
+	It("with a foreign canary on one target: the other targets are shed, the ramp holds, each target says what it has", func() {
+		other := ingressWithHost(ns, "admin", "admin.example.com")
+		foreign := ingressWithHost(ns, "admin-v2-canary", "admin.example.com")
+		foreign.Annotations = map[string]string{ingressnginx.AnnotationCanary: "true", ingressnginx.AnnotationWeight: "10"}
+		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
+		policy.Spec.AutoscalerRefs = nil
+		policy.Spec.TargetRefs = append(policy.Spec.TargetRefs, v1alpha1.TargetRef{Kind: v1alpha1.TargetKindIngress, Name: "admin"})
+		create(sampleIngress(ns), other, foreign, policy)
+
+		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		Eventually(func() []v1alpha1.TargetStatus { return getPolicy(ns, "api-gateway").Status.Targets }).Should(ConsistOf(
+			And(HaveField("Name", "api-gateway"), HaveField("Applied.Shed", true), HaveField("Reason", "")),
+			And(HaveField("Name", "admin"), HaveField("Applied.Shed", false), HaveField("Reason", v1alpha1.ReasonConflict),
+				HaveField("Message", "canary Ingress admin-v2-canary already serves rules of Ingress admin; ingress-nginx allows one canary per rule")),
+		))
+		Expect(getIngress(ns, "admin-floodgate-api-gateway")).To(BeNil())
+		Expect(getIngress(ns, "admin-v2-canary").Annotations).To(HaveKeyWithValue(ingressnginx.AnnotationWeight, "10"), "the foreign canary is untouched")
+
+		By("Ramp: step 1 cannot be applied to admin, so the ramp holds at ShedAll")
+		setAction(ns, "api-gateway", v1alpha1.ActionRamp)
+		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("False " + v1alpha1.ReasonConflict + ": the ramp holds"))
+		Consistently(phaseOf(ns, "api-gateway"), "300ms").Should(Equal(v1alpha1.PhaseShedding))
+		Expect(canaryAnnotations(ns)()).To(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		Expect(getPolicy(ns, "api-gateway").Status.HeldRequest).To(BeEmpty(), "no request was made through the plugin")
+
+		By("the team removes its canary: the ramp starts on both targets")
+		Expect(k8s.Delete(ctx, foreign)).To(Succeed())
+		Eventually(progressOf(ns, "api-gateway")).Should(Equal("Ramping 1/3"))
+		Eventually(func() *networkingv1.Ingress { return getIngress(ns, "admin-floodgate-api-gateway") }).ShouldNot(BeNil())
+		Eventually(func() string { return getIngress(ns, "admin").Annotations[limitRPS] }).Should(Equal("50"))
+	})
+
+	It("on a target another controller owns: ShedAll works, and a step it cannot take is reported up front and holds the ramp", func() {
+		ingress := sampleIngress(ns)
+		ingress.OwnerReferences = []metav1.OwnerReference{{APIVersion: "gitops.example.com/v1", Kind: "Route", Name: "api", UID: "5678", Controller: ptr.To(true)}}
+		policy := samplePolicy(ns, v1alpha1.ActionNormal)
+		policy.Spec.AutoscalerRefs = nil
+		create(ingress, policy)
+		ingressBefore := viewOf(ingress)
+
+		By("at rest, before any incident: steps 1 and 2 rate-limit, which this target cannot take")
+		want := "step 1 on Ingress api-gateway: perClientRequestsPerSecond needs limit-rps on Ingress api-gateway itself, which is controlled by Route api"
+		Eventually(conditionOf(ns, v1alpha1.ConditionStepUnsupported)).Should(And(
+			HavePrefix("True "+v1alpha1.ReasonUnsupported+": "+want), HaveSuffix("(and 1 more: see status.targets[].unsupported)")))
+		Expect(getPolicy(ns, "api-gateway").Status.Targets[0].Unsupported).To(HaveLen(2))
+		Expect(getPolicy(ns, "api-gateway").Status.Targets[0].Unsupported[1]).To(HavePrefix("step 2: perClientRequestsPerSecond"))
+
+		By("ShedAll needs no edit of the target: it is shed through Floodgate's own canary")
+		setAction(ns, "api-gateway", v1alpha1.ActionShedAll)
+		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("True"))
+
+		By("Ramp: step 1 would edit limit-rps, so the ramp holds at ShedAll and says why")
+		setAction(ns, "api-gateway", v1alpha1.ActionRamp)
+		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("False " + v1alpha1.ReasonUnsupported + ": the ramp holds"))
+		Consistently(phaseOf(ns, "api-gateway"), "300ms").Should(Equal(v1alpha1.PhaseShedding))
+		Expect(viewOf(ingress)).To(Equal(ingressBefore))
+
+		By("the runbook is fixed (no rate limit on this target): the ramp runs")
+		p := getPolicy(ns, "api-gateway")
+		before := p.DeepCopy()
+		p.Spec.Ramp.Steps[0].PerClientRequestsPerSecond, p.Spec.Ramp.Steps[1].PerClientRequestsPerSecond = nil, nil
+		Expect(k8s.Patch(ctx, p, client.MergeFrom(before))).To(Succeed())
+		Eventually(progressOf(ns, "api-gateway")).Should(Equal("Ramping 1/3"))
+		Eventually(conditionOf(ns, v1alpha1.ConditionStepUnsupported)).Should(HavePrefix("False " + v1alpha1.ReasonAllSupported))
+	})
+
+	It("with a corrupt restore record: ShedAll and Normal still act through the canary, the user's Ingress is left for a human", func() {
+		policy := samplePolicy(ns, v1alpha1.ActionRamp)
+		policy.Spec.AutoscalerRefs = nil
+		create(sampleIngress(ns), policy)
+		Eventually(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }).Should(Equal("50"))
+		ing := getIngress(ns, "api-gateway")
+		good := ing.Annotations[restore.Annotation]
+		before := ing.DeepCopy()
+		ing.Annotations[restore.Annotation] = "{not json"
+		Expect(k8s.Patch(ctx, ing, client.MergeFrom(before))).To(Succeed())
+
+		setAction(ns, "api-gateway", v1alpha1.ActionShedAll)
+		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(HavePrefix("True " + v1alpha1.ReasonCorruptRecord))
+		Expect(getIngress(ns, "api-gateway").Annotations[limitRPS]).To(Equal("50"), "the record cannot be read, so the Ingress is not touched")
+
+		setAction(ns, "api-gateway", v1alpha1.ActionNormal)
+		Eventually(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }).Should(BeNil())
+		Consistently(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }, "300ms").Should(Equal("50"))
+
+		By("once the record is mended, the original comes back")
+		ing = getIngress(ns, "api-gateway")
+		before = ing.DeepCopy()
+		ing.Annotations[restore.Annotation] = good
+		Expect(k8s.Patch(ctx, ing, client.MergeFrom(before))).To(Succeed())
+		Eventually(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }).Should(Equal("1000"))
+		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(HavePrefix("False"))
+	})
+})
+
+// Ownership is the controller ownerReference's UID; the label is for selection only.
+var _ = Describe("companions", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	It("stay ours without their label: a canary whose label was removed is still updated and removed", func() {
+		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
+		policy.Spec.AutoscalerRefs = nil
+		create(sampleIngress(ns), policy)
+		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseShedding))
+
+		for _, obj := range []client.Object{&networkingv1.Ingress{}, &corev1.Service{}} {
+			name := canaryName
+			if _, svc := obj.(*corev1.Service); svc {
+				name = "floodgate-shed-api-gateway-api-gateway"
+			}
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj)).To(Succeed())
+			patch := client.MergeFrom(obj.DeepCopyObject().(client.Object))
+			obj.SetLabels(nil)
+			Expect(k8s.Patch(ctx, obj, patch)).To(Succeed())
+		}
+
+		setAction(ns, "api-gateway", v1alpha1.ActionNormal)
+		Eventually(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }).Should(BeNil())
+		Eventually(func() error {
+			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway-api-gateway"}, &corev1.Service{})
+		}).Should(Satisfy(apierrors.IsNotFound))
+		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseNormal))
+		Expect(conditionOf(ns, v1alpha1.ConditionReady)()).To(HavePrefix("True"))
+		Expect(conditionOf(ns, v1alpha1.ConditionDegraded)()).To(HavePrefix("False"))
+	})
+
+	It("are not ours by label alone: an object with the canary's name and the policy label but no ownerReference is reported and left alone", func() {
+		impostor := ingressWithHost(ns, canaryName, "api.example.com")
+		impostor.Labels = map[string]string{owned.PolicyLabel: "api-gateway"}
+		impostor.Annotations = map[string]string{"team": "someone"}
+		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
+		policy.Spec.AutoscalerRefs = nil
+		create(sampleIngress(ns), impostor, policy)
+
+		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(Equal("True " + v1alpha1.ReasonConflict + ": canary Ingress " + canaryName +
+			": Ingress " + canaryName + " exists and is not controlled by this policy (no controller ownerReference to its UID); Floodgate leaves it alone: remove it by hand if it is a leftover"))
+		Expect(getIngress(ns, canaryName).Annotations).To(Equal(map[string]string{"team": "someone"}))
+		Expect(getIngress(ns, canaryName).OwnerReferences).To(BeEmpty())
+
+		setAction(ns, "api-gateway", v1alpha1.ActionNormal)
+		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseNormal))
+		Consistently(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }, "300ms").ShouldNot(BeNil(), "not ours to delete")
+	})
+})
