@@ -89,6 +89,9 @@ type PlanInput struct {
 	Request *Request
 	// GateReadings are the current step's gates as last read (fresh or from status).
 	GateReadings []v1alpha1.GateStatus
+	// PendingGates name the gates whose fresh reading is on its way: the step neither moves on
+	// nor loses its passing streak until it arrives.
+	PendingGates []string
 }
 
 // DefaultPassFor is how long gates must pass unless spec.ramp.gate.passFor says otherwise.
@@ -131,10 +134,12 @@ func judgeGates(in PlanInput, r *v1alpha1.RampStatus, gates []v1alpha1.Gate, now
 		byName[g.Name] = g
 	}
 	v := gateVerdict{}
-	allPass := true
+	allPass, pending := true, false
 	for _, g := range gates {
 		reading, read := byName[g.Name]
 		switch {
+		case slices.Contains(in.PendingGates, g.Name):
+			allPass, pending = false, true
 		case !read || reading.Verdict == v1alpha1.VerdictUnknown:
 			allPass = false
 			if v.unknown == "" {
@@ -148,7 +153,9 @@ func judgeGates(in PlanInput, r *v1alpha1.RampStatus, gates []v1alpha1.Gate, now
 		}
 	}
 	if !allPass {
-		r.GatesPassingSince = nil
+		if !pending || v.unknown != "" || v.failing != "" {
+			r.GatesPassingSince = nil
+		}
 		v.wait = GateInterval(in.Spec)
 		return v
 	}

@@ -77,8 +77,14 @@ type TrafficPolicyReconciler struct {
 	Ingress       provider.Provider
 	HPA           *autoscaler.HPA
 	Shed          shed.Backend
-	// Gates reads the ramp steps' health gates (nil: gates are not read, as in previews).
+	// Gates reads the ramp steps' workload gates from the cache (nil: gates are not read, as in
+	// previews).
 	Gates *gate.Reader
+	// GatePoller reads the network gates (webhook, Prometheus) apart from the reconcile pass and
+	// wakes a policy when its reading arrives (nil: only the readings in status are used).
+	GatePoller *gate.Poller
+	// GateReadings carries the poller's wake-ups into the controller's queue.
+	GateReadings <-chan event.GenericEvent
 	// Metrics records floodgate_* metrics (nil: none, as in previews).
 	Metrics *Metrics
 }
@@ -138,7 +144,7 @@ func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	r.readNewStepGates(ctx, policy, &plan, now)
+	r.readNewStepGates(policy, &plan, now)
 	outcome := Outcome{Phase: plan.Phase, ShedEndpoints: -1,
 		UnknownGate: gateReason(plan.Ramp, plan.UnknownGate()), StaleFor: plan.StaleFor}
 
@@ -183,8 +189,9 @@ func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha
 // The autoscalers' stabilization window, known only once they are read, is the default release
 // time: when it differs from the assumed one the (pure) plan is made again.
 func (r *TrafficPolicyReconciler) planAndObserve(ctx context.Context, policy *v1alpha1.TrafficPolicy, now time.Time) (Plan, observation, error) {
+	readings, pending := r.gateReadings(policy, now)
 	in := PlanInput{Spec: policy.Spec, Status: policy.Status, Now: now, DefaultReleaseAfter: autoscaler.DefaultStabilizationWindow,
-		Request: PendingRequest(policy), GateReadings: r.gateReadings(ctx, policy, now)}
+		Request: PendingRequest(policy), GateReadings: readings, PendingGates: pending}
 	plan := MakePlan(in)
 	obs, err := r.observe(ctx, policy, plan.Knobs)
 	if err != nil {
@@ -309,6 +316,9 @@ func (r *TrafficPolicyReconciler) finalize(ctx context.Context, policy *v1alpha1
 	}
 	r.Recorder.Eventf(policy, nil, corev1.EventTypeNormal, v1alpha1.ReasonRestored, "Delete", "every target is back to its original; the policy can go")
 	r.Metrics.forget(policy)
+	if r.GatePoller != nil {
+		r.GatePoller.Forget(client.ObjectKeyFromObject(policy))
+	}
 	return nil
 }
 
@@ -362,6 +372,9 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	b := ctrl.NewControllerManagedBy(mgr)
 	if r.ClockAdvanced != nil {
 		b = b.WatchesRawSource(source.Channel(r.ClockAdvanced, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(everywhere, nil))))
+	}
+	if r.GateReadings != nil {
+		b = b.WatchesRawSource(source.Channel(r.GateReadings, &handler.EnqueueRequestForObject{}))
 	}
 	return b.
 		For(&v1alpha1.TrafficPolicy{}, builder.WithPredicates(predicate.Or(

@@ -322,11 +322,16 @@ var _ = Describe("a policy whose targets change", func() {
 		before = p.DeepCopy()
 		p.Spec.TargetRefs, p.Spec.AutoscalerRefs = p.Spec.TargetRefs[:1], nil
 		Expect(k8s.Patch(ctx, p, client.MergeFrom(before))).To(Succeed())
+		// Each effect is awaited on its own: a target restored does not mean its shed Service is gone.
 		Eventually(func() userView { return viewOf(internal) }).Should(Equal(internalBefore))
 		Eventually(func() userView { return viewOf(hpa) }).Should(Equal(hpaBefore))
-		Expect(getIngress(ns, "api-internal-floodgate-api-gateway")).To(BeNil())
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway-api-internal"}, &corev1.Service{})).To(Satisfy(apierrors.IsNotFound))
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway-api-internal"}, &discoveryv1.EndpointSlice{})).To(Satisfy(apierrors.IsNotFound))
+		Eventually(func() *networkingv1.Ingress { return getIngress(ns, "api-internal-floodgate-api-gateway") }).Should(BeNil())
+		Eventually(func() error {
+			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway-api-internal"}, &corev1.Service{})
+		}).Should(Satisfy(apierrors.IsNotFound))
+		Eventually(func() error {
+			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway-api-internal"}, &discoveryv1.EndpointSlice{})
+		}).Should(Satisfy(apierrors.IsNotFound))
 		Eventually(func() []string {
 			var names []string
 			for _, t := range getPolicy(ns, "api-gateway").Status.Targets {

@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"floodgate.dev/floodgate/internal/gate"
 	"floodgate.dev/floodgate/internal/manager"
 )
 
@@ -19,6 +20,8 @@ func main() {
 	flag.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect a leader so only one manager acts")
 	flag.StringVar(&opts.Shed.Namespace, "shed-namespace", opts.Shed.Namespace, "namespace of the shed backend Service")
 	flag.StringVar(&opts.Shed.ServiceName, "shed-service", opts.Shed.ServiceName, "name of the shed backend Service")
+	flag.IntVar(&opts.Workers, "workers", manager.DefaultWorkers, "how many policies are reconciled at once")
+	flag.IntVar(&opts.GateReadersPerPolicy, "gate-readers-per-policy", gate.DefaultPerPolicy, "how many of one policy's network gates (webhook, Prometheus) are read at once")
 	var port int
 	flag.IntVar(&port, "shed-port", int(opts.Shed.Port), "container port of the shed pods")
 	zapOpts := zap.Options{}

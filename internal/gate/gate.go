@@ -16,6 +16,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
@@ -45,6 +46,16 @@ const DefaultMaxAge = 2 * time.Minute
 
 // DefaultWebhookTimeout bounds a webhook call unless the gate says otherwise.
 const DefaultWebhookTimeout = 5 * time.Second
+
+// DefaultPrometheusTimeout bounds a Prometheus reading unless the gate says otherwise.
+const DefaultPrometheusTimeout = 10 * time.Second
+
+func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
+	if d == nil || d.Duration <= 0 {
+		return def
+	}
+	return d.Duration
+}
 
 // Read reads one gate of a policy.
 func (r *Reader) Read(ctx context.Context, policy *v1alpha1.TrafficPolicy, g v1alpha1.Gate) Reading {
@@ -121,7 +132,7 @@ func (r *Reader) prometheus(ctx context.Context, p *v1alpha1.PrometheusGate) Rea
 		return unknown("Prometheus address %s: %v", p.Address, err)
 	}
 	api := promv1.NewAPI(c)
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, Timeout(v1alpha1.Gate{Prometheus: p}))
 	defer cancel()
 	value, _, _, err := api.Query(ctx, p.Query, time.Time{})
 	if err != nil {
@@ -211,11 +222,7 @@ func symbol(op v1alpha1.Operator) string {
 }
 
 func (r *Reader) webhook(ctx context.Context, w *v1alpha1.WebhookGate) Reading {
-	timeout := DefaultWebhookTimeout
-	if w.Timeout != nil {
-		timeout = w.Timeout.Duration
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, Timeout(v1alpha1.Gate{Webhook: w}))
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.URL, nil)
 	if err != nil {

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net/http"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
@@ -45,7 +47,16 @@ type Options struct {
 	LeaderElectionNamespace string
 	// SkipNameValidation allows several managers in one process (tests, drills).
 	SkipNameValidation bool
+	// Workers is how many policies are reconciled at once (0: DefaultWorkers).
+	Workers int
+	// GateReadersPerPolicy bounds how many of one policy's network gates are read at once
+	// (0: gate.DefaultPerPolicy).
+	GateReadersPerPolicy int
 }
+
+// DefaultWorkers is how many policies are reconciled at once unless told otherwise: one
+// policy's pass never waits for another's.
+const DefaultWorkers = 4
 
 // FieldManager names Floodgate's writes in managedFields.
 const FieldManager = "floodgate"
@@ -88,6 +99,14 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	// Every write carries the field manager "floodgate", so GitOps tools can be told to leave
 	// Floodgate's fields alone (Argo CD: ignoreDifferences.managedFieldsManagers).
 	c := client.WithFieldOwner(mgr.GetClient(), FieldManager)
+	gates := &gate.Reader{Client: c, HTTP: &http.Client{}}
+	readings := make(chan event.GenericEvent, 1024)
+	poller := gate.NewPoller(ctx, gates, opts.Clock, opts.GateReadersPerPolicy, func(key types.NamespacedName) {
+		select {
+		case readings <- event.GenericEvent{Object: &v1alpha1.TrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
+		case <-ctx.Done():
+		}
+	})
 	r := &controllers.TrafficPolicyReconciler{
 		Client:        c,
 		APIReader:     mgr.GetAPIReader(),
@@ -97,10 +116,16 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		Ingress:       &ingressnginx.Provider{Client: c},
 		HPA:           &autoscaler.HPA{Client: c},
 		Shed:          opts.Shed,
-		Gates:         &gate.Reader{Client: c, HTTP: &http.Client{}},
+		Gates:         gates,
+		GatePoller:    poller,
+		GateReadings:  readings,
 		Metrics:       controllers.NewMetrics(opts.Clock),
 	}
-	if err := r.SetupWithManager(ctx, mgr, controller.Options{}); err != nil {
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = DefaultWorkers
+	}
+	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: workers}); err != nil {
 		return nil, fmt.Errorf("setting up the TrafficPolicy controller: %w", err)
 	}
 	return mgr, nil
