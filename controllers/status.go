@@ -35,6 +35,9 @@ type Outcome struct {
 	StaleFor string
 	// Unsupported names what targets cannot take, per step ("step 2 on Ingress x: ...").
 	Unsupported []string
+	// AnswerProblems keep the policy's shed answer from being its own (a route claimed from
+	// another namespace, a redirect the cluster does not allow); the lever is applied.
+	AnswerProblems []provider.Problem
 }
 
 // setConditions sets Ready, Progressing, Degraded, RampComplete, GateUnknown, LeverStale and
@@ -96,6 +99,13 @@ func degradedCondition(o Outcome) metav1.Condition {
 	case len(o.Leftovers) > 0:
 		c.Status, c.Reason = metav1.ConditionTrue, o.Leftovers[0].Reason
 		c.Message = "an object the spec no longer names cannot be put back: " + o.Leftovers[0].Message
+	case len(o.AnswerProblems) > 0:
+		c.Status, c.Reason = metav1.ConditionTrue, o.AnswerProblems[0].Reason
+		msgs := make([]string, 0, len(o.AnswerProblems))
+		for _, p := range o.AnswerProblems {
+			msgs = append(msgs, p.Message)
+		}
+		c.Message = strings.Join(msgs, "; ")
 	case len(o.KeptOthers) > 0:
 		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonFieldChanged
 		c.Message = "changed by someone else after Floodgate, kept as they are: " + strings.Join(o.KeptOthers, ", ")

@@ -77,6 +77,9 @@ type TrafficPolicyReconciler struct {
 	Ingress       provider.Provider
 	HPA           *autoscaler.HPA
 	Shed          shed.Backend
+	// RedirectHosts are the hosts a shed answer may redirect to, as the cluster administrator
+	// set them (empty: redirects off); the shed server reads the same list.
+	RedirectHosts shed.RedirectHosts
 	// Gates reads the ramp steps' workload gates from the cache (nil: gates are not read, as in
 	// previews).
 	Gates *gate.Reader
@@ -145,7 +148,11 @@ func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha
 		return ctrl.Result{}, err
 	}
 	r.readNewStepGates(policy, &plan, now)
-	outcome := Outcome{Phase: plan.Phase, ShedEndpoints: -1,
+	answer, err := r.answerProblems(ctx, policy, obs)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	outcome := Outcome{Phase: plan.Phase, ShedEndpoints: -1, AnswerProblems: answer,
 		UnknownGate: gateReason(plan.Ramp, plan.UnknownGate()), StaleFor: plan.StaleFor}
 
 	if blockers := obs.rampBlockers(); isRampStep(plan.Phase) && len(blockers) > 0 {
@@ -359,6 +366,13 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	}); err != nil {
 		return err
 	}
+	// The shed answer of a host is a policy's only when no policy of another namespace claims it.
+	if err := idx.IndexField(ctx, &v1alpha1.TrafficPolicy{}, indexTargetNames, targetNames); err != nil {
+		return err
+	}
+	if err := idx.IndexField(ctx, &networkingv1.Ingress{}, indexIngressHosts, ingressHosts); err != nil {
+		return err
+	}
 	// A policy's companions are listed by their controller ownerReference, not their label.
 	for _, obj := range []client.Object{&networkingv1.Ingress{}, &corev1.Service{}, &discoveryv1.EndpointSlice{}} {
 		if err := idx.IndexField(ctx, obj, owned.IndexController, owned.ControllerUID); err != nil {
@@ -382,8 +396,12 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		Owns(&networkingv1.Ingress{}).
 		Owns(&corev1.Service{}).
 		Owns(&discoveryv1.EndpointSlice{}).
-		// Any Ingress of a namespace can be a target, a conflicting canary or a shared upstream.
+		// Any Ingress of a namespace can be a target, a conflicting canary or a shared upstream;
+		// elsewhere, it can claim a host a policy's shed answer covers.
 		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(sameNamespace, nil))).
+		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.mapSharedHosts)).
+		Watches(&v1alpha1.TrafficPolicy{}, handler.EnqueueRequestsFromMapFunc(r.mapSharedHosts),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&autoscalingv2.HorizontalPodAutoscaler{}, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(namingAutoscaler, nil))).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(sameNamespace, gatedOn))).
 		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(everywhere, routingToShed)),

@@ -487,7 +487,7 @@ var _ = Describe("the finalizer", func() {
 })
 
 var _ = Describe("the shed server", func() {
-	It("answers a shed request with the status, Retry-After and name of the policy that shed it", func() {
+	It("answers with the status, Retry-After and name of the policy that shed it, and cannot be steered from another namespace", func() {
 		ns := newNamespace()
 		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
 		policy.Spec.AutoscalerRefs = nil
@@ -499,24 +499,57 @@ var _ = Describe("the shed server", func() {
 		DeferCleanup(stop)
 		go func() {
 			defer GinkgoRecover()
-			Expect(shed.SyncTable(syncCtx, cp.Config, manager.Scheme(), server)).To(Succeed())
+			Expect(shed.SyncTable(syncCtx, cp.Config, manager.Scheme(), server, shed.RedirectHosts{"evil.example"})).To(Succeed())
 		}()
 		ts := httptest.NewServer(server)
 		DeferCleanup(ts.Close)
-
-		get := func() *http.Response {
+		noRedirects := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		type answer struct {
+			Code              int
+			RetryAfter, Where string
+			Body              string
+		}
+		get := func() answer {
 			req, _ := http.NewRequest(http.MethodGet, ts.URL+"/v2/health", nil)
 			req.Host = "api.example.com"
-			res, err := http.DefaultClient.Do(req)
+			res, err := noRedirects.Do(req)
 			Expect(err).NotTo(HaveOccurred())
-			DeferCleanup(res.Body.Close)
-			return res
+			defer res.Body.Close()
+			body, _ := io.ReadAll(res.Body)
+			return answer{res.StatusCode, res.Header.Get("Retry-After"), res.Header.Get("Location"), string(body)}
 		}
-		Eventually(func() int { return get().StatusCode }).Should(Equal(429))
+		Eventually(func() int { return get().Code }).Should(Equal(429))
 		res := get()
-		Expect(res.Header.Get("Retry-After")).To(Equal("90"))
-		body, _ := io.ReadAll(res.Body)
-		Expect(string(body)).To(ContainSubstring(`"policy":"` + ns + `/api-gateway"`))
+		Expect(res.RetryAfter).To(Equal("90"))
+		Expect(res.Body).To(ContainSubstring(`"policy":"` + ns + `/api-gateway"`))
+
+		By("a forged Ingress in another namespace: the policy label, the old shed annotations, a class nobody serves, the same host")
+		tenant := newNamespace()
+		forged := ingressWithHost(tenant, "forged", "api.example.com")
+		forged.Spec.IngressClassName = ptr.To("does-not-exist")
+		forged.Labels = map[string]string{"traffic.floodgate.dev/policy": "api-gateway"}
+		forged.Annotations = map[string]string{"traffic.floodgate.dev/shed-policy": ns + "/api-gateway",
+			"traffic.floodgate.dev/shed-redirect": "https://evil.example/login-again", "traffic.floodgate.dev/shed-status-code": "302"}
+		create(forged)
+		Consistently(get, "1s").Should(Equal(res), "an Ingress is not a policy: the answer does not change")
+
+		By("a real policy in another namespace over that Ingress, asking for a redirect: the answer is the neutral default, and both policies are told")
+		evil := samplePolicy(tenant, v1alpha1.ActionShedAll)
+		evil.Name, evil.Spec.AutoscalerRefs = "forged", nil
+		evil.Spec.TargetRefs = []v1alpha1.TargetRef{{Kind: v1alpha1.TargetKindIngress, Name: "forged"}}
+		evil.Spec.Shed = v1alpha1.ShedResponse{RedirectURL: "https://evil.example/login-again"}
+		create(evil)
+		Eventually(get).Should(And(HaveField("Code", 503), HaveField("RetryAfter", "120"), HaveField("Where", "")))
+		Expect(get().Body).NotTo(ContainSubstring(`"policy"`))
+		conflict := "True Conflict: route api.example.com/ is also claimed by policy "
+		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(HavePrefix(conflict + tenant + "/forged of another namespace"))
+		Eventually(func() string {
+			c := meta.FindStatusCondition(getPolicy(tenant, "forged").Status.Conditions, v1alpha1.ConditionDegraded)
+			if c == nil {
+				return ""
+			}
+			return string(c.Status) + " " + c.Reason + ": " + c.Message
+		}).Should(ContainSubstring("route api.example.com/ is also claimed by policy " + ns + "/api-gateway of another namespace"))
 	})
 })
 

@@ -47,6 +47,8 @@ type Options struct {
 	LeaderElectionNamespace string
 	// SkipNameValidation allows several managers in one process (tests, drills).
 	SkipNameValidation bool
+	// RedirectHosts are the hosts a shed answer may redirect to (empty: redirects off).
+	RedirectHosts shed.RedirectHosts
 	// Workers is how many policies are reconciled at once (0: DefaultWorkers).
 	Workers int
 	// GateReadersPerPolicy bounds how many of one policy's network gates are read at once
@@ -116,6 +118,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		Ingress:       &ingressnginx.Provider{Client: c},
 		HPA:           &autoscaler.HPA{Client: c},
 		Shed:          opts.Shed,
+		RedirectHosts: opts.RedirectHosts,
 		Gates:         gates,
 		GatePoller:    poller,
 		GateReadings:  readings,

@@ -15,12 +15,12 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/index"
 )
 
 // PolicyLabel names the policy that owns a companion object (for selection only).
@@ -38,28 +38,9 @@ func ControllerUID(obj client.Object) []string {
 	return nil
 }
 
-// List lists the objects of a namespace the policy controls, through the IndexController index
-// of a cached client. A client without that index (a direct client, as tests use) lists the
-// namespace and keeps the policy's.
+// List lists the objects of a namespace the policy controls, through the IndexController index.
 func List(ctx context.Context, c client.Client, policy *v1alpha1.TrafficPolicy, list client.ObjectList) error {
-	err := c.List(ctx, list, client.InNamespace(policy.Namespace), client.MatchingFields{IndexController: string(policy.UID)})
-	if !apierrors.IsBadRequest(err) {
-		return err
-	}
-	if err := c.List(ctx, list, client.InNamespace(policy.Namespace)); err != nil {
-		return err
-	}
-	items, err := meta.ExtractList(list)
-	if err != nil {
-		return err
-	}
-	ours := items[:0]
-	for _, o := range items {
-		if obj, ok := o.(client.Object); ok && IsOurs(obj, policy) {
-			ours = append(ours, o)
-		}
-	}
-	return meta.SetList(list, ours)
+	return index.List(ctx, c, list, IndexController, string(policy.UID), ControllerUID, client.InNamespace(policy.Namespace))
 }
 
 // NotOursError says an object with a companion's name exists and is not controlled by this

@@ -23,15 +23,6 @@ import (
 	"floodgate.dev/floodgate/internal/owned"
 )
 
-// Annotations the controller writes on a canary Ingress for the shed server: they say which
-// policy a request was shed by and how to answer it.
-const (
-	AnnotationPolicy     = "traffic.floodgate.dev/shed-policy"
-	AnnotationStatusCode = "traffic.floodgate.dev/shed-status-code"
-	AnnotationRetryAfter = "traffic.floodgate.dev/shed-retry-after"
-	AnnotationRedirect   = "traffic.floodgate.dev/shed-redirect"
-)
-
 // ManagedBy marks EndpointSlices Floodgate maintains, so the EndpointSlice controllers leave
 // them alone.
 const ManagedBy = "floodgate.traffic.floodgate.dev"

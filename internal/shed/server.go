@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"html"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
-
-	networkingv1 "k8s.io/api/networking/v1"
 )
 
 // Response is how one policy answers shed requests.
@@ -25,8 +22,9 @@ type Response struct {
 	htmlBody   []byte
 }
 
-// DefaultResponse answers requests no policy claims (a canary Floodgate has not yet told the
-// shed server about): 503 with Retry-After.
+// DefaultResponse is the neutral answer: for requests no policy claims (a route the shed server
+// has not learnt yet) and for routes claimed by policies of more than one namespace: 503 with
+// Retry-After.
 var DefaultResponse = newResponse("", http.StatusServiceUnavailable, 120, "")
 
 func newResponse(policy string, code, retryAfter int, redirect string) *Response {
@@ -60,46 +58,6 @@ type route struct {
 // Table maps a request's host and path to the response of the policy that shed it.
 type Table struct {
 	routes []route // most specific first
-}
-
-// TableFrom builds a table from Floodgate's canary Ingresses (their shed annotations).
-func TableFrom(canaries []networkingv1.Ingress) *Table {
-	t := &Table{}
-	for _, ing := range canaries {
-		resp := responseFrom(ing.Annotations)
-		for _, rule := range ing.Spec.Rules {
-			if rule.HTTP == nil {
-				continue
-			}
-			for _, p := range rule.HTTP.Paths {
-				exact := p.PathType != nil && *p.PathType == networkingv1.PathTypeExact
-				t.routes = append(t.routes, route{host: rule.Host, path: p.Path, exact: exact, response: resp})
-			}
-		}
-		if ing.Spec.DefaultBackend != nil || len(ing.Spec.Rules) == 0 {
-			t.routes = append(t.routes, route{host: "", path: "/", response: resp})
-		}
-	}
-	sort.SliceStable(t.routes, func(i, j int) bool {
-		a, b := t.routes[i], t.routes[j]
-		if (a.host == "") != (b.host == "") {
-			return a.host != ""
-		}
-		return len(a.path) > len(b.path)
-	})
-	return t
-}
-
-func responseFrom(ann map[string]string) *Response {
-	code, err := strconv.Atoi(ann[AnnotationStatusCode])
-	if err != nil || code < 400 || code > 599 {
-		code = http.StatusServiceUnavailable
-	}
-	retry, err := strconv.Atoi(ann[AnnotationRetryAfter])
-	if err != nil || retry < 0 {
-		retry = 0
-	}
-	return newResponse(ann[AnnotationPolicy], code, retry, ann[AnnotationRedirect])
 }
 
 // Lookup finds the response for a host and path.

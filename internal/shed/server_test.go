@@ -4,25 +4,36 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
 )
 
-func canary(policy, host string, paths map[string]networkingv1.PathType, ann map[string]string) networkingv1.Ingress {
-	ing := networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{AnnotationPolicy: policy}}}
-	for k, v := range ann {
-		ing.Annotations[k] = v
-	}
+// claims are a policy's claims on one host's paths, with its shed answer.
+func claims(policy, host string, paths map[string]networkingv1.PathType, answer v1alpha1.ShedResponse, hosts RedirectHosts) []Claim {
+	ns, name, _ := strings.Cut(policy, "/")
+	p := &v1alpha1.TrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: v1alpha1.TrafficPolicySpec{Shed: answer}}
 	rule := networkingv1.IngressRule{Host: host, IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{}}}
-	for p, t := range paths {
+	for path, t := range paths {
 		pt := t
-		rule.HTTP.Paths = append(rule.HTTP.Paths, networkingv1.HTTPIngressPath{Path: p, PathType: &pt})
+		rule.HTTP.Paths = append(rule.HTTP.Paths, networkingv1.HTTPIngressPath{Path: path, PathType: &pt})
 	}
-	ing.Spec.Rules = []networkingv1.IngressRule{rule}
-	return ing
+	ing := &networkingv1.Ingress{Spec: networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{rule}}}
+	return ClaimsOf(p, []*networkingv1.Ingress{ing}, hosts)
+}
+
+func table(all ...[]Claim) *Table {
+	t, _ := NewTable(slices.Concat(all...))
+	return t
+}
+
+func answer(code, retry int32) v1alpha1.ShedResponse {
+	return v1alpha1.ShedResponse{StatusCode: &code, RetryAfterSeconds: &retry}
 }
 
 func serve(t *testing.T, s *Server, host, path, accept string) (*http.Response, string) {
@@ -45,12 +56,10 @@ func serve(t *testing.T, s *Server, host, path, accept string) (*http.Response, 
 
 func TestAnswersWithThePolicysStatusRetryAfterAndAShortBodyNamingIt(t *testing.T) {
 	s := NewServer()
-	s.SetTable(TableFrom([]networkingv1.Ingress{
-		canary("edge/api-gateway", "api.example.com", map[string]networkingv1.PathType{"/": networkingv1.PathTypePrefix},
-			map[string]string{AnnotationStatusCode: "503", AnnotationRetryAfter: "120"}),
-		canary("edge/admin", "api.example.com", map[string]networkingv1.PathType{"/admin": networkingv1.PathTypePrefix},
-			map[string]string{AnnotationStatusCode: "429", AnnotationRetryAfter: "30"}),
-	}))
+	s.SetTable(table(
+		claims("edge/api-gateway", "api.example.com", map[string]networkingv1.PathType{"/": networkingv1.PathTypePrefix}, answer(503, 120), nil),
+		claims("edge/admin", "api.example.com", map[string]networkingv1.PathType{"/admin": networkingv1.PathTypePrefix}, answer(429, 30), nil),
+	))
 
 	res, body := serve(t, s, "api.example.com:443", "/v2/orders", "")
 	if res.StatusCode != 503 || res.Header.Get("Retry-After") != "120" || res.Header.Get("Content-Type") != "application/json" {
@@ -77,9 +86,8 @@ func TestAnswersWithThePolicysStatusRetryAfterAndAShortBodyNamingIt(t *testing.T
 
 func TestRedirectsToTheStatusPage(t *testing.T) {
 	s := NewServer()
-	s.SetTable(TableFrom([]networkingv1.Ingress{canary("edge/web", "www.example.com",
-		map[string]networkingv1.PathType{"/": networkingv1.PathTypePrefix},
-		map[string]string{AnnotationRedirect: "https://status.example.com", AnnotationStatusCode: "503"})}))
+	s.SetTable(table(claims("edge/web", "www.example.com", map[string]networkingv1.PathType{"/": networkingv1.PathTypePrefix},
+		v1alpha1.ShedResponse{RedirectURL: "https://status.example.com"}, RedirectHosts{"status.example.com"})))
 	ts := httptest.NewServer(s)
 	defer ts.Close()
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -103,9 +111,7 @@ func TestUnknownHostsGetTheDefaultShedResponse(t *testing.T) {
 }
 
 func TestExactPathsAndWildcardHosts(t *testing.T) {
-	tbl := TableFrom([]networkingv1.Ingress{canary("edge/a", "*.example.com",
-		map[string]networkingv1.PathType{"/health": networkingv1.PathTypeExact},
-		map[string]string{AnnotationStatusCode: "418"})})
+	tbl := table(claims("edge/a", "*.example.com", map[string]networkingv1.PathType{"/health": networkingv1.PathTypeExact}, answer(418, 0), nil))
 	if got := tbl.Lookup("api.example.com", "/health").StatusCode; got != 418 {
 		t.Fatalf("wildcard host + exact path: %d", got)
 	}
@@ -117,11 +123,49 @@ func TestExactPathsAndWildcardHosts(t *testing.T) {
 	}
 }
 
+func TestARedirectOffTheClusterAllowlistIsNotAnswered(t *testing.T) {
+	paths := map[string]networkingv1.PathType{"/": networkingv1.PathTypePrefix}
+	evil := v1alpha1.ShedResponse{RedirectURL: "https://evil.example/login-again"}
+	for _, hosts := range []RedirectHosts{nil, {"status.example.com"}, {"*.example.com"}} {
+		got := table(claims("edge/web", "www.example.com", paths, evil, hosts)).Lookup("www.example.com", "/")
+		if got.Redirect != "" || got.StatusCode != 503 {
+			t.Errorf("allowlist %v: got %d redirect %q, want 503 and no redirect", hosts, got.StatusCode, got.Redirect)
+		}
+	}
+	if !(RedirectHosts{"*.example.com"}).Allows("https://status.example.com/x") || (RedirectHosts{"*.example.com"}).Allows("https://status.example.com@evil.com/") {
+		t.Error("a wildcard entry allows its subdomains, and userinfo never passes")
+	}
+}
+
+func TestARouteClaimedFromTwoNamespacesGetsTheNeutralAnswerAndAConflict(t *testing.T) {
+	paths := map[string]networkingv1.PathType{"/": networkingv1.PathTypePrefix}
+	tbl, conflicts := NewTable(slices.Concat(
+		claims("edge/api-gateway", "api.example.com", paths, answer(429, 90), nil),
+		claims("tenant/forged", "API.example.com", paths, v1alpha1.ShedResponse{RedirectURL: "https://evil.example/login-again"}, RedirectHosts{"evil.example"}),
+		claims("tenant/other-path", "api.example.com", map[string]networkingv1.PathType{"/tenant": networkingv1.PathTypePrefix}, answer(418, 1), nil),
+	))
+	if got := tbl.Lookup("api.example.com", "/v2"); got != DefaultResponse {
+		t.Fatalf("a route claimed from two namespaces: got %+v, want the neutral default", got)
+	}
+	if got := tbl.Lookup("api.example.com", "/tenant/x"); got.StatusCode != 418 {
+		t.Fatalf("a path only one namespace claims keeps its answer: got %d", got.StatusCode)
+	}
+	if len(conflicts) != 1 || conflicts[0].Route.String() != "api.example.com/" || len(conflicts[0].Policies) != 2 {
+		t.Fatalf("conflicts: %+v", conflicts)
+	}
+	same, conflicts := NewTable(slices.Concat(
+		claims("edge/a", "api.example.com", paths, answer(429, 90), nil),
+		claims("edge/b", "api.example.com", paths, answer(418, 1), nil),
+	))
+	if got := same.Lookup("api.example.com", "/"); got.Policy != "edge/a" || len(conflicts) != 0 {
+		t.Fatalf("two policies of one namespace: the first by name answers, no conflict: got %s, %v", got.Policy, conflicts)
+	}
+}
+
 func BenchmarkServeHTTP(b *testing.B) {
 	s := NewServer()
-	s.SetTable(TableFrom([]networkingv1.Ingress{canary("edge/api-gateway", "api.example.com",
-		map[string]networkingv1.PathType{"/": networkingv1.PathTypePrefix, "/v2": networkingv1.PathTypePrefix},
-		map[string]string{AnnotationStatusCode: "503", AnnotationRetryAfter: "120"})}))
+	s.SetTable(table(claims("edge/api-gateway", "api.example.com",
+		map[string]networkingv1.PathType{"/": networkingv1.PathTypePrefix, "/v2": networkingv1.PathTypePrefix}, answer(503, 120), nil)))
 	req := httptest.NewRequest(http.MethodGet, "http://api.example.com/v2/orders", nil)
 	b.ReportAllocs()
 	for b.Loop() {

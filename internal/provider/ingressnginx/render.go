@@ -95,9 +95,6 @@ func RenderCanary(policy *v1alpha1.TrafficPolicy, target *networkingv1.Ingress, 
 	if class, ok := target.Annotations[annotationIngressClass]; ok {
 		ann[annotationIngressClass] = class
 	}
-	for key, v := range shedAnnotations(policy) {
-		ann[key] = v
-	}
 	ann[AnnotationCanaryFor] = target.Name
 
 	backend := &networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{
@@ -140,21 +137,4 @@ func MainChanges(k knobs.Knobs) []restore.Change {
 		Path:  []string{"metadata", "annotations", AnnotationLimitRPS},
 		Value: strconv.Itoa(int(k.PerClientRequestsPerSecond)),
 	}}
-}
-
-func shedAnnotations(policy *v1alpha1.TrafficPolicy) map[string]string {
-	s := policy.Spec.Shed
-	ann := map[string]string{shed.AnnotationPolicy: policy.Namespace + "/" + policy.Name}
-	code := int32(503)
-	if s.StatusCode != nil {
-		code = *s.StatusCode
-	}
-	ann[shed.AnnotationStatusCode] = fmt.Sprint(code)
-	if s.RetryAfterSeconds != nil {
-		ann[shed.AnnotationRetryAfter] = fmt.Sprint(*s.RetryAfterSeconds)
-	}
-	if s.RedirectURL != "" {
-		ann[shed.AnnotationRedirect] = s.RedirectURL
-	}
-	return ann
 }

@@ -1,0 +1,157 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/index"
+	"floodgate.dev/floodgate/internal/provider"
+	"floodgate.dev/floodgate/internal/shed"
+)
+
+// Field indexes that find, for a host, the policies of every namespace whose targets carry it.
+const (
+	indexTargetNames  = ".spec.targetRefs.name"
+	indexIngressHosts = ".spec.rules.host"
+)
+
+// hostKey is a host as the index keeps it ("*" for a catch-all).
+func hostKey(host string) string {
+	if host == "" {
+		return "*"
+	}
+	return strings.ToLower(host)
+}
+
+func targetNames(o client.Object) []string {
+	var names []string
+	for _, t := range o.(*v1alpha1.TrafficPolicy).Spec.TargetRefs {
+		names = append(names, t.Name)
+	}
+	return names
+}
+
+func ingressHosts(o client.Object) []string {
+	var hosts []string
+	for _, r := range shed.IngressRoutes(o.(*networkingv1.Ingress)) {
+		if k := hostKey(r.Host); !slices.Contains(hosts, k) {
+			hosts = append(hosts, k)
+		}
+	}
+	return hosts
+}
+
+// answerProblems say what keeps the policy's shed answer from being its own: a route its targets
+// carry that a policy of another namespace claims too (the shed server answers it with the
+// neutral default, so neither tenant can steer the other's), and a redirect the cluster does not
+// allow. The lever itself is applied either way.
+func (r *TrafficPolicyReconciler) answerProblems(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs observation) ([]provider.Problem, error) {
+	var problems []provider.Problem
+	if msg := r.RedirectHosts.RedirectRefusal(policy); msg != "" {
+		problems = append(problems, provider.Problem{Reason: v1alpha1.ReasonRedirectNotAllowed, Message: msg})
+	}
+	var own []*networkingv1.Ingress
+	for _, o := range obs.targets {
+		if ing, ok := o.State.(*networkingv1.Ingress); ok {
+			own = append(own, ing)
+		}
+	}
+	claims := shed.ClaimsOf(policy, own, r.RedirectHosts)
+	others, err := r.claimsElsewhere(ctx, policy.Namespace, claims)
+	if err != nil {
+		return problems, err
+	}
+	me := types.NamespacedName{Namespace: policy.Namespace, Name: policy.Name}
+	_, conflicts := shed.NewTable(append(claims, others...))
+	for _, c := range conflicts {
+		if !slices.Contains(c.Policies, me) {
+			continue
+		}
+		var rivals []string
+		for _, p := range c.Policies {
+			if p.Namespace != policy.Namespace {
+				rivals = append(rivals, p.String())
+			}
+		}
+		problems = append(problems, provider.Problem{Reason: v1alpha1.ReasonConflict, Message: fmt.Sprintf(
+			"route %s is also claimed by policy %s of another namespace: shed requests to it get the neutral answer (503, Retry-After 120), not this policy's",
+			c.Route, strings.Join(rivals, ", "))})
+	}
+	return problems, nil
+}
+
+// claimsElsewhere are the claims of policies in other namespaces on the hosts of claims.
+func (r *TrafficPolicyReconciler) claimsElsewhere(ctx context.Context, namespace string, claims []shed.Claim) ([]shed.Claim, error) {
+	var out []shed.Claim
+	seen := map[types.NamespacedName]bool{}
+	for _, c := range claims {
+		var ingresses networkingv1.IngressList
+		if err := index.List(ctx, r.Client, &ingresses, indexIngressHosts, hostKey(c.Route.Host), ingressHosts); err != nil {
+			return nil, fmt.Errorf("listing Ingresses by host: %w", err)
+		}
+		for i := range ingresses.Items {
+			ing := &ingresses.Items[i]
+			key := client.ObjectKeyFromObject(ing)
+			if ing.Namespace == namespace || seen[key] {
+				continue
+			}
+			seen[key] = true
+			var policies v1alpha1.TrafficPolicyList
+			if err := index.List(ctx, r.Client, &policies, indexTargetNames, ing.Name, targetNames, client.InNamespace(ing.Namespace)); err != nil {
+				return nil, fmt.Errorf("listing policies by target: %w", err)
+			}
+			for j := range policies.Items {
+				out = append(out, shed.ClaimsOf(&policies.Items[j], []*networkingv1.Ingress{ing}, r.RedirectHosts)...)
+			}
+		}
+	}
+	return out, nil
+}
+
+// mapSharedHosts maps a changed Ingress or policy to the policies of other namespaces whose
+// targets carry one of its hosts: a claim appearing or leaving elsewhere changes their answer.
+func (r *TrafficPolicyReconciler) mapSharedHosts(ctx context.Context, obj client.Object) []reconcile.Request {
+	var hosts []string
+	switch o := obj.(type) {
+	case *networkingv1.Ingress:
+		hosts = ingressHosts(o)
+	case *v1alpha1.TrafficPolicy:
+		targets, err := shed.TargetIngresses(ctx, r.Client, o)
+		if err != nil {
+			logf.FromContext(ctx).Error(err, "reading a policy's targets for a watched change")
+			return nil
+		}
+		for _, ing := range targets {
+			hosts = append(hosts, ingressHosts(ing)...)
+		}
+	}
+	var claims []shed.Claim
+	for _, h := range hosts {
+		if h == "*" {
+			h = ""
+		}
+		claims = append(claims, shed.Claim{Route: shed.Route{Host: h}})
+	}
+	others, err := r.claimsElsewhere(ctx, obj.GetNamespace(), claims)
+	if err != nil {
+		logf.FromContext(ctx).Error(err, "finding the policies that share a host")
+		return nil
+	}
+	var out []reconcile.Request
+	for _, c := range others {
+		req := reconcile.Request{NamespacedName: c.Policy}
+		if !slices.Contains(out, req) {
+			out = append(out, req)
+		}
+	}
+	return out
+}

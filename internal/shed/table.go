@@ -1,0 +1,201 @@
+package shed
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+)
+
+// The shed table maps a request's host and path to the answer of the policy whose target
+// carries that route. It is built from TrafficPolicies and their targets only, never from
+// annotations on arbitrary objects, so nobody who can merely create an Ingress can change the
+// answer another team's users get. A route claimed by policies of more than one namespace gets
+// the neutral default answer, and both policies are told (Conflicts). Each kind of target
+// contributes its routes through a function of its own (IngressRoutes; HTTPRoute hosts later).
+
+// Route is one host and path a target carries. An empty host is a catch-all (an Ingress's
+// default backend, or a rule without a host).
+type Route struct {
+	Host  string
+	Path  string
+	Exact bool
+}
+
+func (r Route) String() string {
+	host := r.Host
+	if host == "" {
+		host = "*"
+	}
+	if r.Exact {
+		return host + r.Path + " (exact)"
+	}
+	return host + r.Path
+}
+
+// Claim is a policy's claim on a route, with the answer it gives.
+type Claim struct {
+	Policy   types.NamespacedName
+	Route    Route
+	Response *Response
+}
+
+// Conflict is a route claimed by policies of more than one namespace: the shed server answers it
+// with the neutral default, whatever either policy says.
+type Conflict struct {
+	Route    Route
+	Policies []types.NamespacedName
+}
+
+// IngressRoutes are the routes an Ingress carries: every host and path of its rules, and a
+// catch-all for its default backend (or when it has no rules).
+func IngressRoutes(ing *networkingv1.Ingress) []Route {
+	var out []Route
+	for _, rule := range ing.Spec.Rules {
+		if rule.HTTP == nil {
+			continue
+		}
+		for _, p := range rule.HTTP.Paths {
+			out = append(out, Route{Host: strings.ToLower(rule.Host), Path: p.Path,
+				Exact: p.PathType != nil && *p.PathType == networkingv1.PathTypeExact})
+		}
+	}
+	if ing.Spec.DefaultBackend != nil || len(ing.Spec.Rules) == 0 {
+		out = append(out, Route{Path: "/"})
+	}
+	return out
+}
+
+// RedirectHostsEnv names the environment variable both the manager and the shed server read the
+// redirect allowlist from by default (config/ sets it from one ConfigMap for both).
+const RedirectHostsEnv = "FLOODGATE_SHED_REDIRECT_HOSTS"
+
+// RedirectHosts is the cluster administrator's allowlist of hosts a shed answer may redirect to,
+// set at install and read by both the manager and the shed server. Empty: redirects are off. An
+// entry "*.example.com" allows every host under example.com.
+type RedirectHosts []string
+
+// ParseRedirectHosts reads a comma-separated list.
+func ParseRedirectHosts(s string) RedirectHosts {
+	var out RedirectHosts
+	for _, h := range strings.Split(s, ",") {
+		if h = strings.ToLower(strings.TrimSpace(h)); h != "" {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// Allows reports whether a redirect URL may be answered: https, and its host on the list.
+func (hosts RedirectHosts) Allows(redirect string) bool {
+	u, err := url.Parse(redirect)
+	if err != nil || u.Scheme != "https" || u.User != nil {
+		return false
+	}
+	host := strings.ToLower(u.Hostname())
+	for _, h := range hosts {
+		if h == host || strings.HasPrefix(h, "*.") && strings.HasSuffix(host, h[1:]) {
+			return true
+		}
+	}
+	return false
+}
+
+// RedirectRefusal says why a policy's redirect is not answered ("" when it is, or none is asked).
+func (hosts RedirectHosts) RedirectRefusal(policy *v1alpha1.TrafficPolicy) string {
+	redirect := policy.Spec.Shed.RedirectURL
+	if redirect == "" || hosts.Allows(redirect) {
+		return ""
+	}
+	if len(hosts) == 0 {
+		return fmt.Sprintf("shed.redirectURL %s is not answered: redirects are off in this cluster (the administrator sets --shed-redirect-hosts at install); shed requests get status 503 instead", redirect)
+	}
+	return fmt.Sprintf("shed.redirectURL %s is not answered: its host is not on the cluster's redirect allowlist (%s); shed requests get status 503 instead", redirect, strings.Join(hosts, ", "))
+}
+
+// AnswerOf is how a policy answers shed requests: its spec.shed, with a redirect only where the
+// cluster allows it (otherwise its status code).
+func AnswerOf(policy *v1alpha1.TrafficPolicy, hosts RedirectHosts) *Response {
+	s := policy.Spec.Shed
+	code := http.StatusServiceUnavailable
+	if s.StatusCode != nil && *s.StatusCode >= 400 && *s.StatusCode <= 599 {
+		code = int(*s.StatusCode)
+	}
+	retry := 0
+	if s.RetryAfterSeconds != nil && *s.RetryAfterSeconds > 0 {
+		retry = int(*s.RetryAfterSeconds)
+	}
+	redirect := ""
+	if s.RedirectURL != "" && hosts.Allows(s.RedirectURL) {
+		redirect = s.RedirectURL
+	}
+	return newResponse(policy.Namespace+"/"+policy.Name, code, retry, redirect)
+}
+
+// routeKey identifies a route in the table.
+type routeKey struct {
+	host, path string
+	exact      bool
+}
+
+// NewTable builds the table from every policy's claims. A route claimed from more than one
+// namespace answers with DefaultResponse and is returned as a Conflict; among policies of one
+// namespace the first by name answers.
+func NewTable(claims []Claim) (*Table, []Conflict) {
+	byRoute := map[routeKey][]Claim{}
+	for _, c := range claims {
+		k := routeKey{strings.ToLower(c.Route.Host), c.Route.Path, c.Route.Exact}
+		byRoute[k] = append(byRoute[k], c)
+	}
+	t := &Table{}
+	var conflicts []Conflict
+	for k, cs := range byRoute {
+		sort.Slice(cs, func(i, j int) bool { return cs[i].Policy.String() < cs[j].Policy.String() })
+		resp := cs[0].Response
+		if namespaces(cs) > 1 {
+			resp = DefaultResponse
+			conflicts = append(conflicts, Conflict{Route: Route{Host: k.host, Path: k.path, Exact: k.exact}, Policies: policies(cs)})
+		}
+		t.routes = append(t.routes, route{host: k.host, path: k.path, exact: k.exact, response: resp})
+	}
+	sort.Slice(t.routes, func(i, j int) bool {
+		a, b := t.routes[i], t.routes[j]
+		if (a.host == "") != (b.host == "") {
+			return a.host != ""
+		}
+		if len(a.path) != len(b.path) {
+			return len(a.path) > len(b.path)
+		}
+		if a.exact != b.exact {
+			return a.exact
+		}
+		return a.host < b.host
+	})
+	sort.Slice(conflicts, func(i, j int) bool { return conflicts[i].Route.String() < conflicts[j].Route.String() })
+	return t, conflicts
+}
+
+func namespaces(cs []Claim) int {
+	seen := map[string]bool{}
+	for _, c := range cs {
+		seen[c.Policy.Namespace] = true
+	}
+	return len(seen)
+}
+
+func policies(cs []Claim) []types.NamespacedName {
+	var out []types.NamespacedName
+	for _, c := range cs {
+		if !slices.Contains(out, c.Policy) {
+			out = append(out, c.Policy)
+		}
+	}
+	return out
+}
