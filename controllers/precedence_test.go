@@ -156,6 +156,30 @@ var _ = Describe("the emergency lever, whatever else is broken", func() {
 	})
 })
 
+var _ = Describe("deleting a policy whose objects are missing", func() {
+	It("restores what exists and lets go at once: a missing target or autoscaler has nothing to restore", func() {
+		ns := newNamespace()
+		ingress := sampleIngress(ns)
+		create(ingress, sampleDeployment(ns, 4), sampleHPA(ns, nil), samplePolicy(ns, v1alpha1.ActionShedAll))
+		ingressBefore := viewOf(ingress)
+		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		Eventually(func() int32 { return *getHPA(ns).Spec.MinReplicas }).Should(BeEquivalentTo(4))
+		Expect(k8s.Delete(ctx, getHPA(ns))).To(Succeed())
+		p := getPolicy(ns, "api-gateway")
+		before := p.DeepCopy()
+		p.Spec.TargetRefs = append(p.Spec.TargetRefs, v1alpha1.TargetRef{Kind: v1alpha1.TargetKindIngress, Name: "never-created"})
+		Expect(k8s.Patch(ctx, p, client.MergeFrom(before))).To(Succeed())
+		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(ContainSubstring("not found"))
+
+		Expect(k8s.Delete(ctx, getPolicy(ns, "api-gateway"))).To(Succeed())
+		Eventually(func() error {
+			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "api-gateway"}, &v1alpha1.TrafficPolicy{})
+		}).Should(Satisfy(apierrors.IsNotFound))
+		Expect(getIngress(ns, canaryName)).To(BeNil())
+		Expect(viewOf(ingress)).To(Equal(ingressBefore))
+	})
+})
+
 // Ownership is the controller ownerReference's UID; the label is for selection only.
 var _ = Describe("companions", func() {
 	var ns string

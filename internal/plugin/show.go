@@ -158,7 +158,7 @@ func printStatus(out io.Writer, p *v1alpha1.TrafficPolicy, now time.Time) {
 		}
 	}
 	for _, t := range []string{v1alpha1.ConditionReady, v1alpha1.ConditionDegraded, v1alpha1.ConditionProgressing,
-		v1alpha1.ConditionGateUnknown, v1alpha1.ConditionLeverStale} {
+		v1alpha1.ConditionGateUnknown, v1alpha1.ConditionLeverStale, v1alpha1.ConditionStepUnsupported} {
 		if c := condition(p, t); c != nil {
 			fmt.Fprintf(w, "%s:\t%s (%s) %s\n", t, c.Status, c.Reason, c.Message)
 		}
@@ -166,6 +166,12 @@ func printStatus(out io.Writer, p *v1alpha1.TrafficPolicy, now time.Time) {
 	fmt.Fprintln(w, "Targets:")
 	for _, t := range st.Targets {
 		fmt.Fprintf(w, "  %s %s\t%s\n", t.Kind, t.Name, describeApplied(t))
+		if t.Reason != "" {
+			fmt.Fprintf(w, "  \tNOT APPLIED (%s): %s\n", t.Reason, t.Message)
+		}
+		for _, u := range t.Unsupported {
+			fmt.Fprintf(w, "  \tcannot take %s\n", u)
+		}
 		if t.Capabilities != nil {
 			fmt.Fprintf(w, "  \tvia %s: rate limit %s, answered %d; requests without the region header %s\n",
 				t.Capabilities.Provider, t.Capabilities.RateLimitScope, t.Capabilities.RateLimitStatusCode,
@@ -187,6 +193,8 @@ func printStatus(out io.Writer, p *v1alpha1.TrafficPolicy, now time.Time) {
 			switch {
 			case !a.Found:
 				fmt.Fprintf(w, "  HorizontalPodAutoscaler %s\tnot found\n", a.Name)
+			case a.Reason != "":
+				fmt.Fprintf(w, "  HorizontalPodAutoscaler %s\tNOT HELD (%s): %s\n", a.Name, a.Reason, a.Message)
 			case a.Held && st.ReleaseStage > 0:
 				fmt.Fprintf(w, "  HorizontalPodAutoscaler %s\treleasing (stage %d of %d): bounded scale-down, minReplicas %d (held at %d)\n",
 					a.Name, st.ReleaseStage, knobs.ReleaseStages, a.MinReplicas, a.HeldMinReplicas)

@@ -176,3 +176,35 @@ func TestWaitSaysWhenTheControllerDoesNotAnswer(t *testing.T) {
 		t.Fatalf("err=%v:\n%s", err, out)
 	}
 }
+
+func TestAStepATargetCannotTakeIsShownUpFrontAndHoldsTheRamp(t *testing.T) {
+	ns := fixture(t, func(p *v1alpha1.TrafficPolicy) { p.Spec.MissingRegion = v1alpha1.MissingRegionShed })
+	why := "missingRegion: Shed cannot be honoured on ingress-nginx"
+
+	out := must(t, "floodgate", "ramp", "api", "-n", ns, "--dry-run")
+	for _, want := range []string{
+		"the ramp would hold where it is (phase Normal)",
+		"would not be applied to it: UnsupportedSetting: " + why,
+		"cannot take: step 1 on Ingress api: " + why,
+		"no target object would change",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run does not show %q:\n%s", want, out)
+		}
+	}
+	out = must(t, "floodgate", "status", "api", "-n", ns)
+	for _, want := range []string{"StepUnsupported:  True (UnsupportedSetting) step 1 on Ingress api: " + why, "cannot take step 1: " + why} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status does not show %q before any lever is pulled:\n%s", want, out)
+		}
+	}
+
+	must(t, "floodgate", "shed", "api", "-n", ns, "--wait")
+	out, err := kubectl(t, env.Kubeconfig, "floodgate", "ramp", "api", "-n", ns, "--wait", "--timeout", "10s")
+	if err == nil || !strings.Contains(out, "not applied: UnsupportedSetting: the ramp holds: its next step cannot be applied everywhere: "+why) {
+		t.Fatalf("ramp --wait on a step the target cannot take: err=%v\n%s", err, out)
+	}
+	if p := getPolicy(t, ns); p.Status.Phase != v1alpha1.PhaseShedding {
+		t.Fatalf("the ramp must hold at ShedAll, phase %s", p.Status.Phase)
+	}
+}
