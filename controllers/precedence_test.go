@@ -1,6 +1,8 @@
 package controllers_test
 
 import (
+	"context"
+	"errors"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -9,10 +11,17 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/controllers"
+	"floodgate.dev/floodgate/internal/autoscaler"
+	"floodgate.dev/floodgate/internal/manager"
 	"floodgate.dev/floodgate/internal/owned"
 	"floodgate.dev/floodgate/internal/provider/ingressnginx"
 	"floodgate.dev/floodgate/internal/restore"
@@ -84,7 +93,14 @@ var _ = Describe("the emergency lever, whatever else is broken", func() {
 		Expect(canaryAnnotations(ns)()).To(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
 		Expect(getPolicy(ns, "api-gateway").Status.HeldRequest).To(BeEmpty(), "no request was made through the plugin")
 
-		By("the team removes its canary: the ramp starts on both targets")
+		By("Normal: the target in conflict needs no canary, and the other is restored")
+		setAction(ns, "api-gateway", v1alpha1.ActionNormal)
+		Eventually(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }).Should(BeNil())
+		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseNormal))
+		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("True"))
+
+		By("the team removes its canary: a ramp starts on both targets")
+		setAction(ns, "api-gateway", v1alpha1.ActionRamp)
 		Expect(k8s.Delete(ctx, foreign)).To(Succeed())
 		Eventually(progressOf(ns, "api-gateway")).Should(Equal("Ramping 1/3"))
 		Eventually(func() *networkingv1.Ingress { return getIngress(ns, "admin-floodgate-api-gateway") }).ShouldNot(BeNil())
@@ -142,6 +158,11 @@ var _ = Describe("the emergency lever, whatever else is broken", func() {
 		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(HavePrefix("True " + v1alpha1.ReasonCorruptRecord))
 		Expect(getIngress(ns, "api-gateway").Annotations[limitRPS]).To(Equal("50"), "the record cannot be read, so the Ingress is not touched")
 
+		By("Ramp: the record must be read to change limit-rps, so the ramp holds at ShedAll")
+		setAction(ns, "api-gateway", v1alpha1.ActionRamp)
+		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("False " + v1alpha1.ReasonCorruptRecord + ": the ramp holds"))
+		Consistently(phaseOf(ns, "api-gateway"), "300ms").Should(Equal(v1alpha1.PhaseShedding))
+
 		setAction(ns, "api-gateway", v1alpha1.ActionNormal)
 		Eventually(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }).Should(BeNil())
 		Consistently(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }, "300ms").Should(Equal("50"))
@@ -153,6 +174,46 @@ var _ = Describe("the emergency lever, whatever else is broken", func() {
 		Expect(k8s.Patch(ctx, ing, client.MergeFrom(before))).To(Succeed())
 		Eventually(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }).Should(Equal("1000"))
 		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(HavePrefix("False"))
+	})
+})
+
+var _ = Describe("a write that fails on one target", func() {
+	It("does not keep ShedAll from the others: they are written, the failure is reported on its target and retried", func() {
+		ns := newNamespace()
+		stopManager()
+		DeferCleanup(startManager) // before the namespace's cleanup, which needs the controller
+		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
+		policy.Spec.AutoscalerRefs = nil
+		policy.Spec.TargetRefs = append(policy.Spec.TargetRefs, v1alpha1.TargetRef{Kind: v1alpha1.TargetKindIngress, Name: "admin"})
+		create(sampleIngress(ns), ingressWithHost(ns, "admin", "admin.example.com"), policy)
+
+		direct, err := client.NewWithWatch(cp.Config, client.Options{Scheme: manager.Scheme()})
+		Expect(err).NotTo(HaveOccurred())
+		broken := interceptor.NewClient(direct, interceptor.Funcs{
+			Create: func(ctx context.Context, cl client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+				if obj.GetName() == canaryName {
+					return apierrors.NewInternalError(errors.New("etcdserver: request timed out"))
+				}
+				return cl.Create(ctx, obj, opts...)
+			},
+		})
+		r := &controllers.TrafficPolicyReconciler{
+			Client: broken, APIReader: k8s, Clock: clk, Recorder: events.NewFakeRecorder(100),
+			Ingress: &ingressnginx.Provider{Client: broken}, HPA: &autoscaler.HPA{Client: broken}, Shed: manager.DefaultShed,
+		}
+		req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: "api-gateway"}}
+		_, err = r.Reconcile(ctx, req) // adds the finalizer
+		for err == nil && len(getPolicy(ns, "api-gateway").Status.Targets) == 0 {
+			_, err = r.Reconcile(ctx, req)
+		}
+		Expect(err).To(MatchError(ContainSubstring("etcdserver: request timed out")), "the failure is returned, so the pass is retried")
+		Expect(getIngress(ns, "admin-floodgate-api-gateway").Annotations).To(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		p := getPolicy(ns, "api-gateway")
+		Expect(p.Status.Phase).To(Equal(v1alpha1.PhaseShedding))
+		Expect(p.Status.Targets).To(ConsistOf(
+			And(HaveField("Name", "api-gateway"), HaveField("Reason", v1alpha1.ReasonApplyFailed), HaveField("Message", ContainSubstring("request timed out"))),
+			And(HaveField("Name", "admin"), HaveField("Applied.Shed", true), HaveField("Reason", "")),
+		))
 	})
 })
 
@@ -225,6 +286,11 @@ var _ = Describe("companions", func() {
 			": Ingress " + canaryName + " exists and is not controlled by this policy (no controller ownerReference to its UID); Floodgate leaves it alone: remove it by hand if it is a leftover"))
 		Expect(getIngress(ns, canaryName).Annotations).To(Equal(map[string]string{"team": "someone"}))
 		Expect(getIngress(ns, canaryName).OwnerReferences).To(BeEmpty())
+
+		setAction(ns, "api-gateway", v1alpha1.ActionRamp)
+		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("False " + v1alpha1.ReasonConflict + ": the ramp holds"))
+		Consistently(phaseOf(ns, "api-gateway"), "300ms").Should(Equal(v1alpha1.PhaseShedding))
+		Expect(getIngress(ns, canaryName).Annotations).To(Equal(map[string]string{"team": "someone"}))
 
 		setAction(ns, "api-gateway", v1alpha1.ActionNormal)
 		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseNormal))

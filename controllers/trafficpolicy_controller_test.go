@@ -363,14 +363,29 @@ var _ = Describe("refusing what cannot be done", func() {
 		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseShedding))
 		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(Equal("True " + v1alpha1.ReasonTargetNotFound + ": Ingress later not found in namespace " + ns))
 		Expect(conditionOf(ns, v1alpha1.ConditionReady)()).To(HavePrefix("False " + v1alpha1.ReasonTargetNotFound + ": phase Shedding is applied to every object but: Ingress later not found"))
-		later := getPolicy(ns, "api-gateway").Status.Targets[1]
-		Expect(later).To(And(HaveField("Name", "later"), HaveField("Found", false), HaveField("Reason", v1alpha1.ReasonTargetNotFound)))
+		missing := getPolicy(ns, "api-gateway").Status.Targets[1]
+		Expect(missing).To(And(HaveField("Name", "later"), HaveField("Found", false), HaveField("Reason", v1alpha1.ReasonTargetNotFound)))
 
-		By("the missing target appears: it is shed too, and the policy is Ready")
-		create(ingressWithHost(ns, "later", "later.example.com"))
+		By("Ramp while it is still missing: the targets that exist take step 1 (a missing target carries no traffic)")
+		setAction(ns, "api-gateway", v1alpha1.ActionRamp)
+		Eventually(progressOf(ns, "api-gateway")).Should(Equal("Ramping 1/3"))
+		Eventually(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }).Should(Equal("50"))
+
+		By("the missing target appears: it takes the step in force, and the policy is Ready")
+		later := ingressWithHost(ns, "later", "later.example.com")
+		create(later)
+		Eventually(func() string { return getIngress(ns, "later").Annotations[limitRPS] }).Should(Equal("50"))
 		Eventually(func() *networkingv1.Ingress { return getIngress(ns, "later-floodgate-api-gateway") }).ShouldNot(BeNil())
 		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(HavePrefix("False " + v1alpha1.ReasonHealthy))
 		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("True " + v1alpha1.ReasonApplied))
+
+		By("it goes again, and Normal restores the others")
+		Expect(k8s.Delete(ctx, later)).To(Succeed())
+		setAction(ns, "api-gateway", v1alpha1.ActionNormal)
+		Eventually(func() *networkingv1.Ingress { return getIngress(ns, "later-floodgate-api-gateway") }).Should(BeNil())
+		Eventually(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }).Should(Equal("1000"))
+		Eventually(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }).Should(BeNil())
+		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(HavePrefix("True " + v1alpha1.ReasonTargetNotFound))
 	})
 
 	It("reports Conflict for the second policy on one Ingress and changes nothing for it", func() {
@@ -390,6 +405,13 @@ var _ = Describe("refusing what cannot be done", func() {
 			return c.Reason + ": " + c.Message
 		}).Should(HavePrefix("Conflict: Ingress api-gateway is already changed by policy " + ns + "/api-gateway"))
 		Expect(getIngress(ns, "api-gateway-floodgate-second")).To(BeNil())
+		Expect(viewOf(getIngress(ns, "api-gateway"))).To(Equal(ingressBefore))
+
+		By("ShedAll on the second policy: the Ingress is the first policy's, so the second does not shed it either")
+		setAction(ns, "second", v1alpha1.ActionShedAll)
+		Eventually(phaseOf(ns, "second")).Should(Equal(v1alpha1.PhaseShedding))
+		Expect(getPolicy(ns, "second").Status.Targets[0].Reason).To(Equal(v1alpha1.ReasonConflict))
+		Consistently(func() *networkingv1.Ingress { return getIngress(ns, "api-gateway-floodgate-second") }, "300ms").Should(BeNil())
 		Expect(viewOf(getIngress(ns, "api-gateway"))).To(Equal(ingressBefore))
 	})
 
