@@ -91,6 +91,15 @@ func (r *TrafficPolicyReconciler) observe(ctx context.Context, policy *v1alpha1.
 		} else {
 			o.Status.Unsupported = r.unsupportedSteps(policy, o, steps)
 		}
+		if k.Traffic().Sheds() && o.Found {
+			notOurs, err := r.Shed.CompanionsNotOurs(ctx, r.Client, policy, ref.Name)
+			if err != nil {
+				return obs, err
+			}
+			for _, msg := range notOurs {
+				o.Problems = append(o.Problems, provider.Problem{Reason: v1alpha1.ReasonConflict, Message: msg})
+			}
+		}
 		obs.targets = append(obs.targets, o)
 	}
 	for _, ref := range policy.Spec.AutoscalerRefs {
@@ -212,11 +221,12 @@ func (r *TrafficPolicyReconciler) apply(ctx context.Context, policy *v1alpha1.Tr
 	var errs []error
 	fail := func(problems *[]provider.Problem, err error) {
 		var notOurs *owned.NotOursError
-		if errors.As(err, &notOurs) {
+		switch {
+		case errors.As(err, &notOurs):
+			// Observe reports such an object before any write; one that appeared since is reported
+			// the same way, and the pass is retried so the next observe sees it.
 			*problems = append(*problems, provider.Problem{Reason: v1alpha1.ReasonConflict, Message: err.Error()})
-			return
-		}
-		if !staleRead(err) {
+		case !staleRead(err):
 			*problems = append(*problems, provider.Problem{Reason: v1alpha1.ReasonApplyFailed, Message: err.Error()})
 		}
 		errs = append(errs, err)

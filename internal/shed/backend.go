@@ -102,6 +102,28 @@ func (b Backend) EnsureCompanion(ctx context.Context, c client.Client, policy *v
 	return ready, nil
 }
 
+// CompanionsNotOurs says, for each of a target's shed Service and EndpointSlice names held by an
+// object the policy does not control, that the target cannot be shed through it. Such objects are
+// never adopted, updated or removed.
+func (b Backend) CompanionsNotOurs(ctx context.Context, c client.Reader, policy *v1alpha1.TrafficPolicy, target string) ([]string, error) {
+	name := CompanionServiceName(policy.Name, target)
+	var out []string
+	for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}} {
+		err := c.Get(ctx, client.ObjectKey{Namespace: policy.Namespace, Name: name}, obj)
+		if client.IgnoreNotFound(err) != nil {
+			return nil, fmt.Errorf("reading shed companion %s: %w", name, err)
+		}
+		if err == nil && !owned.IsOurs(obj, policy) {
+			kind := "Service"
+			if _, slice := obj.(*discoveryv1.EndpointSlice); slice {
+				kind = "EndpointSlice"
+			}
+			out = append(out, "shed "+(&owned.NotOursError{Kind: kind, Name: name}).Error())
+		}
+	}
+	return out, nil
+}
+
 // RemoveCompanions deletes the policy's shed Services and EndpointSlices, except those of the
 // targets named in keep. Only objects the policy controls are found (through the
 // owned.IndexController index, so a companion whose label was removed is found too) and deleted.

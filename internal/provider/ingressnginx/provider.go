@@ -61,9 +61,21 @@ func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, 
 	rules, upstreams := routes(&target)
 	needsCanary := RenderCanary(policy, &target, k) != nil
 	var shared []string
+	canaryName := CanaryName(policy.Name, target.Name)
 	for i := range all.Items {
 		other := &all.Items[i]
 		if other.Name == target.Name || owned.IsOurs(other, policy) {
+			continue
+		}
+		if other.Name == canaryName {
+			// Someone else's object has the name of this target's canary: it is neither adopted
+			// nor removed, and the target cannot get a canary while it is there.
+			msg := "canary Ingress " + canaryName + ": " + (&owned.NotOursError{Kind: "Ingress", Name: canaryName}).Error()
+			if needsCanary {
+				obs.Problems = append(obs.Problems, provider.Problem{Reason: v1alpha1.ReasonConflict, Message: msg})
+			} else {
+				obs.Status.Warnings = append(obs.Status.Warnings, msg)
+			}
 			continue
 		}
 		otherRules, otherUpstreams := routes(other)
@@ -160,7 +172,8 @@ func (p *Provider) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, ob
 		}
 		res.Status.Companion = r.canaryName
 	} else if _, err := owned.Delete(ctx, p.Client, policy, &networkingv1.Ingress{
-		ObjectMeta: metav1.ObjectMeta{Name: r.canaryName, Namespace: policy.Namespace}}); err != nil {
+		ObjectMeta: metav1.ObjectMeta{Name: r.canaryName, Namespace: policy.Namespace}}); err != nil && !errors.As(err, new(*owned.NotOursError)) {
+		// An object of that name that is not ours is not ours to remove (Observe warns of it).
 		return res, fmt.Errorf("removing canary Ingress %s: %w", r.canaryName, err)
 	}
 	res.Status.Applied = appliedKnobs(k)
