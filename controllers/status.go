@@ -62,11 +62,17 @@ func readyCondition(o Outcome) metav1.Condition {
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonApplyFailed, "applying the policy failed; retrying"
 	case o.Phase == v1alpha1.PhaseRestoring:
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonPending, "restoring the targets' originals"
+	case o.ShedEndpoints == 0:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonNoShedBackend, noShedBackend
 	default:
 		c.Status, c.Reason, c.Message = metav1.ConditionTrue, v1alpha1.ReasonApplied, fmt.Sprintf("phase %s is applied to every target", o.Phase)
 	}
 	return c
 }
+
+// noShedBackend says what a shed backend without ready endpoints means for the lever.
+const noShedBackend = "not shedding: the shed backend has no ready endpoints, and ingress-nginx skips a canary whose " +
+	"backend has none, so requests still reach the main backend; check the floodgate-shed Deployment in the shed namespace"
 
 func progressingCondition(o Outcome) metav1.Condition {
 	c := metav1.Condition{Type: v1alpha1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonIdle, Message: "no ramp or release under way"}
@@ -110,8 +116,7 @@ func degradedCondition(o Outcome) metav1.Condition {
 		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonFieldChanged
 		c.Message = "changed by someone else after Floodgate, kept as they are: " + strings.Join(o.KeptOthers, ", ")
 	case o.ShedEndpoints == 0:
-		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonNoShedBackend
-		c.Message = "the shed backend has no ready endpoints: shed requests get the ingress controller's own 503 without Retry-After"
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, v1alpha1.ReasonNoShedBackend, noShedBackend
 	}
 	return c
 }

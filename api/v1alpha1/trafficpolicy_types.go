@@ -543,6 +543,13 @@ type Capabilities struct {
 	RateLimitStatusCode int32 `json:"rateLimitStatusCode"`
 	// MissingRegionShed is true when requests without the region header can be shed.
 	MissingRegionShed bool `json:"missingRegionShed"`
+	// MaxAllowlistPatternBytes caps the region pattern the provider generates (0: no cap); a
+	// longer allowlist is refused up front with how many of its regions fit.
+	// +optional
+	MaxAllowlistPatternBytes int32 `json:"maxAllowlistPatternBytes,omitempty"`
+	// AllowlistCost says what an allowlist costs the data plane per request.
+	// +optional
+	AllowlistCost string `json:"allowlistCost,omitempty"`
 }
 
 // TargetStatus is the state of one target.

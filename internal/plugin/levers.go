@@ -162,6 +162,9 @@ func (o *Options) waitFor(ctx context.Context, p *v1alpha1.TrafficPolicy, token 
 	case acked != nil:
 		fmt.Fprintf(o.Out, "trafficpolicy/%s: applied in %s: phase %s%s\n", p.Name,
 			time.Since(start).Round(time.Millisecond), acked.Status.Phase, progress(acked))
+		if c := condition(acked, v1alpha1.ConditionReady); c != nil && c.Reason == v1alpha1.ReasonNoShedBackend {
+			return fmt.Errorf("trafficpolicy/%s: %s: %s", p.Name, c.Reason, c.Message)
+		}
 		if missed := notApplied(acked); len(missed) > 0 {
 			return fmt.Errorf("trafficpolicy/%s: phase %s is not applied to every object:\n  %s", p.Name, acked.Status.Phase, strings.Join(missed, "\n  "))
 		}

@@ -1,9 +1,27 @@
 package ingressnginx
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 )
+
+// MaxPatternBytes caps the generated canary-by-header-pattern. ingress-nginx compiles the pattern
+// with PCRE on every request that carries the header (ngx.re.match without the "o" flag), and
+// when PCRE cannot compile it (past about 32 KB: "regular expression is too large") it neither
+// sheds by header nor applies the weight: the lever fails open. Every ISO 3166 country code fits
+// in well under the cap.
+const MaxPatternBytes = 4096
+
+// RegionsThatFit is how many of the allowed codes, in sorted order, make a pattern within
+// MaxPatternBytes.
+func RegionsThatFit(allowed []string) int {
+	sorted := append([]string(nil), allowed...)
+	sort.Strings(sorted)
+	return sort.Search(len(sorted)+1, func(n int) bool {
+		return n > 0 && len(ComplementPattern(sorted[:n])) > MaxPatternBytes
+	}) - 1
+}
 
 // ComplementPattern returns a regular expression that matches every header value that is NOT one
 // of the allowed region codes: the canary routes what it matches to the shed backend, so only the
@@ -66,10 +84,34 @@ func (n *trieNode) complement() (body string, emptyMatches bool) {
 		class.WriteString(classChar(k))
 	}
 	alts = append(alts, "[^"+class.String()+"].*")
+	// Characters whose subtrees have the same complement share one alternative, through a
+	// character class: every two-letter country code under one first letter is "[A-Z](.+)",
+	// not 26 alternatives. A shorter pattern is less for the ingress controller to compile.
+	type branch struct {
+		chars    string
+		sub      string
+		optional bool
+	}
+	var branches []*branch
+	bySub := map[string]*branch{}
 	for _, k := range keys {
 		sub, optional := n.children[k].complement()
-		alt := string(k) + "(" + sub + ")"
-		if optional {
+		key := fmt.Sprintf("%t/%s", optional, sub)
+		if b, ok := bySub[key]; ok {
+			b.chars += classChar(k)
+			continue
+		}
+		b := &branch{chars: classChar(k), sub: sub, optional: optional}
+		bySub[key] = b
+		branches = append(branches, b)
+	}
+	for _, b := range branches {
+		head := b.chars
+		if len(b.chars) > 1 && b.chars != `\-` {
+			head = "[" + b.chars + "]"
+		}
+		alt := head + "(" + b.sub + ")"
+		if b.optional {
 			alt += "?"
 		}
 		alts = append(alts, alt)

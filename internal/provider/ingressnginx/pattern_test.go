@@ -7,6 +7,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/text/language"
+
+	"floodgate.dev/floodgate/internal/knobs"
 )
 
 // validatorChars is the character set ingress-nginx's annotation validator accepts for
@@ -108,5 +112,99 @@ func TestComplementPatternForEveryCountryStaysWithinTheValidator(t *testing.T) {
 	re := regexp.MustCompile(p)
 	if re.MatchString("AA") || re.MatchString("LN") || !re.MatchString("ZZ") || !re.MatchString("AAA") {
 		t.Fatal("300-region pattern does not separate allowed from others")
+	}
+}
+
+// isoCountries are the ISO 3166-1 alpha-2 country codes, as golang.org/x/text knows them.
+func isoCountries(t *testing.T) []string {
+	var out []string
+	for a := 'A'; a <= 'Z'; a++ {
+		for b := 'A'; b <= 'Z'; b++ {
+			if r, err := language.ParseRegion(string([]rune{a, b})); err == nil && r.IsCountry() && r.String() == string([]rune{a, b}) {
+				out = append(out, r.String())
+			}
+		}
+	}
+	if len(out) < 240 {
+		t.Fatalf("only %d country codes", len(out))
+	}
+	return out
+}
+
+func TestEveryCountryFitsWellUnderTheCap(t *testing.T) {
+	all := isoCountries(t)
+	p := ComplementPattern(all)
+	if len(p) > MaxPatternBytes/2 {
+		t.Fatalf("%d countries make %d bytes", len(all), len(p))
+	}
+	if RegionsThatFit(all) != len(all) {
+		t.Fatalf("RegionsThatFit(%d countries) = %d", len(all), RegionsThatFit(all))
+	}
+	pcreAgrees(t, all, append(slices.Clone(probes), all[:40]...))
+}
+
+// longestAllowed is an allowlist of 16-character codes whose pattern is as long as the cap allows.
+func longestAllowed() []string {
+	var codes []string
+	for i := 0; ; i++ {
+		code := fmt.Sprintf("%c%c-%013d", 'A'+i%26, 'A'+(i*7)%26, (i*7919)%9999999999999)
+		if len(ComplementPattern(append(codes, code))) > MaxPatternBytes {
+			return codes
+		}
+		codes = append(codes, code)
+	}
+}
+
+func TestTheLongestAllowedPatternCompilesInPCREAndGoAndMatchesExactly(t *testing.T) {
+	allowed := longestAllowed()
+	p := ComplementPattern(allowed)
+	if len(p) > MaxPatternBytes || len(p) < MaxPatternBytes*9/10 {
+		t.Fatalf("the longest allowlist makes %d bytes", len(p))
+	}
+	if !validatorChars.MatchString(p) {
+		t.Fatal("the longest pattern must pass ingress-nginx's validator")
+	}
+	samples := append(slices.Clone(probes), allowed[0], allowed[len(allowed)-1], allowed[len(allowed)/2]+"X", allowed[3][:10])
+	re := regexp.MustCompile(p)
+	for _, v := range samples {
+		if got, want := re.MatchString(v), !slices.Contains(allowed, v); got != want {
+			t.Errorf("Go regexp says shed(%q)=%v, want %v", v, got, want)
+		}
+	}
+	pcreAgrees(t, allowed, samples)
+
+	one := append(slices.Clone(allowed), "ZZ-9999999999999")
+	msg := Unsupported(policy(), nil, knobs.New(true, one, 0, 0))
+	want := fmt.Sprintf("an allowlist of %d regions makes a canary-by-header-pattern of", len(one))
+	if !strings.HasPrefix(msg, want) || !strings.Contains(msg, fmt.Sprintf(": %d of these regions fit", RegionsThatFit(one))) {
+		t.Fatalf("one region more is refused, saying how many fit: %q", msg)
+	}
+	if RegionsThatFit(one) < len(allowed)-1 || RegionsThatFit(one) > len(allowed) {
+		t.Fatalf("RegionsThatFit = %d for %d codes that fit and one more", RegionsThatFit(one), len(allowed))
+	}
+}
+
+// pcreAgrees checks with real PCRE (pcre2grep) that the pattern of allowed sheds exactly the
+// samples that are not allowed.
+func pcreAgrees(t *testing.T, allowed, samples []string) {
+	t.Helper()
+	pattern := ComplementPattern(allowed)
+	cmd := exec.Command("pcre2grep", "-n", "-u", pattern)
+	cmd.Stdin = strings.NewReader(strings.Join(samples, "\n") + "\n")
+	out, err := cmd.Output()
+	if err != nil && cmd.ProcessState.ExitCode() > 1 {
+		t.Fatalf("pcre2grep failed on a %d-byte pattern: %v", len(pattern), err)
+	}
+	matched := map[int]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var n int
+		if _, err := fmt.Sscanf(l, "%d:", &n); err == nil {
+			matched[n-1] = true
+		}
+	}
+	for i, v := range samples {
+		if got, want := matched[i], !slices.Contains(allowed, v); got != want {
+			t.Errorf("PCRE says shed(%q)=%v, want %v", v, got, want)
+		}
 	}
 }

@@ -49,6 +49,12 @@ func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, 
 	// limit of the target (Unsupported), not a conflict.
 	_, problems := provider.EditProblems("Ingress", &target, key(policy), false)
 	obs.Problems = append(obs.Problems, problems...)
+	for _, rule := range target.Spec.Rules {
+		if rule.HTTP == nil || len(rule.HTTP.Paths) == 0 {
+			obs.Status.Warnings = append(obs.Status.Warnings, fmt.Sprintf("the rule for host %q has no paths: its traffic "+
+				"(the default backend's) is not covered by the canary, so it is never shed", rule.Host))
+		}
+	}
 	if target.Annotations[AnnotationAffinity] == "cookie" {
 		obs.Status.Warnings = append(obs.Status.Warnings,
 			"session affinity by cookie is configured: clients holding the cookie stay on the main backend and are not shed")

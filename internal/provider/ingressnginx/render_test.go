@@ -2,6 +2,7 @@ package ingressnginx
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 
 	networkingv1 "k8s.io/api/networking/v1"
@@ -134,5 +135,30 @@ func TestMissingRegionShedIsRefusedOnlyWhenAnAllowlistIsInForce(t *testing.T) {
 	}
 	if msg := Unsupported(p, nil, knobs.ShedAll()); msg != "" {
 		t.Fatalf("ShedAll sheds requests without the header too; got %q", msg)
+	}
+}
+
+func TestAHostOnlyRuleIsNeverCopiedIntoTheCanary(t *testing.T) {
+	// ingress-nginx's mergeAlternativeBackends ranges over a canary rule's HTTP.Paths without a
+	// nil check: a host-only canary rule is a nil-pointer panic in its sync loop and webhook.
+	ing := target()
+	ing.Spec.Rules = append(ing.Spec.Rules, networkingv1.IngressRule{Host: "bare.example.com"},
+		networkingv1.IngressRule{Host: "empty.example.com", IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{}}})
+	got := RenderCanary(policy(), ing, knobs.ShedAll())
+	if len(got.Spec.Rules) != 1 || got.Spec.Rules[0].Host != "api.example.com" {
+		t.Fatalf("rules %+v: only the rule with paths may be copied", got.Spec.Rules)
+	}
+	for _, r := range got.Spec.Rules {
+		if r.HTTP == nil || len(r.HTTP.Paths) == 0 {
+			t.Fatalf("a canary rule without paths: %+v", r)
+		}
+	}
+
+	ing.Spec.Rules = ing.Spec.Rules[1:2]
+	if got := RenderCanary(policy(), ing, knobs.ShedAll()); got != nil {
+		t.Fatalf("a target with nothing a canary can cover gets no canary, got %+v", got.Spec)
+	}
+	if msg := Unsupported(policy(), ing, knobs.ShedAll()); !strings.Contains(msg, "has no path a canary can cover") {
+		t.Fatalf("it cannot be shed, and says so: %q", msg)
 	}
 }

@@ -1,0 +1,66 @@
+package controllers_test
+
+import (
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/manager"
+	"floodgate.dev/floodgate/internal/provider/ingressnginx"
+)
+
+// Data-plane safety: what Floodgate writes never takes the ingress controller down, and a lever
+// that cannot work says so instead of looking applied.
+var _ = Describe("the data plane", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	It("never gets a canary rule without paths: a host-only rule of the target is left out and reported", func() {
+		ingress := sampleIngress(ns)
+		ingress.Spec.Rules = append(ingress.Spec.Rules, networkingv1.IngressRule{Host: "bare.example.com"})
+		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
+		policy.Spec.AutoscalerRefs = nil
+		create(ingress, policy)
+
+		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		canary := getIngress(ns, canaryName)
+		Expect(canary.Spec.Rules).To(HaveLen(1))
+		Expect(canary.Spec.Rules[0].Host).To(Equal("api.example.com"))
+		Expect(canary.Spec.Rules[0].HTTP).NotTo(BeNil())
+		Eventually(func() string { return strings.Join(getPolicy(ns, "api-gateway").Status.Targets[0].Warnings, "\n") }).Should(
+			ContainSubstring(`the rule for host "bare.example.com" has no paths: its traffic (the default backend's) is not covered by the canary, so it is never shed`))
+	})
+
+	It("reports a ShedAll whose shed pods are not ready as not shedding, and Ready once they are", func() {
+		setShedPodsReady(false)
+		DeferCleanup(setShedPodsReady, true)
+		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
+		policy.Spec.AutoscalerRefs = nil
+		create(sampleIngress(ns), policy)
+
+		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("False " + v1alpha1.ReasonNoShedBackend +
+			": not shedding: the shed backend has no ready endpoints, and ingress-nginx skips a canary whose backend has none"))
+		Expect(conditionOf(ns, v1alpha1.ConditionDegraded)()).To(HavePrefix("True " + v1alpha1.ReasonNoShedBackend))
+
+		setShedPodsReady(true)
+		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("True " + v1alpha1.ReasonApplied))
+	})
+})
+
+// setShedPodsReady marks the stand-in shed pods ready or not, as the EndpointSlice controller would.
+func setShedPodsReady(ready bool) {
+	slice := &discoveryv1.EndpointSlice{}
+	Expect(k8s.Get(ctx, client.ObjectKey{Namespace: manager.DefaultShed.Namespace, Name: "floodgate-shed-abc"}, slice)).To(Succeed())
+	patch := client.MergeFrom(slice.DeepCopy())
+	for i := range slice.Endpoints {
+		slice.Endpoints[i].Conditions.Ready = ptr.To(ready)
+	}
+	Expect(k8s.Patch(ctx, slice, patch)).To(Succeed())
+}
