@@ -23,6 +23,8 @@ func main() {
 	flag.StringVar(&opts.Shed.ServiceName, "shed-service", opts.Shed.ServiceName, "name of the shed backend Service")
 	flag.IntVar(&opts.Workers, "workers", manager.DefaultWorkers, "how many policies are reconciled at once")
 	flag.IntVar(&opts.GateReadersPerPolicy, "gate-readers-per-policy", gate.DefaultPerPolicy, "how many of one policy's network gates (webhook, Prometheus) are read at once")
+	guard := true
+	flag.BoolVar(&guard, "gate-egress-guard", true, "refuse gate connections to loopback, link-local and the API server's addresses, follow no redirect, cap answers")
 	var redirectHosts string
 	flag.StringVar(&redirectHosts, "shed-redirect-hosts", os.Getenv(shed.RedirectHostsEnv),
 		"comma-separated hosts a shed answer may redirect to (*.example.com for a domain); empty: redirects off (default from $"+shed.RedirectHostsEnv+"; the shed server reads the same)")
@@ -33,6 +35,7 @@ func main() {
 	flag.Parse()
 	opts.Shed.Port = int32(port)
 	opts.RedirectHosts = shed.ParseRedirectHosts(redirectHosts)
+	opts.UnguardedGates = !guard
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
 

@@ -5,7 +5,7 @@ package manager
 import (
 	"context"
 	"fmt"
-	"net/http"
+	"os"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -49,6 +49,9 @@ type Options struct {
 	SkipNameValidation bool
 	// RedirectHosts are the hosts a shed answer may redirect to (empty: redirects off).
 	RedirectHosts shed.RedirectHosts
+	// UnguardedGates turns the gate egress guard off: gates may then reach loopback, link-local
+	// and the API server's addresses (tests whose webhooks and Prometheus listen on loopback).
+	UnguardedGates bool
 	// Workers is how many policies are reconciled at once (0: DefaultWorkers).
 	Workers int
 	// GateReadersPerPolicy bounds how many of one policy's network gates are read at once
@@ -101,7 +104,14 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	// Every write carries the field manager "floodgate", so GitOps tools can be told to leave
 	// Floodgate's fields alone (Argo CD: ignoreDifferences.managedFieldsManagers).
 	c := client.WithFieldOwner(mgr.GetClient(), FieldManager)
-	gates := &gate.Reader{Client: c, HTTP: &http.Client{}}
+	var guard *gate.EgressGuard
+	if !opts.UnguardedGates {
+		guard = &gate.EgressGuard{Denied: gate.APIServerAddresses(ctx, cfg.Host)}
+		if host := os.Getenv("KUBERNETES_SERVICE_HOST"); host != "" {
+			guard.Denied = append(guard.Denied, gate.APIServerAddresses(ctx, host)...)
+		}
+	}
+	gates := &gate.Reader{Client: c, HTTP: gate.NewHTTPClient(guard)}
 	readings := make(chan event.GenericEvent, 1024)
 	poller := gate.NewPoller(ctx, gates, opts.Clock, opts.GateReadersPerPolicy, func(key types.NamespacedName) {
 		select {

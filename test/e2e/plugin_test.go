@@ -1,13 +1,18 @@
 package e2e
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
@@ -206,5 +211,22 @@ func TestAStepATargetCannotTakeIsShownUpFrontAndHoldsTheRamp(t *testing.T) {
 	}
 	if p := getPolicy(t, ns); p.Status.Phase != v1alpha1.PhaseShedding {
 		t.Fatalf("the ramp must hold at ShedAll, phase %s", p.Status.Phase)
+	}
+}
+
+func TestTheDeployedManagersGatesCannotReachLoopback(t *testing.T) {
+	var hits atomic.Int32
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { hits.Add(1) }))
+	defer hook.Close()
+	ns := fixture(t, func(p *v1alpha1.TrafficPolicy) {
+		p.Spec.Ramp.Steps[0].Gates = []v1alpha1.Gate{{Name: "confirm", Webhook: &v1alpha1.WebhookGate{URL: hook.URL + "/confirm"}}}
+	})
+	must(t, "floodgate", "ramp", "api", "-n", ns, "--wait")
+	eventually(t, func() bool {
+		c := meta.FindStatusCondition(getPolicy(t, ns).Status.Conditions, v1alpha1.ConditionGateUnknown)
+		return c != nil && c.Status == metav1.ConditionTrue && strings.HasSuffix(c.Message, "refused by the gate egress policy")
+	})
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the gate reached a loopback webhook %d times", n)
 	}
 }

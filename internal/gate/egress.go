@@ -1,0 +1,144 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"syscall"
+	"time"
+)
+
+// ErrEgressRefused is returned for a gate address the egress guard refuses.
+var ErrEgressRefused = errors.New("refused by the gate egress policy")
+
+// MaxResponseBytes caps what a gate reads of an answer.
+const MaxResponseBytes = 1 << 20
+
+// EgressGuard decides which addresses gates may reach. Anyone who can create a policy (the
+// built-in edit role) chooses a gate's URL, so without it a gate could reach the node's
+// loopback, the cloud metadata service (link-local) or the API server with the manager's
+// network identity, and its status would tell a reader with view what answered. In-cluster
+// Services stay reachable: that is where Prometheus lives.
+type EgressGuard struct {
+	// Denied are addresses refused besides loopback, link-local and unspecified ones: the API
+	// server's own.
+	Denied []netip.Addr
+}
+
+// Allows reports whether a gate may connect to ip.
+func (g *EgressGuard) Allows(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	if !ip.IsValid() || ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() {
+		return false
+	}
+	for _, d := range g.Denied {
+		if d.Unmap() == ip {
+			return false
+		}
+	}
+	return true
+}
+
+// control checks the address a connection is about to be made to, after name resolution: a
+// name that resolves to a refused address (DNS rebinding included) is refused at dial time.
+func (g *EgressGuard) control(_, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return ErrEgressRefused
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !g.Allows(ip) {
+		return ErrEgressRefused
+	}
+	return nil
+}
+
+// APIServerAddresses are the addresses of the API server a rest host names (resolved now), to
+// deny them to gates.
+func APIServerAddresses(ctx context.Context, host string) []netip.Addr {
+	if u, err := url.Parse(host); err == nil && u.Host != "" {
+		host = u.Hostname()
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{ip}
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil
+	}
+	return ips
+}
+
+// NewHTTPClient is the client gates call webhooks and Prometheus with: redirects are not
+// followed (a 3xx is an answer, not a pass), answers are read up to MaxResponseBytes, and with a
+// guard every connection is checked at dial time. guard nil: no check (tests whose gates listen
+// on loopback).
+func NewHTTPClient(guard *EgressGuard) *http.Client {
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	if guard != nil {
+		dialer.Control = guard.control
+	}
+	transport := &http.Transport{
+		Proxy:                 nil, // a proxy would be the one dialled: gates go direct
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: MaxTimeout,
+	}
+	return &http.Client{
+		Transport:     cappedBodies{next: transport, guarded: guard != nil},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// cappedBodies makes a response body fail past MaxResponseBytes instead of reading on, and,
+// guarded, tells nothing of why a connection failed beyond that it was refused by the guard or
+// could not be made: whether a port is closed or filtered is not for every reader of the
+// policy's status to learn.
+type cappedBodies struct {
+	next    http.RoundTripper
+	guarded bool
+}
+
+func (c cappedBodies) RoundTrip(req *http.Request) (*http.Response, error) {
+	res, err := c.next.RoundTrip(req)
+	if err != nil {
+		var op *net.OpError
+		switch {
+		case errors.Is(err, ErrEgressRefused):
+			return nil, ErrEgressRefused
+		case c.guarded && errors.As(err, &op) && op.Op == "dial":
+			return nil, errCouldNotConnect
+		}
+		return nil, err
+	}
+	res.Body = &cappedBody{ReadCloser: res.Body, left: MaxResponseBytes}
+	return res, nil
+}
+
+var errCouldNotConnect = errors.New("could not connect")
+
+type cappedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *cappedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, fmt.Errorf("the answer is larger than %d bytes", MaxResponseBytes)
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
