@@ -53,6 +53,7 @@ type TargetRef struct {
 	// Name of the target object in the policy's namespace.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="a target's name must be a Kubernetes object name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (for example api-gateway)"
 	Name string `json:"name"`
 }
 
@@ -62,6 +63,7 @@ type AutoscalerRef struct {
 	// Name of the HorizontalPodAutoscaler (autoscaling/v2) in the policy's namespace.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="an autoscaler's name must be a Kubernetes object name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (for example api-gateway)"
 	Name string `json:"name"`
 }
 
@@ -71,7 +73,10 @@ type Autoscaling struct {
 	// in stages (a bounded scale-down at once, then minReplicas lowered stepwise), so the fleet
 	// does not shrink into the returning load. Never less than the longest scale-down
 	// stabilization window of the held autoscalers (300s when they set none), which is also the
-	// default.
+	// default. At most 24h.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=16
+	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('0s') && duration(self) <= duration('24h')",message="releaseAfter must be between 0s and 24h, written like 5m"
 	// +optional
 	ReleaseAfter *metav1.Duration `json:"releaseAfter,omitempty"`
 }
@@ -94,9 +99,10 @@ type ShedResponse struct {
 	RetryAfterSeconds *int32 `json:"retryAfterSeconds,omitempty"`
 
 	// RedirectURL, when set, answers shed requests with a 302 to this https URL (a status page)
-	// instead of an error status.
+	// instead of an error status, where the cluster allows its host (the shed-redirect-hosts
+	// setting). No user info, spaces, quotes or fragment.
 	// +kubebuilder:validation:MaxLength=2048
-	// +kubebuilder:validation:XValidation:rule="self.startsWith('https://') && isURL(self)",message="redirectURL must be an absolute https:// URL"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^https://[-a-zA-Z0-9.:]+(/[-a-zA-Z0-9._~%!$&*+,;=:@/?]*)?$') && isURL(self)",message="redirectURL must be an absolute https:// URL without user info (@ before the host), spaces, quotes or a #fragment, for example https://status.example.com/incident"
 	// +optional
 	RedirectURL string `json:"redirectURL,omitempty"`
 }
@@ -128,7 +134,6 @@ const (
 
 // RampStep is one stage of a ramp. Steps are absolute: each one fully defines what is admitted,
 // and a knob a step leaves out is unrestricted during that step.
-// +kubebuilder:validation:XValidation:rule="duration(self.hold) >= duration('1s')",message="hold must be at least 1s"
 type RampStep struct {
 	// AllowRegions admits only requests whose region header holds one of these codes; the rest
 	// get the shed response. Empty: every region. Combined (intersection) with spec.allowRegions.
@@ -153,7 +158,10 @@ type RampStep struct {
 	// +optional
 	AdmitPercent *int32 `json:"admitPercent,omitempty"`
 
-	// Hold is the least time the step stays in force before the ramp moves on (at least 1s).
+	// Hold is the least time the step stays in force before the ramp moves on (1s to 24h).
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=16
+	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="hold must be at least 1s and at most 24h, written like 5m or 1h30m"
 	Hold metav1.Duration `json:"hold"`
 
 	// Approval Manual makes the step wait, once its hold has ended, for an explicit approve
@@ -191,6 +199,8 @@ type Gate struct {
 // WorkloadReadyGate checks a Deployment in the policy's namespace.
 type WorkloadReadyGate struct {
 	// Name of the Deployment. Empty: the Deployment the first of spec.autoscalerRefs scales.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="workloadReady.name must be a Kubernetes object name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (for example api-gateway)"
 	// +optional
 	Name string `json:"name,omitempty"`
 	// MinAvailablePercent is the least share of desired replicas that must be available (1..100).
@@ -230,13 +240,18 @@ type PrometheusGate struct {
 	Threshold string `json:"threshold"`
 	// MaxAge is how old the newest sample of each series the query reads may be, judged against
 	// the evaluation time Prometheus reports (not the controller's clock). Older, or a series
-	// that stopped reporting within the window the query reads: Unknown. Defaults to 2m.
+	// that stopped reporting within the window the query reads: Unknown. Defaults to 2m; 1s to 24h.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=16
+	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="maxAge must be between 1s and 24h, written like 2m"
 	// +optional
 	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
 	// Timeout bounds each reading (the query and the age check), at most 30s. Defaults to 10s.
 	// Readings run apart from the controller's reconcile, so a slow Prometheus only holds this
 	// policy's ramp.
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('30s')",message="timeout must be more than 0s and at most 30s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=16
+	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1ms') && duration(self) <= duration('30s')",message="timeout must be between 1ms and 30s, written like 5s"
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
@@ -248,7 +263,9 @@ type WebhookGate struct {
 	URL string `json:"url"`
 	// Timeout of the call, at most 30s. Defaults to 5s. Calls run apart from the controller's
 	// reconcile, so a slow webhook only holds this policy's ramp.
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('30s')",message="timeout must be more than 0s and at most 30s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=16
+	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1ms') && duration(self) <= duration('30s')",message="timeout must be between 1ms and 30s, written like 5s"
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
@@ -257,11 +274,16 @@ type WebhookGate struct {
 // +kubebuilder:validation:XValidation:rule="duration(has(self.passFor) ? self.passFor : '30s') >= duration(has(self.interval) ? self.interval : '10s')",message="passFor must be at least interval (defaults: passFor 30s, interval 10s): a gate must be read at least once while it passes"
 type GateSettings struct {
 	// PassFor is how long every gate of a step must pass, without a break, before the step may
-	// end; at least interval. Defaults to 30s.
+	// end; at least interval, at most 24h. Defaults to 30s.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=16
+	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="passFor must be between 1s and 24h, written like 2m"
 	// +optional
 	PassFor *metav1.Duration `json:"passFor,omitempty"`
-	// Interval between two readings of the gates, at least 1s. Defaults to 10s.
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="interval must be at least 1s"
+	// Interval between two readings of the gates, 1s to 1h. Defaults to 10s.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=16
+	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1s') && duration(self) <= duration('1h')",message="interval must be between 1s and 1h, written like 15s"
 	// +optional
 	Interval *metav1.Duration `json:"interval,omitempty"`
 }
@@ -365,7 +387,11 @@ type TrafficPolicySpec struct {
 	Ramp *Ramp `json:"ramp,omitempty"`
 
 	// StaleAfter flags a lever left pulled: a policy that has not been Normal (or Completed) for
-	// longer than this gets the LeverStale condition, an Event and a metric. Defaults to 2h.
+	// longer than this gets the LeverStale condition, an Event and a metric. Defaults to 2h; 1m
+	// to 168h.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=16
+	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1m') && duration(self) <= duration('168h')",message="staleAfter must be between 1m and 168h, written like 2h"
 	// +optional
 	StaleAfter *metav1.Duration `json:"staleAfter,omitempty"`
 

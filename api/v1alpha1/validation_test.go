@@ -143,6 +143,40 @@ func TestBadInputIsRejectedWithAMessageAResponderUnderstands(t *testing.T) {
 			`spec.action: Unsupported value: "Panic": supported values: "Normal", "ShedAll", "Ramp"`},
 		{"unknown target kind", func(s map[string]any) { s["targetRefs"] = []any{map[string]any{"kind": "Service", "name": "a"}} },
 			`Unsupported value: "Service": supported values: "Ingress"`},
+		// Durations: never negative, never absurd, always a sentence (not a CEL type conversion error).
+		{"negative releaseAfter", func(s map[string]any) { s["autoscaling"] = map[string]any{"releaseAfter": "-10m"} },
+			"releaseAfter must be between 0s and 24h, written like 5m"},
+		{"negative staleAfter", func(s map[string]any) { s["staleAfter"] = "-1h" }, "staleAfter must be between 1m and 168h, written like 2h"},
+		{"a hold of 100000000h", func(s map[string]any) { step(s, 0)["hold"] = "100000000h" },
+			"hold must be at least 1s and at most 24h, written like 5m or 1h30m"},
+		{"a hold of 25h", func(s map[string]any) { step(s, 0)["hold"] = "25h" }, "hold must be at least 1s and at most 24h"},
+		{"a hold in days", func(s map[string]any) { step(s, 0)["hold"] = "1d" }, "hold must be at least 1s and at most 24h"},
+		{"gate interval under 1s", func(s map[string]any) {
+			s["ramp"].(map[string]any)["gate"] = map[string]any{"interval": "300ms"}
+		}, "interval must be between 1s and 1h, written like 15s"},
+		{"passFor shorter than interval", func(s map[string]any) {
+			s["ramp"].(map[string]any)["gate"] = map[string]any{"interval": "20s", "passFor": "10s"}
+		}, "passFor must be at least interval"},
+		{"a webhook timeout of 55s", func(s map[string]any) {
+			step(s, 0)["gates"] = []any{map[string]any{"name": "confirm", "webhook": map[string]any{"url": "http://checker.sre/confirm", "timeout": "55s"}}}
+		}, "timeout must be between 1ms and 30s, written like 5s"},
+		{"a negative maxAge", func(s map[string]any) {
+			step(s, 0)["gates"] = []any{map[string]any{"name": "errors", "prometheus": map[string]any{
+				"address": "http://prometheus.monitoring:9090", "query": "up", "operator": "LessThan", "threshold": "1", "maxAge": "-2m"}}}
+		}, "maxAge must be between 1s and 24h, written like 2m"},
+		// Names and URLs.
+		{"a target name with a path in it", func(s map[string]any) { s["targetRefs"] = []any{map[string]any{"kind": "Ingress", "name": "../x"}} },
+			"a target's name must be a Kubernetes object name: lowercase letters, digits, '-' and '.'"},
+		{"an autoscaler name in capitals", func(s map[string]any) { s["autoscalerRefs"] = []any{map[string]any{"name": "API"}} },
+			"an autoscaler's name must be a Kubernetes object name"},
+		{"a redirect with a space", func(s map[string]any) { redirect(s, "https://status.example.com/we are down") },
+			"redirectURL must be an absolute https:// URL without user info"},
+		{"a redirect with user info", func(s map[string]any) { redirect(s, "https://status.example.com@evil.com/") },
+			"redirectURL must be an absolute https:// URL without user info"},
+		{"a redirect with a quote", func(s map[string]any) { redirect(s, `https://status.example.com/"onload=`) },
+			"redirectURL must be an absolute https:// URL without user info"},
+		{"a redirect with a fragment", func(s map[string]any) { redirect(s, "https://status.example.com/#x") },
+			"redirectURL must be an absolute https:// URL without user info"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -165,3 +199,33 @@ func step(spec map[string]any, i int) map[string]any {
 }
 
 func shed(spec map[string]any) map[string]any { return spec["shed"].(map[string]any) }
+
+func redirect(spec map[string]any, url string) {
+	shed(spec)["redirectURL"] = url
+	delete(shed(spec), "statusCode")
+}
+
+func TestGoodInputIsAccepted(t *testing.T) {
+	for name, edit := range map[string]func(map[string]any){
+		"a redirect with a path and a query": func(s map[string]any) { redirect(s, "https://status.example.com:8443/incident/42?lang=en&x=1") },
+		"hold of 1h30m and 1.5s":             func(s map[string]any) { step(s, 0)["hold"] = "1h30m"; step(s, 1)["hold"] = "1.5s" },
+		"releaseAfter 0s, staleAfter 168h": func(s map[string]any) {
+			s["autoscaling"] = map[string]any{"releaseAfter": "0s"}
+			s["staleAfter"] = "168h"
+		},
+		"a target name with dots": func(s map[string]any) {
+			s["targetRefs"] = []any{map[string]any{"kind": "Ingress", "name": "api.v2-gateway"}}
+		},
+		"passFor 30s by default, interval 30s": func(s map[string]any) {
+			s["ramp"].(map[string]any)["gate"] = map[string]any{"interval": "30s"}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			u := sample(t)
+			edit(u.Object["spec"].(map[string]any))
+			if err := k8s.Create(context.Background(), u, client.DryRunAll); err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+		})
+	}
+}
