@@ -53,9 +53,16 @@ drill: envtest-assets ## Rehearse the Canva 2024 runbook on an embedded control 
 bench: ## Benchmarks (speed goals live here, never in timed unit tests).
 	$(GO) test ./internal/shed -run '^$$' -bench . -benchmem -count 5
 
+FUZZTIME ?= 30s
+
 .PHONY: fuzz
-fuzz: ## Fuzz the restore record decoder for a minute.
-	$(GO) test ./internal/restore -run '^$$' -fuzz FuzzDecodeEncode -fuzztime 60s
+fuzz: ## Run every fuzz target for FUZZTIME each (default 30s; seeds also run in make test).
+	$(GO) test ./internal/restore -run '^$$' -fuzz '^FuzzDecodeEncode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/provider/ingressnginx -run '^$$' -fuzz '^FuzzComplementPattern$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/provider/ingressnginx -run '^TestTheFuzzCorpusAgreesWithPCRE$$' -count=1
+	$(GO) test ./internal/shed -run '^$$' -fuzz '^FuzzShedAnswer$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./controllers -run '^$$' -fuzz '^FuzzRequestAnnotation$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/crdcheck -run '^$$' -fuzz '^FuzzWhatTheCRDAcceptsTheControllerCanUse$$' -fuzztime $(FUZZTIME)
 
 ##@ Build
 

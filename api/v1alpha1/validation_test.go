@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"floodgate.dev/floodgate/internal/controlplane"
+	"floodgate.dev/floodgate/internal/crdcheck"
 	"floodgate.dev/floodgate/internal/manager"
 )
 
@@ -178,17 +179,26 @@ func TestBadInputIsRejectedWithAMessageAResponderUnderstands(t *testing.T) {
 		{"a redirect with a fragment", func(s map[string]any) { redirect(s, "https://status.example.com/#x") },
 			"redirectURL must be an absolute https:// URL without user info"},
 	}
+	offline, err := crdcheck.TrafficPolicy()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			u := sample(t)
 			spec := u.Object["spec"].(map[string]any)
 			c.edit(spec)
+			inProcess := u.DeepCopy()
 			err := k8s.Create(context.Background(), u, client.DryRunAll)
 			if err == nil {
 				t.Fatal("the API server accepted it")
 			}
 			if !strings.Contains(err.Error(), c.wants) {
 				t.Fatalf("message does not say %q:\n%v", c.wants, err)
+			}
+			// The in-process check the fuzz targets use answers as the API server does.
+			if errs := offline.Check(context.Background(), inProcess.Object); !strings.Contains(errs.ToAggregate().Error(), c.wants) {
+				t.Fatalf("crdcheck does not say %q: %v", c.wants, errs)
 			}
 		})
 	}
@@ -206,6 +216,10 @@ func redirect(spec map[string]any, url string) {
 }
 
 func TestGoodInputIsAccepted(t *testing.T) {
+	offline, err := crdcheck.TrafficPolicy()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, edit := range map[string]func(map[string]any){
 		"a redirect with a path and a query": func(s map[string]any) { redirect(s, "https://status.example.com:8443/incident/42?lang=en&x=1") },
 		"hold of 1h30m and 1.5s":             func(s map[string]any) { step(s, 0)["hold"] = "1h30m"; step(s, 1)["hold"] = "1.5s" },
@@ -223,8 +237,12 @@ func TestGoodInputIsAccepted(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			u := sample(t)
 			edit(u.Object["spec"].(map[string]any))
+			inProcess := u.DeepCopy()
 			if err := k8s.Create(context.Background(), u, client.DryRunAll); err != nil {
 				t.Fatalf("refused: %v", err)
+			}
+			if errs := offline.Check(context.Background(), inProcess.Object); len(errs) > 0 {
+				t.Fatalf("crdcheck refuses what the API server accepts: %v", errs)
 			}
 		})
 	}

@@ -3,17 +3,14 @@
 package controlplane
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -80,25 +77,7 @@ func (c *ControlPlane) Kubectl() string {
 }
 
 // CRDs decodes the embedded CRDs.
-func CRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
-	var out []*apiextensionsv1.CustomResourceDefinition
-	err := fs.WalkDir(crd.Bases, "bases", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := crd.Bases.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		var c apiextensionsv1.CustomResourceDefinition
-		if err := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096).Decode(&c); err != nil {
-			return fmt.Errorf("decoding %s: %w", path, err)
-		}
-		out = append(out, &c)
-		return nil
-	})
-	return out, err
-}
+func CRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) { return crd.Load() }
 
 // AssetsDir finds kube-apiserver and etcd: KUBEBUILDER_ASSETS, the user-level cache, or (from
 // a checkout) hack/envtest-assets.sh, which fetches or builds them once.

@@ -1,0 +1,67 @@
+package shed
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+)
+
+// FuzzShedAnswer: whatever a policy asks for and whatever a request carries, the shed server
+// answers an error status or a redirect the cluster allows, with a number in Retry-After, a
+// Location that is exactly the allowed URL, and a JSON body that parses.
+func FuzzShedAnswer(f *testing.F) {
+	f.Add(int32(503), int32(120), "", "", "api.example.com", "/v2/orders", "")
+	f.Add(int32(429), int32(0), "https://status.example.com/incident?x=1", "status.example.com", "API.example.com:443", "/", "text/html")
+	f.Add(int32(0), int32(-5), "https://status.example.com@evil.example/", "evil.example", "api.example.com", "/x", "")
+	f.Add(int32(302), int32(86400), "https://evil.example/\r\nSet-Cookie: x=1", "evil.example", "evil.example", "//", "*/*")
+	f.Fuzz(func(t *testing.T, code, retry int32, redirect, allow, host, path, accept string) {
+		policy := &v1alpha1.TrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "edge", Name: "api-gateway"},
+			Spec: v1alpha1.TrafficPolicySpec{Shed: v1alpha1.ShedResponse{StatusCode: &code, RetryAfterSeconds: &retry, RedirectURL: redirect}}}
+		prefix := networkingv1.PathTypePrefix
+		ing := &networkingv1.Ingress{Spec: networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{{Host: "api.example.com",
+			IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{Path: "/", PathType: &prefix}}}}}}}}
+		hosts := ParseRedirectHosts(allow)
+		table, _ := NewTable(ClaimsOf(policy, []*networkingv1.Ingress{ing}, hosts))
+		s := NewServer()
+		s.SetTable(table)
+
+		req := httptest.NewRequest(http.MethodGet, "http://shed/", nil)
+		req.Host, req.URL.Path = host, path
+		req.Header.Set("Accept", accept)
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+
+		switch loc := rec.Header().Get("Location"); {
+		case rec.Code == http.StatusFound:
+			if loc != redirect || !hosts.Allows(redirect) {
+				t.Fatalf("redirected to %q (asked %q, allowed %v)", loc, redirect, hosts)
+			}
+			u, err := url.Parse(loc)
+			if err != nil || u.Scheme != "https" || u.User != nil || strings.ContainsAny(loc, "\r\n") {
+				t.Fatalf("an unsafe Location %q", loc)
+			}
+		case rec.Code < 400 || rec.Code > 599 || loc != "":
+			t.Fatalf("answered %d with Location %q", rec.Code, loc)
+		}
+		if ra := rec.Header().Get("Retry-After"); ra != "" {
+			if n, err := strconv.Atoi(ra); err != nil || n <= 0 {
+				t.Fatalf("Retry-After %q", ra)
+			}
+		}
+		if rec.Code != http.StatusFound && !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/html") {
+			var body map[string]any
+			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body["error"] != "traffic_shed" {
+				t.Fatalf("body %q: %v", rec.Body.String(), err)
+			}
+		}
+	})
+}
