@@ -117,6 +117,7 @@ func (r *TrafficPolicyReconciler) readNewStepGates(policy *v1alpha1.TrafficPolic
 	}
 	readings, pending := r.readStepGates(policy, gates, nil, plan.Ramp.StepStartedAt.Time, now)
 	plan.Ramp.Gates, plan.Ramp.GatesPassingSince = readings, nil
+	plan.rejudge(gates, readings, pending)
 	if len(pending) == 0 && allPass(readings) {
 		at := metav1.NewTime(now)
 		plan.Ramp.GatesPassingSince = &at

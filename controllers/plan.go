@@ -44,6 +44,22 @@ type Plan struct {
 	wakeAfter time.Duration
 }
 
+// rejudge names the first unknown and the first failing gate again, from readings taken after
+// the plan was made (a step the plan just entered): a gate whose reading is on its way is neither.
+func (p *Plan) rejudge(gates []v1alpha1.Gate, readings []v1alpha1.GateStatus, pending []string) {
+	p.gates.unknown, p.gates.failing = "", ""
+	for _, g := range gates {
+		i := slices.IndexFunc(readings, func(r v1alpha1.GateStatus) bool { return r.Name == g.Name })
+		switch {
+		case slices.Contains(pending, g.Name):
+		case (i < 0 || readings[i].Verdict == v1alpha1.VerdictUnknown) && p.gates.unknown == "":
+			p.gates.unknown = g.Name
+		case i >= 0 && readings[i].Verdict == v1alpha1.VerdictFail && p.gates.failing == "":
+			p.gates.failing = g.Name
+		}
+	}
+}
+
 // UnknownGate names the first gate without a trustworthy reading ("" when none).
 func (p Plan) UnknownGate() string { return p.gates.unknown }
 

@@ -521,7 +521,7 @@ var _ = Describe("the shed server", func() {
 		DeferCleanup(stop)
 		go func() {
 			defer GinkgoRecover()
-			Expect(shed.SyncTable(syncCtx, cp.Config, manager.Scheme(), server, shed.RedirectHosts{"evil.example"})).To(Succeed())
+			Expect(shed.SyncTable(syncCtx, cp.Config, manager.Scheme(), server, shed.RedirectHosts{"evil.example"}, nil)).To(Succeed())
 		}()
 		ts := httptest.NewServer(server)
 		DeferCleanup(ts.Close)

@@ -34,28 +34,30 @@ func main() {
 
 func shedServerCmd() *cobra.Command {
 	var addr, healthAddr, redirectHosts string
+	var namespaces []string
 	cmd := &cobra.Command{
 		Use:   "shed-server",
 		Short: "Answer shed traffic: the policy's status code, Retry-After and a short body",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctrl.SetLogger(zap.New())
-			return runShedServer(cmd.Context(), addr, healthAddr, shed.ParseRedirectHosts(redirectHosts))
+			return runShedServer(cmd.Context(), addr, healthAddr, shed.ParseRedirectHosts(redirectHosts), namespaces)
 		},
 	}
 	cmd.Flags().StringVar(&addr, "listen", ":8080", "address that answers shed traffic")
 	cmd.Flags().StringVar(&healthAddr, "health-listen", ":8081", "address of /healthz")
+	cmd.Flags().StringSliceVar(&namespaces, "watch-namespaces", nil, "read policies and Ingresses only in these namespaces (default: every namespace)")
 	cmd.Flags().StringVar(&redirectHosts, "shed-redirect-hosts", os.Getenv(shed.RedirectHostsEnv),
 		"comma-separated hosts a shed answer may redirect to (*.example.com for a domain); empty: redirects off (default from $"+shed.RedirectHostsEnv+")")
 	return cmd
 }
 
-func runShedServer(ctx context.Context, addr, healthAddr string, hosts shed.RedirectHosts) error {
+func runShedServer(ctx context.Context, addr, healthAddr string, hosts shed.RedirectHosts, namespaces []string) error {
 	server := shed.NewServer()
 	health := http.NewServeMux()
 	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return shed.SyncTable(ctx, ctrl.GetConfigOrDie(), manager.Scheme(), server, hosts) })
+	g.Go(func() error { return shed.SyncTable(ctx, ctrl.GetConfigOrDie(), manager.Scheme(), server, hosts, namespaces) })
 	g.Go(func() error { return shed.Serve(ctx, shed.HTTPServer(addr, server)) })
 	g.Go(func() error { return shed.Serve(ctx, shed.HTTPServer(healthAddr, health)) })
 	return g.Wait()

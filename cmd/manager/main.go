@@ -4,6 +4,7 @@ package main
 import (
 	"flag"
 	"os"
+	"strings"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -25,6 +26,8 @@ func main() {
 	flag.IntVar(&opts.GateReadersPerPolicy, "gate-readers-per-policy", gate.DefaultPerPolicy, "how many of one policy's network gates (webhook, Prometheus) are read at once")
 	guard := true
 	flag.BoolVar(&guard, "gate-egress-guard", true, "refuse gate connections to loopback, link-local and the API server's addresses, follow no redirect, cap answers")
+	var watch string
+	flag.StringVar(&watch, "watch-namespaces", "", "comma-separated namespaces to act in (default: every namespace); bind the RBAC per namespace (config/namespaced)")
 	var redirectHosts string
 	flag.StringVar(&redirectHosts, "shed-redirect-hosts", os.Getenv(shed.RedirectHostsEnv),
 		"comma-separated hosts a shed answer may redirect to (*.example.com for a domain); empty: redirects off (default from $"+shed.RedirectHostsEnv+"; the shed server reads the same)")
@@ -36,6 +39,11 @@ func main() {
 	opts.Shed.Port = int32(port)
 	opts.RedirectHosts = shed.ParseRedirectHosts(redirectHosts)
 	opts.UnguardedGates = !guard
+	for _, ns := range strings.Split(watch, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			opts.WatchNamespaces = append(opts.WatchNamespaces, ns)
+		}
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
 

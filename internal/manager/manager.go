@@ -5,8 +5,11 @@ package manager
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
+	"time"
 
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -15,6 +18,7 @@ import (
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -45,6 +49,13 @@ type Options struct {
 	LeaderElection bool
 	// LeaderElectionNamespace is where the lease lives (when outside a cluster).
 	LeaderElectionNamespace string
+	// LeaseDuration, RenewDeadline and RetryPeriod time leader election (0: controller-runtime's
+	// defaults, 15s, 10s and 2s). A leader that stops releases its lease at once.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// WatchNamespaces limits the manager to these namespaces (empty: every namespace): its cache,
+	// its watches and the RBAC it needs (config/namespaced binds it per namespace). The shed
+	// backend's namespace is watched for its EndpointSlices only.
+	WatchNamespaces []string
 	// SkipNameValidation allows several managers in one process (tests, drills).
 	SkipNameValidation bool
 	// RedirectHosts are the hosts a shed answer may redirect to (empty: redirects off).
@@ -69,6 +80,33 @@ const FieldManager = "floodgate"
 // DefaultShed is the shed backend that config/ deploys.
 var DefaultShed = shed.Backend{Namespace: "floodgate-system", ServiceName: "floodgate-shed", Port: 8080}
 
+// LeaderElectionID names the Lease the managers elect a leader with.
+const LeaderElectionID = "floodgate.traffic.floodgate.dev"
+
+// cacheOptions limits the cache to the watched namespaces, and the shed backend's namespace to
+// its EndpointSlices.
+func cacheOptions(opts Options) cache.Options {
+	if len(opts.WatchNamespaces) == 0 {
+		return cache.Options{}
+	}
+	namespaces := map[string]cache.Config{}
+	for _, ns := range opts.WatchNamespaces {
+		namespaces[ns] = cache.Config{}
+	}
+	slices := maps.Clone(namespaces)
+	slices[opts.Shed.Namespace] = cache.Config{}
+	return cache.Options{DefaultNamespaces: namespaces, ByObject: map[client.Object]cache.ByObject{
+		&discoveryv1.EndpointSlice{}: {Namespaces: slices},
+	}}
+}
+
+func nonZero(d time.Duration) *time.Duration {
+	if d == 0 {
+		return nil
+	}
+	return &d
+}
+
 // Scheme knows the Kubernetes types and the TrafficPolicy API.
 func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
@@ -90,13 +128,18 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		opts.MetricsAddr = "0"
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  Scheme(),
-		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddr},
-		HealthProbeBindAddress:  opts.HealthAddr,
-		LeaderElection:          opts.LeaderElection,
-		LeaderElectionID:        "floodgate.traffic.floodgate.dev",
-		LeaderElectionNamespace: opts.LeaderElectionNamespace,
-		Controller:              config.Controller{SkipNameValidation: ptr.To(opts.SkipNameValidation)},
+		Scheme:                        Scheme(),
+		Cache:                         cacheOptions(opts),
+		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
+		HealthProbeBindAddress:        opts.HealthAddr,
+		LeaderElection:                opts.LeaderElection,
+		LeaderElectionID:              LeaderElectionID,
+		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 nonZero(opts.LeaseDuration),
+		RenewDeadline:                 nonZero(opts.RenewDeadline),
+		RetryPeriod:                   nonZero(opts.RetryPeriod),
+		Controller:                    config.Controller{SkipNameValidation: ptr.To(opts.SkipNameValidation)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)

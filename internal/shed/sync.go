@@ -50,9 +50,17 @@ func TargetIngresses(ctx context.Context, c client.Reader, policy *v1alpha1.Traf
 }
 
 // SyncTable keeps the server's table in step with every TrafficPolicy and its target Ingresses,
-// cluster-wide, until ctx ends. Changes are coalesced: the table is rebuilt once per burst.
-func SyncTable(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, s *Server, hosts RedirectHosts) error {
-	c, err := cache.New(cfg, cache.Options{Scheme: scheme})
+// cluster-wide (or in the namespaces listed), until ctx ends. Changes are coalesced: the table is
+// rebuilt once per burst.
+func SyncTable(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, s *Server, hosts RedirectHosts, namespaces []string) error {
+	opts := cache.Options{Scheme: scheme}
+	if len(namespaces) > 0 {
+		opts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range namespaces {
+			opts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	c, err := cache.New(cfg, opts)
 	if err != nil {
 		return fmt.Errorf("creating the cache: %w", err)
 	}

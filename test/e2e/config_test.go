@@ -31,3 +31,25 @@ func TestTheDeploymentManifestsAreAcceptedByTheAPIServer(t *testing.T) {
 		t.Fatalf("only %d objects were accepted:\n%s", n, out)
 	}
 }
+
+// TestTheNamespacedInstallGrantsNothingClusterWide builds config/namespaced and has the API
+// server validate it: RoleBindings only, and both Deployments told which namespaces to watch.
+func TestTheNamespacedInstallGrantsNothingClusterWide(t *testing.T) {
+	root, _ := filepath.Abs(filepath.Join("..", ".."))
+	must(t, "create", "namespace", "edge", "--dry-run=client", "-o", "yaml")
+	if out, err := kubectl(t, env.Kubeconfig, "create", "namespace", "edge"); err != nil && !strings.Contains(out, "AlreadyExists") {
+		t.Fatal(out)
+	}
+	manifests := must(t, "kustomize", filepath.Join(root, "config", "namespaced"))
+	if strings.Contains(manifests, "kind: ClusterRoleBinding") {
+		t.Fatal("the namespaced install binds a role cluster-wide")
+	}
+	if n := strings.Count(manifests, "--watch-namespaces=edge"); n != 2 {
+		t.Fatalf("both the manager and the shed server must watch only the listed namespaces; found the flag %d times", n)
+	}
+	cmd := exec.Command(kubectlBin, "--kubeconfig", env.Kubeconfig, "apply", "--dry-run=server", "-f", "-")
+	cmd.Stdin = strings.NewReader(manifests)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the API server refused config/namespaced: %v\n%s", err, out)
+	}
+}

@@ -86,14 +86,25 @@ func must(t *testing.T, args ...string) string {
 	return out
 }
 
-// fixture creates a namespace with the sample's Ingress, Deployment, HPA and policy.
+// fixture creates a namespace with the sample's Ingress, Deployment, HPA and policy, and waits
+// for the policy to be at rest.
 func fixture(t *testing.T, mutate func(*v1alpha1.TrafficPolicy)) string {
 	t.Helper()
-	ctx := context.Background()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-"}}
-	if err := k8s.Create(ctx, ns); err != nil {
+	if err := k8s.Create(context.Background(), ns); err != nil {
 		t.Fatal(err)
 	}
+	fixtureIn(t, ns.Name, mutate)
+	eventually(t, func() bool { return getPolicy(t, ns.Name).Status.Phase == v1alpha1.PhaseNormal })
+	return ns.Name
+}
+
+// fixtureIn creates the sample's Ingress, Deployment, HPA and policy in a namespace, and deletes
+// the policy when the test ends.
+func fixtureIn(t *testing.T, namespace string, mutate func(*v1alpha1.TrafficPolicy)) {
+	t.Helper()
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
 	prefix := networkingv1.PathTypePrefix
 	labels := map[string]string{"app": "api"}
 	policy := &v1alpha1.TrafficPolicy{
@@ -146,8 +157,36 @@ func fixture(t *testing.T, mutate func(*v1alpha1.TrafficPolicy)) string {
 			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(policy), &v1alpha1.TrafficPolicy{}))
 		})
 	})
-	eventually(t, func() bool { return getPolicy(t, ns.Name).Status.Phase == v1alpha1.PhaseNormal })
-	return ns.Name
+}
+
+// setAvailable writes a Deployment's status as its controller would (envtest runs none).
+func setAvailable(t *testing.T, ns string) {
+	t.Helper()
+	d := &appsv1.Deployment{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "api"}, d); err != nil {
+		t.Fatal(err)
+	}
+	d.Status.ObservedGeneration = d.Generation
+	d.Status.Replicas, d.Status.AvailableReplicas, d.Status.ReadyReplicas = *d.Spec.Replicas, *d.Spec.Replicas, *d.Spec.Replicas
+	if err := k8s.Status().Update(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// setAction flips the lever as a responder's kubectl patch does.
+func setAction(t *testing.T, ns string, action v1alpha1.Action) {
+	t.Helper()
+	p := getPolicy(t, ns)
+	before := p.DeepCopy()
+	p.Spec.Action = action
+	if err := k8s.Patch(context.Background(), p, client.MergeFrom(before)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitPhase(t *testing.T, ns string, phase v1alpha1.Phase) {
+	t.Helper()
+	eventually(t, func() bool { return getPolicy(t, ns).Status.Phase == phase })
 }
 
 func getPolicy(t *testing.T, ns string) *v1alpha1.TrafficPolicy {
