@@ -57,7 +57,9 @@ func runShedServer(ctx context.Context, addr, healthAddr string, hosts shed.Redi
 	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return shed.SyncTable(ctx, ctrl.GetConfigOrDie(), manager.Scheme(), server, hosts, namespaces) })
+	g.Go(func() error {
+		return shed.SyncTable(ctx, ctrl.GetConfigOrDie(), manager.Scheme(), server, hosts, namespaces)
+	})
 	g.Go(func() error { return shed.Serve(ctx, shed.HTTPServer(addr, server)) })
 	g.Go(func() error { return shed.Serve(ctx, shed.HTTPServer(healthAddr, health)) })
 	return g.Wait()

@@ -294,4 +294,3 @@ func verbOf(req *http.Request) string {
 	}
 	return verb + " " + group + "/" + resource
 }
-
