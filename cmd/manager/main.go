@@ -5,9 +5,9 @@ import (
 	"flag"
 	"os"
 	"strings"
+	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"floodgate.dev/floodgate/internal/gate"
@@ -19,7 +19,6 @@ func main() {
 	opts := manager.Options{Shed: manager.DefaultShed}
 	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "address of the metrics endpoint (0 disables it)")
 	flag.StringVar(&opts.HealthAddr, "health-probe-bind-address", ":8081", "address of the health probes")
-	flag.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect a leader so only one manager acts")
 	flag.StringVar(&opts.Shed.Namespace, "shed-namespace", opts.Shed.Namespace, "namespace of the shed backend Service")
 	flag.StringVar(&opts.Shed.ServiceName, "shed-service", opts.Shed.ServiceName, "name of the shed backend Service")
 	flag.IntVar(&opts.Workers, "workers", manager.DefaultWorkers, "how many policies are reconciled at once")
@@ -31,6 +30,12 @@ func main() {
 	var redirectHosts string
 	flag.StringVar(&redirectHosts, "shed-redirect-hosts", os.Getenv(shed.RedirectHostsEnv),
 		"comma-separated hosts a shed answer may redirect to (*.example.com for a domain); empty: redirects off (default from $"+shed.RedirectHostsEnv+"; the shed server reads the same)")
+	flag.DurationVar(&opts.GracefulShutdownTimeout, "graceful-shutdown-timeout", manager.DefaultGracefulShutdownTimeout, "how long a signalled manager may take to stop; the process exits by then whatever happens")
+	flag.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect a leader so only one manager acts")
+	flag.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader Lease (default: the manager's own, in a cluster)")
+	flag.DurationVar(&opts.LeaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a leader's lease lasts without renewal")
+	flag.DurationVar(&opts.RenewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long a leader tries to renew before it gives up leading")
+	flag.DurationVar(&opts.RetryPeriod, "leader-election-retry-period", 2*time.Second, "how often candidates try to acquire or renew the lease")
 	var port int
 	flag.IntVar(&port, "shed-port", int(opts.Shed.Port), "container port of the shed pods")
 	zapOpts := zap.Options{}
@@ -45,25 +50,9 @@ func main() {
 		}
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-	log := ctrl.Log.WithName("setup")
 
-	ctx := ctrl.SetupSignalHandler()
-	mgr, err := manager.New(ctx, ctrl.GetConfigOrDie(), opts)
-	if err != nil {
-		log.Error(err, "unable to set up the manager")
-		os.Exit(1)
-	}
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		log.Error(err, "unable to set up the health check")
-		os.Exit(1)
-	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
-		log.Error(err, "unable to set up the ready check")
-		os.Exit(1)
-	}
-	log.Info("starting manager")
-	if err := mgr.Start(ctx); err != nil {
-		log.Error(err, "manager stopped")
+	if err := manager.Run(ctrl.SetupSignalHandler(), ctrl.GetConfigOrDie(), opts); err != nil {
+		ctrl.Log.Error(err, "manager stopped")
 		os.Exit(1)
 	}
 }

@@ -49,6 +49,8 @@ type Options struct {
 	LeaderElection bool
 	// LeaderElectionNamespace is where the lease lives (when outside a cluster).
 	LeaderElectionNamespace string
+	// GracefulShutdownTimeout is how long a signalled manager may take to stop (0: 30s).
+	GracefulShutdownTimeout time.Duration
 	// LeaseDuration, RenewDeadline and RetryPeriod time leader election (0: controller-runtime's
 	// defaults, 15s, 10s and 2s). A leader that stops releases its lease at once.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
@@ -136,6 +138,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		LeaderElectionID:              LeaderElectionID,
 		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       nonZero(opts.GracefulShutdownTimeout),
 		LeaseDuration:                 nonZero(opts.LeaseDuration),
 		RenewDeadline:                 nonZero(opts.RenewDeadline),
 		RetryPeriod:                   nonZero(opts.RetryPeriod),
