@@ -243,7 +243,9 @@ current-context: c
 	return kubeconfig
 }
 
-func progress(p *v1alpha1.TrafficPolicy) string { return string(p.Status.Phase) + " " + p.Status.Progress }
+func progress(p *v1alpha1.TrafficPolicy) string {
+	return string(p.Status.Phase) + " " + p.Status.Progress
+}
 
 func waitForStatus(t *testing.T, c client.Client, timeout time.Duration, ok func(*v1alpha1.TrafficPolicy) bool) *v1alpha1.TrafficPolicy {
 	t.Helper()
