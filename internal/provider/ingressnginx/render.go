@@ -51,10 +51,10 @@ var Capabilities = v1alpha1.Capabilities{
 }
 
 // AllowlistCost is what a region allowlist costs ingress-nginx per request: PCRE compiles the
-// pattern anew for every request that carries the header (measured with pcre2test -t, see
-// docs/reliability.md).
+// pattern anew for every request that carries the header (ngx.re.match without the "o" flag).
+// Measured with `pcre2test -t 5000` (PCRE2 10.42, 2 cores; docs/reliability.md).
 const AllowlistCost = "PCRE compiles the pattern on every request carrying the region header: " +
-	"about 0.06 ms at 2 KB and 0.1 ms at the 4 KB cap (every ISO country code: under 1 KB)"
+	"about 0.02 ms for every ISO country (1 KB), 0.06 ms at 2 KB, 0.08 ms at the 4 KB cap"
 
 // CanaryName is the name of the canary Ingress a policy owns for a target.
 func CanaryName(policy, target string) string {
