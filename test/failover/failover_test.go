@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -419,4 +420,100 @@ func (w *writeLog) check(t *testing.T, _ client.Client) {
 			t.Fatalf("%s written twice within one transition:\n%s", e.what, strings.Join(lines, "\n"))
 		}
 	}
+}
+
+// TestTheAPIServerGoneMidRampAndBack cuts the manager off from the API server for 10s in the
+// middle of a 5s step (connections dropped, new ones closed at once), then lets it back: the
+// manager resumes at the step it was in, starts the next one only once it can write it, and
+// skips none.
+func TestTheAPIServerGoneMidRampAndBack(t *testing.T) {
+	cp, err := controlplane.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cp.Stop() }()
+	k8s, err := client.NewWithWatch(cp.Config, client.Options{Scheme: manager.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup(t, k8s)
+	api := flaky(t, cp.Config)
+	startManager(t, api.kubeconfig)
+	if err := k8s.Create(context.Background(), policy()); err != nil {
+		t.Fatal(err)
+	}
+	p := waitForStatus(t, k8s, 20*time.Second, func(p *v1alpha1.TrafficPolicy) bool { return progress(p) == "Ramping 2/4" })
+	time.Sleep(time.Until(p.Status.Ramp.StepStartedAt.Add(time.Second)))
+
+	api.down()
+	time.Sleep(10 * time.Second)
+	back := time.Now()
+	api.up()
+
+	p = waitForStatus(t, k8s, 30*time.Second, func(p *v1alpha1.TrafficPolicy) bool { return progress(p) == "Ramping 3/4" })
+	took := time.Since(back)
+	resumed := p.Status.Ramp.StepStartedAt.Time // to the second, as status keeps times
+	if resumed.Before(back.Truncate(time.Second)) {
+		t.Fatalf("step 3 started at %s, while the API server was gone (back at %s)", resumed, back)
+	}
+	p = waitForStatus(t, k8s, 30*time.Second, func(p *v1alpha1.TrafficPolicy) bool { return p.Status.Phase == v1alpha1.PhaseCompleted })
+	var steps []string
+	for _, h := range p.Status.History {
+		if h.Reason == "StepAdvanced" {
+			steps = append(steps, fmt.Sprint(h.Step))
+		}
+	}
+	if strings.Join(steps, ",") != "2,3,4" {
+		t.Fatalf("steps advanced: %v; none may be skipped", steps)
+	}
+	report := fmt.Sprintf("API server gone 10s mid-step: step 3 was in force %s after it came back", took.Round(time.Millisecond))
+	t.Log(report)
+	fmt.Println(report)
+}
+
+// flakyAPI is a proxy to an API server that can be cut off and restored.
+type flakyAPI struct {
+	srv        *httptest.Server
+	gone       atomic.Bool
+	kubeconfig string
+}
+
+func (f *flakyAPI) down() { f.gone.Store(true); f.srv.CloseClientConnections() }
+func (f *flakyAPI) up()   { f.gone.Store(false) }
+
+func flaky(t *testing.T, cfg *rest.Config) *flakyAPI {
+	t.Helper()
+	target, err := url.Parse(cfg.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	transport, err := rest.TransportFor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.Transport = transport
+	proxy.FlushInterval = -1 // watches stream
+	f := &flakyAPI{}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f.gone.Load() {
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				_ = conn.Close()
+			}
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(f.srv.Close)
+	f.kubeconfig = filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(f.kubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "%s"}}]
+users: [{name: u, user: {}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`, f.srv.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
