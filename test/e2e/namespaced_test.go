@@ -157,6 +157,23 @@ func moveShedPods(t *testing.T, address string) {
 	})
 }
 
+// setShedPodsReady marks the stand-in shed pods ready or not, as the EndpointSlice controller would.
+func setShedPodsReady(t *testing.T, ready bool) {
+	t.Helper()
+	var slice discoveryv1.EndpointSlice
+	key := client.ObjectKey{Namespace: manager.DefaultShed.Namespace, Name: manager.DefaultShed.ServiceName + "-pods"}
+	if err := k8s.Get(context.Background(), key, &slice); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(slice.DeepCopy())
+	for i := range slice.Endpoints {
+		slice.Endpoints[i].Conditions.Ready = ptr.To(ready)
+	}
+	if err := k8s.Patch(context.Background(), &slice, patch); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // grantedByTheOverlay lists "verb group/resource" for every rule the overlay grants the manager.
 func grantedByTheOverlay(t *testing.T, root string) []string {
 	t.Helper()

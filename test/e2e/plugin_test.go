@@ -230,3 +230,13 @@ func TestTheDeployedManagersGatesCannotReachLoopback(t *testing.T) {
 		t.Fatalf("the gate reached a loopback webhook %d times", n)
 	}
 }
+
+func TestShedWaitSaysWhenTheShedPodsAreNotReady(t *testing.T) {
+	ns := fixture(t, nil)
+	setShedPodsReady(t, false)
+	defer setShedPodsReady(t, true)
+	out, err := kubectl(t, env.Kubeconfig, "floodgate", "shed", "api", "-n", ns, "--wait")
+	if err == nil || !strings.Contains(out, "ShedBackendUnavailable: not shedding: the shed backend has no ready endpoints") {
+		t.Fatalf("shed --wait with no ready shed pods: err=%v\n%s", err, out)
+	}
+}
