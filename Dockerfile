@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# Build the manager and the floodgate command (shed server) into one small, non-root image.
+# Build the manager and the shed server into one small, non-root image (neither links envtest).
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
@@ -12,10 +12,10 @@ COPY internal/ internal/
 ARG TARGETOS=linux
 ARG TARGETARCH=amd64
 RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags="-s -w" -o /out/manager ./cmd/manager && \
-    CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags="-s -w" -o /out/floodgate ./cmd/floodgate
+    CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags="-s -w" -o /out/shed-server ./cmd/shed-server
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/manager /manager
-COPY --from=build /out/floodgate /floodgate
+COPY --from=build /out/shed-server /shed-server
 USER 65532:65532
 ENTRYPOINT ["/manager"]

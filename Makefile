@@ -67,9 +67,10 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 30s; seeds also run in
 ##@ Build
 
 .PHONY: build
-build: manifests generate ## Build the manager, the plugin and the floodgate command.
+build: manifests generate ## Build the manager, the shed server, the plugin and the floodgate (drill) command.
 	$(GO) build -o $(LOCALBIN)/manager ./cmd/manager
 	$(GO) build -o $(LOCALBIN)/floodgate ./cmd/floodgate
+	$(GO) build -o $(LOCALBIN)/shed-server ./cmd/shed-server
 	$(GO) build -o $(LOCALBIN)/kubectl-floodgate ./cmd/kubectl-floodgate
 
 .PHONY: run

@@ -16,8 +16,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
-	"floodgate.dev/floodgate/internal/manager"
 	"floodgate.dev/floodgate/internal/provider/ingressnginx"
+	"floodgate.dev/floodgate/internal/scheme"
 )
 
 // Isolation: one tenant's slow gate never delays another tenant's lever. Gates are read apart
@@ -81,7 +81,7 @@ var _ = Describe("a ShedAll beside 20 policies whose webhook gates hang for the 
 // shedLatencies flips a policy to ShedAll and back n times and returns, for each ShedAll, the time
 // from the flip until a watch sees its canary at weight 100.
 func shedLatencies(ns string, n int) []time.Duration {
-	wc, err := client.NewWithWatch(cp.Config, client.Options{Scheme: manager.Scheme()})
+	wc, err := client.NewWithWatch(cp.Config, client.Options{Scheme: scheme.New()})
 	Expect(err).NotTo(HaveOccurred())
 	var out []time.Duration
 	for range n {

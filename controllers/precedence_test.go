@@ -25,6 +25,7 @@ import (
 	"floodgate.dev/floodgate/internal/owned"
 	"floodgate.dev/floodgate/internal/provider/ingressnginx"
 	"floodgate.dev/floodgate/internal/restore"
+	"floodgate.dev/floodgate/internal/scheme"
 )
 
 // Lever precedence: ShedAll and Normal are applied to every object that exists and is ours,
@@ -187,7 +188,7 @@ var _ = Describe("a write that fails on one target", func() {
 		policy.Spec.TargetRefs = append(policy.Spec.TargetRefs, v1alpha1.TargetRef{Kind: v1alpha1.TargetKindIngress, Name: "admin"})
 		create(sampleIngress(ns), ingressWithHost(ns, "admin", "admin.example.com"), policy)
 
-		direct, err := client.NewWithWatch(cp.Config, client.Options{Scheme: manager.Scheme()})
+		direct, err := client.NewWithWatch(cp.Config, client.Options{Scheme: scheme.New()})
 		Expect(err).NotTo(HaveOccurred())
 		broken := interceptor.NewClient(direct, interceptor.Funcs{
 			Create: func(ctx context.Context, cl client.WithWatch, obj client.Object, opts ...client.CreateOption) error {

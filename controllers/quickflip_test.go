@@ -17,6 +17,7 @@ import (
 	"floodgate.dev/floodgate/internal/autoscaler"
 	"floodgate.dev/floodgate/internal/manager"
 	"floodgate.dev/floodgate/internal/provider/ingressnginx"
+	"floodgate.dev/floodgate/internal/scheme"
 )
 
 var _ = Describe("a lever flipped while a pass writes", func() {
@@ -28,7 +29,7 @@ var _ = Describe("a lever flipped while a pass writes", func() {
 
 		By("the responder flips to Normal after the targets are written, before the status is")
 		flipped := false
-		direct, err := client.NewWithWatch(cp.Config, client.Options{Scheme: manager.Scheme()})
+		direct, err := client.NewWithWatch(cp.Config, client.Options{Scheme: scheme.New()})
 		Expect(err).NotTo(HaveOccurred())
 		c := interceptor.NewClient(direct, interceptor.Funcs{
 			SubResourcePatch: func(ctx context.Context, cl client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {

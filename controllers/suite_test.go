@@ -28,6 +28,7 @@ import (
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/controlplane"
 	"floodgate.dev/floodgate/internal/manager"
+	"floodgate.dev/floodgate/internal/scheme"
 	"floodgate.dev/floodgate/internal/warp"
 )
 
@@ -54,7 +55,7 @@ var _ = BeforeSuite(func() {
 	var err error
 	cp, err = controlplane.Start()
 	Expect(err).NotTo(HaveOccurred())
-	k8s, err = client.New(cp.Config, client.Options{Scheme: manager.Scheme()})
+	k8s, err = client.New(cp.Config, client.Options{Scheme: scheme.New()})
 	Expect(err).NotTo(HaveOccurred())
 	kubeconfig, err = cp.Kubeconfig(GinkgoT().TempDir())
 	Expect(err).NotTo(HaveOccurred())

@@ -22,9 +22,9 @@ import (
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/controllers"
-	"floodgate.dev/floodgate/internal/manager"
 	"floodgate.dev/floodgate/internal/provider/ingressnginx"
 	"floodgate.dev/floodgate/internal/restore"
+	"floodgate.dev/floodgate/internal/scheme"
 	"floodgate.dev/floodgate/internal/shed"
 )
 
@@ -521,7 +521,7 @@ var _ = Describe("the shed server", func() {
 		DeferCleanup(stop)
 		go func() {
 			defer GinkgoRecover()
-			Expect(shed.SyncTable(syncCtx, cp.Config, manager.Scheme(), server, shed.RedirectHosts{"evil.example"}, nil)).To(Succeed())
+			Expect(shed.SyncTable(syncCtx, cp.Config, scheme.New(), server, shed.RedirectHosts{"evil.example"}, nil)).To(Succeed())
 		}()
 		ts := httptest.NewServer(server)
 		DeferCleanup(ts.Close)

@@ -16,7 +16,7 @@ import (
 
 	"floodgate.dev/floodgate/internal/controlplane"
 	"floodgate.dev/floodgate/internal/crdcheck"
-	"floodgate.dev/floodgate/internal/manager"
+	"floodgate.dev/floodgate/internal/scheme"
 )
 
 // These tests send policies to a real API server with the generated CRD: what a responder's
@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	k8s, err = client.New(cp.Config, client.Options{Scheme: manager.Scheme()})
+	k8s, err = client.New(cp.Config, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		panic(err)
 	}

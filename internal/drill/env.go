@@ -14,6 +14,7 @@ import (
 
 	"floodgate.dev/floodgate/internal/controlplane"
 	"floodgate.dev/floodgate/internal/manager"
+	"floodgate.dev/floodgate/internal/scheme"
 	"floodgate.dev/floodgate/internal/warp"
 )
 
@@ -50,7 +51,7 @@ func (e *Env) init() error {
 	if e.Kubeconfig, err = e.ControlPlane.Kubeconfig(e.dir); err != nil {
 		return err
 	}
-	if e.Client, err = client.New(e.ControlPlane.Config, client.Options{Scheme: manager.Scheme()}); err != nil {
+	if e.Client, err = client.New(e.ControlPlane.Config, client.Options{Scheme: scheme.New()}); err != nil {
 		return err
 	}
 	if err := e.shedPods(); err != nil {

@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
-	"floodgate.dev/floodgate/internal/manager"
+	"floodgate.dev/floodgate/internal/scheme"
 )
 
 // Options are shared by every verb.
@@ -80,7 +80,7 @@ func (o *Options) complete() error {
 		return fmt.Errorf("reading kubeconfig: %w", err)
 	}
 	cfg.QPS, cfg.Burst = 50, 100
-	if o.client, err = client.New(cfg, client.Options{Scheme: manager.Scheme()}); err != nil {
+	if o.client, err = client.New(cfg, client.Options{Scheme: scheme.New()}); err != nil {
 		return fmt.Errorf("connecting to the cluster: %w", err)
 	}
 	if o.namespace, _, err = o.ConfigFlags.ToRawKubeConfigLoader().Namespace(); err != nil {

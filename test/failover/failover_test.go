@@ -38,6 +38,7 @@ import (
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/controlplane"
 	"floodgate.dev/floodgate/internal/manager"
+	"floodgate.dev/floodgate/internal/scheme"
 )
 
 var managerBin string
@@ -141,7 +142,7 @@ func TestTheOtherManagerTakesOverMidRampKeepingTheStepTheHoldLeftAndWritingNothi
 	if err != nil {
 		t.Fatal(err)
 	}
-	k8s, err := client.NewWithWatch(cp.Config, client.Options{Scheme: manager.Scheme()})
+	k8s, err := client.NewWithWatch(cp.Config, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,7 +433,7 @@ func TestTheAPIServerGoneMidRampAndBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = cp.Stop() }()
-	k8s, err := client.NewWithWatch(cp.Config, client.Options{Scheme: manager.Scheme()})
+	k8s, err := client.NewWithWatch(cp.Config, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"floodgate.dev/floodgate/internal/controlplane"
 	"floodgate.dev/floodgate/internal/gate"
 	"floodgate.dev/floodgate/internal/manager"
+	"floodgate.dev/floodgate/internal/scheme"
 )
 
 var (
@@ -131,7 +132,7 @@ func TestARampAdvancesOnlyOnEvidenceAndHoldsWhilePrometheusIsDown(t *testing.T) 
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
 	defer func() { cancel(); <-done }()
-	k8s, err := client.New(cp.Config, client.Options{Scheme: manager.Scheme()})
+	k8s, err := client.New(cp.Config, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		t.Fatal(err)
 	}
