@@ -61,7 +61,7 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 30s; seeds also run in
 	$(GO) test ./internal/provider/ingressnginx -run '^$$' -fuzz '^FuzzComplementPattern$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/provider/ingressnginx -run '^TestTheFuzzCorpusAgreesWithPCRE$$' -count=1
 	$(GO) test ./internal/shed -run '^$$' -fuzz '^FuzzShedAnswer$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./controllers -run '^$$' -fuzz '^FuzzRequestAnnotation$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/core -run '^$$' -fuzz '^FuzzRequestAnnotation$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/crdcheck -run '^$$' -fuzz '^FuzzWhatTheCRDAcceptsTheControllerCanUse$$' -fuzztime $(FUZZTIME)
 
 ##@ Build

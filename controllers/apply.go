@@ -9,6 +9,7 @@ import (
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/autoscaler"
+	"floodgate.dev/floodgate/internal/core"
 	"floodgate.dev/floodgate/internal/knobs"
 	"floodgate.dev/floodgate/internal/owned"
 	"floodgate.dev/floodgate/internal/provider"
@@ -79,7 +80,7 @@ func isRampStep(phase v1alpha1.Phase) bool {
 // observe reads every target and autoscaler; it writes nothing.
 func (r *TrafficPolicyReconciler) observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, k knobs.Knobs) (observation, error) {
 	var obs observation
-	steps := stepKnobs(policy.Spec)
+	steps := core.StepKnobs(policy.Spec)
 	for _, ref := range policy.Spec.TargetRefs {
 		o, err := r.Ingress.Observe(ctx, policy, ref, k.Traffic())
 		if err != nil {
@@ -118,11 +119,11 @@ func (r *TrafficPolicyReconciler) observe(ctx context.Context, policy *v1alpha1.
 
 // unsupportedSteps lists what an observed target cannot take, for the standing allowlist and
 // every ramp step, so a runbook's limits are known before the incident.
-func (r *TrafficPolicyReconciler) unsupportedSteps(policy *v1alpha1.TrafficPolicy, o *provider.Observation, steps []namedKnobs) []string {
+func (r *TrafficPolicyReconciler) unsupportedSteps(policy *v1alpha1.TrafficPolicy, o *provider.Observation, steps []core.NamedKnobs) []string {
 	var out []string
 	for _, s := range steps {
-		if msg := r.Ingress.Unsupported(policy, o, s.knobs); msg != "" {
-			out = append(out, s.name+": "+msg)
+		if msg := r.Ingress.Unsupported(policy, o, s.Knobs); msg != "" {
+			out = append(out, s.Name+": "+msg)
 		}
 	}
 	return out
@@ -217,7 +218,7 @@ func autoscalerWritable(o *autoscaler.Observation) bool {
 // back the leftovers. A problem on one object never keeps the others from their knobs: it is
 // reported on that object (outcome.Problems and its status entry). Write failures are collected
 // and returned together, after every object was tried.
-func (r *TrafficPolicyReconciler) apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, k knobs.Knobs, obs observation, outcome *Outcome) error {
+func (r *TrafficPolicyReconciler) apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, k knobs.Knobs, obs observation, outcome *core.Outcome) error {
 	var errs []error
 	fail := func(problems *[]provider.Problem, err error) {
 		var notOurs *owned.NotOursError
@@ -296,7 +297,7 @@ func (r *TrafficPolicyReconciler) apply(ctx context.Context, policy *v1alpha1.Tr
 // putBackLeftovers restores the targets and autoscalers the spec no longer names. One that is
 // put back leaves status; one that cannot be (a corrupt record, a failed write) stays there with
 // its record copy.
-func (r *TrafficPolicyReconciler) putBackLeftovers(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs observation, outcome *Outcome, fail func(*[]provider.Problem, error)) ([]v1alpha1.TargetStatus, []v1alpha1.AutoscalerStatus) {
+func (r *TrafficPolicyReconciler) putBackLeftovers(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs observation, outcome *core.Outcome, fail func(*[]provider.Problem, error)) ([]v1alpha1.TargetStatus, []v1alpha1.AutoscalerStatus) {
 	var targets []v1alpha1.TargetStatus
 	for _, o := range obs.leftoverTargets {
 		if write, _ := targetKnobs(o, knobs.Knobs{}); !write {

@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/core"
 	"floodgate.dev/floodgate/internal/gate"
 )
 
@@ -43,7 +44,7 @@ func (r *TrafficPolicyReconciler) gateReadings(policy *v1alpha1.TrafficPolicy, n
 // readStepGates reads a step's gates as gateReadings says, given the readings status holds and
 // when the step started (a reading taken before it does not count for the step).
 func (r *TrafficPolicyReconciler) readStepGates(policy *v1alpha1.TrafficPolicy, gates []v1alpha1.Gate, held []v1alpha1.GateStatus, stepStart, now time.Time) ([]v1alpha1.GateStatus, []string) {
-	interval := GateInterval(policy.Spec)
+	interval := core.GateInterval(policy.Spec)
 	var network map[string]gate.Result
 	if r.GatePoller != nil {
 		network = r.GatePoller.Get(policy, gates, interval)
@@ -100,7 +101,7 @@ func heldReading(held []v1alpha1.GateStatus, name string, stepStart time.Time) (
 // readNewStepGates starts reading the gates of a step the plan just entered: workload gates are
 // read now, so status shows them at once; network gates are asked of the poller, and their
 // readings wake the policy when they arrive.
-func (r *TrafficPolicyReconciler) readNewStepGates(policy *v1alpha1.TrafficPolicy, plan *Plan, now time.Time) {
+func (r *TrafficPolicyReconciler) readNewStepGates(policy *v1alpha1.TrafficPolicy, plan *core.Plan, now time.Time) {
 	if r.Gates == nil || plan.Ramp == nil || plan.Phase != v1alpha1.PhaseRamping {
 		return
 	}
@@ -117,7 +118,7 @@ func (r *TrafficPolicyReconciler) readNewStepGates(policy *v1alpha1.TrafficPolic
 	}
 	readings, pending := r.readStepGates(policy, gates, nil, plan.Ramp.StepStartedAt.Time, now)
 	plan.Ramp.Gates, plan.Ramp.GatesPassingSince = readings, nil
-	plan.rejudge(gates, readings, pending)
+	plan.Rejudge(gates, readings, pending)
 	if len(pending) == 0 && allPass(readings) {
 		at := metav1.NewTime(now)
 		plan.Ramp.GatesPassingSince = &at

@@ -6,13 +6,14 @@ import (
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/autoscaler"
+	"floodgate.dev/floodgate/internal/core"
 	"floodgate.dev/floodgate/internal/knobs"
 	"floodgate.dev/floodgate/internal/provider"
 )
 
 // PreviewResult is what a change to a policy would do, computed by the reconciler's own code.
 type PreviewResult struct {
-	Plan Plan
+	Plan core.Plan
 	// Held is true when the ramp would hold where it is: the step cannot be applied everywhere.
 	Held bool
 	// Changes are what would be written to every target and autoscaler.

@@ -36,6 +36,7 @@ import (
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/autoscaler"
+	"floodgate.dev/floodgate/internal/core"
 	"floodgate.dev/floodgate/internal/gate"
 	"floodgate.dev/floodgate/internal/knobs"
 	"floodgate.dev/floodgate/internal/owned"
@@ -161,7 +162,7 @@ func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	outcome := Outcome{Phase: plan.Phase, ShedEndpoints: -1, AnswerProblems: answer,
+	outcome := core.Outcome{Phase: plan.Phase, ShedEndpoints: -1, AnswerProblems: answer,
 		UnknownGate: gateReason(plan.Ramp, plan.UnknownGate()), StaleFor: plan.StaleFor}
 
 	if blockers := obs.rampBlockers(); isRampStep(plan.Phase) && len(blockers) > 0 {
@@ -170,7 +171,7 @@ func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha
 		// The watches on them bring the policy back when they change.
 		outcome.Phase, outcome.Held, outcome.Problems = policy.Status.Phase, true, blockers
 		noteHeld(policy, obs)
-		if req := PendingRequest(policy); req != nil {
+		if req := core.PendingRequest(policy); req != nil {
 			policy.Status.HeldRequest = req.Raw
 		}
 		outcome.Unsupported = unsupportedSummary(policy.Status.Targets)
@@ -204,31 +205,31 @@ func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha
 // planAndObserve plans the policy at now and reads every target and autoscaler for that plan.
 // The autoscalers' stabilization window, known only once they are read, is the default release
 // time: when it differs from the assumed one the (pure) plan is made again.
-func (r *TrafficPolicyReconciler) planAndObserve(ctx context.Context, policy *v1alpha1.TrafficPolicy, now time.Time) (Plan, observation, error) {
+func (r *TrafficPolicyReconciler) planAndObserve(ctx context.Context, policy *v1alpha1.TrafficPolicy, now time.Time) (core.Plan, observation, error) {
 	readings, pending := r.gateReadings(policy, now)
-	in := PlanInput{Spec: policy.Spec, Status: policy.Status, Now: now, DefaultReleaseAfter: autoscaler.DefaultStabilizationWindow,
-		Request: PendingRequest(policy), GateReadings: readings, PendingGates: pending}
-	plan := MakePlan(in)
+	in := core.PlanInput{Spec: policy.Spec, Status: policy.Status, Now: now, DefaultReleaseAfter: autoscaler.DefaultStabilizationWindow,
+		Request: core.PendingRequest(policy), GateReadings: readings, PendingGates: pending}
+	plan := core.MakePlan(in)
 	obs, err := r.observe(ctx, policy, plan.Knobs)
 	if err != nil {
 		return plan, obs, err
 	}
 	if window := longestWindow(obs.autoscalers); window != in.DefaultReleaseAfter {
 		in.DefaultReleaseAfter = window
-		plan = MakePlan(in)
+		plan = core.MakePlan(in)
 	}
 	return plan, obs, nil
 }
 
 // commit writes the plan into status, with a history entry and an Event per transition.
-func (r *TrafficPolicyReconciler) commit(policy *v1alpha1.TrafficPolicy, plan Plan, outcome Outcome, n *notices) {
+func (r *TrafficPolicyReconciler) commit(policy *v1alpha1.TrafficPolicy, plan core.Plan, outcome core.Outcome, n *notices) {
 	st := &policy.Status
 	prevAction := st.ObservedAction
 	if plan.ObservedAction != st.ObservedAction {
 		st.KeptChanges = nil
 	}
-	plan.writeDecisions(st)
-	st.History = appendHistory(st.History, plan.Transitions...)
+	plan.WriteDecisions(st)
+	st.History = core.AppendHistory(st.History, plan.Transitions...)
 	if plan.HandledRequest != "" {
 		st.LastHandledRequest = plan.HandledRequest
 	}
@@ -256,7 +257,7 @@ func (r *TrafficPolicyReconciler) commit(policy *v1alpha1.TrafficPolicy, plan Pl
 
 // setConditions sets the conditions and sends a Warning Event when a warning condition (Degraded,
 // GateUnknown, LeverStale) turns True or changes reason.
-func (r *TrafficPolicyReconciler) setConditions(policy *v1alpha1.TrafficPolicy, outcome Outcome, n *notices) {
+func (r *TrafficPolicyReconciler) setConditions(policy *v1alpha1.TrafficPolicy, outcome core.Outcome, n *notices) {
 	warnings := []string{v1alpha1.ConditionDegraded, v1alpha1.ConditionGateUnknown, v1alpha1.ConditionLeverStale}
 	prev := map[string]metav1.Condition{}
 	for _, t := range warnings {
@@ -264,7 +265,7 @@ func (r *TrafficPolicyReconciler) setConditions(policy *v1alpha1.TrafficPolicy, 
 			prev[t] = *c
 		}
 	}
-	setConditions(policy, outcome)
+	core.SetConditions(policy, outcome)
 	for _, t := range warnings {
 		now := meta.FindStatusCondition(policy.Status.Conditions, t)
 		was, had := prev[t]
@@ -297,7 +298,7 @@ func (r *TrafficPolicyReconciler) finalize(ctx context.Context, policy *v1alpha1
 	}
 	before := policy.DeepCopy()
 	obs, err := r.observe(ctx, policy, knobs.Knobs{})
-	outcome := Outcome{Phase: v1alpha1.PhaseRestoring, ShedEndpoints: -1}
+	outcome := core.Outcome{Phase: v1alpha1.PhaseRestoring, ShedEndpoints: -1}
 	if err == nil {
 		// Everything that can be put back is, whatever else is wrong.
 		err = r.apply(ctx, policy, knobs.Knobs{}, obs, &outcome)

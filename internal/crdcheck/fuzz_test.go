@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
-	"floodgate.dev/floodgate/controllers"
+	"floodgate.dev/floodgate/internal/core"
 	"floodgate.dev/floodgate/internal/provider/ingressnginx"
 )
 
@@ -103,7 +103,7 @@ func keptPromises(t *testing.T, p *v1alpha1.TrafficPolicy, accepted []byte) {
 	}
 	regions := append([]string(nil), p.Spec.AllowRegions...)
 	if p.Spec.Ramp != nil {
-		interval, passFor := controllers.GateInterval(p.Spec), 30*time.Second
+		interval, passFor := core.GateInterval(p.Spec), 30*time.Second
 		if pf := p.Spec.Ramp.Gate.PassFor; pf != nil {
 			passFor = pf.Duration
 		}
@@ -140,7 +140,7 @@ func keptPromises(t *testing.T, p *v1alpha1.TrafficPolicy, accepted []byte) {
 		if action == v1alpha1.ActionRamp && (spec.Ramp == nil || len(spec.Ramp.Steps) == 0) {
 			continue
 		}
-		plan := controllers.MakePlan(controllers.PlanInput{Spec: spec, Now: time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC), DefaultReleaseAfter: 5 * time.Minute})
+		plan := core.MakePlan(core.PlanInput{Spec: spec, Now: time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC), DefaultReleaseAfter: 5 * time.Minute})
 		if plan.Phase == "" {
 			fail("action %s planned no phase", action)
 		}

@@ -1,4 +1,4 @@
-package controllers
+package core
 
 import (
 	"fmt"
@@ -40,9 +40,9 @@ type Outcome struct {
 	AnswerProblems []provider.Problem
 }
 
-// setConditions sets Ready, Progressing, Degraded, RampComplete, GateUnknown, LeverStale and
+// SetConditions sets Ready, Progressing, Degraded, RampComplete, GateUnknown, LeverStale and
 // StepUnsupported on the policy's status.
-func setConditions(p *v1alpha1.TrafficPolicy, o Outcome) {
+func SetConditions(p *v1alpha1.TrafficPolicy, o Outcome) {
 	for _, c := range []metav1.Condition{readyCondition(o), progressingCondition(o), degradedCondition(o), rampCompleteCondition(o),
 		gateUnknownCondition(o), leverStaleCondition(o), stepUnsupportedCondition(o)} {
 		c.ObservedGeneration = p.Generation
@@ -160,8 +160,8 @@ func leverStaleCondition(o Outcome) metav1.Condition {
 		Message: "the lever is at rest or was pulled recently"}
 }
 
-// appendHistory adds transitions, keeping the last MaxHistory.
-func appendHistory(h []v1alpha1.Transition, ts ...v1alpha1.Transition) []v1alpha1.Transition {
+// AppendHistory adds transitions, keeping the last MaxHistory.
+func AppendHistory(h []v1alpha1.Transition, ts ...v1alpha1.Transition) []v1alpha1.Transition {
 	h = append(h, ts...)
 	if n := len(h) - v1alpha1.MaxHistory; n > 0 {
 		h = append([]v1alpha1.Transition(nil), h[n:]...)

@@ -1,4 +1,4 @@
-package controllers
+package core
 
 import (
 	"testing"
@@ -8,7 +8,6 @@ import (
 	"k8s.io/utils/ptr"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
-	"floodgate.dev/floodgate/internal/autoscaler"
 	"floodgate.dev/floodgate/internal/knobs"
 )
 
@@ -30,7 +29,7 @@ func sampleSpec(action v1alpha1.Action) v1alpha1.TrafficPolicySpec {
 
 // apply writes a plan's fields into a status, as the reconciler does.
 func apply(st v1alpha1.TrafficPolicyStatus, p Plan) v1alpha1.TrafficPolicyStatus {
-	p.writeDecisions(&st)
+	p.WriteDecisions(&st)
 	return st
 }
 
@@ -60,7 +59,7 @@ func TestTheSampleRampRunsFromShedAllToCompleted(t *testing.T) {
 	}
 	var st v1alpha1.TrafficPolicyStatus
 	for _, w := range steps {
-		p := MakePlan(PlanInput{Spec: sampleSpec(w.action), Status: st, Now: t0.Add(w.at), DefaultReleaseAfter: autoscaler.DefaultStabilizationWindow})
+		p := MakePlan(PlanInput{Spec: sampleSpec(w.action), Status: st, Now: t0.Add(w.at), DefaultReleaseAfter: 5 * time.Minute})
 		if p.Phase != w.phase || p.Progress != w.progress || !p.Knobs.Equal(w.knobs) || p.RequeueAfter != w.requeue {
 			t.Fatalf("at %v: got phase=%s progress=%q knobs=%+v requeue=%v; want phase=%s progress=%q knobs=%+v requeue=%v",
 				w.at, p.Phase, p.Progress, p.Knobs, p.RequeueAfter, w.phase, w.progress, w.knobs, w.requeue)

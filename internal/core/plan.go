@@ -1,4 +1,7 @@
-package controllers
+// Package core is Floodgate's pure core: what a policy asks for at one moment (the plan, per
+// action), the transitions it records, and the conditions that report an outcome. Nothing here
+// reads or writes the cluster, so all of it is tested without one.
+package core
 
 import (
 	"fmt"
@@ -44,9 +47,9 @@ type Plan struct {
 	wakeAfter time.Duration
 }
 
-// rejudge names the first unknown and the first failing gate again, from readings taken after
+// Rejudge names the first unknown and the first failing gate again, from readings taken after
 // the plan was made (a step the plan just entered): a gate whose reading is on its way is neither.
-func (p *Plan) rejudge(gates []v1alpha1.Gate, readings []v1alpha1.GateStatus, pending []string) {
+func (p *Plan) Rejudge(gates []v1alpha1.Gate, readings []v1alpha1.GateStatus, pending []string) {
 	p.gates.unknown, p.gates.failing = "", ""
 	for _, g := range gates {
 		i := slices.IndexFunc(readings, func(r v1alpha1.GateStatus) bool { return r.Name == g.Name })
@@ -356,24 +359,24 @@ func knobsOfStep(standing []string, step v1alpha1.RampStep) knobs.Knobs {
 	return knobs.New(restrict, regions, deref(step.PerClientRequestsPerSecond), deref(step.AdmitPercent))
 }
 
-// namedKnobs are the knobs of one stage of a policy, named for messages ("step 2").
-type namedKnobs struct {
-	name  string
-	knobs knobs.Knobs
+// NamedKnobs are the knobs of one stage of a policy, named for messages ("step 2").
+type NamedKnobs struct {
+	Name  string
+	Knobs knobs.Knobs
 }
 
-// stepKnobs are the knobs of every stage the policy can put in force besides ShedAll (which
+// StepKnobs are the knobs of every stage the policy can put in force besides ShedAll (which
 // every provider takes): its standing allowlist, and each ramp step. What a target cannot take
 // among them is known before the incident.
-func stepKnobs(spec v1alpha1.TrafficPolicySpec) []namedKnobs {
-	var out []namedKnobs
+func StepKnobs(spec v1alpha1.TrafficPolicySpec) []NamedKnobs {
+	var out []NamedKnobs
 	if len(spec.AllowRegions) > 0 {
 		restrict, regions := knobs.Intersect(spec.AllowRegions, nil)
-		out = append(out, namedKnobs{"standing allowRegions", knobs.New(restrict, regions, 0, 0)})
+		out = append(out, NamedKnobs{"standing allowRegions", knobs.New(restrict, regions, 0, 0)})
 	}
 	if spec.Ramp != nil {
 		for i, step := range spec.Ramp.Steps {
-			out = append(out, namedKnobs{fmt.Sprintf("step %d", i+1), knobsOfStep(spec.AllowRegions, step)})
+			out = append(out, NamedKnobs{fmt.Sprintf("step %d", i+1), knobsOfStep(spec.AllowRegions, step)})
 		}
 	}
 	return out
@@ -408,9 +411,9 @@ func (p *Plan) expire(in PlanInput) (v1alpha1.Action, []string) {
 	return action, standing
 }
 
-// writeDecisions writes what the plan decided into status: the state the next plan starts from.
+// WriteDecisions writes what the plan decided into status: the state the next plan starts from.
 // History, requests, conditions and per-object state are the reconciler's to write.
-func (p Plan) writeDecisions(st *v1alpha1.TrafficPolicyStatus) {
+func (p Plan) WriteDecisions(st *v1alpha1.TrafficPolicyStatus) {
 	st.Phase, st.ObservedAction, st.ActionChangedAt = p.Phase, p.ObservedAction, p.ActionChangedAt
 	st.Ramp, st.HoldSince, st.ReleaseAt, st.Progress = p.Ramp, p.HoldSince, p.ReleaseAt, p.Progress
 	st.ReleaseStage, st.LeverPulledAt, st.ExpiredLevers, st.ActionBeforeShed = p.Knobs.ReleaseStage, p.LeverPulledAt, p.ExpiredLevers, p.ActionBeforeShed
