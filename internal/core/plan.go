@@ -47,22 +47,6 @@ type Plan struct {
 	wakeAfter time.Duration
 }
 
-// Rejudge names the first unknown and the first failing gate again, from readings taken after
-// the plan was made (a step the plan just entered): a gate whose reading is on its way is neither.
-func (p *Plan) Rejudge(gates []v1alpha1.Gate, readings []v1alpha1.GateStatus, pending []string) {
-	p.gates.unknown, p.gates.failing = "", ""
-	for _, g := range gates {
-		i := slices.IndexFunc(readings, func(r v1alpha1.GateStatus) bool { return r.Name == g.Name })
-		switch {
-		case slices.Contains(pending, g.Name):
-		case (i < 0 || readings[i].Verdict == v1alpha1.VerdictUnknown) && p.gates.unknown == "":
-			p.gates.unknown = g.Name
-		case i >= 0 && readings[i].Verdict == v1alpha1.VerdictFail && p.gates.failing == "":
-			p.gates.failing = g.Name
-		}
-	}
-}
-
 // UnknownGate names the first gate without a trustworthy reading ("" when none).
 func (p Plan) UnknownGate() string { return p.gates.unknown }
 
@@ -113,85 +97,40 @@ type PlanInput struct {
 	PendingGates []string
 }
 
-// DefaultPassFor is how long gates must pass unless spec.ramp.gate.passFor says otherwise.
-const DefaultPassFor = 30 * time.Second
-
-// DefaultGateInterval is how often gates are read unless spec.ramp.gate.interval says otherwise.
-const DefaultGateInterval = 10 * time.Second
-
-// GateInterval is the policy's gate reading interval.
-func GateInterval(spec v1alpha1.TrafficPolicySpec) time.Duration {
-	if spec.Ramp != nil && spec.Ramp.Gate.Interval != nil && spec.Ramp.Gate.Interval.Duration > 0 {
-		return spec.Ramp.Gate.Interval.Duration
-	}
-	return DefaultGateInterval
-}
-
-func passFor(spec v1alpha1.TrafficPolicySpec) time.Duration {
-	if spec.Ramp.Gate.PassFor != nil {
-		return spec.Ramp.Gate.PassFor.Duration
-	}
-	return DefaultPassFor
-}
-
-// gateVerdict sums up a step's gate readings.
-type gateVerdict struct {
-	ok      bool // every gate passed for passFor
-	wait    time.Duration
-	failing string // first failing gate
-	unknown string // first unknown gate
-}
-
-func judgeGates(in PlanInput, r *v1alpha1.RampStatus, gates []v1alpha1.Gate, now metav1.Time) gateVerdict {
-	if len(gates) == 0 {
-		r.Gates, r.GatesPassingSince = nil, nil
-		return gateVerdict{ok: true}
-	}
-	r.Gates = in.GateReadings
-	byName := map[string]v1alpha1.GateStatus{}
-	for _, g := range in.GateReadings {
-		byName[g.Name] = g
-	}
-	v := gateVerdict{}
-	allPass, pending := true, false
-	for _, g := range gates {
-		reading, read := byName[g.Name]
-		switch {
-		case slices.Contains(in.PendingGates, g.Name):
-			allPass, pending = false, true
-		case !read || reading.Verdict == v1alpha1.VerdictUnknown:
-			allPass = false
-			if v.unknown == "" {
-				v.unknown = g.Name
-			}
-		case reading.Verdict == v1alpha1.VerdictFail:
-			allPass = false
-			if v.failing == "" {
-				v.failing = g.Name
-			}
-		}
-	}
-	if !allPass {
-		if !pending || v.unknown != "" || v.failing != "" {
-			r.GatesPassingSince = nil
-		}
-		v.wait = GateInterval(in.Spec)
-		return v
-	}
-	if r.GatesPassingSince == nil {
-		r.GatesPassingSince = &now
-	}
-	left := r.GatesPassingSince.Add(passFor(in.Spec)).Sub(in.Now)
-	v.ok = left <= 0
-	v.wait = min(max(left, 0), GateInterval(in.Spec))
-	return v
-}
-
-// MakePlan decides phase, step and knobs.
+// MakePlan decides phase, step and knobs: the levers' bookkeeping (allowlist changes, expiries,
+// the action in force), then the plan of that action, then staleness and transitions.
 func MakePlan(in PlanInput) Plan {
 	now := metav1.NewTime(in.Now)
-	st := in.Status
-	p := Plan{
+	p := carriedOver(in.Status)
+	p.trackAllowRegions(in)
+	action, standingList := p.expire(in)
+	actionChanged := p.observeAction(in.Status, action, now)
+	standingRestrict, standing := knobs.Intersect(standingList, nil)
+	standingKnobs := knobs.New(standingRestrict, standing, 0, 0)
+
+	switch action {
+	case v1alpha1.ActionShedAll:
+		p.planShedAll(in, now)
+	case v1alpha1.ActionRamp:
+		p.planRamp(in, now, actionChanged, standingKnobs)
+	default:
+		p.planNormal(in, now, standingKnobs)
+	}
+
+	p.stale(in, now)
+	if p.wakeAfter > 0 && (p.RequeueAfter <= 0 || p.wakeAfter < p.RequeueAfter) {
+		p.RequeueAfter = p.wakeAfter
+	}
+	p.Transitions = transitions(in.Status, p, action, actionChanged, now, in.Request)
+	if in.Request != nil {
+		p.HandledRequest = in.Request.Raw
+	}
+	return p
+}
+
+// carriedOver is the plan's starting point: what the last plan decided, from status.
+func carriedOver(st v1alpha1.TrafficPolicyStatus) Plan {
+	return Plan{
 		ObservedAction:   st.ObservedAction,
 		ActionChangedAt:  st.ActionChangedAt,
 		Ramp:             st.Ramp.DeepCopy(),
@@ -203,154 +142,179 @@ func MakePlan(in PlanInput) Plan {
 		ObservedAllowRegions: st.ObservedAllowRegions,
 		AllowRegionsBefore:   st.AllowRegionsBefore,
 	}
-	if !sameRegions(in.Spec.AllowRegions, st.ObservedAllowRegions) {
-		// What was in force is the observed list, or what it had returned to if it expired.
-		p.AllowRegionsBefore = st.ObservedAllowRegions
-		if slices.Contains(st.ExpiredLevers, "AllowRegions") {
-			p.AllowRegionsBefore = st.AllowRegionsBefore
-		}
-		p.ObservedAllowRegions = in.Spec.AllowRegions
-	}
-	action, standingList := p.expire(in)
-	actionChanged := action != st.ObservedAction
-	if actionChanged {
-		p.ObservedAction = action
-		p.ActionChangedAt = &now
-		if action == v1alpha1.ActionShedAll {
-			p.ActionBeforeShed = st.ObservedAction
-			if p.ActionBeforeShed == "" || p.ActionBeforeShed == v1alpha1.ActionShedAll {
-				p.ActionBeforeShed = v1alpha1.ActionNormal
-			}
-		}
-	}
-	standingRestrict, standing := knobs.Intersect(standingList, nil)
-	standingKnobs := knobs.New(standingRestrict, standing, 0, 0)
+}
 
-	switch action {
-	case v1alpha1.ActionShedAll:
-		p.Phase, p.Knobs = v1alpha1.PhaseShedding, knobs.ShedAll()
-		p.hold(in, now)
-	case v1alpha1.ActionRamp:
-		steps := in.Spec.Ramp.Steps
-		if actionChanged || p.Ramp == nil {
-			p.Ramp = &v1alpha1.RampStatus{Step: 1, StartedAt: &now, StepStartedAt: &now}
-		}
-		r := p.Ramp
-		r.Steps = int32(len(steps))
-		if r.Step > r.Steps+1 {
-			r.Step = r.Steps + 1
-		}
-		paused := in.Spec.Ramp.Paused
-		switch {
-		case paused && r.PausedAt == nil:
-			r.PausedAt = &now
-		case !paused && r.PausedAt != nil:
-			// The time paused does not count towards the step's hold.
-			if r.StepStartedAt != nil {
-				shifted := metav1.NewTime(r.StepStartedAt.Add(in.Now.Sub(r.PausedAt.Time)))
-				r.StepStartedAt = &shifted
-			}
-			r.PausedAt = nil
-		}
-		verb := ""
-		if in.Request != nil {
-			verb = in.Request.Verb
-		}
-		gates := gateVerdict{ok: true}
-		if r.Step <= r.Steps && r.ShedByGate == "" {
-			step := steps[r.Step-1]
-			holdEnded := !in.Now.Before(r.StepStartedAt.Add(step.Hold.Duration))
-			manual := step.Approval == v1alpha1.ApprovalManual
-			gates = judgeGates(in, r, step.Gates, now)
-			if gates.failing != "" && !paused && verb == "" {
-				switch in.Spec.Ramp.OnGateFailure {
-				case v1alpha1.OnGateFailureStepBack:
-					// Repeated failures never step back faster than the hold time.
-					if r.Step > 1 && (r.LastStepBackAt == nil || !in.Now.Before(r.LastStepBackAt.Add(step.Hold.Duration))) {
-						verb = VerbBack
-						r.LastStepBackAt = &now
-					}
-				case v1alpha1.OnGateFailureShedAll:
-					r.ShedByGate = gates.failing
-				}
-			}
-			advance := r.ShedByGate == "" && (verb == VerbNext ||
-				verb == VerbApprove && manual && holdEnded && gates.ok ||
-				!paused && holdEnded && !manual && gates.ok)
-			r.AwaitingApproval = manual && holdEnded && gates.ok && !advance
-			if advance {
-				// One step per reconcile, and the new step starts now: a hold is a minimum, so an
-				// operator that was down never skips the steps it did not apply.
-				r.Step++
-				r.StepStartedAt = &now
-				r.AwaitingApproval = false
-				r.Gates, r.GatesPassingSince = nil, nil
-				gates = gateVerdict{ok: true}
-				if r.Step > r.Steps {
-					r.FullTrafficAt = &now
-				}
-			}
-		}
-		if verb == VerbBack && r.Step > 1 {
-			r.Step--
-			r.StepStartedAt, r.AwaitingApproval, r.FullTrafficAt = &now, false, nil
-			r.Gates, r.GatesPassingSince = nil, nil
-			gates = gateVerdict{ok: true}
-			p.ReleaseAt = nil
-		}
-		switch {
-		case r.ShedByGate != "":
-			// A failing gate with onGateFailure ShedAll sheds until the action changes.
-			p.Phase, p.Knobs = v1alpha1.PhaseShedding, knobs.ShedAll()
-			p.Progress = fmt.Sprintf("%d/%d", min(r.Step, r.Steps), r.Steps)
-			r.NextStepAt = nil
-			p.hold(in, now)
-		case r.Step <= r.Steps:
-			step := steps[r.Step-1]
-			p.Knobs = knobsOfStep(in.Spec.AllowRegions, step)
-			p.Phase = v1alpha1.PhaseRamping
-			next := metav1.NewTime(r.StepStartedAt.Add(step.Hold.Duration))
-			r.NextStepAt = &next
-			switch {
-			case paused:
-				p.Phase = v1alpha1.PhasePaused
-			case r.AwaitingApproval:
-			default:
-				p.RequeueAfter = max(next.Sub(in.Now), 0)
-				if !gates.ok || len(step.Gates) > 0 {
-					// Gates are read again at their interval until they have passed for passFor.
-					wait := gates.wait
-					if wait <= 0 {
-						wait = GateInterval(in.Spec)
-					}
-					if p.RequeueAfter <= 0 || wait < p.RequeueAfter {
-						p.RequeueAfter = wait
-					}
-				}
-			}
-			p.Progress = fmt.Sprintf("%d/%d", r.Step, r.Steps)
-			p.hold(in, now)
-		default:
-			r.NextStepAt = nil
-			p.Knobs = standingKnobs
-			p.Progress = fmt.Sprintf("%d/%d", r.Steps, r.Steps)
-			p.release(in, now, v1alpha1.PhaseCompleted)
-		}
-		p.gates = gates
-	default:
-		p.Knobs = standingKnobs
-		p.release(in, now, v1alpha1.PhaseNormal)
+// trackAllowRegions notices a change of the standing allowlist, remembering the list in force
+// before it (where an expiry returns).
+func (p *Plan) trackAllowRegions(in PlanInput) {
+	st := in.Status
+	if sameRegions(in.Spec.AllowRegions, st.ObservedAllowRegions) {
+		return
 	}
+	// What was in force is the observed list, or what it had returned to if it expired.
+	p.AllowRegionsBefore = st.ObservedAllowRegions
+	if slices.Contains(st.ExpiredLevers, "AllowRegions") {
+		p.AllowRegionsBefore = st.AllowRegionsBefore
+	}
+	p.ObservedAllowRegions = in.Spec.AllowRegions
+}
 
-	p.stale(in, now)
-	if p.wakeAfter > 0 && (p.RequeueAfter <= 0 || p.wakeAfter < p.RequeueAfter) {
-		p.RequeueAfter = p.wakeAfter
+// observeAction records a change of the action in force, and the action a ShedAll interrupted
+// (where its expiry returns). It reports whether the action changed.
+func (p *Plan) observeAction(st v1alpha1.TrafficPolicyStatus, action v1alpha1.Action, now metav1.Time) bool {
+	if action == st.ObservedAction {
+		return false
 	}
-	p.Transitions = transitions(st, p, action, actionChanged, now, in.Request)
+	p.ObservedAction, p.ActionChangedAt = action, &now
+	if action == v1alpha1.ActionShedAll {
+		p.ActionBeforeShed = st.ObservedAction
+		if p.ActionBeforeShed == "" || p.ActionBeforeShed == v1alpha1.ActionShedAll {
+			p.ActionBeforeShed = v1alpha1.ActionNormal
+		}
+	}
+	return true
+}
+
+// planShedAll sheds every request and holds the autoscalers.
+func (p *Plan) planShedAll(in PlanInput, now metav1.Time) {
+	p.Phase, p.Knobs = v1alpha1.PhaseShedding, knobs.ShedAll()
+	p.hold(in, now)
+}
+
+// planNormal admits traffic (under the standing allowlist) and releases the autoscalers.
+func (p *Plan) planNormal(in PlanInput, now metav1.Time, standing knobs.Knobs) {
+	p.Knobs = standing
+	p.release(in, now, v1alpha1.PhaseNormal)
+}
+
+// planRamp moves a ramp run on: its step (by hold, approval, gates and requests), then the knobs
+// and phase of where it now is.
+func (p *Plan) planRamp(in PlanInput, now metav1.Time, actionChanged bool, standing knobs.Knobs) {
+	if actionChanged || p.Ramp == nil {
+		p.Ramp = &v1alpha1.RampStatus{Step: 1, StartedAt: &now, StepStartedAt: &now}
+	}
+	r := p.Ramp
+	r.Steps = int32(len(in.Spec.Ramp.Steps))
+	if r.Step > r.Steps+1 {
+		r.Step = r.Steps + 1
+	}
+	pauseOrResume(r, in, now)
+	verb := ""
 	if in.Request != nil {
-		p.HandledRequest = in.Request.Raw
+		verb = in.Request.Verb
 	}
-	return p
+	gates := gateVerdict{ok: true}
+	if r.Step <= r.Steps && r.ShedByGate == "" {
+		gates, verb = moveOn(in, r, now, verb)
+	}
+	if verb == VerbBack && r.Step > 1 {
+		r.Step--
+		r.StepStartedAt, r.AwaitingApproval, r.FullTrafficAt = &now, false, nil
+		r.Gates, r.GatesPassingSince = nil, nil
+		gates = gateVerdict{ok: true}
+		p.ReleaseAt = nil
+	}
+	switch {
+	case r.ShedByGate != "":
+		// A failing gate with onGateFailure ShedAll sheds until the action changes.
+		p.Phase, p.Knobs = v1alpha1.PhaseShedding, knobs.ShedAll()
+		p.Progress = fmt.Sprintf("%d/%d", min(r.Step, r.Steps), r.Steps)
+		r.NextStepAt = nil
+		p.hold(in, now)
+	case r.Step <= r.Steps:
+		p.planStep(in, now, gates)
+	default:
+		r.NextStepAt = nil
+		p.Knobs = standing
+		p.Progress = fmt.Sprintf("%d/%d", r.Steps, r.Steps)
+		p.release(in, now, v1alpha1.PhaseCompleted)
+	}
+	p.gates = gates
+}
+
+// pauseOrResume starts or ends a pause; the time paused does not count towards the step's hold.
+func pauseOrResume(r *v1alpha1.RampStatus, in PlanInput, now metav1.Time) {
+	paused := in.Spec.Ramp.Paused
+	switch {
+	case paused && r.PausedAt == nil:
+		r.PausedAt = &now
+	case !paused && r.PausedAt != nil:
+		if r.StepStartedAt != nil {
+			shifted := metav1.NewTime(r.StepStartedAt.Add(in.Now.Sub(r.PausedAt.Time)))
+			r.StepStartedAt = &shifted
+		}
+		r.PausedAt = nil
+	}
+}
+
+// moveOn judges the step in force (hold, approval, gates, a request) and advances it by one when
+// it may. A failing gate turns into a step back or a shed, as onGateFailure says. It returns the
+// gates' verdict and the request verb in effect (a step back a gate asked for included).
+func moveOn(in PlanInput, r *v1alpha1.RampStatus, now metav1.Time, verb string) (gateVerdict, string) {
+	step := in.Spec.Ramp.Steps[r.Step-1]
+	paused := in.Spec.Ramp.Paused
+	holdEnded := !in.Now.Before(r.StepStartedAt.Add(step.Hold.Duration))
+	manual := step.Approval == v1alpha1.ApprovalManual
+	gates := judgeGates(in, r, step.Gates, now)
+	if gates.failing != "" && !paused && verb == "" {
+		switch in.Spec.Ramp.OnGateFailure {
+		case v1alpha1.OnGateFailureStepBack:
+			// Repeated failures never step back faster than the hold time.
+			if r.Step > 1 && (r.LastStepBackAt == nil || !in.Now.Before(r.LastStepBackAt.Add(step.Hold.Duration))) {
+				verb = VerbBack
+				r.LastStepBackAt = &now
+			}
+		case v1alpha1.OnGateFailureShedAll:
+			r.ShedByGate = gates.failing
+		}
+	}
+	advance := r.ShedByGate == "" && (verb == VerbNext ||
+		verb == VerbApprove && manual && holdEnded && gates.ok ||
+		!paused && holdEnded && !manual && gates.ok)
+	r.AwaitingApproval = manual && holdEnded && gates.ok && !advance
+	if advance {
+		// One step per reconcile, and the new step starts now: a hold is a minimum, so an
+		// operator that was down never skips the steps it did not apply.
+		r.Step++
+		r.StepStartedAt = &now
+		r.AwaitingApproval = false
+		r.Gates, r.GatesPassingSince = nil, nil
+		gates = gateVerdict{ok: true}
+		if r.Step > r.Steps {
+			r.FullTrafficAt = &now
+		}
+	}
+	return gates, verb
+}
+
+// planStep puts the step in force: its knobs, and when to look again (the hold's end, or the
+// gates' next reading).
+func (p *Plan) planStep(in PlanInput, now metav1.Time, gates gateVerdict) {
+	r := p.Ramp
+	step := in.Spec.Ramp.Steps[r.Step-1]
+	p.Knobs = knobsOfStep(in.Spec.AllowRegions, step)
+	p.Phase = v1alpha1.PhaseRamping
+	next := metav1.NewTime(r.StepStartedAt.Add(step.Hold.Duration))
+	r.NextStepAt = &next
+	switch {
+	case in.Spec.Ramp.Paused:
+		p.Phase = v1alpha1.PhasePaused
+	case r.AwaitingApproval:
+	default:
+		p.RequeueAfter = max(next.Sub(in.Now), 0)
+		if !gates.ok || len(step.Gates) > 0 {
+			// Gates are read again at their interval until they have passed for passFor.
+			wait := gates.wait
+			if wait <= 0 {
+				wait = GateInterval(in.Spec)
+			}
+			if p.RequeueAfter <= 0 || wait < p.RequeueAfter {
+				p.RequeueAfter = wait
+			}
+		}
+	}
+	p.Progress = fmt.Sprintf("%d/%d", r.Step, r.Steps)
+	p.hold(in, now)
 }
 
 // knobsOfStep is what a ramp step puts in force, under a standing allowlist.
@@ -511,74 +475,6 @@ func (p *Plan) release(in PlanInput, now metav1.Time, resting v1alpha1.Phase) {
 		return
 	}
 	p.HoldSince, p.ReleaseAt = nil, nil
-}
-
-func transitions(st v1alpha1.TrafficPolicyStatus, p Plan, action v1alpha1.Action, actionChanged bool, now metav1.Time, req *Request) []v1alpha1.Transition {
-	step := int32(0)
-	if p.Ramp != nil && action == v1alpha1.ActionRamp {
-		step = p.Ramp.Step
-	}
-	prevStep := int32(0)
-	if st.Ramp != nil && st.ObservedAction == v1alpha1.ActionRamp {
-		prevStep = st.Ramp.Step
-	}
-	awaiting := p.Ramp != nil && p.Ramp.AwaitingApproval && (st.Ramp == nil || !st.Ramp.AwaitingApproval)
-	changed := actionChanged || p.Phase != st.Phase || step != prevStep || awaiting
-	newlyExpired := newlyExpiredLever(st, p)
-	if !changed && req == nil && newlyExpired == "" {
-		return nil
-	}
-	t := v1alpha1.Transition{Time: now, Phase: p.Phase, Step: step, Action: action}
-	verb := ""
-	if req != nil {
-		verb = req.Verb
-		t.By, t.Note = req.By, req.Reason
-	}
-	gateShed := p.Ramp != nil && p.Ramp.ShedByGate != "" && (st.Ramp == nil || st.Ramp.ShedByGate == "")
-	switch {
-	case newlyExpired != "":
-		t.Reason, t.Message = "LeverExpired", fmt.Sprintf("%s expired (its expiry time passed); now acting as action %s", newlyExpired, action)
-	case actionChanged:
-		t.Reason, t.Message = "ActionChanged", fmt.Sprintf("action is now %s", action)
-	case gateShed:
-		t.Reason, t.Message = v1alpha1.ReasonGateFailed, fmt.Sprintf("gate %s failed: every request is shed (onGateFailure ShedAll) until the action changes", p.Ramp.ShedByGate)
-	case step < prevStep && verb == "":
-		t.Reason, t.Message = v1alpha1.ReasonGateFailed, fmt.Sprintf("a gate failed: ramp stepped back to step %d of %d (onGateFailure StepBack)", step, p.Ramp.Steps)
-	case step < prevStep:
-		t.Reason, t.Message = "StepBack", fmt.Sprintf("ramp stepped back to step %d of %d", step, p.Ramp.Steps)
-	case p.Phase == v1alpha1.PhasePaused && st.Phase != v1alpha1.PhasePaused:
-		t.Reason, t.Message = "Paused", fmt.Sprintf("ramp paused at step %d of %d", step, p.Ramp.Steps)
-	case st.Phase == v1alpha1.PhasePaused && p.Phase == v1alpha1.PhaseRamping && step == prevStep:
-		t.Reason, t.Message = "Resumed", fmt.Sprintf("ramp resumed at step %d of %d", step, p.Ramp.Steps)
-	case awaiting && step == prevStep:
-		t.Reason, t.Message = "AwaitingApproval", fmt.Sprintf("step %d of %d has held long enough and waits for an approve", step, p.Ramp.Steps)
-	case step != prevStep && (p.Phase == v1alpha1.PhaseRamping || p.Phase == v1alpha1.PhasePaused):
-		t.Reason, t.Message = "StepAdvanced", fmt.Sprintf("ramp step %d of %d in force", step, p.Ramp.Steps)
-		if verb == VerbApprove {
-			t.Reason = "Approved"
-		}
-	case p.Phase == v1alpha1.PhaseReleasing && st.Phase != v1alpha1.PhaseReleasing:
-		t.Reason, t.Message = "FullTraffic", "traffic is full; autoscaler hold kept until its release time"
-	case p.Phase == v1alpha1.PhaseCompleted && st.Phase != v1alpha1.PhaseCompleted:
-		t.Reason, t.Message = "RampComplete", "ramp complete; traffic is full and autoscalers are released"
-	case p.Phase != st.Phase:
-		t.Reason, t.Message = "HoldReleased", fmt.Sprintf("autoscaler hold released; phase %s", p.Phase)
-	case verb == VerbNext || verb == VerbBack || verb == VerbApprove:
-		t.Reason, t.Message = "RequestIgnored", fmt.Sprintf("%s does nothing in phase %s", verb, p.Phase)
-	default:
-		t.Reason, t.Message = "RequestHandled", fmt.Sprintf("%s recorded", verb)
-	}
-	return []v1alpha1.Transition{t}
-}
-
-// newlyExpiredLever names a lever that expired in this plan ("" when none).
-func newlyExpiredLever(st v1alpha1.TrafficPolicyStatus, p Plan) string {
-	for _, l := range p.ExpiredLevers {
-		if !slices.Contains(st.ExpiredLevers, l) {
-			return l
-		}
-	}
-	return ""
 }
 
 func deref(v *int32) int32 {
