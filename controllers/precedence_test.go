@@ -20,10 +20,10 @@ import (
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/controllers"
-	"floodgate.dev/floodgate/internal/autoscaler"
 	"floodgate.dev/floodgate/internal/manager"
 	"floodgate.dev/floodgate/internal/owned"
 	"floodgate.dev/floodgate/internal/provider/ingressnginx"
+	"floodgate.dev/floodgate/internal/provider/registered"
 	"floodgate.dev/floodgate/internal/restore"
 	"floodgate.dev/floodgate/internal/scheme"
 )
@@ -200,7 +200,7 @@ var _ = Describe("a write that fails on one target", func() {
 		})
 		r := &controllers.TrafficPolicyReconciler{
 			Client: broken, APIReader: k8s, Clock: clk, Recorder: events.NewFakeRecorder(100),
-			Ingress: &ingressnginx.Provider{Client: broken}, HPA: &autoscaler.HPA{Client: broken}, Shed: manager.DefaultShed,
+			Providers: registered.Providers(broken), Shed: manager.DefaultShed,
 		}
 		req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: "api-gateway"}}
 		_, err = r.Reconcile(ctx, req) // adds the finalizer

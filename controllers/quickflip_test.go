@@ -14,9 +14,8 @@ import (
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/controllers"
-	"floodgate.dev/floodgate/internal/autoscaler"
 	"floodgate.dev/floodgate/internal/manager"
-	"floodgate.dev/floodgate/internal/provider/ingressnginx"
+	"floodgate.dev/floodgate/internal/provider/registered"
 	"floodgate.dev/floodgate/internal/scheme"
 )
 
@@ -42,7 +41,7 @@ var _ = Describe("a lever flipped while a pass writes", func() {
 		})
 		r := &controllers.TrafficPolicyReconciler{
 			Client: c, APIReader: k8s, Clock: clk, Recorder: events.NewFakeRecorder(100),
-			Ingress: &ingressnginx.Provider{Client: c}, HPA: &autoscaler.HPA{Client: c}, Shed: manager.DefaultShed,
+			Providers: registered.Providers(c), Shed: manager.DefaultShed,
 		}
 		req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: "api-gateway"}}
 		_, err = r.Reconcile(ctx, req)

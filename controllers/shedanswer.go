@@ -14,6 +14,7 @@ import (
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/index"
+	"floodgate.dev/floodgate/internal/pass"
 	"floodgate.dev/floodgate/internal/provider"
 	"floodgate.dev/floodgate/internal/shed"
 )
@@ -54,13 +55,13 @@ func ingressHosts(o client.Object) []string {
 // carry that a policy of another namespace claims too (the shed server answers it with the
 // neutral default, so neither tenant can steer the other's), and a redirect the cluster does not
 // allow. The lever itself is applied either way.
-func (r *TrafficPolicyReconciler) answerProblems(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs observation) ([]provider.Problem, error) {
+func (r *TrafficPolicyReconciler) answerProblems(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs pass.Observation) ([]provider.Problem, error) {
 	var problems []provider.Problem
 	if msg := r.RedirectHosts.RedirectRefusal(policy); msg != "" {
 		problems = append(problems, provider.Problem{Reason: v1alpha1.ReasonRedirectNotAllowed, Message: msg})
 	}
 	var own []*networkingv1.Ingress
-	for _, o := range obs.targets {
+	for _, o := range obs.Targets() {
 		if ing, ok := o.State.(*networkingv1.Ingress); ok {
 			own = append(own, ing)
 		}

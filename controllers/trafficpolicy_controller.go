@@ -7,11 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -35,11 +33,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
-	"floodgate.dev/floodgate/internal/autoscaler"
 	"floodgate.dev/floodgate/internal/core"
 	"floodgate.dev/floodgate/internal/gate"
 	"floodgate.dev/floodgate/internal/knobs"
 	"floodgate.dev/floodgate/internal/owned"
+	"floodgate.dev/floodgate/internal/pass"
 	"floodgate.dev/floodgate/internal/provider"
 	"floodgate.dev/floodgate/internal/shed"
 )
@@ -48,7 +46,7 @@ import (
 const Finalizer = "traffic.floodgate.dev/restore"
 
 const (
-	indexAutoscalerNames = ".spec.autoscalerRefs.name"
+	indexAutoscalerNames = ".spec.autoscalerRefs.kindName"
 )
 
 // Least privilege: every verb below is used (test/e2e/namespaced_test.go runs a whole cycle as a
@@ -62,6 +60,8 @@ const (
 // +kubebuilder:rbac:groups=traffic.floodgate.dev,resources=trafficpolicies/finalizers,verbs=update
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=list;watch;patch
+// scaledobjects: KEDA's, where KEDA is installed (read live, not cached: get).
+// +kubebuilder:rbac:groups=keda.sh,resources=scaledobjects,verbs=get;list;watch;patch
 // The scale of whatever an HPA scales: Deployments, and StatefulSets and ReplicaSets.
 // +kubebuilder:rbac:groups=apps,resources=deployments/scale;statefulsets/scale;replicasets/scale,verbs=get
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=list;watch
@@ -84,9 +84,9 @@ type TrafficPolicyReconciler struct {
 	// ClockAdvanced, when set, brings every policy back after a warped clock moved.
 	ClockAdvanced <-chan event.GenericEvent
 	Recorder      events.EventRecorder
-	Ingress       provider.Provider
-	HPA           *autoscaler.HPA
-	Shed          shed.Backend
+	// Providers edit each kind of object a policy names (Ingresses, HPAs, ScaledObjects, ...).
+	Providers *provider.Registry
+	Shed      shed.Backend
 	// RedirectHosts are the hosts a shed answer may redirect to, as the cluster administrator
 	// set them (empty: redirects off); the shed server reads the same list.
 	RedirectHosts shed.RedirectHosts
@@ -165,27 +165,27 @@ func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha
 	outcome := core.Outcome{Phase: plan.Phase, ShedEndpoints: -1, AnswerProblems: answer,
 		UnknownGate: gateReason(plan.Ramp, plan.UnknownGate()), StaleFor: plan.StaleFor}
 
-	if blockers := obs.rampBlockers(); isRampStep(plan.Phase) && len(blockers) > 0 {
+	if blockers := obs.RampBlockers(); pass.IsRampStep(plan.Phase) && len(blockers) > 0 {
 		// Nothing of a ramp step is half applied: the ramp holds where it is (its previous
 		// step, or the lever before the ramp) until every target and autoscaler can take it.
 		// The watches on them bring the policy back when they change.
 		outcome.Phase, outcome.Held, outcome.Problems = policy.Status.Phase, true, blockers
-		noteHeld(policy, obs)
+		pass.NoteHeld(policy, obs)
 		if req := core.PendingRequest(policy); req != nil {
 			policy.Status.HeldRequest = req.Raw
 		}
-		outcome.Unsupported = unsupportedSummary(policy.Status.Targets)
+		outcome.Unsupported = pass.UnsupportedSummary(policy.Status.Targets)
 		r.setConditions(policy, outcome, n)
 		log.Info("ramp holds", "reason", blockers[0].Reason, "message", blockers[0].Message)
 		return ctrl.Result{}, nil
 	}
 
-	err = r.apply(ctx, policy, plan.Knobs, obs, &outcome)
-	outcome.Unsupported = unsupportedSummary(policy.Status.Targets)
+	err = r.pass().Apply(ctx, policy, plan.Knobs, obs, &outcome)
+	outcome.Unsupported = pass.UnsupportedSummary(policy.Status.Targets)
 	switch {
-	case err != nil && staleRead(err):
+	case err != nil && pass.StaleRead(err):
 		return ctrl.Result{}, fmt.Errorf("the pass read an object older than the API server's; retrying: %w", err)
-	case err != nil && isRampStep(plan.Phase):
+	case err != nil && pass.IsRampStep(plan.Phase):
 		// A step that failed to write somewhere is not committed: the next pass tries it again.
 		outcome.ApplyErr, outcome.Phase = err, policy.Status.Phase
 		r.setConditions(policy, outcome, n)
@@ -202,23 +202,17 @@ func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha
 	return ctrl.Result{RequeueAfter: plan.RequeueAfter}, err
 }
 
-// planAndObserve plans the policy at now and reads every target and autoscaler for that plan.
-// The autoscalers' stabilization window, known only once they are read, is the default release
-// time: when it differs from the assumed one the (pure) plan is made again.
-func (r *TrafficPolicyReconciler) planAndObserve(ctx context.Context, policy *v1alpha1.TrafficPolicy, now time.Time) (core.Plan, observation, error) {
+// planAndObserve plans the policy at now, with the gate readings of the step in force, and
+// reads every object for that plan.
+func (r *TrafficPolicyReconciler) planAndObserve(ctx context.Context, policy *v1alpha1.TrafficPolicy, now time.Time) (core.Plan, pass.Observation, error) {
 	readings, pending := r.gateReadings(policy, now)
-	in := core.PlanInput{Spec: policy.Spec, Status: policy.Status, Now: now, DefaultReleaseAfter: autoscaler.DefaultStabilizationWindow,
-		Request: core.PendingRequest(policy), GateReadings: readings, PendingGates: pending}
-	plan := core.MakePlan(in)
-	obs, err := r.observe(ctx, policy, plan.Knobs)
-	if err != nil {
-		return plan, obs, err
-	}
-	if window := longestWindow(obs.autoscalers); window != in.DefaultReleaseAfter {
-		in.DefaultReleaseAfter = window
-		plan = core.MakePlan(in)
-	}
-	return plan, obs, nil
+	return r.pass().PlanAndObserve(ctx, policy, core.PlanInput{Spec: policy.Spec, Status: policy.Status, Now: now,
+		Request: core.PendingRequest(policy), GateReadings: readings, PendingGates: pending})
+}
+
+// pass is a pass over the policy's objects, with the reconciler's client and providers.
+func (r *TrafficPolicyReconciler) pass() *pass.Pass {
+	return &pass.Pass{Client: r.Client, Providers: r.Providers, Shed: r.Shed}
 }
 
 // commit writes the plan into status, with a history entry and an Event per transition.
@@ -297,17 +291,17 @@ func (r *TrafficPolicyReconciler) finalize(ctx context.Context, policy *v1alpha1
 		return nil
 	}
 	before := policy.DeepCopy()
-	obs, err := r.observe(ctx, policy, knobs.Knobs{})
+	obs, err := r.pass().Observe(ctx, policy, knobs.Knobs{})
 	outcome := core.Outcome{Phase: v1alpha1.PhaseRestoring, ShedEndpoints: -1}
 	if err == nil {
 		// Everything that can be put back is, whatever else is wrong.
-		err = r.apply(ctx, policy, knobs.Knobs{}, obs, &outcome)
+		err = r.pass().Apply(ctx, policy, knobs.Knobs{}, obs, &outcome)
 	}
-	if err != nil && staleRead(err) {
+	if err != nil && pass.StaleRead(err) {
 		return fmt.Errorf("restoring before deletion read an object older than the API server's; retrying: %w", err)
 	}
 	// What keeps the policy: a record that cannot be read (a human must mend it) or a failed write.
-	unread := append(corrupt(obs.problems()), obs.leftoverProblems()...)
+	unread := append(pass.Corrupt(obs.Problems()), obs.LeftoverProblems()...)
 	if err != nil || len(unread) > 0 {
 		outcome.ApplyErr, outcome.Problems, outcome.Leftovers = err, unread, nil
 		policy.Status.Phase = v1alpha1.PhaseRestoring
@@ -369,8 +363,8 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &v1alpha1.TrafficPolicy{}, indexAutoscalerNames, func(o client.Object) []string {
 		var names []string
-		for _, a := range o.(*v1alpha1.TrafficPolicy).Spec.AutoscalerRefs {
-			names = append(names, a.Name)
+		for _, a := range pass.AutoscalerRefs(o.(*v1alpha1.TrafficPolicy).Spec) {
+			names = append(names, a.Kind+"/"+a.Name)
 		}
 		return names
 	}); err != nil {
@@ -400,6 +394,11 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	if r.GateReadings != nil {
 		b = b.WatchesRawSource(source.Channel(r.GateReadings, &handler.EnqueueRequestForObject{}))
 	}
+	// Every kind of autoscaler the cluster serves (HPAs; KEDA ScaledObjects where installed)
+	// wakes the policies that name it.
+	for _, p := range r.Providers.Available(provider.Autoscaler) {
+		b = b.Watches(p.Object(), handler.EnqueueRequestsFromMapFunc(r.mapPolicies(namingAutoscaler(p.GroupKind().Kind), nil)))
+	}
 	return b.
 		For(&v1alpha1.TrafficPolicy{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletingPredicate()))).
@@ -412,7 +411,6 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.mapSharedHosts)).
 		Watches(&v1alpha1.TrafficPolicy{}, handler.EnqueueRequestsFromMapFunc(r.mapSharedHosts),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&autoscalingv2.HorizontalPodAutoscaler{}, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(namingAutoscaler, nil))).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(sameNamespace, gatedOn))).
 		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(everywhere, routingToShed)),
 			builder.WithPredicates(predicate.NewPredicateFuncs(r.isShedBackendSlice))).
@@ -448,9 +446,11 @@ func sameNamespace(obj client.Object) []client.ListOption {
 	return []client.ListOption{client.InNamespace(obj.GetNamespace())}
 }
 
-// namingAutoscaler lists the policies of the object's namespace that hold it.
-func namingAutoscaler(obj client.Object) []client.ListOption {
-	return []client.ListOption{client.InNamespace(obj.GetNamespace()), client.MatchingFields{indexAutoscalerNames: obj.GetName()}}
+// namingAutoscaler lists the policies of an autoscaler's namespace that hold it.
+func namingAutoscaler(kind string) func(client.Object) []client.ListOption {
+	return func(obj client.Object) []client.ListOption {
+		return []client.ListOption{client.InNamespace(obj.GetNamespace()), client.MatchingFields{indexAutoscalerNames: kind + "/" + obj.GetName()}}
+	}
 }
 
 // gatedOn keeps the policies whose workload gates read the Deployment (named, or the HPA's target).
@@ -488,78 +488,4 @@ func orUnknown(s string) string {
 		return "unknown"
 	}
 	return s
-}
-
-// staleRead reports whether a write failed only because the pass read an object from the cache
-// before the cache had caught up with the API server (often with this controller's own previous
-// write): a resourceVersion conflict, or creating a companion that already exists. Nothing is
-// wrong, so no condition says so; the pass is retried on a fresh read.
-func staleRead(err error) bool {
-	return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)
-}
-
-// corrupt keeps the problems that say a restore record cannot be read.
-func corrupt(problems []provider.Problem) []provider.Problem {
-	var out []provider.Problem
-	for _, p := range problems {
-		if p.Reason == v1alpha1.ReasonCorruptRecord {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-func blocked(problems []provider.Problem) bool {
-	for _, p := range problems {
-		if p.Reason == v1alpha1.ReasonConflict || p.Reason == v1alpha1.ReasonCorruptRecord {
-			return true
-		}
-	}
-	return false
-}
-
-func longestWindow(obs []*autoscaler.Observation) time.Duration {
-	longest := time.Duration(0)
-	for _, o := range obs {
-		longest = max(longest, o.StabilizationWindow)
-	}
-	if longest == 0 {
-		return autoscaler.DefaultStabilizationWindow
-	}
-	return longest
-}
-
-// recordCopy is the copy of a target's restore record kept in status.
-func recordCopy(targets []v1alpha1.TargetStatus, name string) string {
-	if i := slices.IndexFunc(targets, func(t v1alpha1.TargetStatus) bool { return t.Name == name }); i >= 0 {
-		return targets[i].RestoreRecord
-	}
-	return ""
-}
-
-// holdLevel is how hard an autoscaler is held, with the peak its hold began with.
-func holdLevel(autoscalers []v1alpha1.AutoscalerStatus, name string, k knobs.Knobs) autoscaler.Level {
-	level := autoscaler.Level{Hold: k.HoldAutoscalers, Stage: k.ReleaseStage}
-	for _, a := range autoscalers {
-		if a.Name == name && a.Held {
-			level.Peak = a.HeldMinReplicas
-		}
-	}
-	return level
-}
-
-// autoscalerRecordCopy is the copy of an autoscaler's restore record kept in status.
-func autoscalerRecordCopy(autoscalers []v1alpha1.AutoscalerStatus, name string) string {
-	if i := slices.IndexFunc(autoscalers, func(a v1alpha1.AutoscalerStatus) bool { return a.Name == name }); i >= 0 {
-		return autoscalers[i].RestoreRecord
-	}
-	return ""
-}
-
-func prefixed(prefix string, fields []string) []string {
-	out := make([]string, 0, len(fields))
-	for _, f := range fields {
-		out = append(out, prefix+" "+strings.TrimPrefix(f, "metadata."))
-	}
-	return out
 }

@@ -43,9 +43,23 @@ const (
 // such as T1). Nothing else is accepted, so nothing can be injected into a generated pattern.
 const RegionCodePattern = `^[A-Z0-9-]{1,16}$`
 
+// Group names of the kinds Floodgate edits.
+const (
+	GroupNetworking  = "networking.k8s.io"
+	GroupAutoscaling = "autoscaling"
+	GroupKEDA        = "keda.sh"
+)
+
 // TargetRef names an object, in the policy's namespace, that carries the traffic to control.
+// +kubebuilder:validation:XValidation:rule="!has(self.group) || !has(self.kind) || (self.kind == 'Ingress' && self.group == 'networking.k8s.io')",message="an Ingress target's group is networking.k8s.io"
 type TargetRef struct {
-	// Kind of the target. Only Ingress is supported in this version.
+	// Group of the target's kind. Defaults to networking.k8s.io (Ingress).
+	// +kubebuilder:default=networking.k8s.io
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Group string `json:"group,omitempty"`
+
+	// Kind of the target. Defaults to Ingress.
 	// +kubebuilder:default=Ingress
 	// +optional
 	Kind TargetKind `json:"kind,omitempty"`
@@ -57,10 +71,34 @@ type TargetRef struct {
 	Name string `json:"name"`
 }
 
-// AutoscalerRef names a HorizontalPodAutoscaler, in the policy's namespace, that must not scale
-// its workload down while traffic is held off.
+// AutoscalerKind is a kind of object that scales a workload.
+// +kubebuilder:validation:Enum=HorizontalPodAutoscaler;ScaledObject
+type AutoscalerKind string
+
+const (
+	// AutoscalerKindHPA is an autoscaling/v2 HorizontalPodAutoscaler.
+	AutoscalerKindHPA AutoscalerKind = "HorizontalPodAutoscaler"
+	// AutoscalerKindScaledObject is a KEDA ScaledObject (keda.sh/v1alpha1): KEDA owns the HPA it
+	// generates, so the hold is put on the ScaledObject.
+	AutoscalerKindScaledObject AutoscalerKind = "ScaledObject"
+)
+
+// AutoscalerRef names an autoscaler, in the policy's namespace, that must not scale its workload
+// down while traffic is held off: a HorizontalPodAutoscaler (the default) or a KEDA ScaledObject.
+// +kubebuilder:validation:XValidation:rule="!has(self.kind) || !has(self.apiGroup) || (self.kind == 'HorizontalPodAutoscaler' && self.apiGroup == 'autoscaling') || (self.kind == 'ScaledObject' && self.apiGroup == 'keda.sh')",message="autoscalerRefs: a HorizontalPodAutoscaler's apiGroup is autoscaling, a ScaledObject's is keda.sh"
 type AutoscalerRef struct {
-	// Name of the HorizontalPodAutoscaler (autoscaling/v2) in the policy's namespace.
+	// APIGroup of the autoscaler's kind: autoscaling (the default) or keda.sh.
+	// +kubebuilder:default=autoscaling
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	APIGroup string `json:"apiGroup,omitempty"`
+
+	// Kind of the autoscaler: HorizontalPodAutoscaler (the default) or ScaledObject.
+	// +kubebuilder:default=HorizontalPodAutoscaler
+	// +optional
+	Kind AutoscalerKind `json:"kind,omitempty"`
+
+	// Name of the autoscaler in the policy's namespace.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="an autoscaler's name must be a Kubernetes object name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (for example api-gateway)"
@@ -331,13 +369,13 @@ type TrafficPolicySpec struct {
 	// TargetRefs are the objects that carry the traffic (in the policy's namespace).
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
-	// +kubebuilder:validation:XValidation:rule="self.all(t, self.exists_one(u, u.kind == t.kind && u.name == t.name))",message="each target may be listed only once in targetRefs"
+	// +kubebuilder:validation:XValidation:rule="self.all(t, self.exists_one(u, u.group == t.group && u.kind == t.kind && u.name == t.name))",message="each target may be listed only once in targetRefs"
 	TargetRefs []TargetRef `json:"targetRefs"`
 
-	// AutoscalerRefs are HorizontalPodAutoscalers held (no scale-down, minReplicas raised to the
-	// current replicas) while traffic is off or ramping.
+	// AutoscalerRefs are autoscalers held (no scale-down, the minimum raised to the current
+	// replicas) while traffic is off or ramping: HorizontalPodAutoscalers, or KEDA ScaledObjects.
 	// +kubebuilder:validation:MaxItems=16
-	// +kubebuilder:validation:XValidation:rule="self.all(a, self.exists_one(b, b.name == a.name))",message="each autoscaler may be listed only once in autoscalerRefs"
+	// +kubebuilder:validation:XValidation:rule="self.all(a, self.exists_one(b, b.apiGroup == a.apiGroup && b.kind == a.kind && b.name == a.name))",message="each autoscaler may be listed only once in autoscalerRefs"
 	// +optional
 	AutoscalerRefs []AutoscalerRef `json:"autoscalerRefs,omitempty"`
 
@@ -580,6 +618,9 @@ type Capabilities struct {
 
 // TargetStatus is the state of one target.
 type TargetStatus struct {
+	// Group of the target's kind.
+	// +optional
+	Group string `json:"group,omitempty"`
 	// Kind of the target.
 	Kind TargetKind `json:"kind"`
 	// Name of the target.
@@ -621,7 +662,13 @@ type TargetStatus struct {
 
 // AutoscalerStatus is the state of one held autoscaler.
 type AutoscalerStatus struct {
-	// Name of the HorizontalPodAutoscaler.
+	// APIGroup of the autoscaler's kind.
+	// +optional
+	APIGroup string `json:"apiGroup,omitempty"`
+	// Kind of the autoscaler.
+	// +optional
+	Kind AutoscalerKind `json:"kind,omitempty"`
+	// Name of the autoscaler.
 	Name string `json:"name"`
 	// Found is false when the autoscaler does not exist.
 	Found bool `json:"found"`
@@ -645,6 +692,10 @@ type AutoscalerStatus struct {
 	// Message says why the hold in force is not applied to this autoscaler, and what to do.
 	// +optional
 	Message string `json:"message,omitempty"`
+	// Warnings are known limits of the hold on this autoscaler (for example the KEDA version a
+	// mechanism needs).
+	// +optional
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Transition is one entry of the policy's history.

@@ -21,13 +21,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/controllers"
-	"floodgate.dev/floodgate/internal/autoscaler"
 	"floodgate.dev/floodgate/internal/gate"
-	"floodgate.dev/floodgate/internal/provider/ingressnginx"
+	"floodgate.dev/floodgate/internal/provider/registered"
 	"floodgate.dev/floodgate/internal/scheme"
 	"floodgate.dev/floodgate/internal/shed"
 )
@@ -145,6 +145,12 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		}
 	}
 	gates := &gate.Reader{Client: c, HTTP: gate.NewHTTPClient(guard)}
+	// Kinds whose CRD is not installed (KEDA, Gateway API) are not watched: a watch on a missing
+	// CRD keeps a manager from starting. A policy naming one is told which CRD is missing.
+	providers := registered.Providers(c)
+	for _, gk := range providers.Missing() {
+		logf.FromContext(ctx).Info("kind not installed: not watched", "kind", gk.String())
+	}
 	readings := make(chan event.GenericEvent, 1024)
 	poller := gate.NewPoller(ctx, gates, opts.Clock, opts.GateReadersPerPolicy, func(key types.NamespacedName) {
 		select {
@@ -158,8 +164,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		Clock:         opts.Clock,
 		ClockAdvanced: opts.ClockAdvanced,
 		Recorder:      mgr.GetEventRecorder("floodgate"),
-		Ingress:       &ingressnginx.Provider{Client: c},
-		HPA:           &autoscaler.HPA{Client: c},
+		Providers:     providers,
 		Shed:          opts.Shed,
 		RedirectHosts: opts.RedirectHosts,
 		Gates:         gates,

@@ -194,7 +194,11 @@ func notApplied(p *v1alpha1.TrafficPolicy) []string {
 		if a.Reason == "" || (!a.Found && !restricting) {
 			continue
 		}
-		out = append(out, fmt.Sprintf("HorizontalPodAutoscaler %s not held: %s: %s", a.Name, a.Reason, a.Message))
+		kind := string(a.Kind)
+		if kind == "" {
+			kind = string(v1alpha1.AutoscalerKindHPA)
+		}
+		out = append(out, fmt.Sprintf("%s %s not held: %s: %s", kind, a.Name, a.Reason, a.Message))
 	}
 	return out
 }

@@ -18,11 +18,10 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
-	"floodgate.dev/floodgate/controllers"
-	"floodgate.dev/floodgate/internal/autoscaler"
 	"floodgate.dev/floodgate/internal/knobs"
+	"floodgate.dev/floodgate/internal/pass"
 	"floodgate.dev/floodgate/internal/provider"
-	"floodgate.dev/floodgate/internal/provider/ingressnginx"
+	"floodgate.dev/floodgate/internal/provider/registered"
 )
 
 var regionCode = regexp.MustCompile(v1alpha1.RegionCodePattern)
@@ -33,12 +32,8 @@ func condition(p *v1alpha1.TrafficPolicy, t string) *metav1.Condition {
 
 // preview prints what the change would do, computed by the controller's own code.
 func (o *Options) preview(ctx context.Context, changed *v1alpha1.TrafficPolicy) error {
-	r := &controllers.TrafficPolicyReconciler{
-		Client:  o.client,
-		Ingress: &ingressnginx.Provider{Client: o.client},
-		HPA:     &autoscaler.HPA{Client: o.client},
-	}
-	res, err := r.Preview(ctx, changed, o.Clock.Now())
+	p := &pass.Pass{Client: o.client, Providers: registered.Providers(o.client)}
+	res, err := p.Preview(ctx, changed, o.Clock.Now())
 	if err != nil {
 		return fmt.Errorf("computing the preview: %w", err)
 	}
@@ -190,18 +185,22 @@ func printStatus(out io.Writer, p *v1alpha1.TrafficPolicy, now time.Time) {
 	if len(st.Autoscalers) > 0 {
 		fmt.Fprintln(w, "Autoscalers:")
 		for _, a := range st.Autoscalers {
+			kind := string(a.Kind)
+			if kind == "" {
+				kind = string(v1alpha1.AutoscalerKindHPA)
+			}
 			switch {
 			case !a.Found:
-				fmt.Fprintf(w, "  HorizontalPodAutoscaler %s\tnot found\n", a.Name)
+				fmt.Fprintf(w, "  %s %s\tnot found\n", kind, a.Name)
 			case a.Reason != "":
-				fmt.Fprintf(w, "  HorizontalPodAutoscaler %s\tNOT HELD (%s): %s\n", a.Name, a.Reason, a.Message)
+				fmt.Fprintf(w, "  %s %s\tNOT HELD (%s): %s\n", kind, a.Name, a.Reason, a.Message)
 			case a.Held && st.ReleaseStage > 0:
-				fmt.Fprintf(w, "  HorizontalPodAutoscaler %s\treleasing (stage %d of %d): bounded scale-down, minReplicas %d (held at %d)\n",
-					a.Name, st.ReleaseStage, knobs.ReleaseStages, a.MinReplicas, a.HeldMinReplicas)
+				fmt.Fprintf(w, "  %s %s\treleasing (stage %d of %d): bounded scale-down, minimum %d (held at %d)\n",
+					kind, a.Name, st.ReleaseStage, knobs.ReleaseStages, a.MinReplicas, a.HeldMinReplicas)
 			case a.Held:
-				fmt.Fprintf(w, "  HorizontalPodAutoscaler %s\theld: no scale-down, minReplicas %d\n", a.Name, a.HeldMinReplicas)
+				fmt.Fprintf(w, "  %s %s\theld: no scale-down, minReplicas %d\n", kind, a.Name, a.HeldMinReplicas)
 			default:
-				fmt.Fprintf(w, "  HorizontalPodAutoscaler %s\tnot held\n", a.Name)
+				fmt.Fprintf(w, "  %s %s\tnot held\n", kind, a.Name)
 			}
 		}
 	}

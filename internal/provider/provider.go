@@ -1,19 +1,69 @@
-// Package provider is the small interface every traffic provider implements: observe a target
-// (reads only, so the controller knows every object's problems before it writes), say what knobs
-// a target cannot take (so a runbook's limits are known up front), then apply knobs to it (zero
-// knobs put everything back as it was).
+// Package provider is the one small interface every kind of object Floodgate edits implements,
+// traffic targets and autoscalers alike: observe an object (reads only), render the changes the
+// knobs need as pure data, say what the object cannot take. One writer (Write) applies rendered
+// changes with the restore record, and the same render with no knobs puts an object back, so a
+// new kind is one package and one registration line (see Registry).
 package provider
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/knobs"
+	"floodgate.dev/floodgate/internal/owned"
 	"floodgate.dev/floodgate/internal/restore"
 )
+
+// Role is what a kind of object does for a policy.
+type Role int
+
+const (
+	// Target carries traffic: it takes the traffic knobs.
+	Target Role = iota
+	// Autoscaler scales a workload: it takes the hold.
+	Autoscaler
+)
+
+func (r Role) String() string {
+	if r == Autoscaler {
+		return "autoscaler"
+	}
+	return "target"
+}
+
+// Ref names an object of a kind in the policy's namespace.
+type Ref struct {
+	Group, Kind, Name string
+}
+
+// GroupKind is the kind the reference names.
+func (r Ref) GroupKind() schema.GroupKind { return schema.GroupKind{Group: r.Group, Kind: r.Kind} }
+
+// String names the object as messages do: "Ingress api", "ScaledObject api".
+func (r Ref) String() string { return r.Kind + " " + r.Name }
+
+// Key identifies the object among a policy's: group, kind and name.
+func (r Ref) Key() string { return r.Group + "/" + r.Kind + "/" + r.Name }
+
+// Desired is what a policy asks of one object now: zero puts it back as it was.
+type Desired struct {
+	// Knobs in force: targets read the traffic knobs, autoscalers the hold and release stage.
+	Knobs knobs.Knobs
+	// Peak is, for an autoscaler, the minimum its hold began with (0: not known yet, read now).
+	Peak int32
+}
+
+// Holds reports whether an autoscaler is to be held.
+func (d Desired) Holds() bool { return d.Knobs.HoldAutoscalers }
 
 // Problem is something that keeps one object from taking the knobs. It is reported on that
 // object; whether the rest proceeds is the controller's decision (ShedAll and Normal always do).
@@ -22,6 +72,8 @@ type Problem struct {
 	Reason string
 	// Message says what is wrong and what to do, without timestamps or counters.
 	Message string
+	// Err is the error behind the problem, when there is one: what errors.Is and errors.As match.
+	Err error
 }
 
 // HasReason reports whether one of the problems has the reason.
@@ -34,74 +86,184 @@ func HasReason(problems []Problem, reason string) bool {
 	return false
 }
 
+// Typed errors behind problems: conditions are decided by matching them, never by message.
+var (
+	// ErrControlledByOther: the object has another controller's controller ownerReference, and
+	// Floodgate does not edit what another controller would undo.
+	ErrControlledByOther = errors.New("controlled by another controller")
+	// ErrKindNotInstalled: the kind's CustomResourceDefinition is not installed in the cluster.
+	ErrKindNotInstalled = errors.New("the kind is not installed in this cluster")
+	// ErrForeignCanary: a canary Floodgate does not own already serves a target's rules.
+	ErrForeignCanary = errors.New("a canary Floodgate does not own serves the same rules")
+	// ErrUnsupported: the mechanism cannot honour the knobs on this object.
+	ErrUnsupported = errors.New("the mechanism cannot honour the knobs on this object")
+)
+
+// InTheWay reports whether a problem is someone else's object in the way (a Conflict): another
+// policy's record, another controller's object, a companion's name held by an object that is
+// not the policy's, a canary that is not Floodgate's.
+func InTheWay(p Problem) bool {
+	var other *restore.OwnedByOtherError
+	var notOurs *owned.NotOursError
+	return errors.As(p.Err, &other) || errors.As(p.Err, &notOurs) ||
+		errors.Is(p.Err, ErrControlledByOther) || errors.Is(p.Err, ErrForeignCanary)
+}
+
+// Unreadable reports whether a problem is a restore record that cannot be read.
+func Unreadable(p Problem) bool { return errors.Is(p.Err, restore.ErrCorrupt) }
+
+// Unsupported reports whether a problem is a limit of the mechanism.
+func Unsupported(p Problem) bool { return errors.Is(p.Err, ErrUnsupported) }
+
+// ProblemOf turns an error into the problem it causes, the condition reason decided by the
+// error's type: an unreadable record is CorruptRestoreRecord, someone else's object in the way is
+// Conflict, a limit of the mechanism or a kind not installed is UnsupportedSetting, anything else
+// is ApplyFailed (retried).
+func ProblemOf(err error) Problem {
+	p := Problem{Reason: v1alpha1.ReasonApplyFailed, Message: err.Error(), Err: err}
+	switch {
+	case Unreadable(p):
+		p.Reason = v1alpha1.ReasonCorruptRecord
+	case InTheWay(p):
+		p.Reason = v1alpha1.ReasonConflict
+	case Unsupported(p), errors.Is(err, ErrKindNotInstalled):
+		p.Reason = v1alpha1.ReasonUnsupported
+	}
+	return p
+}
+
+// problem is a problem with a message of its own and the typed error behind it.
+func problem(message string, err error) Problem {
+	p := ProblemOf(err)
+	p.Message = message
+	return p
+}
+
+// NewProblem is a problem with a message of its own, the reason decided by err's type.
+func NewProblem(message string, err error) Problem { return problem(message, err) }
+
 // EditProblems reads the restore record on an object Floodgate edits (or may edit) and says what
 // keeps this policy from editing it: a record that cannot be read, another policy's record, or,
-// when edits are wanted, another controller's ownership.
+// when edits are wanted, another controller's ownership. A record copied from another object
+// (its UID is not this one's: KEDA copies a ScaledObject's annotations onto its HPA) is not a
+// record of this object at all.
 func EditProblems(kind string, obj metav1.Object, policy string, edits bool) (*restore.Record, []Problem) {
 	var problems []Problem
 	rec, err := restore.Read(obj)
 	switch {
 	case err != nil:
-		problems = append(problems, Problem{Reason: v1alpha1.ReasonCorruptRecord,
-			Message: fmt.Sprintf("%s %s: the restore record cannot be read (%v); fix or remove the %s annotation by hand", kind, obj.GetName(), err, restore.Annotation)})
+		err = fmt.Errorf("%s %s: the restore record cannot be read (%w); fix or remove the %s annotation by hand", kind, obj.GetName(), err, restore.Annotation)
+		problems = append(problems, ProblemOf(err))
+	case rec != nil && !rec.Describes(obj):
+		rec = nil
 	case rec != nil && rec.Policy != policy:
-		problems = append(problems, Problem{Reason: v1alpha1.ReasonConflict,
-			Message: fmt.Sprintf("%s %s is already changed by policy %s; one policy per object", kind, obj.GetName(), rec.Policy)})
+		problems = append(problems, problem(fmt.Sprintf("%s %s is already changed by policy %s; one policy per object", kind, obj.GetName(), rec.Policy),
+			&restore.OwnedByOtherError{Owner: rec.Policy}))
 	}
 	if owner := metav1.GetControllerOf(obj); owner != nil && edits {
-		problems = append(problems, Problem{Reason: v1alpha1.ReasonConflict,
-			Message: fmt.Sprintf("%s %s is controlled by %s %s; Floodgate does not edit objects another controller owns", kind, obj.GetName(), owner.Kind, owner.Name)})
+		problems = append(problems, problem(fmt.Sprintf("%s %s is controlled by %s %s; Floodgate does not edit objects another controller owns", kind, obj.GetName(), owner.Kind, owner.Name),
+			ErrControlledByOther))
 	}
 	return rec, problems
 }
 
-// Observation is what a provider read about one target before any write.
+// Observation is what a provider read about one object before any write.
 type Observation struct {
-	Ref      v1alpha1.TargetRef
-	Found    bool
+	Ref   Ref
+	Found bool
+	// UID of the object, when found.
+	UID      types.UID
 	Problems []Problem
-	// Status is the target's status as observed (capabilities, warnings, shared upstreams).
-	Status v1alpha1.TargetStatus
-	// State is the provider's own observed objects, handed back to Apply.
+	// Status is the object's status as observed (capabilities, warnings).
+	Status Status
+	// StabilizationWindow is, for an autoscaler, its own scale-down stabilization window before
+	// any change of Floodgate's: the gradual release never takes less.
+	StabilizationWindow time.Duration
+	// State is the provider's own observed objects, handed back to Render.
 	State any
 }
 
-// Result is what Apply did.
-type Result struct {
-	Status v1alpha1.TargetStatus
-	// KeptOthers names fields someone else changed after Floodgate: they were left as they are.
-	KeptOthers []string
+// Status is what one object reports in the policy's status (targets and autoscalers alike; the
+// controller files it under status.targets or status.autoscalers by the provider's role).
+type Status struct {
+	Found bool
+	// Targets.
+	Applied                 v1alpha1.AppliedKnobs
+	Capabilities            *v1alpha1.Capabilities
+	Companion               string
+	SharedUpstreamIngresses []string
+	Unsupported             []string
+	// Autoscalers.
+	Held            bool
+	HeldMinReplicas int32
+	MinReplicas     int32
+	// Both.
+	Warnings        []string
+	RestoreRecord   string
+	Reason, Message string
 }
 
-// Provider carries knobs out on one kind of traffic target.
+// Change is what one object needs for the knobs: pure data, written by Write and printed by
+// Preview, so `--dry-run` shows exactly what a pass writes.
+type Change struct {
+	// Before is the object as read and After as it is wanted (nil: the object is not edited);
+	// the restore record travels in After's annotations.
+	Before, After *unstructured.Unstructured
+	// KeptOthers name fields someone else changed after Floodgate: they keep their value.
+	KeptOthers []string
+	// Ensure are companion objects Floodgate owns, created or brought in step.
+	Ensure []Companion
+	// Remove are companion objects Floodgate owns that must go (named; absent ones are fine).
+	Remove []client.Object
+	// Status is what the object has once the change is written.
+	Status Status
+}
+
+// Companion is an object Floodgate owns, as it is wanted; Sync copies the fields Floodgate
+// manages from the wanted object into the existing one.
+type Companion struct {
+	Desired client.Object
+	Sync    func(existing, desired client.Object)
+}
+
+// Provider is one kind of object Floodgate edits.
 type Provider interface {
-	// Observe reads the target and what surrounds it, and writes nothing.
-	Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, ref v1alpha1.TargetRef, k knobs.Knobs) (*Observation, error)
-	// Apply brings an observed target to the knobs. recordCopy is the restore record kept in
-	// the policy's status for this target.
-	Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *Observation, k knobs.Knobs, recordCopy string) (Result, error)
-	// Preview returns what Apply would write, without writing.
-	Preview(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *Observation, k knobs.Knobs, recordCopy string) ([]ObjectChange, error)
-	// Unsupported says why an observed target cannot take the knobs ("" when it can): a limit of
-	// the mechanism, not of the moment, so it is computed for every step up front.
-	Unsupported(policy *v1alpha1.TrafficPolicy, obs *Observation, k knobs.Knobs) string
-	// Recorded lists the targets in the policy's namespace that carry the policy's restore
-	// record, whether or not its spec still names them: a target dropped from the spec is put
-	// back even when the policy's status lost track of it.
-	Recorded(ctx context.Context, policy *v1alpha1.TrafficPolicy) ([]v1alpha1.TargetRef, error)
+	// GroupKind is the kind of objects it edits.
+	GroupKind() schema.GroupKind
+	// Role says whether they carry traffic or scale a workload.
+	Role() Role
+	// Object is an empty object of the kind, for watches.
+	Object() client.Object
+	// Observe reads the object and what surrounds it, and writes nothing.
+	Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, ref Ref, d Desired) (*Observation, error)
+	// Render computes what the object needs for d, writing nothing. recordCopy is the restore
+	// record kept in the policy's status for this object.
+	Render(policy *v1alpha1.TrafficPolicy, obs *Observation, d Desired, recordCopy string) (Change, error)
+	// Unsupported says why an observed object cannot take d ("" when it can): a limit of the
+	// mechanism, not of the moment, so it is computed for every step up front.
+	Unsupported(policy *v1alpha1.TrafficPolicy, obs *Observation, d Desired) string
+	// Recorded lists the objects of this kind in the policy's namespace the policy changed,
+	// whether or not its spec still names them (its restore record, its companions), so one
+	// dropped from the spec is put back even when status lost track of it.
+	Recorded(ctx context.Context, policy *v1alpha1.TrafficPolicy) ([]Ref, error)
 }
 
 // RecordedBy returns the names of the objects that carry the restore record of policy
-// ("namespace/name"). A record that cannot be read names no policy, so it is not listed here;
-// the policy's status still names the objects it changed.
+// ("namespace/name") as their own: a record that cannot be read names no policy, a record copied
+// from another object does not describe this one, and an object another controller controls is
+// that controller's (its record is a copy of its owner's), so none of those is listed.
 func RecordedBy[T any, PT interface {
 	*T
 	metav1.Object
 }](objects []T, policy string) []string {
 	var names []string
 	for i := range objects {
-		if rec, err := restore.Read(PT(&objects[i])); err == nil && rec != nil && rec.Policy == policy {
-			names = append(names, PT(&objects[i]).GetName())
+		obj := PT(&objects[i])
+		if metav1.GetControllerOf(obj) != nil {
+			continue
+		}
+		if rec, err := restore.Read(obj); err == nil && rec != nil && rec.Policy == policy && rec.Describes(obj) {
+			names = append(names, obj.GetName())
 		}
 	}
 	return names

@@ -52,7 +52,7 @@ func Reconcile(obj *unstructured.Unstructured, policy string, wanted []Change, f
 		if len(wanted) == 0 {
 			return Outcome{}, nil
 		}
-		rec = &Record{Policy: policy}
+		rec = &Record{Policy: policy, Kind: obj.GetKind(), UID: obj.GetUID()}
 	}
 	before := obj.DeepCopy()
 	out := Outcome{}

@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strings"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 )
 
@@ -29,6 +31,11 @@ var ErrCorrupt = errors.New("corrupt restore record")
 type Record struct {
 	// Policy is namespace/name of the policy that made the changes.
 	Policy string `json:"policy"`
+	// Kind and UID name the object the record was written on: a copy of the annotation on
+	// another object (KEDA copies a ScaledObject's annotations onto the HPA it generates) does
+	// not describe that object. Empty in records written before they were kept.
+	Kind string    `json:"kind,omitempty"`
+	UID  types.UID `json:"uid,omitempty"`
 	// Fields are the changed fields, sorted by path.
 	Fields []Field `json:"fields"`
 }
@@ -44,6 +51,11 @@ type Field struct {
 	Original json.RawMessage `json:"original,omitempty"`
 	// Set is the value Floodgate set (JSON), as the API server stored it.
 	Set json.RawMessage `json:"set"`
+}
+
+// Describes reports whether the record was written on obj (not copied onto it from another).
+func (r *Record) Describes(obj metav1.Object) bool {
+	return r.UID == "" || r.UID == obj.GetUID()
 }
 
 // PathString is the path joined with dots, for messages.
@@ -98,7 +110,7 @@ func validJSON(raw json.RawMessage) bool {
 // Encode renders the record deterministically (fields sorted by path, values canonical), so an
 // unchanged record encodes to the same bytes and causes no write.
 func (r *Record) Encode() string {
-	out := Record{Policy: r.Policy, Fields: make([]Field, 0, len(r.Fields))}
+	out := Record{Policy: r.Policy, Kind: r.Kind, UID: r.UID, Fields: make([]Field, 0, len(r.Fields))}
 	for _, f := range r.Fields {
 		c := Field{Path: f.Path, Absent: f.Absent, Set: canonical(f.Set)}
 		if !f.Absent {

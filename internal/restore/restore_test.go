@@ -28,6 +28,7 @@ func ingress(annotations map[string]any) *unstructured.Unstructured {
 
 func TestRecordsOriginalBeforeFirstChangeAndRestoresIt(t *testing.T) {
 	obj := ingress(map[string]any{"nginx.ingress.kubernetes.io/limit-rps": "10", "team": "edge"})
+	obj.SetUID("0b5e2c11")
 	original := obj.DeepCopy()
 
 	out, err := Reconcile(obj, policy, []Change{{Path: limitRPS, Value: "50"}}, "")
@@ -37,7 +38,7 @@ func TestRecordsOriginalBeforeFirstChangeAndRestoresIt(t *testing.T) {
 	if got := obj.GetAnnotations()["nginx.ingress.kubernetes.io/limit-rps"]; got != "50" {
 		t.Fatalf("limit-rps = %q, want 50", got)
 	}
-	want := `{"policy":"edge/api-gateway","fields":[{"path":["metadata","annotations","nginx.ingress.kubernetes.io/limit-rps"],"original":"10","set":"50"}]}`
+	want := `{"policy":"edge/api-gateway","kind":"Ingress","uid":"0b5e2c11","fields":[{"path":["metadata","annotations","nginx.ingress.kubernetes.io/limit-rps"],"original":"10","set":"50"}]}`
 	if got := obj.GetAnnotations()[Annotation]; got != want {
 		t.Fatalf("record =\n%s\nwant\n%s", got, want)
 	}
@@ -245,5 +246,24 @@ func TestAFieldAlreadyBackAtItsOriginalIsNotReported(t *testing.T) {
 	out, err := Reconcile(obj, policy, nil, "")
 	if err != nil || len(out.KeptOthers) > 0 || out.Record != nil {
 		t.Fatalf("got %+v err=%v", out, err)
+	}
+}
+
+func TestARecordCopiedOntoAnotherObjectDoesNotDescribeIt(t *testing.T) {
+	// KEDA copies a ScaledObject's annotations onto the HPA it generates: the restore record on
+	// the HPA is the ScaledObject's, not the HPA's.
+	scaledObject := ingress(nil)
+	scaledObject.SetUID("so-1")
+	if _, err := Reconcile(scaledObject, policy, []Change{{Path: limitRPS, Value: "50"}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := Read(scaledObject)
+	if err != nil || !rec.Describes(scaledObject) {
+		t.Fatalf("the record describes the object it was written on: %v %v", rec, err)
+	}
+	generated := ingress(map[string]any{Annotation: scaledObject.GetAnnotations()[Annotation]})
+	generated.SetUID("hpa-2")
+	if rec, err := Read(generated); err != nil || rec.Describes(generated) {
+		t.Fatalf("a copied record must not describe the object it was copied onto: %v %v", rec, err)
 	}
 }

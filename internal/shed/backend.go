@@ -102,12 +102,12 @@ func (b Backend) EnsureCompanion(ctx context.Context, c client.Client, policy *v
 	return ready, nil
 }
 
-// CompanionsNotOurs says, for each of a target's shed Service and EndpointSlice names held by an
-// object the policy does not control, that the target cannot be shed through it. Such objects are
+// CompanionsNotOurs names each of a target's shed Service and EndpointSlice names held by an
+// object the policy does not control: the target cannot be shed through it. Such objects are
 // never adopted, updated or removed.
-func (b Backend) CompanionsNotOurs(ctx context.Context, c client.Reader, policy *v1alpha1.TrafficPolicy, target string) ([]string, error) {
+func (b Backend) CompanionsNotOurs(ctx context.Context, c client.Reader, policy *v1alpha1.TrafficPolicy, target string) ([]*owned.NotOursError, error) {
 	name := CompanionServiceName(policy.Name, target)
-	var out []string
+	var out []*owned.NotOursError
 	for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}} {
 		err := c.Get(ctx, client.ObjectKey{Namespace: policy.Namespace, Name: name}, obj)
 		if client.IgnoreNotFound(err) != nil {
@@ -118,7 +118,7 @@ func (b Backend) CompanionsNotOurs(ctx context.Context, c client.Reader, policy 
 			if _, slice := obj.(*discoveryv1.EndpointSlice); slice {
 				kind = "EndpointSlice"
 			}
-			out = append(out, "shed "+(&owned.NotOursError{Kind: kind, Name: name}).Error())
+			out = append(out, &owned.NotOursError{Kind: kind, Name: name})
 		}
 	}
 	return out, nil

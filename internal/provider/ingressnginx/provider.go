@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -27,11 +28,21 @@ type Provider struct {
 
 var _ provider.Provider = (*Provider)(nil)
 
+// GroupKind is networking.k8s.io Ingress.
+func (p *Provider) GroupKind() schema.GroupKind {
+	return schema.GroupKind{Group: v1alpha1.GroupNetworking, Kind: string(v1alpha1.TargetKindIngress)}
+}
+
+// Object is an empty object of the kind, for watches.
+func (p *Provider) Object() client.Object { return &networkingv1.Ingress{} }
+
+// Role: an Ingress carries traffic.
+func (p *Provider) Role() provider.Role { return provider.Target }
+
 // Observe reads the target Ingress and the other Ingresses of its namespace.
-func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, ref v1alpha1.TargetRef, k knobs.Knobs) (*provider.Observation, error) {
-	obs := &provider.Observation{Ref: ref, Status: v1alpha1.TargetStatus{
-		Kind: ref.Kind, Name: ref.Name, Capabilities: Capabilities.DeepCopy(),
-	}}
+func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, ref provider.Ref, d provider.Desired) (*provider.Observation, error) {
+	k := d.Knobs.Traffic()
+	obs := &provider.Observation{Ref: ref, Status: provider.Status{Capabilities: Capabilities.DeepCopy()}}
 	var target networkingv1.Ingress
 	err := p.Client.Get(ctx, client.ObjectKey{Namespace: policy.Namespace, Name: ref.Name}, &target)
 	if apierrors.IsNotFound(err) {
@@ -40,10 +51,10 @@ func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, 
 	if err != nil {
 		return nil, fmt.Errorf("reading Ingress %s: %w", ref.Name, err)
 	}
-	obs.Found, obs.Status.Found, obs.State = true, true, &target
+	obs.Found, obs.Status.Found, obs.UID, obs.State = true, true, target.UID, &target
 
 	if msg := Unsupported(policy, &target, k); msg != "" {
-		obs.Problems = append(obs.Problems, provider.Problem{Reason: v1alpha1.ReasonUnsupported, Message: msg})
+		obs.Problems = append(obs.Problems, provider.NewProblem(msg, provider.ErrUnsupported))
 	}
 	// The only edit to the user's Ingress is the rate limit; whether its owner allows it is a
 	// limit of the target (Unsupported), not a conflict.
@@ -59,15 +70,20 @@ func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, 
 		obs.Status.Warnings = append(obs.Status.Warnings,
 			"session affinity by cookie is configured: clients holding the cookie stay on the main backend and are not shed")
 	}
+	return obs, p.observeNeighbours(ctx, policy, &target, k, obs)
+}
 
+// observeNeighbours reads the other Ingresses of the namespace: a canary already serving the
+// target's rules, an object holding the canary's name, Ingresses sharing the target's upstreams.
+func (p *Provider) observeNeighbours(ctx context.Context, policy *v1alpha1.TrafficPolicy, target *networkingv1.Ingress, k knobs.Knobs, obs *provider.Observation) error {
 	var all networkingv1.IngressList
 	if err := p.Client.List(ctx, &all, client.InNamespace(policy.Namespace)); err != nil {
-		return nil, fmt.Errorf("listing Ingresses: %w", err)
+		return fmt.Errorf("listing Ingresses: %w", err)
 	}
-	rules, upstreams := routes(&target)
-	needsCanary := RenderCanary(policy, &target, k) != nil
-	var shared []string
+	rules, upstreams := routes(target)
+	needsCanary := RenderCanary(policy, target, k) != nil
 	canaryName := CanaryName(policy.Name, target.Name)
+	var shared []string
 	for i := range all.Items {
 		other := &all.Items[i]
 		if other.Name == target.Name || owned.IsOurs(other, policy) {
@@ -76,9 +92,10 @@ func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, 
 		if other.Name == canaryName {
 			// Someone else's object has the name of this target's canary: it is neither adopted
 			// nor removed, and the target cannot get a canary while it is there.
-			msg := "canary Ingress " + canaryName + ": " + (&owned.NotOursError{Kind: "Ingress", Name: canaryName}).Error()
+			err := &owned.NotOursError{Kind: "Ingress", Name: canaryName}
+			msg := "canary Ingress " + canaryName + ": " + err.Error()
 			if needsCanary {
-				obs.Problems = append(obs.Problems, provider.Problem{Reason: v1alpha1.ReasonConflict, Message: msg})
+				obs.Problems = append(obs.Problems, provider.NewProblem(msg, err))
 			} else {
 				obs.Status.Warnings = append(obs.Status.Warnings, msg)
 			}
@@ -87,12 +104,13 @@ func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, 
 		otherRules, otherUpstreams := routes(other)
 		if other.Annotations[AnnotationCanary] == "true" {
 			if needsCanary && rules.HasAny(otherRules.UnsortedList()...) {
-				obs.Problems = append(obs.Problems, provider.Problem{Reason: v1alpha1.ReasonConflict,
-					Message: fmt.Sprintf("canary Ingress %s already serves rules of Ingress %s; ingress-nginx allows one canary per rule", other.Name, ref.Name)})
+				obs.Problems = append(obs.Problems, provider.NewProblem(
+					fmt.Sprintf("canary Ingress %s already serves rules of Ingress %s; ingress-nginx allows one canary per rule", other.Name, target.Name),
+					provider.ErrForeignCanary))
 			}
 			continue
 		}
-		if sameClass(&target, other) && upstreams.HasAny(otherUpstreams.UnsortedList()...) {
+		if sameClass(target, other) && upstreams.HasAny(otherUpstreams.UnsortedList()...) {
 			shared = append(shared, other.Name)
 		}
 	}
@@ -102,130 +120,81 @@ func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, 
 		obs.Status.Warnings = append(obs.Status.Warnings,
 			"a canary applies to the whole Service and port upstream: the Ingresses in sharedUpstreamIngresses are shed too")
 	}
-	return obs, nil
+	return nil
 }
 
 // Unsupported says why the observed target cannot take the knobs ("" when it can).
-func (p *Provider) Unsupported(policy *v1alpha1.TrafficPolicy, obs *provider.Observation, k knobs.Knobs) string {
+func (p *Provider) Unsupported(policy *v1alpha1.TrafficPolicy, obs *provider.Observation, d provider.Desired) string {
 	target, _ := obs.State.(*networkingv1.Ingress)
-	return Unsupported(policy, target, k)
+	return Unsupported(policy, target, d.Knobs.Traffic())
 }
 
 // Recorded lists the Ingresses of the policy's namespace that carry its restore record, and
 // those its canaries copy.
-func (p *Provider) Recorded(ctx context.Context, policy *v1alpha1.TrafficPolicy) ([]v1alpha1.TargetRef, error) {
+func (p *Provider) Recorded(ctx context.Context, policy *v1alpha1.TrafficPolicy) ([]provider.Ref, error) {
 	var all networkingv1.IngressList
 	if err := p.Client.List(ctx, &all, client.InNamespace(policy.Namespace)); err != nil {
 		return nil, fmt.Errorf("listing Ingresses: %w", err)
 	}
-	var refs []v1alpha1.TargetRef
+	ref := func(name string) provider.Ref {
+		return provider.Ref{Group: v1alpha1.GroupNetworking, Kind: string(v1alpha1.TargetKindIngress), Name: name}
+	}
+	var refs []provider.Ref
 	for _, name := range provider.RecordedBy(all.Items, key(policy)) {
-		refs = append(refs, v1alpha1.TargetRef{Kind: v1alpha1.TargetKindIngress, Name: name})
+		refs = append(refs, ref(name))
 	}
 	for i := range all.Items {
 		if target := all.Items[i].Annotations[AnnotationCanaryFor]; target != "" && owned.IsOurs(&all.Items[i], policy) {
-			refs = append(refs, v1alpha1.TargetRef{Kind: v1alpha1.TargetKindIngress, Name: target})
+			refs = append(refs, ref(target))
 		}
 	}
 	return refs, nil
 }
 
-// rendered is what the knobs need on one target: the canary (nil: none) and the user's Ingress
-// as it should be (nil: left as it is), with what restoring kept.
-type rendered struct {
-	canaryName string
-	canary     *networkingv1.Ingress
-	main       *unstructured.Unstructured
-	mainBefore *unstructured.Unstructured
-	out        restore.Outcome
-}
-
-// render computes, without writing, what the knobs need on an observed target. A target that is
-// gone only loses its canary; a target whose restore record cannot be read keeps its own Ingress
-// as it is (the canary is Floodgate's own, so the lever still works through it).
-func render(policy *v1alpha1.TrafficPolicy, obs *provider.Observation, k knobs.Knobs, recordCopy string) (rendered, error) {
-	r := rendered{canaryName: CanaryName(policy.Name, obs.Ref.Name)}
+// Render computes, without writing, what the knobs need on an observed target: its canary (or
+// the canary's removal) and the edit of the user's Ingress (limit-rps, with the restore record).
+// A target that is gone only loses its canary; a target whose restore record cannot be read
+// keeps its own Ingress as it is (the canary is Floodgate's own, so the lever still works).
+func (p *Provider) Render(policy *v1alpha1.TrafficPolicy, obs *provider.Observation, d provider.Desired, recordCopy string) (provider.Change, error) {
+	k := d.Knobs.Traffic()
+	ch := provider.Change{Status: obs.Status}
+	canaryName := CanaryName(policy.Name, obs.Ref.Name)
 	target, ok := obs.State.(*networkingv1.Ingress)
 	if !ok {
 		if !k.Equal(knobs.Knobs{}) {
-			return r, errors.New("ingress-nginx: knobs for an Ingress that was not observed")
+			return ch, errors.New("ingress-nginx: knobs for an Ingress that was not observed")
 		}
-		return r, nil
+		ch.Remove = []client.Object{&networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Name: canaryName, Namespace: policy.Namespace}}}
+		return ch, nil
 	}
-	r.canary = RenderCanary(policy, target, k)
+	if canary := RenderCanary(policy, target, k); canary != nil {
+		ch.Ensure = []provider.Companion{{Desired: canary, Sync: syncCanary}}
+		ch.Status.Companion = canaryName
+	} else {
+		ch.Remove = []client.Object{&networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Name: canaryName, Namespace: policy.Namespace}}}
+		ch.Status.Companion = ""
+	}
+	ch.Status.Applied = appliedKnobs(k)
 	if provider.HasReason(obs.Problems, v1alpha1.ReasonCorruptRecord) {
-		return r, nil
+		ch.Status.Applied.PerClientRequestsPerSecond = 0
+		return ch, nil
 	}
-	r.main = toUnstructured(target)
-	r.mainBefore = r.main.DeepCopy()
-	var err error
-	if r.out, err = restore.Reconcile(r.main, key(policy), MainChanges(k), recordCopy); err != nil {
-		return r, fmt.Errorf("Ingress %s: %w", target.Name, err)
-	}
-	return r, nil
-}
-
-// Apply creates, updates or removes the canary and edits limit-rps on the target.
-func (p *Provider) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *provider.Observation, k knobs.Knobs, recordCopy string) (provider.Result, error) {
-	res := provider.Result{Status: obs.Status}
-	r, err := render(policy, obs, k, recordCopy)
+	main := toUnstructured(target)
+	ch.Before, ch.After = main.DeepCopy(), main
+	out, err := restore.Reconcile(ch.After, key(policy), MainChanges(k), recordCopy)
 	if err != nil {
-		return res, err
+		return ch, fmt.Errorf("Ingress %s: %w", target.Name, err)
 	}
-	if r.canary != nil {
-		if _, err := owned.Ensure(ctx, p.Client, policy, r.canary, &networkingv1.Ingress{}, syncCanary); err != nil {
-			return res, fmt.Errorf("canary Ingress %s: %w", r.canaryName, err)
-		}
-		res.Status.Companion = r.canaryName
-	} else if _, err := owned.Delete(ctx, p.Client, policy, &networkingv1.Ingress{
-		ObjectMeta: metav1.ObjectMeta{Name: r.canaryName, Namespace: policy.Namespace}}); err != nil && !errors.As(err, new(*owned.NotOursError)) {
-		// An object of that name that is not ours is not ours to remove (Observe warns of it).
-		return res, fmt.Errorf("removing canary Ingress %s: %w", r.canaryName, err)
+	ch.Status.RestoreRecord = ""
+	if out.Record != nil {
+		ch.Status.RestoreRecord = out.Record.Encode()
 	}
-	res.Status.Applied = appliedKnobs(k)
-	if r.main == nil {
-		res.Status.Applied.PerClientRequestsPerSecond = 0
-		return res, nil
-	}
-	if r.out.Changed {
-		if err := p.Client.Patch(ctx, r.main, client.MergeFromWithOptions(r.mainBefore, client.MergeFromWithOptimisticLock{})); err != nil {
-			return res, fmt.Errorf("patching Ingress %s: %w", r.main.GetName(), err)
-		}
-	}
-	if r.out.Record != nil {
-		res.Status.RestoreRecord = r.out.Record.Encode()
-	}
-	res.KeptOthers = r.out.KeptOthers
-	return res, nil
+	ch.KeptOthers = out.KeptOthers
+	return ch, nil
 }
 
-// Preview returns what Apply would write, without writing: the target and the canary.
-func (p *Provider) Preview(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs *provider.Observation, k knobs.Knobs, recordCopy string) ([]provider.ObjectChange, error) {
-	r, err := render(policy, obs, k, recordCopy)
-	if err != nil {
-		return nil, err
-	}
-	canary := provider.ObjectChange{Kind: "Ingress", Name: r.canaryName}
-	var existing networkingv1.Ingress
-	switch err := p.Client.Get(ctx, client.ObjectKey{Namespace: policy.Namespace, Name: r.canaryName}, &existing); {
-	case err == nil:
-		canary.Before = provider.UserView(toUnstructured(&existing).Object)
-	case !apierrors.IsNotFound(err):
-		return nil, fmt.Errorf("reading canary Ingress %s: %w", r.canaryName, err)
-	}
-	if r.canary != nil {
-		owned.Stamp(r.canary, policy)
-		canary.After = provider.UserView(toUnstructured(r.canary).Object)
-	}
-	if r.main == nil {
-		return []provider.ObjectChange{canary}, nil
-	}
-	main := provider.ObjectChange{Kind: "Ingress", Name: r.main.GetName(),
-		Before: provider.UserView(r.mainBefore.Object), After: provider.UserView(r.main.Object)}
-	return []provider.ObjectChange{main, canary}, nil
-}
-
-func syncCanary(existing, desired *networkingv1.Ingress) {
+func syncCanary(existingObj, desiredObj client.Object) {
+	existing, desired := existingObj.(*networkingv1.Ingress), desiredObj.(*networkingv1.Ingress)
 	existing.Annotations = desired.Annotations
 	existing.Spec = desired.Spec
 }

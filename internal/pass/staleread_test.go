@@ -1,4 +1,4 @@
-package controllers
+package pass
 
 import (
 	"errors"
@@ -22,8 +22,8 @@ func TestAStaleReadIsRetriedNotReported(t *testing.T) {
 		{"RBAC denied", fmt.Errorf("holding HPA api-gateway: %w", apierrors.NewForbidden(hpa, "api-gateway", errors.New("no"))), false},
 		{"an invalid object", apierrors.NewBadRequest("limit-rps is not a number"), false},
 	} {
-		if got := staleRead(tc.err); got != tc.stale {
-			t.Errorf("%s: staleRead = %v, want %v", tc.name, got, tc.stale)
+		if got := StaleRead(tc.err); got != tc.stale {
+			t.Errorf("%s: StaleRead = %v, want %v", tc.name, got, tc.stale)
 		}
 	}
 }
