@@ -178,6 +178,24 @@ var _ = Describe("the emergency lever, whatever else is broken", func() {
 	})
 })
 
+var _ = Describe("a kind whose CRD is not installed", func() {
+	It("is reported on the policy that names it, which still acts on everything else (this control plane has no KEDA)", func() {
+		ns := newNamespace()
+		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
+		policy.Spec.AutoscalerRefs = []v1alpha1.AutoscalerRef{{APIGroup: v1alpha1.GroupKEDA, Kind: v1alpha1.AutoscalerKindScaledObject, Name: "api"}}
+		create(sampleIngress(ns), policy)
+		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(Equal("True " + v1alpha1.ReasonUnsupported +
+			": ScaledObject api: its CustomResourceDefinition is not installed in this cluster (no ScaledObject in API group keda.sh): install it, then restart the Floodgate manager"))
+		Expect(getPolicy(ns, "api-gateway").Status.Autoscalers).To(ConsistOf(And(
+			HaveField("Kind", v1alpha1.AutoscalerKindScaledObject), HaveField("Reason", v1alpha1.ReasonUnsupported))))
+
+		By("a ramp holds: the hold cannot be applied")
+		setAction(ns, "api-gateway", v1alpha1.ActionRamp)
+		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("False " + v1alpha1.ReasonUnsupported + ": the ramp holds"))
+	})
+})
+
 var _ = Describe("a write that fails on one target", func() {
 	It("does not keep ShedAll from the others: they are written, the failure is reported on its target and retried", func() {
 		ns := newNamespace()

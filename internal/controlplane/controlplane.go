@@ -29,8 +29,9 @@ type ControlPlane struct {
 	AssetsDir string
 }
 
-// Start starts the control plane and installs the CRDs.
-func Start() (*ControlPlane, error) {
+// Start starts the control plane and installs Floodgate's CRDs, and those in the files named
+// (other projects' kinds: KEDA's ScaledObject).
+func Start(crdFiles ...string) (*ControlPlane, error) {
 	assets, err := AssetsDir()
 	if err != nil {
 		return nil, err
@@ -41,7 +42,7 @@ func Start() (*ControlPlane, error) {
 	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: assets,
-		CRDInstallOptions:     envtest.CRDInstallOptions{CRDs: crds},
+		CRDInstallOptions:     envtest.CRDInstallOptions{CRDs: crds, Paths: crdFiles, ErrorIfPathMissing: true},
 		ErrorIfCRDPathMissing: true,
 	}
 	cfg, err := env.Start()

@@ -29,9 +29,10 @@ type Env struct {
 	done         chan error
 }
 
-// StartEnv starts the control plane and the manager, with the clock at start.
-func StartEnv(start time.Time) (*Env, error) {
-	cp, err := controlplane.Start()
+// StartEnv starts the control plane (with Floodgate's CRDs and those in the files named) and the
+// manager, with the clock at start.
+func StartEnv(start time.Time, crdFiles ...string) (*Env, error) {
+	cp, err := controlplane.Start(crdFiles...)
 	if err != nil {
 		return nil, err
 	}

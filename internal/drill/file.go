@@ -29,6 +29,9 @@ type File struct {
 	// SetupFiles are manifests (relative to the drill file) created before the first step, so a
 	// team can rehearse its real policies.
 	SetupFiles []string `json:"setupFiles,omitempty"`
+	// CRDs are CustomResourceDefinition manifests (relative to the drill file) installed before
+	// the manager starts: the kinds of other projects a drill uses (KEDA's ScaledObject).
+	CRDs []string `json:"crds,omitempty"`
 	// Steps are run in order; the drill stops at the first failed expectation.
 	Steps []Step `json:"steps"`
 
@@ -120,6 +123,9 @@ func Load(path string) (*File, error) {
 		if s.ExpectError != "" && s.Run == "" {
 			return nil, fmt.Errorf("%s: step %d: expectError goes with run", path, i+1)
 		}
+	}
+	for i, rel := range f.CRDs {
+		f.CRDs[i] = filepath.Join(filepath.Dir(path), rel)
 	}
 	for _, obj := range f.Setup {
 		f.setup = append(f.setup, &unstructured.Unstructured{Object: obj})

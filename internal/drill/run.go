@@ -54,7 +54,7 @@ func Run(ctx context.Context, f *File, out io.Writer) (*Result, error) {
 	if f.Start != nil {
 		start = f.Start.Time
 	}
-	env, err := StartEnv(start)
+	env, err := StartEnv(start, f.CRDs...)
 	if err != nil {
 		return nil, err
 	}
@@ -420,6 +420,8 @@ func gvk(ref Ref) schema.GroupVersionKind {
 		return schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: ref.Kind}
 	case "EndpointSlice":
 		return schema.GroupVersionKind{Group: "discovery.k8s.io", Version: "v1", Kind: ref.Kind}
+	case "ScaledObject":
+		return schema.GroupVersionKind{Group: "keda.sh", Version: "v1alpha1", Kind: ref.Kind}
 	}
 	return schema.GroupVersionKind{Version: "v1", Kind: ref.Kind}
 }

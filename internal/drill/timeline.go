@@ -22,6 +22,7 @@ var followed = []Ref{
 	{APIVersion: "traffic.floodgate.dev/v1alpha1", Kind: "TrafficPolicy"},
 	{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"},
 	{APIVersion: "autoscaling/v2", Kind: "HorizontalPodAutoscaler"},
+	{APIVersion: "keda.sh/v1alpha1", Kind: "ScaledObject"}, // where the drill installs KEDA's CRD
 }
 
 // take reads the followed objects of the watched namespaces, each flattened to the fields a
@@ -81,6 +82,10 @@ func flatten(kind string, o *unstructured.Unstructured) map[string]string {
 	case "HorizontalPodAutoscaler":
 		put("minReplicas", "spec", "minReplicas")
 		put("scaleDown.selectPolicy", "spec", "behavior", "scaleDown", "selectPolicy")
+	case "ScaledObject":
+		put("minReplicaCount", "spec", "minReplicaCount")
+		put("paused-scale-in", "metadata", "annotations", "autoscaling.keda.sh/paused-scale-in")
+		put("scaleDown.selectPolicy", "spec", "advanced", "horizontalPodAutoscalerConfig", "behavior", "scaleDown", "selectPolicy")
 	}
 	return f
 }

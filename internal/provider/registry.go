@@ -45,15 +45,21 @@ func (r *Registry) Missing() []schema.GroupKind {
 func (r *Registry) For(ref Ref) (Provider, error) {
 	gk := ref.GroupKind()
 	if why, ok := r.missing[gk]; ok {
-		return nil, fmt.Errorf("%s: %s: %w", ref, why, ErrKindNotInstalled)
+		return nil, notInstalled(fmt.Sprintf("%s: %s", ref, why))
 	}
 	for _, p := range r.providers {
 		if p.GroupKind() == gk {
 			return p, nil
 		}
 	}
-	return nil, fmt.Errorf("%s: Floodgate has no provider for kind %s: %w", ref, gk, ErrKindNotInstalled)
+	return nil, notInstalled(fmt.Sprintf("%s: Floodgate has no provider for kind %s", ref, gk))
 }
+
+// notInstalled is an ErrKindNotInstalled that says which kind and why, in its own words.
+type notInstalled string
+
+func (e notInstalled) Error() string { return string(e) }
+func (e notInstalled) Unwrap() error { return ErrKindNotInstalled }
 
 // Available are the providers whose kind the cluster serves, of a role.
 func (r *Registry) Available(role Role) []Provider {

@@ -21,46 +21,49 @@ import (
 // Write applies a rendered change: companions first (a canary is in step before anything routes
 // differently), then the edit of the object itself (the restore record and the change in one
 // patch, with a resourceVersion precondition), then the companions that must go. Nothing is
-// written where nothing differs.
-func Write(ctx context.Context, c client.Client, policy *v1alpha1.TrafficPolicy, ch Change) error {
+// written where nothing differs. It returns the object's status as written.
+func Write(ctx context.Context, c client.Client, policy *v1alpha1.TrafficPolicy, ch Change) (Status, error) {
 	for _, comp := range ch.Ensure {
 		if _, err := owned.Ensure(ctx, c, policy, comp.Desired, empty(comp.Desired), comp.Sync); err != nil {
-			return fmt.Errorf("%s %s: %w", kindOf(c, comp.Desired), comp.Desired.GetName(), err)
+			return ch.Status, fmt.Errorf("%s %s: %w", kindOf(c, comp.Desired), comp.Desired.GetName(), err)
 		}
 	}
-	if err := patchEdit(ctx, c, ch); err != nil {
-		return err
+	st, err := patchEdit(ctx, c, ch)
+	if err != nil {
+		return st, err
 	}
 	for _, obj := range ch.Remove {
 		if _, err := owned.Delete(ctx, c, policy, obj); err != nil && !errors.As(err, new(*owned.NotOursError)) {
 			// An object of that name that is not ours is not ours to remove (Observe warns of it).
-			return fmt.Errorf("removing %s %s: %w", kindOf(c, obj), obj.GetName(), err)
+			return st, fmt.Errorf("removing %s %s: %w", kindOf(c, obj), obj.GetName(), err)
 		}
 	}
-	return nil
+	return st, nil
 }
 
 // patchEdit writes the edit of the object itself. The API server may default parts of what was
 // set (an HPA's behavior): the stored form is then recorded as Floodgate's value, so restore
-// recognises it.
-func patchEdit(ctx context.Context, c client.Client, ch Change) error {
+// recognises it, and the status copy of the record says the same.
+func patchEdit(ctx context.Context, c client.Client, ch Change) (Status, error) {
+	st := ch.Status
 	if ch.After == nil || equality.Semantic.DeepEqual(ch.Before.Object, ch.After.Object) {
-		return nil
+		return st, nil
 	}
 	after := ch.After.DeepCopy()
 	if err := c.Patch(ctx, after, client.MergeFromWithOptions(ch.Before, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("patching %s %s: %w", after.GetKind(), after.GetName(), err)
+		return st, fmt.Errorf("patching %s %s: %w", after.GetKind(), after.GetName(), err)
 	}
 	rec, err := restore.Read(after)
 	if err != nil || rec == nil {
-		return err
+		return st, err
 	}
 	if written := after.DeepCopy(); restore.AdoptStored(after, rec) {
 		if err := c.Patch(ctx, after, client.MergeFromWithOptions(written, client.MergeFromWithOptimisticLock{})); err != nil {
-			return fmt.Errorf("recording the stored form on %s %s: %w", after.GetKind(), after.GetName(), err)
+			return st, fmt.Errorf("recording the stored form on %s %s: %w", after.GetKind(), after.GetName(), err)
 		}
+		st.RestoreRecord = rec.Encode()
 	}
-	return nil
+	return st, nil
 }
 
 // Preview returns what Write would do, without writing: each object's user-owned parts before

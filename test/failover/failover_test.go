@@ -232,6 +232,12 @@ func overloaded(t *testing.T, cfg *rest.Config) string {
 		proxy.ServeHTTP(w, r)
 	}))
 	t.Cleanup(func() { close(hang); srv.Close() })
+	return kubeconfigFor(t, srv.URL)
+}
+
+// kubeconfigFor writes a kubeconfig for a plain-HTTP server (a proxy in front of the API server).
+func kubeconfigFor(t *testing.T, server string) string {
+	t.Helper()
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	if err := os.WriteFile(kubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
 kind: Config
@@ -239,7 +245,7 @@ clusters: [{name: c, cluster: {server: "%s"}}]
 users: [{name: u, user: {}}]
 contexts: [{name: c, context: {cluster: c, user: u}}]
 current-context: c
-`, srv.URL)), 0o600); err != nil {
+`, server)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return kubeconfig
@@ -506,15 +512,6 @@ func flaky(t *testing.T, cfg *rest.Config) *flakyAPI {
 		proxy.ServeHTTP(w, r)
 	}))
 	t.Cleanup(f.srv.Close)
-	f.kubeconfig = filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(f.kubeconfig, []byte(fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "%s"}}]
-users: [{name: u, user: {}}]
-contexts: [{name: c, context: {cluster: c, user: u}}]
-current-context: c
-`, f.srv.URL)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	f.kubeconfig = kubeconfigFor(t, f.srv.URL)
 	return f
 }

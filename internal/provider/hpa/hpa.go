@@ -116,35 +116,18 @@ func (h *Provider) Recorded(ctx context.Context, policy *v1alpha1.TrafficPolicy)
 
 // Render computes the hold (or its release) an observed autoscaler needs, writing nothing.
 func (h *Provider) Render(policy *v1alpha1.TrafficPolicy, obs *provider.Observation, d provider.Desired, recordCopy string) (provider.Change, error) {
-	ch := provider.Change{Status: obs.Status}
 	st, ok := obs.State.(*observed)
 	if !ok {
-		return ch, nil // nothing of ours on an autoscaler that is gone
+		return provider.Change{Status: obs.Status}, nil // nothing of ours on an autoscaler that is gone
 	}
-	var changes []restore.Change
-	peak := int32(0)
+	hold := provider.Hold{MinPath: pathMinReplicas}
 	if d.Holds() {
 		var err error
-		if changes, peak, err = holdChanges(st, d); err != nil {
-			return ch, err
+		if hold.Changes, hold.Peak, err = holdChanges(st, d); err != nil {
+			return provider.Change{Status: obs.Status}, err
 		}
 	}
-	ch.Before = toUnstructured(st.hpa)
-	ch.After = ch.Before.DeepCopy()
-	out, err := restore.Reconcile(ch.After, policy.Namespace+"/"+policy.Name, changes, recordCopy)
-	if err != nil {
-		return ch, fmt.Errorf("HorizontalPodAutoscaler %s: %w", obs.Ref.Name, err)
-	}
-	ch.KeptOthers = out.KeptOthers
-	if out.Record != nil {
-		ch.Status.RestoreRecord = out.Record.Encode()
-		ch.Status.Held = d.Holds()
-		ch.Status.HeldMinReplicas = peak
-		if v, found, _ := unstructured.NestedInt64(ch.After.Object, pathMinReplicas...); found {
-			ch.Status.MinReplicas = int32(v)
-		}
-	}
-	return ch, nil
+	return provider.RenderHold(policy, obs, toUnstructured(st.hpa), hold, d.Holds(), recordCopy)
 }
 
 // heldPeak is the minReplicas a hold in the record set (0: none).

@@ -129,33 +129,18 @@ func (p *Provider) Recorded(ctx context.Context, policy *v1alpha1.TrafficPolicy)
 
 // Render computes the hold (or its release) an observed ScaledObject needs, writing nothing.
 func (p *Provider) Render(policy *v1alpha1.TrafficPolicy, obs *provider.Observation, d provider.Desired, recordCopy string) (provider.Change, error) {
-	ch := provider.Change{Status: obs.Status}
 	st, ok := obs.State.(*observed)
 	if !ok {
-		return ch, nil // nothing of ours on a ScaledObject that is gone
+		return provider.Change{Status: obs.Status}, nil // nothing of ours on a ScaledObject that is gone
 	}
-	var changes []restore.Change
-	peak := int32(0)
+	hold := provider.Hold{MinPath: pathMin}
 	if d.Holds() {
 		var err error
-		if changes, peak, err = holdChanges(st, d); err != nil {
-			return ch, err
+		if hold.Changes, hold.Peak, err = holdChanges(st, d); err != nil {
+			return provider.Change{Status: obs.Status}, err
 		}
 	}
-	ch.Before, ch.After = st.so.DeepCopy(), st.so.DeepCopy()
-	out, err := restore.Reconcile(ch.After, key(policy), changes, recordCopy)
-	if err != nil {
-		return ch, fmt.Errorf("ScaledObject %s: %w", obs.Ref.Name, err)
-	}
-	ch.KeptOthers = out.KeptOthers
-	if out.Record != nil {
-		ch.Status.RestoreRecord = out.Record.Encode()
-		ch.Status.Held, ch.Status.HeldMinReplicas = d.Holds(), peak
-		if v, found, _ := unstructured.NestedInt64(ch.After.Object, pathMin...); found {
-			ch.Status.MinReplicas = int32(v)
-		}
-	}
-	return ch, nil
+	return provider.RenderHold(policy, obs, st.so, hold, d.Holds(), recordCopy)
 }
 
 // holdChanges are the fields a hold level wants: stage 0 pauses scale-in and raises the minimum

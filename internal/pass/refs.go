@@ -1,0 +1,87 @@
+package pass
+
+import (
+	"slices"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/provider"
+)
+
+// References, defaulted as the CRD defaults them (a policy built in Go may leave them empty).
+
+func targetRef(group, kind, name string) provider.Ref {
+	if kind == "" {
+		kind = string(v1alpha1.TargetKindIngress)
+	}
+	if group == "" && kind == string(v1alpha1.TargetKindIngress) {
+		group = v1alpha1.GroupNetworking
+	}
+	return provider.Ref{Group: group, Kind: kind, Name: name}
+}
+
+func autoscalerRef(group, kind, name string) provider.Ref {
+	if kind == "" {
+		kind = string(v1alpha1.AutoscalerKindHPA)
+	}
+	if group == "" {
+		group = v1alpha1.GroupAutoscaling
+		if kind == string(v1alpha1.AutoscalerKindScaledObject) {
+			group = v1alpha1.GroupKEDA
+		}
+	}
+	return provider.Ref{Group: group, Kind: kind, Name: name}
+}
+
+// TargetRefs are the targets a spec names, with their kinds defaulted.
+func TargetRefs(spec v1alpha1.TrafficPolicySpec) []provider.Ref {
+	out := make([]provider.Ref, 0, len(spec.TargetRefs))
+	for _, t := range spec.TargetRefs {
+		out = append(out, targetRef(t.Group, string(t.Kind), t.Name))
+	}
+	return out
+}
+
+// AutoscalerRefs are the autoscalers a spec names, with their kinds defaulted.
+func AutoscalerRefs(spec v1alpha1.TrafficPolicySpec) []provider.Ref {
+	out := make([]provider.Ref, 0, len(spec.AutoscalerRefs))
+	for _, a := range spec.AutoscalerRefs {
+		out = append(out, autoscalerRef(a.APIGroup, string(a.Kind), a.Name))
+	}
+	return out
+}
+
+// targetStatus is the status entry of a target (nil: none).
+func targetStatus(policy *v1alpha1.TrafficPolicy, ref provider.Ref) *v1alpha1.TargetStatus {
+	i := slices.IndexFunc(policy.Status.Targets, func(t v1alpha1.TargetStatus) bool {
+		return targetRef(t.Group, string(t.Kind), t.Name) == ref
+	})
+	if i < 0 {
+		return nil
+	}
+	return &policy.Status.Targets[i]
+}
+
+// autoscalerStatus is the status entry of an autoscaler (nil: none).
+func autoscalerStatus(policy *v1alpha1.TrafficPolicy, ref provider.Ref) *v1alpha1.AutoscalerStatus {
+	i := slices.IndexFunc(policy.Status.Autoscalers, func(a v1alpha1.AutoscalerStatus) bool {
+		return autoscalerRef(a.APIGroup, string(a.Kind), a.Name) == ref
+	})
+	if i < 0 {
+		return nil
+	}
+	return &policy.Status.Autoscalers[i]
+}
+
+// recordCopy is the copy of an object's restore record kept in status.
+func recordCopy(policy *v1alpha1.TrafficPolicy, obj *object) string {
+	if obj.role == provider.Target {
+		if t := targetStatus(policy, obj.ref); t != nil {
+			return t.RestoreRecord
+		}
+		return ""
+	}
+	if a := autoscalerStatus(policy, obj.ref); a != nil {
+		return a.RestoreRecord
+	}
+	return ""
+}
