@@ -71,6 +71,29 @@ type TargetRef struct {
 	Name string `json:"name"`
 }
 
+// TargetSelector selects, by label, the targets of a kind in the policy's namespace: one policy
+// covers a fleet. Floodgate's own companions are never selected.
+// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="targetSelector must select something: give matchLabels or matchExpressions (an empty selector would take every Ingress of the namespace)"
+// +kubebuilder:validation:XValidation:rule="!has(self.group) || !has(self.kind) || (self.kind == 'Ingress' && self.group == 'networking.k8s.io')",message="an Ingress target's group is networking.k8s.io"
+type TargetSelector struct {
+	// Group of the kind selected. Defaults to networking.k8s.io (Ingress).
+	// +kubebuilder:default=networking.k8s.io
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Group string `json:"group,omitempty"`
+	// Kind selected. Defaults to Ingress.
+	// +kubebuilder:default=Ingress
+	// +optional
+	Kind TargetKind `json:"kind,omitempty"`
+	// MatchLabels selects objects whose labels hold every one of these.
+	// +optional
+	MatchLabels map[string]string `json:"matchLabels,omitempty"`
+	// MatchExpressions selects objects whose labels satisfy every one of these requirements.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	MatchExpressions []metav1.LabelSelectorRequirement `json:"matchExpressions,omitempty"`
+}
+
 // AutoscalerKind is a kind of object that scales a workload.
 // +kubebuilder:validation:Enum=HorizontalPodAutoscaler;ScaledObject
 type AutoscalerKind string
@@ -365,12 +388,19 @@ type Ramp struct {
 
 // TrafficPolicySpec declares the levers. It belongs to the user: the controller never writes it.
 // +kubebuilder:validation:XValidation:rule="self.action != 'Ramp' || (has(self.ramp) && size(self.ramp.steps) > 0)",message="action Ramp needs at least one step in spec.ramp.steps"
+// +kubebuilder:validation:XValidation:rule="(has(self.targetRefs) && size(self.targetRefs) > 0) || has(self.targetSelector)",message="name the targets in targetRefs, or select them with targetSelector"
 type TrafficPolicySpec struct {
-	// TargetRefs are the objects that carry the traffic (in the policy's namespace).
-	// +kubebuilder:validation:MinItems=1
+	// TargetRefs are the objects that carry the traffic (in the policy's namespace), by name.
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:XValidation:rule="self.all(t, self.exists_one(u, u.group == t.group && u.kind == t.kind && u.name == t.name))",message="each target may be listed only once in targetRefs"
-	TargetRefs []TargetRef `json:"targetRefs"`
+	// +optional
+	TargetRefs []TargetRef `json:"targetRefs,omitempty"`
+
+	// TargetSelector selects targets by label in the policy's namespace, so one policy covers a
+	// fleet (with targetRefs, the targets are both). There is no limit on how many it selects:
+	// BENCHMARKS.md says how far it was measured.
+	// +optional
+	TargetSelector *TargetSelector `json:"targetSelector,omitempty"`
 
 	// AutoscalerRefs are autoscalers held (no scale-down, the minimum raised to the current
 	// replicas) while traffic is off or ramping: HorizontalPodAutoscalers, or KEDA ScaledObjects.
@@ -782,6 +812,14 @@ type TrafficPolicyStatus struct {
 	// ReleaseAt is when the autoscaler hold will be released (phase Releasing).
 	// +optional
 	ReleaseAt *metav1.Time `json:"releaseAt,omitempty"`
+	// TargetCount is how many targets the policy covers (named and selected).
+	// +optional
+	TargetCount int32 `json:"targetCount,omitempty"`
+	// TargetsNotListed is how many of them status.targets leaves out: with a targetSelector it
+	// lists the targets with a problem and the first few others, so status fits however large the
+	// fleet (`kubectl floodgate status --targets` lists every one).
+	// +optional
+	TargetsNotListed int32 `json:"targetsNotListed,omitempty"`
 	// Targets are the per-target states.
 	// +optional
 	Targets []TargetStatus `json:"targets,omitempty"`
@@ -810,6 +848,7 @@ type TrafficPolicyStatus struct {
 // +kubebuilder:printcolumn:name="Action",type=string,JSONPath=`.spec.action`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Step",type=string,JSONPath=`.status.progress`
+// +kubebuilder:printcolumn:name="Targets",type=integer,JSONPath=`.status.targetCount`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type TrafficPolicy struct {

@@ -71,7 +71,7 @@ func (r *Pass) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, k knob
 	if err := shed.RemoveCompanions(ctx, r.Client, policy, shedFor); err != nil {
 		errs = append(errs, err)
 	}
-	policy.Status.Targets, policy.Status.Autoscalers = entries.targets, entries.autoscalers
+	entries.file(policy)
 	outcome.Problems = append(outcome.Problems, obs.Problems()...)
 	outcome.Leftovers = append(outcome.Leftovers, obs.LeftoverProblems()...)
 	return errors.Join(errs...)

@@ -7,7 +7,10 @@ package pass
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
@@ -126,13 +129,17 @@ func desired(policy *v1alpha1.TrafficPolicy, obj *object, k knobs.Knobs) provide
 // Observe reads every object the policy names or changed; it writes nothing.
 func (r *Pass) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, k knobs.Knobs) (Observation, error) {
 	var obs Observation
-	for _, ref := range TargetRefs(policy.Spec) {
+	targets, err := r.targets(ctx, policy)
+	if err != nil {
+		return obs, err
+	}
+	for _, ref := range targets {
 		obs.objects = append(obs.objects, &object{ref: ref, role: provider.Target})
 	}
 	for _, ref := range AutoscalerRefs(policy.Spec) {
 		obs.objects = append(obs.objects, &object{ref: ref, role: provider.Autoscaler})
 	}
-	leftovers, err := r.leftovers(ctx, policy)
+	leftovers, err := r.leftovers(ctx, policy, targets)
 	if err != nil {
 		return obs, err
 	}
@@ -180,6 +187,42 @@ func (r *Pass) observeOne(ctx context.Context, policy *v1alpha1.TrafficPolicy, o
 	return nil
 }
 
+// targets are the targets the spec names and those its targetSelector selects, once each.
+func (r *Pass) targets(ctx context.Context, policy *v1alpha1.TrafficPolicy) ([]provider.Ref, error) {
+	refs := TargetRefs(policy.Spec)
+	sel := policy.Spec.TargetSelector
+	if sel == nil {
+		return refs, nil
+	}
+	selector, err := metav1.LabelSelectorAsSelector(&metav1.LabelSelector{MatchLabels: sel.MatchLabels, MatchExpressions: sel.MatchExpressions})
+	if err != nil {
+		return nil, fmt.Errorf("targetSelector: %w", err)
+	}
+	p, err := r.Providers.For(targetRef(sel.Group, string(sel.Kind), ""))
+	if err != nil {
+		return refs, nil // the named targets carry on; each selected kind's problem shows on them
+	}
+	selecting, ok := p.(provider.Selecting)
+	if !ok {
+		return refs, nil
+	}
+	selected, err := selecting.Select(ctx, policy, selector)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, ref := range refs {
+		seen[ref.Key()] = true
+	}
+	for _, ref := range selected {
+		if !seen[ref.Key()] {
+			seen[ref.Key()] = true
+			refs = append(refs, ref)
+		}
+	}
+	return refs, nil
+}
+
 // unsupportedSteps lists what an observed target cannot take, for the standing allowlist and
 // every ramp step, so a runbook's limits are known before the incident.
 func unsupportedSteps(policy *v1alpha1.TrafficPolicy, obj *object, steps []core.NamedKnobs) []string {
@@ -195,9 +238,9 @@ func unsupportedSteps(policy *v1alpha1.TrafficPolicy, obj *object, steps []core.
 // leftovers are the objects the policy changed that its spec no longer names: those its status
 // lists with a restore record or companion, and those carrying its record or a companion of its
 // own (found by each provider).
-func (r *Pass) leftovers(ctx context.Context, policy *v1alpha1.TrafficPolicy) ([]*object, error) {
+func (r *Pass) leftovers(ctx context.Context, policy *v1alpha1.TrafficPolicy, targets []provider.Ref) ([]*object, error) {
 	inSpec := map[string]bool{}
-	for _, ref := range append(TargetRefs(policy.Spec), AutoscalerRefs(policy.Spec)...) {
+	for _, ref := range append(slices.Clone(targets), AutoscalerRefs(policy.Spec)...) {
 		inSpec[ref.Key()] = true
 	}
 	var out []*object

@@ -16,13 +16,47 @@ func NoteHeld(policy *v1alpha1.TrafficPolicy, obs Observation) {
 	for _, obj := range obs.objects {
 		entries.unwritten(policy, obj, true)
 	}
-	policy.Status.Targets, policy.Status.Autoscalers = entries.targets, entries.autoscalers
+	entries.file(policy)
 }
 
 // statusEntries build status.targets and status.autoscalers from one pass's objects.
 type statusEntries struct {
 	targets     []v1alpha1.TargetStatus
 	autoscalers []v1alpha1.AutoscalerStatus
+}
+
+// MaxListedTargets is how many targets without a problem status.targets lists for a policy
+// with a targetSelector: each entry is about 1 KB, and a fleet of them would not fit in an
+// object (etcd's limit is 1.5 MiB).
+const MaxListedTargets = 10
+
+// file writes the entries into the policy's status. With a targetSelector, status.targets keeps
+// every target with a problem (or a record to put back) and the first MaxListedTargets others.
+func (e *statusEntries) file(policy *v1alpha1.TrafficPolicy) {
+	policy.Status.Autoscalers = e.autoscalers
+	count := int32(0)
+	for _, t := range e.targets {
+		if t.Found || t.Reason != "" {
+			count++
+		}
+	}
+	policy.Status.TargetCount, policy.Status.TargetsNotListed = count, 0
+	if policy.Spec.TargetSelector == nil || len(e.targets) <= MaxListedTargets {
+		policy.Status.Targets = e.targets
+		return
+	}
+	listed := make([]v1alpha1.TargetStatus, 0, MaxListedTargets)
+	others := 0
+	for _, t := range e.targets {
+		if t.Reason != "" {
+			listed = append(listed, t)
+		} else if others < MaxListedTargets {
+			listed = append(listed, t)
+			others++
+		}
+	}
+	policy.Status.Targets = listed
+	policy.Status.TargetsNotListed = int32(len(e.targets) - len(listed))
 }
 
 // written files the status of an object the pass wrote. A leftover that was put back leaves

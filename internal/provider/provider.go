@@ -13,6 +13,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -246,6 +247,13 @@ type Provider interface {
 	// whether or not its spec still names them (its restore record, its companions), so one
 	// dropped from the spec is put back even when status lost track of it.
 	Recorded(ctx context.Context, policy *v1alpha1.TrafficPolicy) ([]Ref, error)
+}
+
+// Selecting is a target provider that selects its kind's objects by label (targetSelector).
+type Selecting interface {
+	// Select lists the objects of the policy's namespace the selector selects, but for
+	// Floodgate's own companions.
+	Select(ctx context.Context, policy *v1alpha1.TrafficPolicy, selector labels.Selector) ([]Ref, error)
 }
 
 // RecordedBy returns the names of the objects that carry the restore record of policy

@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -127,6 +128,24 @@ func (p *Provider) observeNeighbours(ctx context.Context, policy *v1alpha1.Traff
 func (p *Provider) Unsupported(policy *v1alpha1.TrafficPolicy, obs *provider.Observation, d provider.Desired) string {
 	target, _ := obs.State.(*networkingv1.Ingress)
 	return Unsupported(policy, target, d.Knobs.Traffic())
+}
+
+// Select lists the Ingresses of the policy's namespace the selector selects; a companion (an
+// object a TrafficPolicy controls) is never a target.
+func (p *Provider) Select(ctx context.Context, policy *v1alpha1.TrafficPolicy, selector labels.Selector) ([]provider.Ref, error) {
+	var list networkingv1.IngressList
+	if err := p.Client.List(ctx, &list, client.InNamespace(policy.Namespace), client.MatchingLabelsSelector{Selector: selector},
+		client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("listing Ingresses by targetSelector: %w", err)
+	}
+	refs := make([]provider.Ref, 0, len(list.Items))
+	for i := range list.Items {
+		if owner := metav1.GetControllerOf(&list.Items[i]); owner != nil && owner.Kind == "TrafficPolicy" {
+			continue
+		}
+		refs = append(refs, provider.Ref{Group: v1alpha1.GroupNetworking, Kind: string(v1alpha1.TargetKindIngress), Name: list.Items[i].Name})
+	}
+	return refs, nil
 }
 
 // Recorded lists the Ingresses of the policy's namespace that carry its restore record, and
