@@ -65,7 +65,7 @@ var _ = Describe("the emergency lever, whatever else is broken", func() {
 		Eventually(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }).Should(BeNil())
 		Eventually(func() userView { return viewOf(ingress) }).Should(Equal(ingressBefore))
 		Eventually(func() error {
-			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway-api-gateway"}, &corev1.Service{})
+			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, &corev1.Service{})
 		}).Should(Satisfy(apierrors.IsNotFound))
 	})
 
@@ -275,7 +275,7 @@ var _ = Describe("companions", func() {
 		for _, obj := range []client.Object{&networkingv1.Ingress{}, &corev1.Service{}} {
 			name := canaryName
 			if _, svc := obj.(*corev1.Service); svc {
-				name = "floodgate-shed-api-gateway-api-gateway"
+				name = "floodgate-shed-api-gateway"
 			}
 			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj)).To(Succeed())
 			patch := client.MergeFrom(obj.DeepCopyObject().(client.Object))
@@ -286,7 +286,7 @@ var _ = Describe("companions", func() {
 		setAction(ns, "api-gateway", v1alpha1.ActionNormal)
 		Eventually(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }).Should(BeNil())
 		Eventually(func() error {
-			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway-api-gateway"}, &corev1.Service{})
+			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, &corev1.Service{})
 		}).Should(Satisfy(apierrors.IsNotFound))
 		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseNormal))
 		Expect(conditionOf(ns, v1alpha1.ConditionReady)()).To(HavePrefix("True"))

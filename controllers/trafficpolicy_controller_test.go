@@ -65,7 +65,7 @@ var _ = Describe("the sample policy", func() {
 		for i, p := range canary.Spec.Rules[0].HTTP.Paths {
 			Expect(p.Path).To(Equal(ingress.Spec.Rules[0].HTTP.Paths[i].Path))
 			Expect(*p.PathType).To(Equal(*ingress.Spec.Rules[0].HTTP.Paths[i].PathType))
-			Expect(p.Backend.Service.Name).To(Equal("floodgate-shed-api-gateway-api-gateway"))
+			Expect(p.Backend.Service.Name).To(Equal("floodgate-shed-api-gateway"))
 		}
 		Expect(getIngress(ns, "api-gateway").Annotations).To(HaveKeyWithValue(limitRPS, "1000"), "ShedAll does not touch the main Ingress")
 		Eventually(func() int32 { return *getHPA(ns).Spec.MinReplicas }).Should(BeEquivalentTo(4))
@@ -74,12 +74,12 @@ var _ = Describe("the sample policy", func() {
 
 		By("the shed Service and EndpointSlice point at the shed pods")
 		slice := &discoveryv1.EndpointSlice{}
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway-api-gateway"}, slice)).To(Succeed())
-		Expect(slice.Labels).To(HaveKeyWithValue(discoveryv1.LabelServiceName, "floodgate-shed-api-gateway-api-gateway"))
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, slice)).To(Succeed())
+		Expect(slice.Labels).To(HaveKeyWithValue(discoveryv1.LabelServiceName, "floodgate-shed-api-gateway"))
 		Expect(slice.Endpoints).To(HaveLen(2))
 		Expect(slice.Endpoints[0].Addresses).To(Equal([]string{"10.0.0.1"}))
 		svc := &corev1.Service{}
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway-api-gateway"}, svc)).To(Succeed())
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, svc)).To(Succeed())
 		Expect(svc.Spec.Selector).To(BeEmpty())
 
 		By("Ramp step 1: only AU is admitted, at 50 requests per second per client")
@@ -129,7 +129,7 @@ var _ = Describe("the sample policy", func() {
 		Expect(viewOf(ingress)).To(Equal(ingressBefore))
 		Expect(viewOf(hpa)).To(Equal(hpaBefore))
 		Expect(getIngress(ns, "api-gateway").Annotations).NotTo(HaveKey(restore.Annotation))
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway-api-gateway"}, &corev1.Service{})).To(Satisfy(apierrors.IsNotFound))
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, &corev1.Service{})).To(Satisfy(apierrors.IsNotFound))
 		Expect(kubectl("get", "trafficpolicies", "-n", ns)).To(MatchRegexp(`api-gateway\s+Ramp\s+Completed\s+3/3`))
 
 		By("the history names every transition")
@@ -187,7 +187,7 @@ var _ = Describe("the sample policy", func() {
 		Expect(getIngress(ns, canaryName)).To(BeNil())
 		Expect(viewOf(ingress)).To(Equal(ingressBefore))
 		Expect(viewOf(hpa)).To(Equal(hpaBefore))
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway-api-gateway"}, &discoveryv1.EndpointSlice{})).To(Satisfy(apierrors.IsNotFound))
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, &discoveryv1.EndpointSlice{})).To(Satisfy(apierrors.IsNotFound))
 	})
 
 	It("keeps its step and the hold time left across an operator restart", func() {
@@ -270,7 +270,7 @@ var _ = Describe("the sample policy", func() {
 })
 
 var _ = Describe("a policy whose targets change", func() {
-	It("gives each target its own shed Service, and puts back a target or autoscaler dropped from the spec", func() {
+	It("routes every target's canary to the policy's one headless shed Service, and puts back a target or autoscaler dropped from the spec", func() {
 		ns := newNamespace()
 		ingressNamed := func(name, host string) *networkingv1.Ingress {
 			ing := sampleIngress(ns)
@@ -286,16 +286,21 @@ var _ = Describe("a policy whose targets change", func() {
 			v1alpha1.TargetRef{Kind: v1alpha1.TargetKindIngress, Name: "api-internal"}, v1alpha1.TargetRef{Kind: v1alpha1.TargetKindIngress, Name: "api-old"})
 		create(policy)
 
-		By("ShedAll: one canary and one shed Service, with its EndpointSlice, per target")
+		By("ShedAll: one canary per target, all routing to the policy's one shed Service (headless: no ClusterIP), with its EndpointSlice")
 		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseShedding))
+		const service = "floodgate-shed-api-gateway"
 		for _, target := range []string{"api-gateway", "api-internal", "api-old"} {
-			service := "floodgate-shed-api-gateway-" + target
 			canary := getIngress(ns, target+"-floodgate-api-gateway")
 			Expect(canary).NotTo(BeNil(), target)
 			Expect(canary.Spec.Rules[0].HTTP.Paths[0].Backend.Service.Name).To(Equal(service))
-			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: service}, &corev1.Service{})).To(Succeed())
-			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: service}, &discoveryv1.EndpointSlice{})).To(Succeed())
 		}
+		var svc corev1.Service
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: service}, &svc)).To(Succeed())
+		Expect(svc.Spec.ClusterIP).To(Equal(corev1.ClusterIPNone))
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: service}, &discoveryv1.EndpointSlice{})).To(Succeed())
+		var services corev1.ServiceList
+		Expect(k8s.List(ctx, &services, client.InNamespace(ns))).To(Succeed())
+		Expect(services.Items).To(HaveLen(1), "one shed Service for the policy, not one per target")
 
 		By("api-old is deleted and dropped from the spec, and the policy's status has lost track of the targets: its canary is still found and removed")
 		p := getPolicy(ns, "api-gateway")
@@ -308,10 +313,8 @@ var _ = Describe("a policy whose targets change", func() {
 		p.Spec.TargetRefs = p.Spec.TargetRefs[:2]
 		Expect(k8s.Patch(ctx, p, client.MergeFrom(before))).To(Succeed())
 		Eventually(func() *networkingv1.Ingress { return getIngress(ns, "api-old-floodgate-api-gateway") }).Should(BeNil())
-		Eventually(func() error {
-			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway-api-old"}, &corev1.Service{})
-		}).Should(Satisfy(apierrors.IsNotFound))
 		Expect(getIngress(ns, "api-internal-floodgate-api-gateway")).NotTo(BeNil(), "the targets still named keep shedding")
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: service}, &corev1.Service{})).To(Succeed(), "the shed Service stays while a canary routes to it")
 
 		By("Ramp step 1 edits both main Ingresses")
 		setAction(ns, "api-gateway", v1alpha1.ActionRamp)
@@ -326,12 +329,6 @@ var _ = Describe("a policy whose targets change", func() {
 		Eventually(func() userView { return viewOf(internal) }).Should(Equal(internalBefore))
 		Eventually(func() userView { return viewOf(hpa) }).Should(Equal(hpaBefore))
 		Eventually(func() *networkingv1.Ingress { return getIngress(ns, "api-internal-floodgate-api-gateway") }).Should(BeNil())
-		Eventually(func() error {
-			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway-api-internal"}, &corev1.Service{})
-		}).Should(Satisfy(apierrors.IsNotFound))
-		Eventually(func() error {
-			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway-api-internal"}, &discoveryv1.EndpointSlice{})
-		}).Should(Satisfy(apierrors.IsNotFound))
 		Eventually(func() []string {
 			var names []string
 			for _, t := range getPolicy(ns, "api-gateway").Status.Targets {

@@ -39,7 +39,7 @@ func decide(obj *object, d provider.Desired) (write bool, _ provider.Desired) {
 // returned together, after every object was tried.
 func (r *Pass) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, k knobs.Knobs, obs Observation, outcome *core.Outcome) error {
 	var errs []error
-	var shedFor []string
+	shedding, shedErr := false, error(nil)
 	entries := statusEntries{}
 	for _, obj := range obs.objects {
 		write, d := decide(obj, desired(policy, obj, k))
@@ -49,12 +49,16 @@ func (r *Pass) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, k knob
 		}
 		ch, err := obj.provider.Render(policy, obj.obs, d, recordCopy(policy, obj))
 		if err == nil && obj.role == provider.Target && d.Knobs.Sheds() && obj.obs.Found {
-			// Each target's shed Service is in place before its canary routes to it, and goes after.
-			shedFor = append(shedFor, obj.ref.Name)
-			var ready int
-			if ready, err = r.Shed.EnsureCompanion(ctx, r.Client, policy, obj.ref.Name); err == nil {
-				outcome.ShedEndpoints = ready
+			// The policy's shed Service is in place before the first canary routes to it, and
+			// goes after the last.
+			if !shedding {
+				shedding = true
+				var ready int
+				if ready, shedErr = r.Shed.EnsureCompanion(ctx, r.Client, policy); shedErr == nil {
+					outcome.ShedEndpoints = ready
+				}
 			}
+			err = shedErr
 		}
 		if err == nil {
 			ch.Status, err = provider.Write(ctx, r.Client, policy, ch)
@@ -68,7 +72,7 @@ func (r *Pass) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, k knob
 		entries.written(obj, ch.Status)
 	}
 	// Shed Services go once no canary routes to them.
-	if err := shed.RemoveCompanions(ctx, r.Client, policy, shedFor); err != nil {
+	if err := shed.RemoveCompanions(ctx, r.Client, policy, shedding); err != nil {
 		errs = append(errs, err)
 	}
 	entries.file(policy)

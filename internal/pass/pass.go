@@ -150,7 +150,7 @@ func (r *Pass) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, k kn
 			return obs, err
 		}
 	}
-	return obs, nil
+	return obs, r.observeShedCompanions(ctx, policy, obs.objects, k)
 }
 
 // observeOne reads one object through its kind's provider.
@@ -174,14 +174,29 @@ func (r *Pass) observeOne(ctx context.Context, policy *v1alpha1.TrafficPolicy, o
 			Message: fmt.Sprintf("%s not found in namespace %s", obj.ref, policy.Namespace)})
 	case obj.obs.Found && obj.role == provider.Target && !obj.leftover:
 		obj.obs.Status.Unsupported = unsupportedSteps(policy, obj, steps)
-		if d.Knobs.Sheds() {
-			notOurs, err := r.Shed.CompanionsNotOurs(ctx, r.Client, policy, obj.ref.Name)
-			if err != nil {
-				return err
-			}
-			for _, err := range notOurs {
-				obj.obs.Problems = append(obj.obs.Problems, provider.NewProblem("shed "+err.Error(), err))
-			}
+	}
+	return nil
+}
+
+// observeShedCompanions reports, on every target the knobs shed, a shed Service or EndpointSlice
+// name held by an object the policy does not control: no canary may route there.
+func (r *Pass) observeShedCompanions(ctx context.Context, policy *v1alpha1.TrafficPolicy, objects []*object, k knobs.Knobs) error {
+	var shedding []*object
+	for _, obj := range objects {
+		if obj.role == provider.Target && !obj.leftover && obj.obs.Found && desired(policy, obj, k).Knobs.Sheds() {
+			shedding = append(shedding, obj)
+		}
+	}
+	if len(shedding) == 0 {
+		return nil
+	}
+	notOurs, err := r.Shed.CompanionsNotOurs(ctx, r.Client, policy)
+	if err != nil {
+		return err
+	}
+	for _, obj := range shedding {
+		for _, err := range notOurs {
+			obj.obs.Problems = append(obj.obs.Problems, provider.NewProblem("shed "+err.Error(), err))
 		}
 	}
 	return nil

@@ -2,8 +2,11 @@
 //
 // The shed server runs as its own Deployment (`floodgate shed-server`), never inside the
 // manager's pods, which the herd would take down. ingress-nginx needs a backend Service in the
-// target's namespace; Floodgate creates there a selector-less Service and an EndpointSlice that
-// it keeps in step with the shed pods' addresses.
+// target's namespace; Floodgate creates there, per policy, a headless selector-less Service and
+// an EndpointSlice that it keeps in step with the shed pods' addresses. Every canary of the policy
+// routes to it (they share the policy's knobs); no two policies share one, because ingress-nginx
+// builds one upstream per namespace, Service and port and gives every canary on it the first
+// canary's weight and pattern. Headless: a fleet of policies takes no ClusterIP.
 package shed
 
 import (
@@ -38,21 +41,22 @@ type Backend struct {
 	Port int32
 }
 
-// CompanionServiceName is the name of the shed Service for one target of a policy, in the
-// policy's namespace. A Service name is a DNS label: the dots an Ingress or policy name may
-// carry become dashes, and a long name is shortened with a hash.
-func CompanionServiceName(policy, target string) string {
-	return owned.Name(63, "floodgate-shed", strings.ReplaceAll(policy, ".", "-"), strings.ReplaceAll(target, ".", "-"))
+// CompanionServiceName is the name of the policy's shed Service, in its namespace. A Service
+// name is a DNS label: the dots a policy name may carry become dashes, and a long name is
+// shortened with a hash.
+func CompanionServiceName(policy string) string {
+	return owned.Name(63, "floodgate-shed", strings.ReplaceAll(policy, ".", "-"))
 }
 
-// EnsureCompanion creates or updates the shed Service and EndpointSlice for one target of the
-// policy, and returns how many ready shed endpoints they point at.
-func (b Backend) EnsureCompanion(ctx context.Context, c client.Client, policy *v1alpha1.TrafficPolicy, target string) (ready int, err error) {
-	name := CompanionServiceName(policy.Name, target)
+// EnsureCompanion creates or updates the policy's shed Service and EndpointSlice, and returns
+// how many ready shed endpoints they point at.
+func (b Backend) EnsureCompanion(ctx context.Context, c client.Client, policy *v1alpha1.TrafficPolicy) (ready int, err error) {
+	name := CompanionServiceName(policy.Name)
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: policy.Namespace},
 		Spec: corev1.ServiceSpec{
-			Type: corev1.ServiceTypeClusterIP,
+			Type:      corev1.ServiceTypeClusterIP,
+			ClusterIP: corev1.ClusterIPNone,
 			Ports: []corev1.ServicePort{{
 				Name: "http", Protocol: corev1.ProtocolTCP, Port: ServicePort, TargetPort: intstr.FromInt32(b.Port),
 			}},
@@ -102,11 +106,11 @@ func (b Backend) EnsureCompanion(ctx context.Context, c client.Client, policy *v
 	return ready, nil
 }
 
-// CompanionsNotOurs names each of a target's shed Service and EndpointSlice names held by an
-// object the policy does not control: the target cannot be shed through it. Such objects are
-// never adopted, updated or removed.
-func (b Backend) CompanionsNotOurs(ctx context.Context, c client.Reader, policy *v1alpha1.TrafficPolicy, target string) ([]*owned.NotOursError, error) {
-	name := CompanionServiceName(policy.Name, target)
+// CompanionsNotOurs names each of the policy's shed Service and EndpointSlice names held by an
+// object the policy does not control: no target can be shed through it. Such objects are never
+// adopted, updated or removed.
+func (b Backend) CompanionsNotOurs(ctx context.Context, c client.Reader, policy *v1alpha1.TrafficPolicy) ([]*owned.NotOursError, error) {
+	name := CompanionServiceName(policy.Name)
 	var out []*owned.NotOursError
 	for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}} {
 		err := c.Get(ctx, client.ObjectKey{Namespace: policy.Namespace, Name: name}, obj)
@@ -124,14 +128,12 @@ func (b Backend) CompanionsNotOurs(ctx context.Context, c client.Reader, policy 
 	return out, nil
 }
 
-// RemoveCompanions deletes the policy's shed Services and EndpointSlices, except those of the
-// targets named in keep. Only objects the policy controls are found (through the
-// owned.IndexController index, so a companion whose label was removed is found too) and deleted.
-func RemoveCompanions(ctx context.Context, c client.Client, policy *v1alpha1.TrafficPolicy, keep []string) error {
-	kept := map[string]bool{}
-	for _, t := range keep {
-		kept[CompanionServiceName(policy.Name, t)] = true
-	}
+// RemoveCompanions deletes the policy's shed Services and EndpointSlices, but for its current
+// one when keep is set (and those of an older release, one per target, always). Only objects the
+// policy controls are found (through the owned.IndexController index, so a companion whose label
+// was removed is found too) and deleted.
+func RemoveCompanions(ctx context.Context, c client.Client, policy *v1alpha1.TrafficPolicy, keep bool) error {
+	kept := map[string]bool{CompanionServiceName(policy.Name): keep}
 	var slices discoveryv1.EndpointSliceList
 	if err := owned.List(ctx, c, policy, &slices); err != nil {
 		return fmt.Errorf("listing shed EndpointSlices: %w", err)

@@ -78,7 +78,7 @@ func TestANamespacedInstallRunsAWholeCycleOnItsOwnRolesAndUsesEveryVerbItIsGrant
 	moveShedPods(t, "10.96.0.12")
 	eventually(t, func() bool {
 		var slice discoveryv1.EndpointSlice
-		err := k8s.Get(ctx, client.ObjectKey{Namespace: "edge", Name: "floodgate-shed-api-api"}, &slice)
+		err := k8s.Get(ctx, client.ObjectKey{Namespace: "edge", Name: "floodgate-shed-api"}, &slice)
 		return err == nil && slices.ContainsFunc(slice.Endpoints, func(e discoveryv1.Endpoint) bool { return slices.Contains(e.Addresses, "10.96.0.12") })
 	})
 	setAction(t, "edge", v1alpha1.ActionRamp)

@@ -118,7 +118,7 @@ func RenderCanary(policy *v1alpha1.TrafficPolicy, target *networkingv1.Ingress, 
 	ann[AnnotationCanaryFor] = target.Name
 
 	backend := &networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{
-		Name: shed.CompanionServiceName(policy.Name, target.Name),
+		Name: shed.CompanionServiceName(policy.Name),
 		Port: networkingv1.ServiceBackendPort{Number: shed.ServicePort},
 	}}
 	canary := &networkingv1.Ingress{
