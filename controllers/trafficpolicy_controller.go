@@ -377,6 +377,21 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	if err := idx.IndexField(ctx, &networkingv1.Ingress{}, indexIngressHosts, ingressHosts); err != nil {
 		return err
 	}
+	// Each provider lists its kind through indexes of its own (its targets' neighbours, the
+	// objects carrying a policy's restore record), never a whole namespace.
+	for _, role := range []provider.Role{provider.Target, provider.Autoscaler} {
+		for _, p := range r.Providers.Available(role) {
+			indexed, ok := p.(provider.Indexed)
+			if !ok {
+				continue
+			}
+			for _, i := range indexed.Indexes() {
+				if err := idx.IndexField(ctx, i.Object, i.Field, i.Extract); err != nil {
+					return fmt.Errorf("indexing %T by %s: %w", i.Object, i.Field, err)
+				}
+			}
+		}
+	}
 	// A policy's companions are listed by their controller ownerReference, not their label.
 	for _, obj := range []client.Object{&networkingv1.Ingress{}, &corev1.Service{}, &discoveryv1.EndpointSlice{}} {
 		if err := idx.IndexField(ctx, obj, owned.IndexController, owned.ControllerUID); err != nil {

@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // Action is the lever a responder pulls.
@@ -872,4 +873,22 @@ type TrafficPolicyList struct {
 
 func init() {
 	SchemeBuilder.Register(&TrafficPolicy{}, &TrafficPolicyList{})
+}
+
+// LabelSelector is the selector's labels as a labels.Selector.
+func (s *TargetSelector) LabelSelector() (labels.Selector, error) {
+	return metav1.LabelSelectorAsSelector(&metav1.LabelSelector{MatchLabels: s.MatchLabels, MatchExpressions: s.MatchExpressions})
+}
+
+// SelectsKind says whether the selector selects objects of the group and kind (its defaults are
+// networking.k8s.io Ingress).
+func (s *TargetSelector) SelectsKind(group, kind string) bool {
+	g, k := s.Group, string(s.Kind)
+	if g == "" {
+		g = GroupNetworking
+	}
+	if k == "" {
+		k = string(TargetKindIngress)
+	}
+	return g == group && k == kind
 }

@@ -10,8 +10,6 @@ import (
 	"slices"
 	"strings"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -209,7 +207,7 @@ func (r *Pass) targets(ctx context.Context, policy *v1alpha1.TrafficPolicy) ([]p
 	if sel == nil {
 		return refs, nil
 	}
-	selector, err := metav1.LabelSelectorAsSelector(&metav1.LabelSelector{MatchLabels: sel.MatchLabels, MatchExpressions: sel.MatchExpressions})
+	selector, err := sel.LabelSelector()
 	if err != nil {
 		return nil, fmt.Errorf("targetSelector: %w", err)
 	}

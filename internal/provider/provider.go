@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/index"
 	"floodgate.dev/floodgate/internal/knobs"
 	"floodgate.dev/floodgate/internal/owned"
 	"floodgate.dev/floodgate/internal/restore"
@@ -254,6 +255,42 @@ type Selecting interface {
 	// Select lists the objects of the policy's namespace the selector selects, but for
 	// Floodgate's own companions.
 	Select(ctx context.Context, policy *v1alpha1.TrafficPolicy, selector labels.Selector) ([]Ref, error)
+}
+
+// Index is a field index of the manager's cache a provider lists its kind through, so a pass
+// reads the objects it needs, never a whole namespace.
+type Index struct {
+	Object  client.Object
+	Field   string
+	Extract client.IndexerFunc
+}
+
+// Indexed is a provider that lists through field indexes; the controller registers them.
+// Without them (a direct client: previews, drills' checks) the lists still work, unindexed.
+type Indexed interface {
+	Indexes() []Index
+}
+
+// IndexRecordedBy is the name of a field index over the policy ("namespace/name") whose restore
+// record an object carries as its own.
+const IndexRecordedBy = ".metadata.annotations.restoreRecordPolicy"
+
+// RecordedByIndex is the IndexRecordedBy index function.
+func RecordedByIndex(obj client.Object) []string {
+	if metav1.GetControllerOf(obj) != nil {
+		return nil
+	}
+	if rec, err := restore.Read(obj); err == nil && rec != nil {
+		return []string{rec.Policy}
+	}
+	return nil
+}
+
+// ListRecorded lists into list the objects of the policy's namespace carrying its restore record,
+// through the IndexRecordedBy index.
+func ListRecorded(ctx context.Context, c client.Reader, policy *v1alpha1.TrafficPolicy, list client.ObjectList) error {
+	return index.List(ctx, c, list, IndexRecordedBy, policy.Namespace+"/"+policy.Name, RecordedByIndex,
+		client.InNamespace(policy.Namespace), client.UnsafeDisableDeepCopy)
 }
 
 // RecordedBy returns the names of the objects that carry the restore record of policy

@@ -3,8 +3,10 @@ package shed
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
@@ -15,6 +17,13 @@ import (
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 )
+
+// IsCompanion says whether an object is a companion a TrafficPolicy controls (a canary, a shed
+// Service): never a target.
+func IsCompanion(obj metav1.Object) bool {
+	owner := metav1.GetControllerOf(obj)
+	return owner != nil && owner.Kind == "TrafficPolicy" && strings.HasPrefix(owner.APIVersion, v1alpha1.GroupVersion.Group+"/")
+}
 
 // ClaimsOf are a policy's claims on the routes its targets carry, with its answer. targets are
 // the policy's target Ingresses that exist.
@@ -30,10 +39,32 @@ func ClaimsOf(policy *v1alpha1.TrafficPolicy, targets []*networkingv1.Ingress, h
 	return out
 }
 
-// TargetIngresses reads a policy's target Ingresses that exist, in its namespace.
+// TargetIngresses reads a policy's target Ingresses that exist, in its namespace: those it
+// names and those its targetSelector selects (never a companion a TrafficPolicy controls).
 func TargetIngresses(ctx context.Context, c client.Reader, policy *v1alpha1.TrafficPolicy) ([]*networkingv1.Ingress, error) {
 	var out []*networkingv1.Ingress
+	seen := map[string]bool{}
+	if sel := policy.Spec.TargetSelector; sel != nil && sel.SelectsKind(v1alpha1.GroupNetworking, string(v1alpha1.TargetKindIngress)) {
+		selector, err := sel.LabelSelector()
+		if err != nil {
+			return nil, fmt.Errorf("targetSelector of %s/%s: %w", policy.Namespace, policy.Name, err)
+		}
+		var list networkingv1.IngressList
+		if err := c.List(ctx, &list, client.InNamespace(policy.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+			return nil, fmt.Errorf("listing the Ingresses %s/%s selects: %w", policy.Namespace, policy.Name, err)
+		}
+		for i := range list.Items {
+			if IsCompanion(&list.Items[i]) {
+				continue
+			}
+			seen[list.Items[i].Name] = true
+			out = append(out, &list.Items[i])
+		}
+	}
 	for _, ref := range policy.Spec.TargetRefs {
+		if seen[ref.Name] {
+			continue
+		}
 		if ref.Kind != "" && ref.Kind != v1alpha1.TargetKindIngress {
 			continue
 		}

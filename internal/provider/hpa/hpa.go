@@ -100,11 +100,16 @@ func (h *Provider) Unsupported(*v1alpha1.TrafficPolicy, *provider.Observation, p
 	return ""
 }
 
+// Indexes: HPAs are listed by the restore record they carry.
+func (h *Provider) Indexes() []provider.Index {
+	return []provider.Index{{Object: &autoscalingv2.HorizontalPodAutoscaler{}, Field: provider.IndexRecordedBy, Extract: provider.RecordedByIndex}}
+}
+
 // Recorded lists the HorizontalPodAutoscalers of the policy's namespace that carry its restore
 // record, whether or not its spec still names them (never one another controller controls).
 func (h *Provider) Recorded(ctx context.Context, policy *v1alpha1.TrafficPolicy) ([]provider.Ref, error) {
 	var all autoscalingv2.HorizontalPodAutoscalerList
-	if err := h.Client.List(ctx, &all, client.InNamespace(policy.Namespace)); err != nil {
+	if err := provider.ListRecorded(ctx, h.Client, policy, &all); err != nil {
 		return nil, fmt.Errorf("listing HorizontalPodAutoscalers: %w", err)
 	}
 	var refs []provider.Ref

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -16,10 +15,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/index"
 	"floodgate.dev/floodgate/internal/knobs"
 	"floodgate.dev/floodgate/internal/owned"
 	"floodgate.dev/floodgate/internal/provider"
 	"floodgate.dev/floodgate/internal/restore"
+	"floodgate.dev/floodgate/internal/shed"
 )
 
 // Provider applies knobs to Ingresses through ingress-nginx canaries.
@@ -74,52 +75,102 @@ func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, 
 	return obs, p.observeNeighbours(ctx, policy, &target, k, obs)
 }
 
-// observeNeighbours reads the other Ingresses of the namespace: a canary already serving the
-// target's rules, an object holding the canary's name, Ingresses sharing the target's upstreams.
-func (p *Provider) observeNeighbours(ctx context.Context, policy *v1alpha1.TrafficPolicy, target *networkingv1.Ingress, k knobs.Knobs, obs *provider.Observation) error {
-	var all networkingv1.IngressList
-	if err := p.Client.List(ctx, &all, client.InNamespace(policy.Namespace)); err != nil {
-		return fmt.Errorf("listing Ingresses: %w", err)
+// Field indexes the neighbours of a target are found through.
+const (
+	indexRules     = ".spec.rules.hostPath"
+	indexUpstreams = ".spec.rules.backend.servicePort"
+)
+
+// Indexes: Ingresses are listed by the rules (host and path) and the upstreams (Service and
+// port) they carry, and by the restore record they carry.
+func (p *Provider) Indexes() []provider.Index {
+	return []provider.Index{
+		{Object: &networkingv1.Ingress{}, Field: indexRules, Extract: ruleKeys},
+		{Object: &networkingv1.Ingress{}, Field: indexUpstreams, Extract: upstreamKeys},
+		{Object: &networkingv1.Ingress{}, Field: provider.IndexRecordedBy, Extract: provider.RecordedByIndex},
 	}
+}
+
+func ruleKeys(o client.Object) []string {
+	rules, _ := routes(o.(*networkingv1.Ingress))
+	return sets.List(rules)
+}
+
+func upstreamKeys(o client.Object) []string {
+	_, upstreams := routes(o.(*networkingv1.Ingress))
+	return sets.List(upstreams)
+}
+
+// observeNeighbours reads the Ingresses of the namespace that bear on the target, through the
+// indexes: an object holding the canary's name, a canary already serving the target's rules,
+// Ingresses sharing the target's upstreams. Its cost is the target's own rules and upstreams,
+// not the namespace's size.
+func (p *Provider) observeNeighbours(ctx context.Context, policy *v1alpha1.TrafficPolicy, target *networkingv1.Ingress, k knobs.Knobs, obs *provider.Observation) error {
 	rules, upstreams := routes(target)
 	needsCanary := RenderCanary(policy, target, k) != nil
 	canaryName := CanaryName(policy.Name, target.Name)
-	var shared []string
-	for i := range all.Items {
-		other := &all.Items[i]
-		if other.Name == target.Name || owned.IsOurs(other, policy) {
-			continue
-		}
-		if other.Name == canaryName {
-			// Someone else's object has the name of this target's canary: it is neither adopted
-			// nor removed, and the target cannot get a canary while it is there.
-			err := &owned.NotOursError{Kind: "Ingress", Name: canaryName}
-			msg := "canary Ingress " + canaryName + ": " + err.Error()
-			if needsCanary {
-				obs.Problems = append(obs.Problems, provider.NewProblem(msg, err))
-			} else {
-				obs.Status.Warnings = append(obs.Status.Warnings, msg)
-			}
-			continue
-		}
-		otherRules, otherUpstreams := routes(other)
-		if other.Annotations[AnnotationCanary] == "true" {
-			if needsCanary && rules.HasAny(otherRules.UnsortedList()...) {
-				obs.Problems = append(obs.Problems, provider.NewProblem(
-					fmt.Sprintf("canary Ingress %s already serves rules of Ingress %s; ingress-nginx allows one canary per rule", other.Name, target.Name),
-					provider.ErrForeignCanary))
-			}
-			continue
-		}
-		if sameClass(target, other) && upstreams.HasAny(otherUpstreams.UnsortedList()...) {
-			shared = append(shared, other.Name)
+
+	var holder networkingv1.Ingress
+	err := p.Client.Get(ctx, client.ObjectKey{Namespace: policy.Namespace, Name: canaryName}, &holder)
+	if client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("reading Ingress %s: %w", canaryName, err)
+	}
+	if err == nil && !owned.IsOurs(&holder, policy) {
+		// Someone else's object has the name of this target's canary: it is neither adopted nor
+		// removed, and the target cannot get a canary while it is there.
+		err := &owned.NotOursError{Kind: "Ingress", Name: canaryName}
+		msg := "canary Ingress " + canaryName + ": " + err.Error()
+		if needsCanary {
+			obs.Problems = append(obs.Problems, provider.NewProblem(msg, err))
+		} else {
+			obs.Status.Warnings = append(obs.Status.Warnings, msg)
 		}
 	}
-	sort.Strings(shared)
-	obs.Status.SharedUpstreamIngresses = shared
+	neighbour := func(other *networkingv1.Ingress) bool {
+		return other.Name != target.Name && other.Name != canaryName && !owned.IsOurs(other, policy)
+	}
+	if needsCanary {
+		foreign := sets.New[string]()
+		for _, rule := range sets.List(rules) {
+			var list networkingv1.IngressList
+			if err := p.list(ctx, policy, &list, indexRules, rule, ruleKeys); err != nil {
+				return err
+			}
+			for i := range list.Items {
+				if other := &list.Items[i]; neighbour(other) && other.Annotations[AnnotationCanary] == "true" && !foreign.Has(other.Name) {
+					foreign.Insert(other.Name)
+					obs.Problems = append(obs.Problems, provider.NewProblem(
+						fmt.Sprintf("canary Ingress %s already serves rules of Ingress %s; ingress-nginx allows one canary per rule", other.Name, target.Name),
+						provider.ErrForeignCanary))
+				}
+			}
+		}
+	}
+	shared := sets.New[string]()
+	for _, upstream := range sets.List(upstreams) {
+		var list networkingv1.IngressList
+		if err := p.list(ctx, policy, &list, indexUpstreams, upstream, upstreamKeys); err != nil {
+			return err
+		}
+		for i := range list.Items {
+			if other := &list.Items[i]; neighbour(other) && other.Annotations[AnnotationCanary] != "true" && sameClass(target, other) {
+				shared.Insert(other.Name)
+			}
+		}
+	}
+	obs.Status.SharedUpstreamIngresses = sets.List(shared)
 	if len(shared) > 0 {
 		obs.Status.Warnings = append(obs.Status.Warnings,
 			"a canary applies to the whole Service and port upstream: the Ingresses in sharedUpstreamIngresses are shed too")
+	}
+	return nil
+}
+
+// list lists the Ingresses of the policy's namespace whose index field holds value, without
+// copying them: they are only read.
+func (p *Provider) list(ctx context.Context, policy *v1alpha1.TrafficPolicy, list *networkingv1.IngressList, field, value string, fn client.IndexerFunc) error {
+	if err := index.List(ctx, p.Client, list, field, value, fn, client.InNamespace(policy.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return fmt.Errorf("listing Ingresses by %s: %w", field, err)
 	}
 	return nil
 }
@@ -140,7 +191,7 @@ func (p *Provider) Select(ctx context.Context, policy *v1alpha1.TrafficPolicy, s
 	}
 	refs := make([]provider.Ref, 0, len(list.Items))
 	for i := range list.Items {
-		if owner := metav1.GetControllerOf(&list.Items[i]); owner != nil && owner.Kind == "TrafficPolicy" {
+		if shed.IsCompanion(&list.Items[i]) {
 			continue
 		}
 		refs = append(refs, provider.Ref{Group: v1alpha1.GroupNetworking, Kind: string(v1alpha1.TargetKindIngress), Name: list.Items[i].Name})
@@ -152,8 +203,12 @@ func (p *Provider) Select(ctx context.Context, policy *v1alpha1.TrafficPolicy, s
 // those its canaries copy.
 func (p *Provider) Recorded(ctx context.Context, policy *v1alpha1.TrafficPolicy) ([]provider.Ref, error) {
 	var all networkingv1.IngressList
-	if err := p.Client.List(ctx, &all, client.InNamespace(policy.Namespace)); err != nil {
-		return nil, fmt.Errorf("listing Ingresses: %w", err)
+	if err := provider.ListRecorded(ctx, p.Client, policy, &all); err != nil {
+		return nil, fmt.Errorf("listing Ingresses by restore record: %w", err)
+	}
+	var ours networkingv1.IngressList
+	if err := owned.List(ctx, p.Client, policy, &ours); err != nil {
+		return nil, fmt.Errorf("listing canary Ingresses: %w", err)
 	}
 	ref := func(name string) provider.Ref {
 		return provider.Ref{Group: v1alpha1.GroupNetworking, Kind: string(v1alpha1.TargetKindIngress), Name: name}
@@ -162,8 +217,8 @@ func (p *Provider) Recorded(ctx context.Context, policy *v1alpha1.TrafficPolicy)
 	for _, name := range provider.RecordedBy(all.Items, key(policy)) {
 		refs = append(refs, ref(name))
 	}
-	for i := range all.Items {
-		if target := all.Items[i].Annotations[AnnotationCanaryFor]; target != "" && owned.IsOurs(&all.Items[i], policy) {
+	for i := range ours.Items {
+		if target := ours.Items[i].Annotations[AnnotationCanaryFor]; target != "" {
 			refs = append(refs, ref(target))
 		}
 	}

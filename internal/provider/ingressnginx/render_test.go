@@ -90,7 +90,7 @@ func TestCanaryCopiesEveryHostPathAndPathTypeToTheShedService(t *testing.T) {
 		t.Fatalf("rules differ from the target: %+v", got.Spec.Rules)
 	}
 	for _, p := range paths {
-		if p.Backend.Service.Name != "floodgate-shed-api-gateway-api" || p.Backend.Service.Port.Number != 80 {
+		if p.Backend.Service.Name != "floodgate-shed-api-gateway" || p.Backend.Service.Port.Number != 80 {
 			t.Fatalf("backend %+v, want the shed Service on port 80", p.Backend.Service)
 		}
 	}
