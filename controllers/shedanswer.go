@@ -25,6 +25,9 @@ const (
 	indexIngressHosts = ".spec.rules.host"
 )
 
+// ingressGroupKind is an Ingress's kind.group, as indexSelecting holds it.
+const ingressGroupKind = string(v1alpha1.TargetKindIngress) + "." + v1alpha1.GroupNetworking
+
 // hostKey is a host as the index keeps it ("*" for a catch-all).
 func hostKey(host string) string {
 	if host == "" {
@@ -94,9 +97,14 @@ func (r *TrafficPolicyReconciler) answerProblems(ctx context.Context, policy *v1
 func (r *TrafficPolicyReconciler) claimsElsewhere(ctx context.Context, namespace string, claims []shed.Claim) ([]shed.Claim, error) {
 	var out []shed.Claim
 	seen := map[types.NamespacedName]bool{}
+	hosts := map[string]bool{}
 	for _, c := range claims {
+		if hosts[hostKey(c.Route.Host)] {
+			continue
+		}
+		hosts[hostKey(c.Route.Host)] = true
 		var ingresses networkingv1.IngressList
-		if err := index.List(ctx, r.Client, &ingresses, indexIngressHosts, hostKey(c.Route.Host), ingressHosts); err != nil {
+		if err := index.List(ctx, r.Client, &ingresses, indexIngressHosts, hostKey(c.Route.Host), ingressHosts, client.UnsafeDisableDeepCopy); err != nil {
 			return nil, fmt.Errorf("listing Ingresses by host: %w", err)
 		}
 		for i := range ingresses.Items {
@@ -106,12 +114,12 @@ func (r *TrafficPolicyReconciler) claimsElsewhere(ctx context.Context, namespace
 				continue
 			}
 			seen[key] = true
-			var policies v1alpha1.TrafficPolicyList
-			if err := index.List(ctx, r.Client, &policies, indexTargetNames, ing.Name, targetNames, client.InNamespace(ing.Namespace)); err != nil {
-				return nil, fmt.Errorf("listing policies by target: %w", err)
+			policies, err := r.policiesTargeting(ctx, ingressGroupKind, ing)
+			if err != nil {
+				return nil, err
 			}
-			for j := range policies.Items {
-				out = append(out, shed.ClaimsOf(&policies.Items[j], []*networkingv1.Ingress{ing}, r.RedirectHosts)...)
+			for _, p := range policies {
+				out = append(out, shed.ClaimsOf(p, []*networkingv1.Ingress{ing}, r.RedirectHosts)...)
 			}
 		}
 	}

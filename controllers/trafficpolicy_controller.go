@@ -377,6 +377,13 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	if err := idx.IndexField(ctx, &networkingv1.Ingress{}, indexIngressHosts, ingressHosts); err != nil {
 		return err
 	}
+	for field, fn := range map[string]client.IndexerFunc{
+		indexSelecting: selecting, indexCompanionNames: companionNames(r.Providers), indexWorkloadGates: workloadGates,
+	} {
+		if err := idx.IndexField(ctx, &v1alpha1.TrafficPolicy{}, field, fn); err != nil {
+			return err
+		}
+	}
 	// Each provider lists its kind through indexes of its own (its targets' neighbours, the
 	// objects carrying a policy's restore record), never a whole namespace.
 	for _, role := range []provider.Role{provider.Target, provider.Autoscaler} {
@@ -414,19 +421,22 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	for _, p := range r.Providers.Available(provider.Autoscaler) {
 		b = b.Watches(p.Object(), handler.EnqueueRequestsFromMapFunc(r.mapPolicies(namingAutoscaler(p.GroupKind().Kind), nil)))
 	}
+	// A target kind's object wakes the policies that name or select it, carry its record or a
+	// companion of its name, or whose targets it bears on; no other.
+	for _, p := range r.Providers.Available(provider.Target) {
+		b = b.Watches(p.Object(), handler.EnqueueRequestsFromMapFunc(r.mapTarget(p)))
+	}
 	return b.
 		For(&v1alpha1.TrafficPolicy{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletingPredicate()))).
 		Owns(&networkingv1.Ingress{}).
 		Owns(&corev1.Service{}).
 		Owns(&discoveryv1.EndpointSlice{}).
-		// Any Ingress of a namespace can be a target, a conflicting canary or a shared upstream;
-		// elsewhere, it can claim a host a policy's shed answer covers.
-		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(sameNamespace, nil))).
+		// An Ingress elsewhere can claim a host a policy's shed answer covers.
 		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.mapSharedHosts)).
 		Watches(&v1alpha1.TrafficPolicy{}, handler.EnqueueRequestsFromMapFunc(r.mapSharedHosts),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(sameNamespace, gatedOn))).
+		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.mapGatedOn)).
 		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(everywhere, routingToShed)),
 			builder.WithPredicates(predicate.NewPredicateFuncs(r.isShedBackendSlice))).
 		WithOptions(opts).
@@ -439,7 +449,7 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 func (r *TrafficPolicyReconciler) mapPolicies(scope func(client.Object) []client.ListOption, keep func(client.Object, *v1alpha1.TrafficPolicy) bool) handler.MapFunc {
 	return func(ctx context.Context, obj client.Object) []reconcile.Request {
 		var list v1alpha1.TrafficPolicyList
-		if err := r.Client.List(ctx, &list, scope(obj)...); err != nil {
+		if err := r.Client.List(ctx, &list, append(scope(obj), client.UnsafeDisableDeepCopy)...); err != nil {
 			logf.FromContext(ctx).Error(err, "listing policies for a watched change")
 			return nil
 		}
@@ -456,11 +466,6 @@ func (r *TrafficPolicyReconciler) mapPolicies(scope func(client.Object) []client
 // everywhere lists the policies of every namespace (a clock advance carries no object).
 func everywhere(client.Object) []client.ListOption { return nil }
 
-// sameNamespace lists the policies of the object's namespace.
-func sameNamespace(obj client.Object) []client.ListOption {
-	return []client.ListOption{client.InNamespace(obj.GetNamespace())}
-}
-
 // namingAutoscaler lists the policies of an autoscaler's namespace that hold it.
 func namingAutoscaler(kind string) func(client.Object) []client.ListOption {
 	return func(obj client.Object) []client.ListOption {
@@ -468,19 +473,16 @@ func namingAutoscaler(kind string) func(client.Object) []client.ListOption {
 	}
 }
 
-// gatedOn keeps the policies whose workload gates read the Deployment (named, or the HPA's target).
-func gatedOn(obj client.Object, p *v1alpha1.TrafficPolicy) bool {
-	if p.Spec.Ramp == nil {
-		return false
+// mapGatedOn maps a Deployment to the policies of its namespace whose workload gates read it
+// (by name, or as their HPA's target).
+func (r *TrafficPolicyReconciler) mapGatedOn(ctx context.Context, obj client.Object) []reconcile.Request {
+	var out []reconcile.Request
+	for _, name := range []string{obj.GetName(), "*"} {
+		out = append(out, r.mapPolicies(func(o client.Object) []client.ListOption {
+			return []client.ListOption{client.InNamespace(o.GetNamespace()), client.MatchingFields{indexWorkloadGates: name}}
+		}, nil)(ctx, obj)...)
 	}
-	for _, step := range p.Spec.Ramp.Steps {
-		for _, g := range step.Gates {
-			if g.WorkloadReady != nil && (g.WorkloadReady.Name == obj.GetName() || g.WorkloadReady.Name == "") {
-				return true
-			}
-		}
-	}
-	return false
+	return out
 }
 
 // routingToShed keeps the policies whose canaries route to the shed pods.

@@ -880,15 +880,20 @@ func (s *TargetSelector) LabelSelector() (labels.Selector, error) {
 	return metav1.LabelSelectorAsSelector(&metav1.LabelSelector{MatchLabels: s.MatchLabels, MatchExpressions: s.MatchExpressions})
 }
 
-// SelectsKind says whether the selector selects objects of the group and kind (its defaults are
-// networking.k8s.io Ingress).
+// GroupKind is the group and kind the selector selects (its defaults: networking.k8s.io Ingress).
+func (s *TargetSelector) GroupKind() (group, kind string) {
+	group, kind = s.Group, string(s.Kind)
+	if group == "" {
+		group = GroupNetworking
+	}
+	if kind == "" {
+		kind = string(TargetKindIngress)
+	}
+	return group, kind
+}
+
+// SelectsKind says whether the selector selects objects of the group and kind.
 func (s *TargetSelector) SelectsKind(group, kind string) bool {
-	g, k := s.Group, string(s.Kind)
-	if g == "" {
-		g = GroupNetworking
-	}
-	if k == "" {
-		k = string(TargetKindIngress)
-	}
+	g, k := s.GroupKind()
 	return g == group && k == kind
 }

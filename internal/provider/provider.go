@@ -257,6 +257,19 @@ type Selecting interface {
 	Select(ctx context.Context, policy *v1alpha1.TrafficPolicy, selector labels.Selector) ([]Ref, error)
 }
 
+// Related is a target provider whose objects bear on each other's observation (an Ingress
+// sharing an upstream or a rule with a target): a change to one concerns the policies of the
+// others. Related returns those others, from the cache, read only.
+type Related interface {
+	Related(ctx context.Context, obj client.Object) ([]client.Object, error)
+}
+
+// Companioned is a target provider that gives a target companion objects of its own kind: their
+// names, so an object holding one wakes the policy.
+type Companioned interface {
+	CompanionNames(policy *v1alpha1.TrafficPolicy, target string) []string
+}
+
 // Index is a field index of the manager's cache a provider lists its kind through, so a pass
 // reads the objects it needs, never a whole namespace.
 type Index struct {

@@ -166,6 +166,42 @@ func (p *Provider) observeNeighbours(ctx context.Context, policy *v1alpha1.Traff
 	return nil
 }
 
+// CompanionNames: a target's canary.
+func (p *Provider) CompanionNames(policy *v1alpha1.TrafficPolicy, target string) []string {
+	return []string{CanaryName(policy.Name, target)}
+}
+
+// Related are the other Ingresses of obj's namespace that share one of its rules or upstreams:
+// a canary or a shared upstream appearing, changing or leaving concerns their policies.
+func (p *Provider) Related(ctx context.Context, obj client.Object) ([]client.Object, error) {
+	ing, ok := obj.(*networkingv1.Ingress)
+	if !ok {
+		return nil, nil
+	}
+	rules, upstreams := routes(ing)
+	seen := sets.New(ing.Name)
+	var out []client.Object
+	for _, by := range []struct {
+		field  string
+		values sets.Set[string]
+		fn     client.IndexerFunc
+	}{{indexRules, rules, ruleKeys}, {indexUpstreams, upstreams, upstreamKeys}} {
+		for _, value := range sets.List(by.values) {
+			var list networkingv1.IngressList
+			if err := index.List(ctx, p.Client, &list, by.field, value, by.fn, client.InNamespace(ing.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+				return out, fmt.Errorf("listing Ingresses by %s: %w", by.field, err)
+			}
+			for i := range list.Items {
+				if !seen.Has(list.Items[i].Name) {
+					seen.Insert(list.Items[i].Name)
+					out = append(out, &list.Items[i])
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
 // list lists the Ingresses of the policy's namespace whose index field holds value, without
 // copying them: they are only read.
 func (p *Provider) list(ctx context.Context, policy *v1alpha1.TrafficPolicy, list *networkingv1.IngressList, field, value string, fn client.IndexerFunc) error {
