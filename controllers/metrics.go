@@ -29,6 +29,10 @@ var (
 		Help: "Changes of a TrafficPolicy's action, by the action flipped to.",
 	}, []string{"namespace", "policy", "action"})
 	leverAges = &leverAgeCollector{since: map[[2]string]leverSince{}}
+	passes    = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "floodgate_policy_passes_total",
+		Help: "Reconcile passes of each TrafficPolicy: what a watched change costs, policy by policy.",
+	}, []string{"namespace", "policy"})
 
 	registerOnce sync.Once
 )
@@ -42,7 +46,7 @@ type Metrics struct {
 // NewMetrics registers the metrics (once per process) and returns a recorder on clk.
 func NewMetrics(clk clock.PassiveClock) *Metrics {
 	registerOnce.Do(func() {
-		metrics.Registry.MustRegister(policyAction, rampStep, gateVerdictGauge, leverFlips, leverAges)
+		metrics.Registry.MustRegister(policyAction, rampStep, gateVerdictGauge, leverFlips, leverAges, passes)
 	})
 	return &Metrics{Clock: clk}
 }
@@ -53,6 +57,14 @@ func (m *Metrics) gateVerdict(p *v1alpha1.TrafficPolicy, gate string, v v1alpha1
 	}
 	value := map[v1alpha1.Verdict]float64{v1alpha1.VerdictPass: 1, v1alpha1.VerdictFail: 0, v1alpha1.VerdictUnknown: -1}[v]
 	gateVerdictGauge.WithLabelValues(p.Namespace, p.Name, gate).Set(value)
+}
+
+// pass counts a reconcile pass of a policy.
+func (m *Metrics) pass(p *v1alpha1.TrafficPolicy) {
+	if m == nil {
+		return
+	}
+	passes.WithLabelValues(p.Namespace, p.Name).Inc()
 }
 
 // record updates the per-policy metrics after a committed plan.
@@ -89,6 +101,7 @@ func (m *Metrics) forget(p *v1alpha1.TrafficPolicy) {
 	rampStep.DeletePartialMatch(labels)
 	gateVerdictGauge.DeletePartialMatch(labels)
 	leverFlips.DeletePartialMatch(labels)
+	passes.DeletePartialMatch(labels)
 	leverAges.set(p.Namespace, p.Name, nil, nil)
 }
 

@@ -115,6 +115,7 @@ func (r *TrafficPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if err := reader.Get(ctx, req.NamespacedName, &policy); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	r.Metrics.pass(&policy)
 	if !policy.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.finalize(ctx, &policy)
 	}

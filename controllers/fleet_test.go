@@ -1,0 +1,153 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	networkingv1 "k8s.io/api/networking/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/pass"
+)
+
+// fleetIngress is an Ingress of its own host and upstream, labelled.
+func fleetIngress(ns, name string, labels map[string]string) *networkingv1.Ingress {
+	ing := sampleIngress(ns)
+	ing.Name, ing.Labels = name, labels
+	ing.Annotations = nil
+	ing.Spec.Rules[0].Host = name + ".example.com"
+	paths := ing.Spec.Rules[0].HTTP.Paths[:1]
+	paths[0].Backend = backend(name, 80)
+	ing.Spec.Rules[0].HTTP.Paths = paths
+	return ing
+}
+
+// passesOf reads floodgate_policy_passes_total of a policy from the manager's registry.
+func passesOf(ns, name string) float64 {
+	families, err := metrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	for _, f := range families {
+		if f.GetName() != "floodgate_policy_passes_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["namespace"] == ns && labels["policy"] == name {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+var _ = Describe("a policy over a fleet (targetSelector)", func() {
+	It("sheds every Ingress it selects, takes in one labelled later, lets go of one unlabelled, never selects a canary, and lists a fleet in status without outgrowing it", func() {
+		ns := newNamespace()
+		edge := map[string]string{"tier": "edge"}
+		const fleet = pass.MaxListedTargets + 2
+		for i := range fleet {
+			create(fleetIngress(ns, fmt.Sprintf("edge-%02d", i), edge))
+		}
+		create(fleetIngress(ns, "internal", map[string]string{"tier": "internal"}))
+		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
+		policy.Name = "edge"
+		policy.Spec.TargetRefs, policy.Spec.AutoscalerRefs = nil, nil
+		policy.Spec.TargetSelector = &v1alpha1.TargetSelector{MatchLabels: edge}
+		create(policy)
+
+		canaryOf := func(target string) func() *networkingv1.Ingress {
+			return func() *networkingv1.Ingress { return getIngress(ns, target+"-floodgate-edge") }
+		}
+		for i := range fleet {
+			Eventually(canaryOf(fmt.Sprintf("edge-%02d", i))).ShouldNot(BeNil())
+		}
+		Eventually(func() []int32 {
+			st := getPolicy(ns, "edge").Status
+			return []int32{st.TargetCount, int32(len(st.Targets)), st.TargetsNotListed}
+		}).Should(Equal([]int32{fleet, pass.MaxListedTargets, 2}), "counts, the first names, how many are not listed")
+		Expect(getPolicy(ns, "edge").Status.Phase).To(Equal(v1alpha1.PhaseShedding))
+		Expect(canaryOf("internal")()).To(BeNil(), "an Ingress the selector does not select is left alone")
+
+		By("a canary given the selected label by hand is still never a target")
+		canary := getIngress(ns, "edge-01-floodgate-edge")
+		labelled := canary.DeepCopy()
+		labelled.Labels["tier"] = "edge"
+		Expect(k8s.Patch(context.Background(), labelled, client.MergeFrom(canary))).To(Succeed())
+		Consistently(func() int32 { return getPolicy(ns, "edge").Status.TargetCount }, "1s").Should(BeEquivalentTo(fleet))
+		Expect(canaryOf("edge-01-floodgate-edge")()).To(BeNil())
+
+		By("an Ingress labelled later is shed too")
+		create(fleetIngress(ns, "edge-new", edge))
+		Eventually(canaryOf("edge-new")).ShouldNot(BeNil())
+
+		By("an Ingress whose label is removed loses its canary")
+		ing := getIngress(ns, "edge-00")
+		before := ing.DeepCopy()
+		ing.Labels = nil
+		Expect(k8s.Patch(context.Background(), ing, client.MergeFrom(before))).To(Succeed())
+		Eventually(canaryOf("edge-00")).Should(BeNil())
+		Eventually(func() int32 { return getPolicy(ns, "edge").Status.TargetCount }).Should(BeEquivalentTo(fleet))
+
+		By("Normal: every canary goes")
+		setAction(ns, "edge", v1alpha1.ActionNormal)
+		for i := range fleet {
+			Eventually(canaryOf(fmt.Sprintf("edge-%02d", i))).Should(BeNil())
+		}
+		Eventually(canaryOf("edge-new")).Should(BeNil())
+	})
+})
+
+var _ = Describe("a watched change", func() {
+	It("wakes only the policies it concerns: not those of unrelated Ingresses in the namespace", func() {
+		ns := newNamespace()
+		const policies = 4
+		for i := range policies {
+			name := fmt.Sprintf("svc-%d", i)
+			create(fleetIngress(ns, name, nil))
+			p := samplePolicy(ns, v1alpha1.ActionShedAll)
+			p.Name = name
+			p.Spec.TargetRefs, p.Spec.AutoscalerRefs = []v1alpha1.TargetRef{{Kind: v1alpha1.TargetKindIngress, Name: name}}, nil
+			create(p)
+		}
+		create(fleetIngress(ns, "unrelated", nil))
+		for i := range policies {
+			Eventually(phaseOf(ns, fmt.Sprintf("svc-%d", i))).Should(Equal(v1alpha1.PhaseShedding))
+		}
+		passes := func() []float64 {
+			var out []float64
+			for i := range policies {
+				out = append(out, passesOf(ns, fmt.Sprintf("svc-%d", i)))
+			}
+			return out
+		}
+		// At rest: nothing requeues these policies (ShedAll has no timer).
+		Eventually(passes).WithPolling(time.Second).MustPassRepeatedly(2).Should(Equal(passes()))
+		atRest := passes()
+
+		By("an unrelated Ingress is changed five times: no policy runs")
+		for i := range 5 {
+			ing := getIngress(ns, "unrelated")
+			before := ing.DeepCopy()
+			ing.Annotations = map[string]string{"touched": fmt.Sprint(i)}
+			Expect(k8s.Patch(context.Background(), ing, client.MergeFrom(before))).To(Succeed())
+		}
+		Consistently(passes, "2s").Should(Equal(atRest))
+
+		By("an Ingress starting to share svc-2's upstream wakes svc-2 alone")
+		ing := getIngress(ns, "unrelated")
+		before := ing.DeepCopy()
+		ing.Spec.Rules[0].HTTP.Paths[0].Backend = backend("svc-2", 80)
+		Expect(k8s.Patch(context.Background(), ing, client.MergeFrom(before))).To(Succeed())
+		Eventually(func() []string { return getPolicy(ns, "svc-2").Status.Targets[0].SharedUpstreamIngresses }).Should(Equal([]string{"unrelated"}))
+		Expect(passes()[2]).To(BeNumerically(">", atRest[2]))
+		Consistently(func() []float64 { p := passes(); p[2] = atRest[2]; return p }, "1s").Should(Equal(atRest))
+	})
+})
