@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
@@ -100,43 +101,60 @@ type TrafficPolicyReconciler struct {
 	GateReadings <-chan event.GenericEvent
 	// Metrics records floodgate_* metrics (nil: none, as in previews).
 	Metrics *Metrics
+
+	written writtenVersions
 }
 
 // Reconcile runs one pass for a policy.
 func (r *TrafficPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	// The policy is read from the API server, not the cache: a pass starts from the status the
-	// last pass wrote. From a stale copy its status write would conflict and be dropped, and with
-	// it what the pass learned while writing (a field someone else changed, kept on restore).
-	reader := r.APIReader
-	if reader == nil {
-		reader = r.Client
+	policy, err := r.readPolicy(ctx, req.NamespacedName)
+	if err != nil || policy == nil {
+		return ctrl.Result{}, err
 	}
-	var policy v1alpha1.TrafficPolicy
-	if err := reader.Get(ctx, req.NamespacedName, &policy); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	r.Metrics.pass(&policy)
+	r.Metrics.pass(policy)
 	if !policy.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.finalize(ctx, &policy)
+		return ctrl.Result{}, r.finalize(ctx, policy)
 	}
 	// The finalizer is in place before anything is touched; the pass goes on once it is.
-	if !controllerutil.ContainsFinalizer(&policy, Finalizer) {
+	if !controllerutil.ContainsFinalizer(policy, Finalizer) {
 		before := policy.DeepCopy()
-		controllerutil.AddFinalizer(&policy, Finalizer)
-		if err := r.Client.Patch(ctx, &policy, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		controllerutil.AddFinalizer(policy, Finalizer)
+		if err := r.Client.Patch(ctx, policy, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
 		}
+		r.written.note(policy)
 	}
 
 	before := policy.DeepCopy()
 	var n notices
-	result, err := r.reconcile(ctx, &policy, &n)
-	if perr := r.patchStatus(ctx, before, &policy); perr != nil {
+	result, err := r.reconcile(ctx, policy, &n)
+	if perr := r.patchStatus(ctx, before, policy); perr != nil {
 		// A pass on a stale copy conflicts here and is retried; it tells nothing.
 		return ctrl.Result{}, errors.Join(err, perr)
 	}
 	n.send()
 	return result, err
+}
+
+// readPolicy reads the policy a pass starts from: from the cache, unless the cache is older than
+// the policy as this manager last wrote it (then from the API server). A pass must start from the
+// status the last pass wrote: from a stale copy its status write would conflict and be dropped,
+// and with it what the pass learned while writing (a field someone else changed, kept on
+// restore). nil when the policy is gone.
+func (r *TrafficPolicyReconciler) readPolicy(ctx context.Context, key types.NamespacedName) (*v1alpha1.TrafficPolicy, error) {
+	var policy v1alpha1.TrafficPolicy
+	err := r.Client.Get(ctx, key, &policy)
+	if err == nil && r.APIReader != nil && r.written.newerThan(&policy) {
+		err = r.APIReader.Get(ctx, key, &policy)
+	}
+	if apierrors.IsNotFound(err) {
+		r.written.forget(key)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the policy: %w", err)
+	}
+	return &policy, nil
 }
 
 // notices are the Events and metric updates of one pass, sent only once its status is written,
@@ -345,12 +363,21 @@ func (r *TrafficPolicyReconciler) patchStatus(ctx context.Context, before, polic
 		return nil
 	}
 	err := r.Client.Status().Patch(ctx, policy, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	if err == nil {
+		r.written.note(policy)
+	}
 	if apierrors.IsConflict(err) && r.APIReader != nil {
 		var now v1alpha1.TrafficPolicy
 		if gerr := r.APIReader.Get(ctx, client.ObjectKeyFromObject(policy), &now); gerr == nil && equality.Semantic.DeepEqual(now.Status, before.Status) {
 			base := now.DeepCopy()
 			now.Status = policy.Status
-			err = r.Client.Status().Patch(ctx, &now, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+			if err = r.Client.Status().Patch(ctx, &now, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err == nil {
+				r.written.note(&now)
+			}
+		} else if gerr == nil {
+			// The pass started from a stale copy (another manager wrote since): the retry reads
+			// the API server.
+			r.written.readThrough(client.ObjectKeyFromObject(policy))
 		}
 	}
 	if client.IgnoreNotFound(err) != nil {
