@@ -22,6 +22,9 @@ func main() {
 	flag.StringVar(&opts.Shed.Namespace, "shed-namespace", opts.Shed.Namespace, "namespace of the shed backend Service")
 	flag.StringVar(&opts.Shed.ServiceName, "shed-service", opts.Shed.ServiceName, "name of the shed backend Service")
 	flag.IntVar(&opts.Workers, "workers", manager.DefaultWorkers, "how many policies are reconciled at once")
+	var qps float64
+	flag.Float64Var(&qps, "kube-api-qps", manager.DefaultAPIQPS, "Floodgate's own client-side budget of requests per second to the API server (a 1,000-target flip needs about 1,000 writes)")
+	flag.IntVar(&opts.APIBurst, "kube-api-burst", manager.DefaultAPIBurst, "how many requests may go at once above --kube-api-qps")
 	flag.IntVar(&opts.GateReadersPerPolicy, "gate-readers-per-policy", gate.DefaultPerPolicy, "how many of one policy's network gates (webhook, Prometheus) are read at once")
 	guard := true
 	flag.BoolVar(&guard, "gate-egress-guard", true, "refuse gate connections to loopback, link-local and the API server's addresses, follow no redirect, cap answers")
@@ -42,6 +45,7 @@ func main() {
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	opts.Shed.Port = int32(port)
+	opts.APIQPS = float32(qps)
 	opts.RedirectHosts = shed.ParseRedirectHosts(redirectHosts)
 	opts.UnguardedGates = !guard
 	for _, ns := range strings.Split(watch, ",") {

@@ -5,12 +5,17 @@ package manager
 import (
 	"context"
 	"fmt"
-	"maps"
+	"net/http"
 	"os"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
@@ -21,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -69,7 +75,18 @@ type Options struct {
 	// GateReadersPerPolicy bounds how many of one policy's network gates are read at once
 	// (0: gate.DefaultPerPolicy).
 	GateReadersPerPolicy int
+	// APIQPS and APIBurst are Floodgate's own client-side budget for requests to the API server
+	// (0: DefaultAPIQPS, DefaultAPIBurst). The APF objects in config/apf bound it on the server.
+	APIQPS   float32
+	APIBurst int
 }
+
+// DefaultAPIQPS and DefaultAPIBurst are the client-side request budget unless told otherwise:
+// enough for a 1,000-target flip to beat one bulk `kubectl annotate` (BENCHMARKS.md).
+const (
+	DefaultAPIQPS   = 300
+	DefaultAPIBurst = 600
+)
 
 // DefaultWorkers is how many policies are reconciled at once unless told otherwise: one
 // policy's pass never waits for another's.
@@ -84,21 +101,103 @@ var DefaultShed = shed.Backend{Namespace: "floodgate-system", ServiceName: "floo
 // LeaderElectionID names the Lease the managers elect a leader with.
 const LeaderElectionID = "floodgate.traffic.floodgate.dev"
 
-// cacheOptions limits the cache to the watched namespaces, and the shed backend's namespace to
-// its EndpointSlices.
+// cacheOptions keep in the cache only what a policy may touch, and of each object only what some
+// code reads: no managedFields or last-applied configuration on any object; of a Deployment, only
+// its replicas and availability (what a workload gate reads); EndpointSlices only where they are
+// Floodgate's (labelled as managed by it) or the shed backend's. With WatchNamespaces, only those
+// namespaces (and the shed backend's, for its EndpointSlices).
 func cacheOptions(opts Options) cache.Options {
+	ours, err := labels.Parse(discoveryv1.LabelManagedBy + "=" + shed.ManagedBy)
+	if err != nil {
+		panic(err) // a constant selector
+	}
+	var slices map[string]cache.Config
 	if len(opts.WatchNamespaces) == 0 {
-		return cache.Options{}
+		slices = map[string]cache.Config{cache.AllNamespaces: {LabelSelector: ours}}
+	} else {
+		slices = map[string]cache.Config{}
+		for _, ns := range opts.WatchNamespaces {
+			slices[ns] = cache.Config{LabelSelector: ours}
+		}
 	}
-	namespaces := map[string]cache.Config{}
-	for _, ns := range opts.WatchNamespaces {
-		namespaces[ns] = cache.Config{}
-	}
-	slices := maps.Clone(namespaces)
+	// The shed backend's namespace is Floodgate's own: every EndpointSlice there is kept (its
+	// Service's, and the companions of any policy living there).
 	slices[opts.Shed.Namespace] = cache.Config{}
-	return cache.Options{DefaultNamespaces: namespaces, ByObject: map[client.Object]cache.ByObject{
-		&discoveryv1.EndpointSlice{}: {Namespaces: slices},
-	}}
+	out := cache.Options{
+		DefaultTransform: StripUnread,
+		ByObject: map[client.Object]cache.ByObject{
+			&discoveryv1.EndpointSlice{}: {Namespaces: slices},
+			&appsv1.Deployment{}:         {Transform: deploymentAvailability},
+		},
+	}
+	if len(opts.WatchNamespaces) > 0 {
+		out.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range opts.WatchNamespaces {
+			out.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	return out
+}
+
+// cachedKinds are the kinds the controller reads through the cache.
+func cachedKinds() []client.Object {
+	return []client.Object{&v1alpha1.TrafficPolicy{}, &networkingv1.Ingress{}, &autoscalingv2.HorizontalPodAutoscaler{},
+		&corev1.Service{}, &discoveryv1.EndpointSlice{}, &appsv1.Deployment{}}
+}
+
+// CachesSynced is a ready check that fails until the cache of every kind the controller reads has
+// synced: a manager is not ready while it would act on a partial view. It starts the informers it
+// asks about, so a standby replica warms its cache before it leads.
+func CachesSynced(c cache.Cache) healthz.Checker {
+	return func(req *http.Request) error {
+		for _, obj := range cachedKinds() {
+			informer, err := c.GetInformer(req.Context(), obj, cache.BlockUntilSynced(false))
+			if err != nil {
+				return fmt.Errorf("the cache of %T: %w", obj, err)
+			}
+			if !informer.HasSynced() {
+				return fmt.Errorf("the cache of %T has not synced yet", obj)
+			}
+		}
+		return nil
+	}
+}
+
+// StripUnread drops from a cached object what no code reads: managedFields and the
+// last-applied-configuration annotation (often the largest part of an object). Writes are
+// patches computed between two copies of the cached object, so they never touch either.
+func StripUnread(in any) (any, error) {
+	if obj, ok := in.(metav1.Object); ok {
+		obj.SetManagedFields(nil)
+		if ann := obj.GetAnnotations(); ann != nil {
+			if _, ok := ann[corev1.LastAppliedConfigAnnotation]; ok {
+				delete(ann, corev1.LastAppliedConfigAnnotation)
+				obj.SetAnnotations(ann)
+			}
+		}
+	}
+	return in, nil
+}
+
+// deploymentAvailability keeps of a Deployment what a workload gate reads: its identity,
+// desired replicas, generation and availability.
+func deploymentAvailability(in any) (any, error) {
+	d, ok := in.(*appsv1.Deployment)
+	if !ok {
+		return in, nil
+	}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: d.Name, Namespace: d.Namespace, UID: d.UID, ResourceVersion: d.ResourceVersion,
+			Generation: d.Generation, Labels: d.Labels, DeletionTimestamp: d.DeletionTimestamp,
+		},
+		Spec: appsv1.DeploymentSpec{Replicas: d.Spec.Replicas},
+		Status: appsv1.DeploymentStatus{
+			ObservedGeneration: d.Status.ObservedGeneration, Replicas: d.Status.Replicas,
+			ReadyReplicas: d.Status.ReadyReplicas, AvailableReplicas: d.Status.AvailableReplicas,
+			UpdatedReplicas: d.Status.UpdatedReplicas,
+		},
+	}, nil
 }
 
 func nonZero(d time.Duration) *time.Duration {
@@ -115,6 +214,15 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	}
 	if opts.MetricsAddr == "" {
 		opts.MetricsAddr = "0"
+	}
+	// Floodgate's own request budget: controller-runtime leaves client-side limits off.
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = opts.APIQPS, opts.APIBurst
+	if cfg.QPS <= 0 {
+		cfg.QPS = DefaultAPIQPS
+	}
+	if cfg.Burst <= 0 {
+		cfg.Burst = DefaultAPIBurst
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme.New(),
@@ -165,7 +273,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		ClockAdvanced: opts.ClockAdvanced,
 		Recorder:      mgr.GetEventRecorder("floodgate"),
 		Providers:     providers,
-		Shed:          opts.Shed,
+		Shed:          shed.Backend{Namespace: opts.Shed.Namespace, ServiceName: opts.Shed.ServiceName, Port: opts.Shed.Port, Live: mgr.GetAPIReader()},
 		RedirectHosts: opts.RedirectHosts,
 		Gates:         gates,
 		GatePoller:    poller,

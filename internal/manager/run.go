@@ -73,7 +73,7 @@ func start(ctx context.Context, cfg *rest.Config, opts Options, started chan<- s
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("adding the health check: %w", err)
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+	if err := mgr.AddReadyzCheck("caches-synced", CachesSynced(mgr.GetCache())); err != nil {
 		return fmt.Errorf("adding the ready check: %w", err)
 	}
 	if err := mgr.Add(ctrlmanager.RunnableFunc(func(ctx context.Context) error {

@@ -91,13 +91,24 @@ func IsOurs(obj client.Object, policy *v1alpha1.TrafficPolicy) bool {
 // Ensure creates desired, or patches the existing object when sync changes it. sync copies the
 // fields Floodgate manages from desired into existing. It writes nothing when nothing differs.
 func Ensure[T client.Object](ctx context.Context, c client.Client, policy *v1alpha1.TrafficPolicy, desired, existing T, sync func(existing, desired T)) (changed bool, err error) {
+	return EnsureLive(ctx, c, nil, policy, desired, existing, sync)
+}
+
+// EnsureLive is Ensure for a kind the cache holds only when selected by label: an object of
+// desired's name the cache does not hold (its label was removed) is read from live, the API
+// server, and then treated as Ensure treats any.
+func EnsureLive[T client.Object](ctx context.Context, c client.Client, live client.Reader, policy *v1alpha1.TrafficPolicy, desired, existing T, sync func(existing, desired T)) (changed bool, err error) {
 	Stamp(desired, policy)
 	err = c.Get(ctx, client.ObjectKeyFromObject(desired), existing)
 	if apierrors.IsNotFound(err) {
-		if err := c.Create(ctx, desired); err != nil {
-			return false, fmt.Errorf("creating %s: %w", desired.GetName(), err)
+		cerr := c.Create(ctx, desired)
+		if cerr == nil {
+			return true, nil
 		}
-		return true, nil
+		if !apierrors.IsAlreadyExists(cerr) || live == nil {
+			return false, fmt.Errorf("creating %s: %w", desired.GetName(), cerr)
+		}
+		err = live.Get(ctx, client.ObjectKeyFromObject(desired), existing)
 	}
 	if err != nil {
 		return false, fmt.Errorf("reading %s: %w", desired.GetName(), err)

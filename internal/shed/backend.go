@@ -39,6 +39,9 @@ type Backend struct {
 	ServiceName string
 	// Port is the shed pods' container port.
 	Port int32
+	// Live reads from the API server what the cache does not hold: the cache keeps only
+	// EndpointSlices labelled as Floodgate's (nil: the client's reads only).
+	Live client.Reader
 }
 
 // CompanionServiceName is the name of the policy's shed Service, in its namespace. A Service
@@ -87,10 +90,13 @@ func (b Backend) EnsureCompanion(ctx context.Context, c client.Client, policy *v
 			Name: ptr.To("http"), Protocol: ptr.To(corev1.ProtocolTCP), Port: ptr.To(b.Port),
 		}},
 	}
-	if _, err := owned.Ensure(ctx, c, policy, slice, &discoveryv1.EndpointSlice{}, func(existing, desired *discoveryv1.EndpointSlice) {
+	if _, err := owned.EnsureLive(ctx, c, b.Live, policy, slice, &discoveryv1.EndpointSlice{}, func(existing, desired *discoveryv1.EndpointSlice) {
 		existing.Endpoints = desired.Endpoints
 		existing.Ports = desired.Ports
 		labels := existing.GetLabels()
+		if labels == nil {
+			labels = map[string]string{}
+		}
 		for k, v := range desired.Labels {
 			labels[k] = v
 		}
