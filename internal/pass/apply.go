@@ -5,6 +5,8 @@ import (
 	"errors"
 	"slices"
 
+	"golang.org/x/sync/errgroup"
+
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/core"
 	"floodgate.dev/floodgate/internal/knobs"
@@ -33,43 +35,76 @@ func decide(obj *object, d provider.Desired) (write bool, _ provider.Desired) {
 	return true, d
 }
 
+// WriteParallelism is how many objects one pass writes at once; the manager's client-side
+// budget (--kube-api-qps) and its APF priority level bound the rate.
+const WriteParallelism = 32
+
+// write is one object's part of a pass: what it gets, and how its write went.
+type write struct {
+	obj    *object
+	d      provider.Desired
+	change provider.Change
+	err    error
+}
+
 // Apply writes the knobs to every observed object that can take them, and puts back the
 // leftovers. A problem on one object never keeps the others from their knobs: it is reported on
-// that object (outcome.Problems and its status entry). Write failures are collected and
-// returned together, after every object was tried.
+// that object (outcome.Problems and its status entry). Objects are written in parallel (up to
+// WriteParallelism); failures are collected and returned together, after every object was tried.
 func (r *Pass) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, k knobs.Knobs, obs Observation, outcome *core.Outcome) error {
 	var errs []error
-	shedding, shedErr := false, error(nil)
 	entries := statusEntries{}
-	for _, obj := range obs.objects {
-		write, d := decide(obj, desired(policy, obj, k))
-		if !write {
-			entries.unwritten(policy, obj, false)
+	writes := make([]*write, len(obs.objects))
+	shedding := false
+	for i, obj := range obs.objects {
+		ok, d := decide(obj, desired(policy, obj, k))
+		if !ok {
 			continue
 		}
-		ch, err := obj.provider.Render(policy, obj.obs, d, recordCopy(policy, obj))
-		if err == nil && obj.role == provider.Target && d.Knobs.Sheds() && obj.obs.Found {
-			// The policy's shed Service is in place before the first canary routes to it, and
-			// goes after the last.
-			if !shedding {
-				shedding = true
-				var ready int
-				if ready, shedErr = r.Shed.EnsureCompanion(ctx, r.Client, policy); shedErr == nil {
-					outcome.ShedEndpoints = ready
-				}
-			}
-			err = shedErr
+		w := &write{obj: obj, d: d}
+		w.change, w.err = obj.provider.Render(policy, obj.obs, d, recordCopy(policy, obj))
+		if w.err == nil && obj.role == provider.Target && d.Knobs.Sheds() && obj.obs.Found {
+			shedding = true
 		}
+		writes[i] = w
+	}
+	if shedding {
+		// The policy's shed Service is in place before the first canary routes to it, and goes
+		// after the last.
+		ready, err := r.Shed.EnsureCompanion(ctx, r.Client, policy)
 		if err == nil {
-			ch.Status, err = provider.Write(ctx, r.Client, policy, ch)
+			outcome.ShedEndpoints = ready
 		}
-		if err != nil {
-			r.fail(obj, err, &errs)
-			entries.unwritten(policy, obj, false)
+		for _, w := range writes {
+			if w != nil && w.err == nil && err != nil && w.obj.role == provider.Target && w.d.Knobs.Sheds() && w.obj.obs.Found {
+				w.err = err
+			}
+		}
+	}
+	var group errgroup.Group
+	group.SetLimit(WriteParallelism)
+	for _, w := range writes {
+		if w == nil || w.err != nil {
 			continue
 		}
-		outcome.KeptOthers = append(outcome.KeptOthers, prefixed(obj.ref.String(), ch.KeptOthers)...)
-		entries.written(obj, ch.Status)
+		group.Go(func() error {
+			w.change.Status, w.err = provider.Write(ctx, r.Client, policy, w.change)
+			return nil
+		})
+	}
+	_ = group.Wait()
+	for i, obj := range obs.objects {
+		w := writes[i]
+		switch {
+		case w == nil:
+			entries.unwritten(policy, obj, false)
+		case w.err != nil:
+			r.fail(obj, w.err, &errs)
+			entries.unwritten(policy, obj, false)
+		default:
+			outcome.KeptOthers = append(outcome.KeptOthers, prefixed(obj.ref.String(), w.change.KeptOthers)...)
+			entries.written(obj, w.change.Status)
+		}
 	}
 	// Shed Services go once no canary routes to them.
 	if err := shed.RemoveCompanions(ctx, r.Client, policy, shedding); err != nil {

@@ -21,6 +21,8 @@ type PreviewResult struct {
 	Problems []provider.Problem
 	// Unsupported lists what targets cannot take, per step ("step 2 on Ingress x: ...").
 	Unsupported []string
+	// Targets are the targets found, named and selected.
+	Targets []provider.Ref
 }
 
 // Preview plans a policy (as it would be after a change) at now and returns what the reconcile
@@ -36,6 +38,7 @@ func (r *Pass) Preview(ctx context.Context, policy *v1alpha1.TrafficPolicy, now 
 	}
 	for _, obj := range obs.of(provider.Target, false) {
 		if obj.obs.Found {
+			res.Targets = append(res.Targets, obj.ref)
 			res.Unsupported = append(res.Unsupported, UnsupportedSummary([]v1alpha1.TargetStatus{targetStatusOf(obj, obj.obs.Status)})...)
 		}
 	}

@@ -1,10 +1,16 @@
 package pass
 
 import (
+	"context"
+	"fmt"
 	"slices"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/owned"
 	"floodgate.dev/floodgate/internal/provider"
+	"floodgate.dev/floodgate/internal/restore"
 )
 
 // References, defaulted as the CRD defaults them (a policy built in Go may leave them empty).
@@ -84,4 +90,51 @@ func recordCopy(policy *v1alpha1.TrafficPolicy, obj *object) string {
 		return a.RestoreRecord
 	}
 	return ""
+}
+
+// TargetState is what one target carries of a policy now, as read from the cluster.
+type TargetState struct {
+	Ref   provider.Ref
+	Found bool
+	// Companions are the companions of the target the policy controls (its canary).
+	Companions []string
+	// Recorded is true when the target carries the policy's restore record.
+	Recorded bool
+}
+
+// TargetStates reads every target of the policy, named and selected, however many: what
+// `kubectl floodgate status --targets` lists when status.targets cannot hold them all.
+func (r *Pass) TargetStates(ctx context.Context, policy *v1alpha1.TrafficPolicy) ([]TargetState, error) {
+	refs, err := r.targets(ctx, policy)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TargetState, 0, len(refs))
+	for _, ref := range refs {
+		st := TargetState{Ref: ref}
+		p, err := r.Providers.For(ref)
+		if err != nil {
+			out = append(out, st)
+			continue
+		}
+		obj := p.Object()
+		err = r.Client.Get(ctx, client.ObjectKey{Namespace: policy.Namespace, Name: ref.Name}, obj)
+		if client.IgnoreNotFound(err) != nil {
+			return nil, fmt.Errorf("reading %s: %w", ref, err)
+		}
+		st.Found = err == nil
+		if rec, rerr := restore.Read(obj); st.Found && rerr == nil && rec != nil && rec.Policy == policy.Namespace+"/"+policy.Name {
+			st.Recorded = true
+		}
+		if c, ok := p.(provider.Companioned); ok {
+			for _, name := range c.CompanionNames(policy, ref.Name) {
+				comp := p.Object()
+				if err := r.Client.Get(ctx, client.ObjectKey{Namespace: policy.Namespace, Name: name}, comp); err == nil && owned.IsOurs(comp, policy) {
+					st.Companions = append(st.Companions, name)
+				}
+			}
+		}
+		out = append(out, st)
+	}
+	return out, nil
 }

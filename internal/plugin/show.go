@@ -52,6 +52,7 @@ func (o *Options) preview(ctx context.Context, changed *v1alpha1.TrafficPolicy) 
 	for _, u := range res.Unsupported {
 		fmt.Fprintf(o.Out, "cannot take: %s\n", u)
 	}
+	fmt.Fprintf(o.Out, "targets: %d%s\n", len(res.Targets), firstNames(res.Targets))
 	n := 0
 	for _, c := range res.Changes {
 		diff, err := diffObjects(c)
@@ -67,6 +68,23 @@ func (o *Options) preview(ctx context.Context, changed *v1alpha1.TrafficPolicy) 
 		fmt.Fprintln(o.Out, "no target object would change")
 	}
 	return nil
+}
+
+// firstNames lists the first few targets' names, and how many more there are.
+func firstNames(refs []provider.Ref) string {
+	const first = 10
+	var names []string
+	for i, r := range refs {
+		if i == first {
+			names = append(names, fmt.Sprintf("and %d more (kubectl floodgate status --targets)", len(refs)-first))
+			break
+		}
+		names = append(names, r.Kind+" "+r.Name)
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(names, ", ")
 }
 
 func diffObjects(c provider.ObjectChange) (string, error) {
@@ -97,7 +115,8 @@ func toYAML(obj map[string]any) (string, error) {
 }
 
 func (o *Options) statusCmd() *cobra.Command {
-	return &cobra.Command{
+	var targets bool
+	cmd := &cobra.Command{
 		Use:   "status POLICY",
 		Short: "Show action, phase, step and hold left, targets and what was applied, autoscalers",
 		Args:  cobra.ExactArgs(1),
@@ -106,10 +125,53 @@ func (o *Options) statusCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if targets {
+				return o.printTargets(cmd.Context(), p)
+			}
 			printStatus(o.Out, p, o.Clock.Now())
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&targets, "targets", false, "list every target the policy covers (named and selected), read from the cluster, with what it carries of the policy")
+	return cmd
+}
+
+// printTargets lists every target of the policy, however many: status lists only those with a
+// problem and the first few others when a targetSelector covers a fleet.
+func (o *Options) printTargets(ctx context.Context, policy *v1alpha1.TrafficPolicy) error {
+	p := &pass.Pass{Client: o.client, Providers: registered.Providers(o.client)}
+	states, err := p.TargetStates(ctx, policy)
+	if err != nil {
+		return fmt.Errorf("reading the targets: %w", err)
+	}
+	problems := map[string]v1alpha1.TargetStatus{}
+	for _, t := range policy.Status.Targets {
+		if t.Reason != "" {
+			problems[t.Name] = t
+		}
+	}
+	w := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "Targets of %s/%s: %d\n", policy.Namespace, policy.Name, len(states))
+	for _, st := range states {
+		var carries []string
+		switch {
+		case !st.Found:
+			carries = append(carries, "not found")
+		case len(st.Companions) == 0 && !st.Recorded:
+			carries = append(carries, "untouched")
+		}
+		for _, c := range st.Companions {
+			carries = append(carries, "canary "+c)
+		}
+		if st.Recorded {
+			carries = append(carries, "edited (restore record)")
+		}
+		if t, ok := problems[st.Ref.Name]; ok {
+			carries = append(carries, fmt.Sprintf("NOT APPLIED (%s): %s", t.Reason, t.Message))
+		}
+		fmt.Fprintf(w, "  %s %s\t%s\n", st.Ref.Kind, st.Ref.Name, strings.Join(carries, "; "))
+	}
+	return w.Flush()
 }
 
 func printStatus(out io.Writer, p *v1alpha1.TrafficPolicy, now time.Time) {

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
@@ -238,5 +242,58 @@ func TestShedWaitSaysWhenTheShedPodsAreNotReady(t *testing.T) {
 	out, err := kubectl(t, env.Kubeconfig, "floodgate", "shed", "api", "-n", ns, "--wait")
 	if err == nil || !strings.Contains(out, "ShedBackendUnavailable: not shedding: the shed backend has no ready endpoints") {
 		t.Fatalf("shed --wait with no ready shed pods: err=%v\n%s", err, out)
+	}
+}
+
+func TestAFleetBySelectorShowsInDryRunAndEveryTargetInStatusTargets(t *testing.T) {
+	const fleet = 14 // more than status lists (pass.MaxListedTargets)
+	ns := fixture(t, func(p *v1alpha1.TrafficPolicy) {
+		p.Spec.TargetRefs = nil
+		p.Spec.TargetSelector = &v1alpha1.TargetSelector{MatchLabels: map[string]string{"fleet": "edge"}}
+	})
+	prefix := networkingv1.PathTypePrefix
+	for i := range fleet {
+		name := fmt.Sprintf("edge-%02d", i)
+		ing := &networkingv1.Ingress{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"fleet": "edge"}},
+			Spec: networkingv1.IngressSpec{IngressClassName: ptr.To("nginx"), Rules: []networkingv1.IngressRule{{Host: name + ".example.com",
+				IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{
+					{Path: "/", PathType: &prefix, Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: name, Port: networkingv1.ServiceBackendPort{Number: 80}}}},
+				}}}}}},
+		}
+		if err := k8s.Create(context.Background(), ing); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	out := must(t, "floodgate", "shed", "api", "-n", ns, "--dry-run")
+	for _, want := range []string{
+		fmt.Sprintf("targets: %d: Ingress edge-00, Ingress edge-01,", fleet),
+		"and 4 more (kubectl floodgate status --targets)",
+		"+++ Ingress edge-13-floodgate-api (after)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run does not show %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "Ingress api (now)") {
+		t.Errorf("dry run shows an Ingress the selector does not select:\n%s", out)
+	}
+
+	must(t, "floodgate", "shed", "api", "-n", ns, "--wait", "--reason", "fleet drill")
+	eventually(t, func() bool { st := getPolicy(t, ns).Status; return st.TargetCount == fleet && st.TargetsNotListed == fleet-10 })
+	out = must(t, "floodgate", "status", "api", "-n", ns, "--targets")
+	if !strings.Contains(out, fmt.Sprintf("Targets of %s/api: %d", ns, fleet)) {
+		t.Errorf("status --targets does not count the fleet:\n%s", out)
+	}
+	for i := range fleet {
+		if want := fmt.Sprintf("Ingress edge-%02d  canary edge-%02d-floodgate-api", i, i); !strings.Contains(out, want) {
+			t.Errorf("status --targets does not show %q:\n%s", want, out)
+		}
+	}
+	must(t, "floodgate", "restore", "api", "-n", ns, "--wait")
+	out = must(t, "floodgate", "status", "api", "-n", ns, "--targets")
+	if strings.Contains(out, "canary") || strings.Count(out, "untouched") != fleet {
+		t.Errorf("after restore every target should be untouched:\n%s", out)
 	}
 }
