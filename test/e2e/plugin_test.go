@@ -281,7 +281,10 @@ func TestAFleetBySelectorShowsInDryRunAndEveryTargetInStatusTargets(t *testing.T
 	}
 
 	must(t, "floodgate", "shed", "api", "-n", ns, "--wait", "--reason", "fleet drill")
-	eventually(t, func() bool { st := getPolicy(t, ns).Status; return st.TargetCount == fleet && st.TargetsNotListed == fleet-10 })
+	eventually(t, func() bool {
+		st := getPolicy(t, ns).Status
+		return st.TargetCount == fleet && st.TargetsNotListed == fleet-10
+	})
 	out = must(t, "floodgate", "status", "api", "-n", ns, "--targets")
 	if !strings.Contains(out, fmt.Sprintf("Targets of %s/api: %d", ns, fleet)) {
 		t.Errorf("status --targets does not count the fleet:\n%s", out)
