@@ -50,7 +50,9 @@ drill: envtest-assets ## Rehearse the Canva 2024 runbook on an embedded control 
 	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh)" $(GO) run ./cmd/floodgate drill $(or $(DRILL),test/drills/canva-2024.yaml)
 
 .PHONY: bench
-bench: ## Benchmarks (speed goals live here, never in timed unit tests).
+bench: envtest-assets ## Benchmarks (speed goals live here, never in timed unit tests): the controller at fleet scale against kubectl, appended to BENCHMARKS.md.
+	@bash hack/ensure-debs.sh hey=hey taskset=util-linux
+	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh)" $(GO) run ./test/bench -out BENCHMARKS.md $(BENCH_FLAGS)
 	$(GO) test ./internal/shed -run '^$$' -bench . -benchmem -count 5
 
 FUZZTIME ?= 30s
