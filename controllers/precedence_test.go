@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -64,9 +65,6 @@ var _ = Describe("the emergency lever, whatever else is broken", func() {
 		setAction(ns, "api-gateway", v1alpha1.ActionNormal)
 		Eventually(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }).Should(BeNil())
 		Eventually(func() userView { return viewOf(ingress) }).Should(Equal(ingressBefore))
-		Eventually(func() error {
-			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, &corev1.Service{})
-		}).Should(Satisfy(apierrors.IsNotFound))
 	})
 
 	It("with a foreign canary on one target: the other targets are shed, the ramp holds, each target says what it has", func() {
@@ -265,17 +263,19 @@ var _ = Describe("companions", func() {
 	var ns string
 	BeforeEach(func() { ns = newNamespace() })
 
-	It("stay ours without their label: a canary whose label was removed is still updated and removed", func() {
+	It("stay ours without their labels: a canary whose label was removed is still removed, a shed Service and EndpointSlice get theirs back", func() {
 		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
 		policy.Spec.AutoscalerRefs = nil
 		create(sampleIngress(ns), policy)
 		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
 		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseShedding))
 
-		for _, obj := range []client.Object{&networkingv1.Ingress{}, &corev1.Service{}} {
-			name := canaryName
-			if _, svc := obj.(*corev1.Service); svc {
-				name = "floodgate-shed-api-gateway"
+		// Without its labels the EndpointSlice is outside the manager's cache (which holds only
+		// Floodgate's slices): it is found live.
+		for _, obj := range []client.Object{&networkingv1.Ingress{}, &corev1.Service{}, &discoveryv1.EndpointSlice{}} {
+			name := "floodgate-shed-api-gateway"
+			if _, ing := obj.(*networkingv1.Ingress); ing {
+				name = canaryName
 			}
 			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj)).To(Succeed())
 			patch := client.MergeFrom(obj.DeepCopyObject().(client.Object))
@@ -285,12 +285,23 @@ var _ = Describe("companions", func() {
 
 		setAction(ns, "api-gateway", v1alpha1.ActionNormal)
 		Eventually(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }).Should(BeNil())
-		Eventually(func() error {
-			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, &corev1.Service{})
-		}).Should(Satisfy(apierrors.IsNotFound))
+		for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}} {
+			Eventually(func() map[string]string {
+				Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, obj)).To(Succeed())
+				return obj.GetLabels()
+			}).Should(HaveKeyWithValue(owned.PolicyLabel, "api-gateway"), "%T stands ready for the next lever, labelled again", obj)
+		}
 		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseNormal))
 		Expect(conditionOf(ns, v1alpha1.ConditionReady)()).To(HavePrefix("True"))
 		Expect(conditionOf(ns, v1alpha1.ConditionDegraded)()).To(HavePrefix("False"))
+
+		By("the policy deleted: its shed Service and EndpointSlice go with it")
+		Expect(k8s.Delete(ctx, getPolicy(ns, "api-gateway"))).To(Succeed())
+		for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}} {
+			Eventually(func() error {
+				return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, obj)
+			}).Should(Satisfy(apierrors.IsNotFound), "%T", obj)
+		}
 	})
 
 	It("are not ours by label alone: an object with the canary's name and the policy label but no ownerReference is reported and left alone", func() {

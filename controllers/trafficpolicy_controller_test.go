@@ -129,7 +129,10 @@ var _ = Describe("the sample policy", func() {
 		Expect(viewOf(ingress)).To(Equal(ingressBefore))
 		Expect(viewOf(hpa)).To(Equal(hpaBefore))
 		Expect(getIngress(ns, "api-gateway").Annotations).NotTo(HaveKey(restore.Annotation))
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, &corev1.Service{})).To(Satisfy(apierrors.IsNotFound))
+		var standing corev1.Service
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, &standing)).To(Succeed(),
+			"the shed Service stands ready while the policy exists, so a lever that sheds writes only canaries")
+		Expect(standing.Spec.ClusterIP).To(Equal(corev1.ClusterIPNone))
 		Expect(kubectl("get", "trafficpolicies", "-n", ns)).To(MatchRegexp(`api-gateway\s+Ramp\s+Completed\s+3/3`))
 
 		By("the history names every transition")
@@ -188,6 +191,7 @@ var _ = Describe("the sample policy", func() {
 		Expect(viewOf(ingress)).To(Equal(ingressBefore))
 		Expect(viewOf(hpa)).To(Equal(hpaBefore))
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, &discoveryv1.EndpointSlice{})).To(Satisfy(apierrors.IsNotFound))
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, &corev1.Service{})).To(Satisfy(apierrors.IsNotFound))
 	})
 
 	It("keeps its step and the hold time left across an operator restart", func() {

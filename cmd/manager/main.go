@@ -19,6 +19,7 @@ func main() {
 	opts := manager.Options{Shed: manager.DefaultShed}
 	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "address of the metrics endpoint (0 disables it)")
 	flag.StringVar(&opts.HealthAddr, "health-probe-bind-address", ":8081", "address of the health probes")
+	flag.StringVar(&opts.PprofAddr, "pprof-bind-address", "", "address serving Go's pprof profiles (empty: off)")
 	flag.StringVar(&opts.Shed.Namespace, "shed-namespace", opts.Shed.Namespace, "namespace of the shed backend Service")
 	flag.StringVar(&opts.Shed.ServiceName, "shed-service", opts.Shed.ServiceName, "name of the shed backend Service")
 	flag.IntVar(&opts.Workers, "workers", manager.DefaultWorkers, "how many policies are reconciled at once")

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"golang.org/x/sync/errgroup"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/core"
@@ -55,8 +56,11 @@ func (r *Pass) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, k knob
 	var errs []error
 	entries := statusEntries{}
 	writes := make([]*write, len(obs.objects))
-	shedding := false
+	shedding, covering := false, false
 	for i, obj := range obs.objects {
+		if obj.role == provider.Target && !obj.leftover && obj.obs != nil && obj.obs.Found {
+			covering = true
+		}
 		ok, d := decide(obj, desired(policy, obj, k))
 		if !ok {
 			continue
@@ -68,17 +72,25 @@ func (r *Pass) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, k knob
 		}
 		writes[i] = w
 	}
-	if shedding {
-		// The policy's shed Service is in place before the first canary routes to it, and goes
-		// after the last.
+	// The policy's shed Service stands ready while the policy covers a target (headless, it
+	// costs no ClusterIP), so pulling a lever that sheds writes only the canaries; it is in place
+	// before the first canary routes to it, and goes with the policy.
+	standing := covering && policy.DeletionTimestamp.IsZero()
+	if standing {
 		ready, err := r.Shed.EnsureCompanion(ctx, r.Client, policy)
-		if err == nil {
+		switch {
+		case err == nil && shedding:
 			outcome.ShedEndpoints = ready
-		}
-		for _, w := range writes {
-			if w != nil && w.err == nil && err != nil && w.obj.role == provider.Target && w.d.Knobs.Sheds() && w.obj.obs.Found {
-				w.err = err
+		case err != nil && shedding:
+			for _, w := range writes {
+				if w != nil && w.err == nil && w.obj.role == provider.Target && w.d.Knobs.Sheds() && w.obj.obs.Found {
+					w.err = err
+				}
 			}
+		case err != nil:
+			// At rest it is only made ready: a lever that sheds ensures it again, and reports
+			// what keeps it.
+			logf.FromContext(ctx).V(1).Info("the shed Service could not be made ready ahead of a lever", "error", err.Error())
 		}
 	}
 	var group errgroup.Group
@@ -106,8 +118,8 @@ func (r *Pass) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, k knob
 			entries.written(obj, w.change.Status)
 		}
 	}
-	// Shed Services go once no canary routes to them.
-	if err := shed.RemoveCompanions(ctx, r.Client, policy, shedding); err != nil {
+	// Shed Services go with the policy (or its last target).
+	if err := shed.RemoveCompanions(ctx, r.Client, policy, standing); err != nil {
 		errs = append(errs, err)
 	}
 	entries.file(policy)

@@ -11,6 +11,7 @@ package shed
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"golang.org/x/sync/errgroup"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -65,12 +67,23 @@ func (b Backend) EnsureCompanion(ctx context.Context, c client.Client, policy *v
 			}},
 		},
 	}
-	if _, err := owned.Ensure(ctx, c, policy, svc, &corev1.Service{}, func(existing, desired *corev1.Service) {
-		existing.Spec.Ports = desired.Spec.Ports
-		existing.Spec.Selector = nil
-	}); err != nil {
-		return 0, fmt.Errorf("shed Service: %w", err)
-	}
+	// The Service and its EndpointSlice are written at once: neither needs the other first, and
+	// the canary that routes to them waits for both.
+	var serviceWritten errgroup.Group
+	serviceWritten.Go(func() error {
+		if _, err := owned.Ensure(ctx, c, policy, svc, &corev1.Service{}, func(existing, desired *corev1.Service) {
+			existing.Spec.Ports = desired.Spec.Ports
+			existing.Spec.Selector = nil
+		}); err != nil {
+			return fmt.Errorf("shed Service: %w", err)
+		}
+		return nil
+	})
+	defer func() {
+		if serr := serviceWritten.Wait(); serr != nil {
+			ready, err = 0, errors.Join(serr, err)
+		}
+	}()
 
 	endpoints, err := b.endpoints(ctx, c)
 	if err != nil {

@@ -55,6 +55,7 @@ var (
 	hpas      = flag.Int("hpas", 1000, "(e) unrelated HPAs")
 	changes   = flag.Int("changes", 20, "(f) unrelated Ingress changes")
 	heyFor    = flag.Duration("hey", 10*time.Second, "(g) how long hey loads the shed server")
+	pprofAddr = flag.String("pprof", "", "address the manager serves pprof on (go tool pprof http://ADDR/debug/pprof/profile)")
 )
 
 func main() {
@@ -120,8 +121,8 @@ func run() error {
 	if x.kubeconfig, err = cp.Kubeconfig(dir); err != nil {
 		return err
 	}
-	for _, cmd := range []string{"manager", "shed-server"} {
-		build := exec.Command("go", "build", "-o", filepath.Join(dir, cmd), "./cmd/"+cmd)
+	for _, cmd := range []string{"cmd/manager", "cmd/shed-server", "test/bench/floor"} {
+		build := exec.Command("go", "build", "-o", filepath.Join(dir, filepath.Base(cmd)), "./"+cmd)
 		if out, err := build.CombinedOutput(); err != nil {
 			return fmt.Errorf("building %s: %v\n%s", cmd, err, out)
 		}
@@ -178,14 +179,27 @@ func (x *b) flipOne() error {
 		rtts = append(rtts, time.Since(start))
 	}
 	rtt := percentile(rtts, 50)
+	// What a flip itself costs the API server: a merge patch of the policy (a CRD whose schema
+	// and CEL rules are checked on every write), here of a label, which wakes no pass.
+	var policyRTTs []time.Duration
+	for i := range *flips {
+		start := time.Now()
+		patch := fmt.Sprintf(`{"metadata":{"labels":{"bench":"%d"}}}`, i)
+		if err := x.c.Patch(x.ctx, &v1alpha1.TrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"}}, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+			return err
+		}
+		policyRTTs = append(policyRTTs, time.Since(start))
+	}
+	policyRTT := percentile(policyRTTs, 50)
 
 	events, stop, err := x.watchIngresses(ns)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	var lat []time.Duration
+	var lat, controllerShare []time.Duration
 	var perTransition []map[string]int
+	reconcileSum, reconcileCount := x.mgr.metric("controller_runtime_reconcile_time_seconds_sum", ""), x.mgr.metric("controller_runtime_reconcile_time_seconds_count", "")
 	for i := range *flips {
 		action, phase := v1alpha1.ActionShedAll, v1alpha1.PhaseShedding
 		if i%2 == 1 {
@@ -196,10 +210,12 @@ func (x *b) flipOne() error {
 		if err := x.setAction(ns, "api", action); err != nil {
 			return err
 		}
+		flipRTT := time.Since(start)
 		if err := awaitCanaries(events, 1, action == v1alpha1.ActionShedAll, 30*time.Second); err != nil {
 			return fmt.Errorf("flip %d: %w", i, err)
 		}
 		lat = append(lat, time.Since(start))
+		controllerShare = append(controllerShare, time.Since(start)-flipRTT)
 		if err := x.settled(ns, "api", phase); err != nil {
 			return err
 		}
@@ -207,18 +223,27 @@ func (x *b) flipOne() error {
 		perTransition = append(perTransition, x.counts.since(before))
 	}
 	p50, p99 := percentile(lat, 50), percentile(lat, 99)
+	meanPass := time.Duration((x.mgr.metric("controller_runtime_reconcile_time_seconds_sum", "") - reconcileSum) /
+		(x.mgr.metric("controller_runtime_reconcile_time_seconds_count", "") - reconcileCount) * float64(time.Second))
 	x.add("a", fmt.Sprintf("flip → applied, 1 target, %d flips: p50", *flips), ms(p50), fmt.Sprintf("≤ 3× merge patch RTT %s = %s", ms(rtt), ms(3*rtt)), p50 <= 3*rtt)
 	x.add("a", "flip → applied: p99", ms(p99), "≤ 50 ms", p99 <= 50*time.Millisecond)
 	x.add("a", "ratio p50 / merge patch RTT", fmt.Sprintf("%.2f×", float64(p50)/float64(rtt)), "≤ 3×", p50 <= 3*rtt)
+	x.add("a", "… a merge patch of the policy itself (the flip's own write, CRD schema and CEL checked): p50", ms(policyRTT), "", true)
+	share := percentile(controllerShare, 50)
+	x.add("a", "… Floodgate's share, after the flip's patch returned (watch → pass → canary write → watch): p50", ms(share),
+		fmt.Sprintf("≤ 3× merge patch RTT = %s", ms(3*rtt)), share <= 3*rtt)
+	x.add("a", "… a reconcile pass (mean, controller_runtime_reconcile_time_seconds, every pass of the flips)", ms(meanPass), "", true)
 
 	shedAll, normal := averageCounts(perTransition, 0), averageCounts(perTransition, 1)
 	writesShed, writesNormal := writes(shedAll), writes(normal)
+	// The shed Service and its EndpointSlice stand ready while the policy exists: a lever changes
+	// the canary and the policy's status, 2 objects.
+	const changed = 2
 	x.add("d", "API requests per transition Normal → ShedAll (1 target)", formatCounts(shedAll), "", true)
 	x.add("d", "API requests per transition ShedAll → Normal (1 target)", formatCounts(normal), "", true)
-	// ShedAll changes 3 objects (canary, shed Service, its EndpointSlice) and the policy's status;
-	// Normal removes the 3 and writes status. Events are not objects the lever changes.
-	x.add("d", "writes per changed object, → ShedAll (4 objects: canary, Service, EndpointSlice, status)", fmt.Sprintf("%.2f", writesShed/4), "1 write per changed object", writesShed <= 4.0001)
-	x.add("d", "writes per changed object, → Normal (4 objects)", fmt.Sprintf("%.2f", writesNormal/4), "1 write per changed object", writesNormal <= 4.0001)
+	// Events are not objects the lever changes; they are counted above.
+	x.add("d", "writes per changed object, → ShedAll (2 objects: canary created, policy status)", fmt.Sprintf("%.2f", writesShed/changed), "1 write per changed object", writesShed <= changed+0.0001)
+	x.add("d", "writes per changed object, → Normal (2 objects: canary deleted, policy status)", fmt.Sprintf("%.2f", writesNormal/changed), "1 write per changed object", writesNormal <= changed+0.0001)
 	return nil
 }
 
@@ -455,38 +480,63 @@ func (x *b) memoryBesideUnrelated() error {
 
 func (x *b) shedServer() error {
 	if _, err := exec.LookPath("hey"); err != nil {
-		return fmt.Errorf("hey is needed (Debian package hey; hack/bench-tools.sh installs it): %w", err)
+		return fmt.Errorf("hey is needed (Debian package hey; make bench installs it): %w", err)
 	}
-	addr, health := freeAddr(), freeAddr()
-	cmd := exec.Command("taskset", "-c", "0", filepath.Join(x.bin, "shed-server"), "--listen", addr, "--health-listen", health)
+	shedAddr, health := freeAddr(), freeAddr()
+	shedPerCore, shedRPS, shedCPU, shedN, err := x.loadOnOneCore(shedAddr, "http://"+health+"/healthz", filepath.Join(x.bin, "shed-server"), "--listen", shedAddr, "--health-listen", health)
+	if err != nil {
+		return err
+	}
+	floorAddr := freeAddr()
+	floorPerCore, _, _, _, err := x.loadOnOneCore(floorAddr, "http://"+floorAddr+"/", filepath.Join(x.bin, "floor"), "--listen", floorAddr)
+	if err != nil {
+		return err
+	}
+	x.add("g", "shed server responses per CPU-second it used (GOMAXPROCS=1, pinned to core 0)", fmt.Sprintf("%.0f", shedPerCore), "≥ 50,000 per core", shedPerCore >= 50000)
+	x.add("g", fmt.Sprintf("… throughput seen by hey -c 64 (pinned to core 1) over %s", *heyFor), fmt.Sprintf("%.0f/s (%d responses, server CPU %s)", shedRPS, shedN, secs(shedCPU)), "", true)
+	x.add("g", "… net/http's floor, measured the same way (a bare 503 handler, test/bench/floor)", fmt.Sprintf("%.0f", floorPerCore), "", true)
+	x.add("g", "… ratio shed server / floor", fmt.Sprintf("%.2f×", shedPerCore/floorPerCore), "", true)
+	return nil
+}
+
+// loadOnOneCore runs a server pinned to core 0 with GOMAXPROCS=1, loads it with hey pinned to
+// core 1, and returns its responses per CPU-second, hey's throughput, the server's CPU time and
+// the responses counted.
+func (x *b) loadOnOneCore(addr, ready string, argv ...string) (perCore, rps float64, cpu time.Duration, responses int, err error) {
+	cmd := exec.Command("taskset", append([]string{"-c", "0"}, argv...)...)
 	cmd.Env = append(os.Environ(), "GOMAXPROCS=1", "KUBECONFIG="+x.kubeconfig)
 	var log strings.Builder
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
-		return err
+		return 0, 0, 0, 0, err
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	if err := poll(30*time.Second, func() (bool, error) {
-		resp, err := http.Get("http://" + health + "/healthz")
+		resp, err := http.Get(ready)
 		if err == nil {
 			_ = resp.Body.Close()
 		}
-		return err == nil && resp.StatusCode == 200, nil
+		return err == nil, nil
 	}); err != nil {
-		return fmt.Errorf("shed server not up: %w\n%s", err, log.String())
+		return 0, 0, 0, 0, fmt.Errorf("%s not up: %w\n%s", argv[0], err, log.String())
 	}
-	hey := exec.Command("taskset", "-c", "1", "hey", "-z", heyFor.String(), "-c", "64", "http://"+addr+"/")
-	outb, err := hey.CombinedOutput()
+	server := &process{cmd: cmd}
+	cpuBefore := server.cpu()
+	outb, err := exec.Command("taskset", "-c", "1", "hey", "-z", heyFor.String(), "-c", "64", "http://"+addr+"/").CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("hey: %v\n%s", err, outb)
+		return 0, 0, 0, 0, fmt.Errorf("hey: %v\n%s", err, outb)
 	}
+	cpu = server.cpu() - cpuBefore
 	m := regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`).FindSubmatch(outb)
 	if m == nil {
-		return fmt.Errorf("hey printed no Requests/sec:\n%s", outb)
+		return 0, 0, 0, 0, fmt.Errorf("hey printed no Requests/sec:\n%s", outb)
 	}
-	rps, _ := strconv.ParseFloat(string(m[1]), 64)
-	x.add("g", "shed server responses/s on one core (GOMAXPROCS=1, taskset; hey -c 64 on the other core)", fmt.Sprintf("%.0f", rps), "≥ 50,000", rps >= 50000)
-	return nil
+	rps, _ = strconv.ParseFloat(string(m[1]), 64)
+	for _, r := range regexp.MustCompile(`\[(\d+)\]\s+(\d+) responses`).FindAllSubmatch(outb, -1) {
+		n, _ := strconv.Atoi(string(r[2]))
+		responses += n
+	}
+	return float64(responses) / cpu.Seconds(), rps, cpu, responses, nil
 }
 
 // --- the manager process -------------------------------------------------------------------
@@ -500,8 +550,12 @@ type process struct {
 
 func (x *b) startManager() (*process, error) {
 	metrics, health := freeAddr(), freeAddr()
-	cmd := exec.Command(filepath.Join(x.bin, "manager"), "--kubeconfig", x.proxied,
-		"--metrics-bind-address", metrics, "--health-probe-bind-address", health, "--shed-namespace", manager.DefaultShed.Namespace)
+	args := []string{"--kubeconfig", x.proxied, "--metrics-bind-address", metrics, "--health-probe-bind-address", health,
+		"--shed-namespace", manager.DefaultShed.Namespace}
+	if *pprofAddr != "" {
+		args = append(args, "--pprof-bind-address", *pprofAddr)
+	}
+	cmd := exec.Command(filepath.Join(x.bin, "manager"), args...)
 	log := &strings.Builder{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
