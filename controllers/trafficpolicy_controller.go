@@ -36,6 +36,7 @@ import (
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/core"
 	"floodgate.dev/floodgate/internal/gate"
+	"floodgate.dev/floodgate/internal/index"
 	"floodgate.dev/floodgate/internal/knobs"
 	"floodgate.dev/floodgate/internal/owned"
 	"floodgate.dev/floodgate/internal/pass"
@@ -402,7 +403,7 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	if err := idx.IndexField(ctx, &v1alpha1.TrafficPolicy{}, indexTargetNames, targetNames); err != nil {
 		return err
 	}
-	if err := idx.IndexField(ctx, &networkingv1.Ingress{}, indexIngressHosts, ingressHosts); err != nil {
+	if err := index.Register(ctx, mgr.GetCache(), &networkingv1.Ingress{}, indexIngressHosts, ingressHosts, index.AcrossNamespaces); err != nil {
 		return err
 	}
 	for field, fn := range map[string]client.IndexerFunc{
@@ -421,7 +422,7 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 				continue
 			}
 			for _, i := range indexed.Indexes() {
-				if err := idx.IndexField(ctx, i.Object, i.Field, i.Extract); err != nil {
+				if err := index.Register(ctx, mgr.GetCache(), i.Object, i.Field, i.Extract, index.InOneNamespace); err != nil {
 					return fmt.Errorf("indexing %T by %s: %w", i.Object, i.Field, err)
 				}
 			}

@@ -152,18 +152,20 @@ func cachedKinds() []client.Object {
 // synced: a manager is not ready while it would act on a partial view. It starts the informers it
 // asks about, so a standby replica warms its cache before it leads.
 func CachesSynced(c cache.Cache) healthz.Checker {
-	return func(req *http.Request) error {
-		for _, obj := range cachedKinds() {
-			informer, err := c.GetInformer(req.Context(), obj, cache.BlockUntilSynced(false))
-			if err != nil {
-				return fmt.Errorf("the cache of %T: %w", obj, err)
-			}
-			if !informer.HasSynced() {
-				return fmt.Errorf("the cache of %T has not synced yet", obj)
-			}
+	return func(req *http.Request) error { return cachesSynced(req.Context(), c) }
+}
+
+func cachesSynced(ctx context.Context, c cache.Cache) error {
+	for _, obj := range cachedKinds() {
+		informer, err := c.GetInformer(ctx, obj, cache.BlockUntilSynced(false))
+		if err != nil {
+			return fmt.Errorf("the cache of %T: %w", obj, err)
 		}
-		return nil
+		if !informer.HasSynced() {
+			return fmt.Errorf("the cache of %T has not synced yet", obj)
+		}
 	}
+	return nil
 }
 
 // StripUnread drops from a cached object what no code reads: managedFields and the

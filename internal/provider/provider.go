@@ -271,7 +271,8 @@ type Companioned interface {
 }
 
 // Index is a field index of the manager's cache a provider lists its kind through, so a pass
-// reads the objects it needs, never a whole namespace.
+// reads the objects it needs, never a whole namespace. It serves lists in one namespace (the
+// policy's) only.
 type Index struct {
 	Object  client.Object
 	Field   string

@@ -55,6 +55,7 @@ var (
 	hpas      = flag.Int("hpas", 1000, "(e) unrelated HPAs")
 	changes   = flag.Int("changes", 20, "(f) unrelated Ingress changes")
 	heyFor    = flag.Duration("hey", 10*time.Second, "(g) how long hey loads the shed server")
+	only      = flag.String("only", "abcdefg", "the figures to measure (f needs c: it runs in c's namespace)")
 	pprofAddr = flag.String("pprof", "", "address the manager serves pprof on (go tool pprof http://ADDR/debug/pprof/profile)")
 )
 
@@ -138,9 +139,16 @@ func run() error {
 	}
 	emptyRSS, emptyHeap := x.mgr.memory()
 
-	steps := []func() error{x.flipOne, x.atRest, x.fleetBySelector, x.manyPolicies, x.unrelatedChange, x.memoryBesideUnrelated, x.shedServer}
+	steps := []struct {
+		ids string
+		run func() error
+	}{{"a", x.flipOne}, {"d", x.atRest}, {"b", x.fleetBySelector}, {"c", x.manyPolicies}, {"f", x.unrelatedChange},
+		{"e", x.memoryBesideUnrelated}, {"g", x.shedServer}}
 	for _, step := range steps {
-		if err := step(); err != nil {
+		if !strings.Contains(*only, step.ids) {
+			continue
+		}
+		if err := step.run(); err != nil {
 			x.mgr.stop()
 			return err
 		}
@@ -473,6 +481,10 @@ func (x *b) memoryBesideUnrelated() error {
 	rss, heap := x.mgr.memory()
 	x.add("e", fmt.Sprintf("manager RSS after a restart beside %d unrelated Ingresses + %d HPAs", *unrelated, *hpas), mib(rss), "≤ 64 MiB", rss <= 64<<20)
 	x.add("e", "… Go heap in use (go_memstats_heap_inuse_bytes)", mib(heap), "", true)
+	x.add("e", "… Go heap obtained from the OS / idle / released to it",
+		fmt.Sprintf("%s / %s / %s", mib(int64(x.mgr.metric("go_memstats_heap_sys_bytes", ""))), mib(int64(x.mgr.metric("go_memstats_heap_idle_bytes", ""))),
+			mib(int64(x.mgr.metric("go_memstats_heap_released_bytes", "")))), "", true)
+	x.add("e", "… Go runtime total from the OS (go_memstats_sys_bytes)", mib(int64(x.mgr.metric("go_memstats_sys_bytes", ""))), "", true)
 	return nil
 }
 
