@@ -69,7 +69,9 @@ const (
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=list;watch
 // services patch: a shed Service someone else changed is put back.
 // +kubebuilder:rbac:groups="",resources=services,verbs=list;watch;create;patch;delete
-// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=list;watch;create;patch;delete
+// endpointslices get: the cache holds only Floodgate's slices (by label); a companion slice whose
+// labels someone removed is read live.
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch;create;patch;delete
 // events patch: an Event repeated within its series.
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 

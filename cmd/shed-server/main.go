@@ -55,7 +55,7 @@ func runShedServer(ctx context.Context, addr, healthAddr string, hosts shed.Redi
 	g.Go(func() error {
 		return shed.SyncTable(ctx, ctrl.GetConfigOrDie(), scheme.New(), server, hosts, namespaces)
 	})
-	g.Go(func() error { return shed.Serve(ctx, shed.HTTPServer(addr, server)) })
+	g.Go(func() error { return shed.ServeAnswers(ctx, addr, server) })
 	g.Go(func() error { return shed.Serve(ctx, shed.HTTPServer(healthAddr, health)) })
 	return g.Wait()
 }

@@ -3,12 +3,12 @@ package shed
 import (
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/valyala/fasthttp"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -34,14 +34,15 @@ func FuzzShedAnswer(f *testing.F) {
 		s := NewServer()
 		s.SetTable(table)
 
-		req := httptest.NewRequest(http.MethodGet, "http://shed/", nil)
-		req.Host, req.URL.Path = host, path
-		req.Header.Set("Accept", accept)
-		rec := httptest.NewRecorder()
-		s.ServeHTTP(rec, req)
+		var ctx fasthttp.RequestCtx
+		ctx.Request.Header.SetHost(host)
+		ctx.Request.URI().SetPath(path)
+		ctx.Request.Header.Set("Accept", accept)
+		s.ServeFast(&ctx)
+		status, header := ctx.Response.StatusCode(), func(k string) string { return string(ctx.Response.Header.Peek(k)) }
 
-		switch loc := rec.Header().Get("Location"); {
-		case rec.Code == http.StatusFound:
+		switch loc := header("Location"); {
+		case status == http.StatusFound:
 			if loc != redirect || !hosts.Allows(redirect) {
 				t.Fatalf("redirected to %q (asked %q, allowed %v)", loc, redirect, hosts)
 			}
@@ -49,18 +50,18 @@ func FuzzShedAnswer(f *testing.F) {
 			if err != nil || u.Scheme != "https" || u.User != nil || strings.ContainsAny(loc, "\r\n") {
 				t.Fatalf("an unsafe Location %q", loc)
 			}
-		case rec.Code < 400 || rec.Code > 599 || loc != "":
-			t.Fatalf("answered %d with Location %q", rec.Code, loc)
+		case status < 400 || status > 599 || loc != "":
+			t.Fatalf("answered %d with Location %q", status, loc)
 		}
-		if ra := rec.Header().Get("Retry-After"); ra != "" {
+		if ra := header("Retry-After"); ra != "" {
 			if n, err := strconv.Atoi(ra); err != nil || n <= 0 {
 				t.Fatalf("Retry-After %q", ra)
 			}
 		}
-		if rec.Code != http.StatusFound && !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/html") {
+		if status != http.StatusFound && !strings.HasPrefix(header("Content-Type"), "text/html") {
 			var body map[string]any
-			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body["error"] != "traffic_shed" {
-				t.Fatalf("body %q: %v", rec.Body.String(), err)
+			if err := json.Unmarshal(ctx.Response.Body(), &body); err != nil || body["error"] != "traffic_shed" {
+				t.Fatalf("body %q: %v", ctx.Response.Body(), err)
 			}
 		}
 	})

@@ -1,13 +1,16 @@
 package shed
 
 import (
+	"context"
 	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/valyala/fasthttp"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -36,11 +39,41 @@ func answer(code, retry int32) v1alpha1.ShedResponse {
 	return v1alpha1.ShedResponse{StatusCode: &code, RetryAfterSeconds: &retry}
 }
 
+// listen serves s as the shed-server binary does, on a loopback port, until the test ends.
+func listen(t *testing.T, s *Server) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeAnswers(ctx, addr, s) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("the shed server did not stop cleanly: %v", err)
+		}
+	})
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			_ = c.Close()
+			return "http://" + addr
+		}
+		if i == 500 {
+			t.Fatalf("the shed server does not listen: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func serve(t *testing.T, s *Server, host, path, accept string) (*http.Response, string) {
 	t.Helper()
-	ts := httptest.NewServer(s)
-	defer ts.Close()
-	req, _ := http.NewRequest(http.MethodGet, ts.URL+path, nil)
+	url := listen(t, s)
+	req, _ := http.NewRequest(http.MethodGet, url+path, nil)
 	req.Host = host
 	if accept != "" {
 		req.Header.Set("Accept", accept)
@@ -88,10 +121,9 @@ func TestRedirectsToTheStatusPage(t *testing.T) {
 	s := NewServer()
 	s.SetTable(table(claims("edge/web", "www.example.com", map[string]networkingv1.PathType{"/": networkingv1.PathTypePrefix},
 		v1alpha1.ShedResponse{RedirectURL: "https://status.example.com"}, RedirectHosts{"status.example.com"})))
-	ts := httptest.NewServer(s)
-	defer ts.Close()
+	url := listen(t, s)
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/checkout", nil)
+	req, _ := http.NewRequest(http.MethodGet, url+"/checkout", nil)
 	req.Host = "www.example.com"
 	res, err := c.Do(req)
 	if err != nil {
@@ -162,19 +194,17 @@ func TestARouteClaimedFromTwoNamespacesGetsTheNeutralAnswerAndAConflict(t *testi
 	}
 }
 
-func BenchmarkServeHTTP(b *testing.B) {
+func BenchmarkServeFast(b *testing.B) {
 	s := NewServer()
 	s.SetTable(table(claims("edge/api-gateway", "api.example.com",
 		map[string]networkingv1.PathType{"/": networkingv1.PathTypePrefix, "/v2": networkingv1.PathTypePrefix}, answer(503, 120), nil)))
-	req := httptest.NewRequest(http.MethodGet, "http://api.example.com/v2/orders", nil)
+	var ctx fasthttp.RequestCtx
 	b.ReportAllocs()
 	for b.Loop() {
-		s.ServeHTTP(discard{h: http.Header{}}, req)
+		ctx.Request.Reset()
+		ctx.Response.Reset()
+		ctx.Request.SetRequestURI("/v2/orders")
+		ctx.Request.Header.SetHost("api.example.com")
+		s.ServeFast(&ctx)
 	}
 }
-
-type discard struct{ h http.Header }
-
-func (d discard) Header() http.Header         { return d.h }
-func (d discard) Write(p []byte) (int, error) { return len(p), nil }
-func (d discard) WriteHeader(int)             {}
