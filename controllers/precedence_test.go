@@ -45,6 +45,10 @@ var _ = Describe("the emergency lever, whatever else is broken", func() {
 
 		By("the HPA is deleted, and step 1's hold ends: the ramp holds at step 1 and names the autoscaler")
 		Expect(k8s.Delete(ctx, hpa)).To(Succeed())
+		// The hold ends only once the manager has seen the HPA gone (a pass reports it), else the
+		// step could advance on a cache that still holds it.
+		Eventually(func() []v1alpha1.AutoscalerStatus { return getPolicy(ns, "api-gateway").Status.Autoscalers }).Should(
+			ConsistOf(HaveField("Found", false)))
 		clk.Advance(5 * time.Minute)
 		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(Equal("False " + v1alpha1.ReasonAutoscalerNotFound +
 			": the ramp holds: its next step cannot be applied everywhere: HorizontalPodAutoscaler api-gateway not found in namespace " + ns))

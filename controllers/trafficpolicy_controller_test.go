@@ -3,8 +3,8 @@ package controllers_test
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"time"
 
@@ -524,8 +524,19 @@ var _ = Describe("the shed server", func() {
 			defer GinkgoRecover()
 			Expect(shed.SyncTable(syncCtx, cp.Config, scheme.New(), server, shed.RedirectHosts{"evil.example"}, nil)).To(Succeed())
 		}()
-		ts := httptest.NewServer(server)
-		DeferCleanup(ts.Close)
+		// The shed server as its binary runs it, on a loopback port.
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		Expect(err).NotTo(HaveOccurred())
+		addr := l.Addr().String()
+		Expect(l.Close()).To(Succeed())
+		go func() { _ = shed.ServeAnswers(syncCtx, addr, server) }()
+		Eventually(func() error {
+			c, err := net.Dial("tcp", addr)
+			if err == nil {
+				_ = c.Close()
+			}
+			return err
+		}).Should(Succeed())
 		noRedirects := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 		type answer struct {
 			Code              int
@@ -533,7 +544,7 @@ var _ = Describe("the shed server", func() {
 			Body              string
 		}
 		get := func() answer {
-			req, _ := http.NewRequest(http.MethodGet, ts.URL+"/v2/health", nil)
+			req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v2/health", nil)
 			req.Host = "api.example.com"
 			res, err := noRedirects.Do(req)
 			Expect(err).NotTo(HaveOccurred())

@@ -143,25 +143,16 @@ func (s *Server) ServeFast(ctx *fasthttp.RequestCtx) {
 // ServeAnswers answers shed requests on addr until ctx ends, then stops within 5 seconds.
 func ServeAnswers(ctx context.Context, addr string, s *Server) error {
 	srv := &fasthttp.Server{
-		Handler:                       s.ServeFast,
-		Name:                          "floodgate-shed",
-		ReadTimeout:                   10 * time.Second,
-		WriteTimeout:                  10 * time.Second,
-		IdleTimeout:                   30 * time.Second,
-		ReadBufferSize:                16 << 10, // the largest request head read
-		MaxRequestBodySize:            64 << 10, // a shed request's body is never read
-		NoDefaultDate:                 true,
+		Handler:            s.ServeFast,
+		Name:               "floodgate-shed",
+		ReadTimeout:        10 * time.Second,
+		WriteTimeout:       10 * time.Second,
+		IdleTimeout:        30 * time.Second,
+		ReadBufferSize:     16 << 10, // the largest request head read
+		MaxRequestBodySize: 64 << 10, // a shed request's body is never read
+		NoDefaultDate:      true,
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe(addr) }()
-	select {
-	case <-ctx.Done():
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.ShutdownWithContext(shutdown)
-	case err := <-errc:
-		return err
-	}
+	return serveUntil(ctx, func() error { return srv.ListenAndServe(addr) }, srv.ShutdownWithContext)
 }
 
 // HTTPServer wraps a handler (the shed server's health endpoint) with limits.
@@ -179,13 +170,18 @@ func HTTPServer(addr string, h http.Handler) *http.Server {
 
 // Serve runs srv until ctx ends.
 func Serve(ctx context.Context, srv *http.Server) error {
+	return serveUntil(ctx, srv.ListenAndServe, srv.Shutdown)
+}
+
+// serveUntil runs serve until it fails or ctx ends; then shutdown has 5 seconds.
+func serveUntil(ctx context.Context, serve func() error, shutdown func(context.Context) error) error {
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
+	go func() { errc <- serve() }()
 	select {
 	case <-ctx.Done():
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		stop, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return srv.Shutdown(shutdown)
+		return shutdown(stop)
 	case err := <-errc:
 		return err
 	}
