@@ -14,6 +14,7 @@ import (
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/pass"
+	"floodgate.dev/floodgate/internal/shed"
 )
 
 // fleetIngress is an Ingress of its own host and upstream, labelled.
@@ -84,6 +85,17 @@ var _ = Describe("a policy over a fleet (targetSelector)", func() {
 		Expect(k8s.Patch(context.Background(), labelled, client.MergeFrom(canary))).To(Succeed())
 		Consistently(func() int32 { return getPolicy(ns, "edge").Status.TargetCount }, "1s").Should(BeEquivalentTo(fleet))
 		Expect(canaryOf("edge-01-floodgate-edge")()).To(BeNil())
+
+		By("the shed server's table takes the policy's answer for every selected Ingress, and for no canary")
+		selected, err := shed.TargetIngresses(context.Background(), k8s, getPolicy(ns, "edge"))
+		Expect(err).NotTo(HaveOccurred())
+		var names []string
+		for _, ing := range selected {
+			names = append(names, ing.Name)
+		}
+		Expect(names).To(HaveLen(fleet))
+		Expect(names).To(HaveEach(HavePrefix("edge-")))
+		Expect(names).NotTo(ContainElement(ContainSubstring("floodgate")))
 
 		By("an Ingress labelled later is shed too")
 		create(fleetIngress(ns, "edge-new", edge))
