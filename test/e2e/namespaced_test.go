@@ -121,6 +121,7 @@ func TestANamespacedInstallRunsAWholeCycleOnItsOwnRolesAndUsesEveryVerbItIsGrant
 		"patch events.k8s.io/events":                              "an Event repeated within its series",
 		"patch core/events":                                       "a leader election Event repeated",
 		"patch core/services":                                     "a shed Service someone else changed",
+		"get traffic.floodgate.dev/trafficpolicies":               "a pass whose cached policy is older than the manager's last write of it reads it live",
 		"get discovery.k8s.io/endpointslices":                     "a shed EndpointSlice whose labels someone removed (outside the cache: read live)",
 		"get keda.sh/scaledobjects":                               "a cluster with KEDA installed (test/keda holds ScaledObjects)",
 		"patch keda.sh/scaledobjects":                             "a cluster with KEDA installed",
