@@ -7,13 +7,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,13 +25,19 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"golang.org/x/sync/errgroup"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -644,17 +650,27 @@ func (p *process) metric(name, _ string) float64 {
 		return 0
 	}
 	defer func() { _ = resp.Body.Close() }()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0
+	}
+	family, ok := families[strings.TrimSuffix(strings.TrimSuffix(name, "_sum"), "_count")]
+	if !ok {
+		return 0
+	}
 	sum := 0.0
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
-			continue
+	for _, m := range family.GetMetric() {
+		switch {
+		case strings.HasSuffix(name, "_sum") && m.GetHistogram() != nil:
+			sum += m.GetHistogram().GetSampleSum()
+		case strings.HasSuffix(name, "_count") && m.GetHistogram() != nil:
+			sum += float64(m.GetHistogram().GetSampleCount())
+		case m.GetCounter() != nil:
+			sum += m.GetCounter().GetValue()
+		case m.GetGauge() != nil:
+			sum += m.GetGauge().GetValue()
 		}
-		f := strings.Fields(line)
-		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-		sum += v
 	}
 	return sum
 }
@@ -769,41 +785,29 @@ func policy(ns, name string) *v1alpha1.TrafficPolicy {
 	}
 }
 
+// parallel runs f(0..n-1), width at once, and returns the first error.
 func parallel(n, width int, f func(int) error) error {
-	var mu sync.Mutex
-	var first error
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, width)
+	var g errgroup.Group
+	g.SetLimit(width)
 	for i := range n {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := f(i); err != nil {
-				mu.Lock()
-				if first == nil {
-					first = err
-				}
-				mu.Unlock()
-			}
-		}()
+		g.Go(func() error { return f(i) })
 	}
-	wg.Wait()
-	return first
+	return g.Wait()
 }
 
+// poll waits until cond holds, checking every 10 ms; an error from cond is retried, and the
+// last one is reported if time runs out.
 func poll(timeout time.Duration, cond func() (bool, error)) error {
-	deadline := time.Now().Add(timeout)
 	var last error
-	for time.Now().Before(deadline) {
+	err := wait.PollUntilContextTimeout(context.Background(), 10*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
 		ok, err := cond()
-		if ok {
-			return nil
-		}
 		last = err
-		time.Sleep(10 * time.Millisecond)
+		return ok, nil
+	})
+	if err != nil {
+		return fmt.Errorf("not after %s (last error: %v): %w", timeout, last, err)
 	}
-	return fmt.Errorf("not after %s (last error: %v)", timeout, last)
+	return nil
 }
 
 func freeAddr() string {
@@ -865,55 +869,42 @@ func (c *counter) since(before map[string]int) map[string]int {
 }
 
 // countingProxy serves the API server on a loopback port without authentication, counting each
-// request by verb and resource, and writes a kubeconfig that reaches it.
+// request by verb and resource as the API server itself names them, and writes a kubeconfig that
+// reaches it.
 func countingProxy(cfg *rest.Config, dir string) (*counter, string, error) {
 	transport, err := rest.TransportFor(cfg)
 	if err != nil {
 		return nil, "", err
 	}
-	target := strings.TrimSuffix(cfg.Host, "/")
+	target, err := url.Parse(cfg.Host)
+	if err != nil {
+		return nil, "", err
+	}
 	c := &counter{counts: map[string]int{}}
+	infos := &request.RequestInfoFactory{APIPrefixes: sets.NewString("api", "apis"), GrouplessAPIPrefixes: sets.NewString("api")}
+	proxy := &httputil.ReverseProxy{
+		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(target) },
+		Transport:     transport,
+		FlushInterval: -1, // watches stream
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, "", err
 	}
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c.add(verbResource(r))
-		req, err := http.NewRequestWithContext(r.Context(), r.Method, target+r.URL.RequestURI(), r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		req.Header = r.Header.Clone()
-		resp, err := transport.RoundTrip(req)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		defer func() { _ = resp.Body.Close() }()
-		for k, vs := range resp.Header {
-			w.Header()[k] = vs
-		}
-		w.WriteHeader(resp.StatusCode)
-		flusher, _ := w.(http.Flusher)
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := resp.Body.Read(buf)
-			if n > 0 {
-				_, _ = w.Write(buf[:n])
-				if flusher != nil {
-					flusher.Flush()
+	go func() {
+		_ = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if info, err := infos.NewRequestInfo(r); err == nil && info.IsResourceRequest {
+				resource := info.Resource
+				if info.Subresource != "" {
+					resource += "/" + info.Subresource
 				}
+				c.add(info.Verb + " " + resource)
+			} else {
+				c.add(strings.ToLower(r.Method) + " " + r.URL.Path)
 			}
-			if err != nil {
-				if err != io.EOF {
-					return
-				}
-				return
-			}
-		}
-	})
-	go func() { _ = http.Serve(l, handler) }()
+			proxy.ServeHTTP(w, r)
+		}))
+	}()
 	kubeconfig := filepath.Join(dir, "proxied-kubeconfig")
 	data := fmt.Sprintf(`apiVersion: v1
 kind: Config
@@ -923,45 +914,6 @@ contexts: [{name: bench, context: {cluster: bench, user: bench}}]
 current-context: bench
 `, l.Addr())
 	return c, kubeconfig, os.WriteFile(kubeconfig, []byte(data), 0o600)
-}
-
-// verbResource names a request as "verb resource" ("list ingresses", "patch trafficpolicies/status").
-func verbResource(r *http.Request) string {
-	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
-	// /api/v1/... or /apis/group/version/...
-	switch {
-	case len(parts) >= 2 && parts[0] == "api":
-		parts = parts[2:]
-	case len(parts) >= 3 && parts[0] == "apis":
-		parts = parts[3:]
-	default:
-		return strings.ToLower(r.Method) + " " + r.URL.Path
-	}
-	if len(parts) >= 2 && parts[0] == "namespaces" && len(parts) > 2 {
-		parts = parts[2:]
-	}
-	resource, named := "", false
-	if len(parts) > 0 {
-		resource = parts[0]
-	}
-	if len(parts) > 1 {
-		named = true
-	}
-	if len(parts) > 2 {
-		resource += "/" + parts[2]
-	}
-	verb := map[string]string{"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[r.Method]
-	if r.Method == http.MethodGet {
-		switch {
-		case r.URL.Query().Get("watch") == "true" || r.URL.Query().Get("watch") == "1":
-			verb = "watch"
-		case named:
-			verb = "get"
-		default:
-			verb = "list"
-		}
-	}
-	return verb + " " + resource
 }
 
 func averageCounts(all []map[string]int, parity int) map[string]float64 {
