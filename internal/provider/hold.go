@@ -17,6 +17,25 @@ type Hold struct {
 	MinPath []string
 }
 
+// RenderAutoscaler renders the hold (or its release) an observed autoscaler of state S needs,
+// writing nothing: nothing when the autoscaler is gone; else the fields changes wants under the
+// desired hold level, at minPath the minimum, on the object as object renders it.
+func RenderAutoscaler[S any](policy *v1alpha1.TrafficPolicy, obs *Observation, d Desired, recordCopy string, minPath []string,
+	changes func(S, Desired) ([]restore.Change, int32, error), object func(S) *unstructured.Unstructured) (Change, error) {
+	st, ok := obs.State.(S)
+	if !ok {
+		return Change{Status: obs.Status}, nil // nothing of ours on an autoscaler that is gone
+	}
+	hold := Hold{MinPath: minPath}
+	if d.Holds() {
+		var err error
+		if hold.Changes, hold.Peak, err = changes(st, d); err != nil {
+			return Change{Status: obs.Status}, err
+		}
+	}
+	return RenderHold(policy, obs, object(st), hold, d.Holds(), recordCopy)
+}
+
 // RenderHold renders a hold on an autoscaler read as obj: the wanted fields set with the restore
 // record (or the originals put back when none is wanted), and the hold's status.
 func RenderHold(policy *v1alpha1.TrafficPolicy, obs *Observation, obj *unstructured.Unstructured, h Hold, held bool, recordCopy string) (Change, error) {

@@ -328,6 +328,19 @@ func RecordedBy[T any, PT interface {
 	return names
 }
 
+// RecordedRefs are the references, of kind gk, of the objects that carry the restore record of
+// policy as their own (RecordedBy).
+func RecordedRefs[T any, PT interface {
+	*T
+	metav1.Object
+}](objects []T, policy *v1alpha1.TrafficPolicy, gk schema.GroupKind) []Ref {
+	var refs []Ref
+	for _, name := range RecordedBy[T, PT](objects, policy.Namespace+"/"+policy.Name) {
+		refs = append(refs, Ref{Group: gk.Group, Kind: gk.Kind, Name: name})
+	}
+	return refs
+}
+
 // ObjectChange is what a write would do to one object, for previews (`--dry-run`): the parts a
 // user owns (labels, annotations, spec) before and after; nil when the object is absent.
 type ObjectChange struct {

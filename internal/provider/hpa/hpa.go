@@ -112,27 +112,13 @@ func (h *Provider) Recorded(ctx context.Context, policy *v1alpha1.TrafficPolicy)
 	if err := provider.ListRecorded(ctx, h.Client, policy, &all); err != nil {
 		return nil, fmt.Errorf("listing HorizontalPodAutoscalers: %w", err)
 	}
-	var refs []provider.Ref
-	for _, name := range provider.RecordedBy(all.Items, policy.Namespace+"/"+policy.Name) {
-		refs = append(refs, provider.Ref{Group: v1alpha1.GroupAutoscaling, Kind: string(v1alpha1.AutoscalerKindHPA), Name: name})
-	}
-	return refs, nil
+	return provider.RecordedRefs(all.Items, policy, h.GroupKind()), nil
 }
 
 // Render computes the hold (or its release) an observed autoscaler needs, writing nothing.
 func (h *Provider) Render(policy *v1alpha1.TrafficPolicy, obs *provider.Observation, d provider.Desired, recordCopy string) (provider.Change, error) {
-	st, ok := obs.State.(*observed)
-	if !ok {
-		return provider.Change{Status: obs.Status}, nil // nothing of ours on an autoscaler that is gone
-	}
-	hold := provider.Hold{MinPath: pathMinReplicas}
-	if d.Holds() {
-		var err error
-		if hold.Changes, hold.Peak, err = holdChanges(st, d); err != nil {
-			return provider.Change{Status: obs.Status}, err
-		}
-	}
-	return provider.RenderHold(policy, obs, toUnstructured(st.hpa), hold, d.Holds(), recordCopy)
+	return provider.RenderAutoscaler(policy, obs, d, recordCopy, pathMinReplicas, holdChanges,
+		func(st *observed) *unstructured.Unstructured { return toUnstructured(st.hpa) })
 }
 
 // heldPeak is the minReplicas a hold in the record set (0: none).

@@ -246,16 +246,11 @@ func (p *Provider) Recorded(ctx context.Context, policy *v1alpha1.TrafficPolicy)
 	if err := owned.List(ctx, p.Client, policy, &ours); err != nil {
 		return nil, fmt.Errorf("listing canary Ingresses: %w", err)
 	}
-	ref := func(name string) provider.Ref {
-		return provider.Ref{Group: v1alpha1.GroupNetworking, Kind: string(v1alpha1.TargetKindIngress), Name: name}
-	}
-	var refs []provider.Ref
-	for _, name := range provider.RecordedBy(all.Items, key(policy)) {
-		refs = append(refs, ref(name))
-	}
+	gk := p.GroupKind()
+	refs := provider.RecordedRefs(all.Items, policy, gk)
 	for i := range ours.Items {
 		if target := ours.Items[i].Annotations[AnnotationCanaryFor]; target != "" {
-			refs = append(refs, ref(target))
+			refs = append(refs, provider.Ref{Group: gk.Group, Kind: gk.Kind, Name: target})
 		}
 	}
 	return refs, nil

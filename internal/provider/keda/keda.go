@@ -120,27 +120,13 @@ func (p *Provider) Recorded(ctx context.Context, policy *v1alpha1.TrafficPolicy)
 	if err := p.Client.List(ctx, list, client.InNamespace(policy.Namespace)); err != nil {
 		return nil, fmt.Errorf("listing ScaledObjects: %w", err)
 	}
-	var refs []provider.Ref
-	for _, name := range provider.RecordedBy(list.Items, key(policy)) {
-		refs = append(refs, provider.Ref{Group: v1alpha1.GroupKEDA, Kind: GVK.Kind, Name: name})
-	}
-	return refs, nil
+	return provider.RecordedRefs(list.Items, policy, p.GroupKind()), nil
 }
 
 // Render computes the hold (or its release) an observed ScaledObject needs, writing nothing.
 func (p *Provider) Render(policy *v1alpha1.TrafficPolicy, obs *provider.Observation, d provider.Desired, recordCopy string) (provider.Change, error) {
-	st, ok := obs.State.(*observed)
-	if !ok {
-		return provider.Change{Status: obs.Status}, nil // nothing of ours on a ScaledObject that is gone
-	}
-	hold := provider.Hold{MinPath: pathMin}
-	if d.Holds() {
-		var err error
-		if hold.Changes, hold.Peak, err = holdChanges(st, d); err != nil {
-			return provider.Change{Status: obs.Status}, err
-		}
-	}
-	return provider.RenderHold(policy, obs, st.so, hold, d.Holds(), recordCopy)
+	return provider.RenderAutoscaler(policy, obs, d, recordCopy, pathMin, holdChanges,
+		func(st *observed) *unstructured.Unstructured { return st.so })
 }
 
 // holdChanges are the fields a hold level wants: stage 0 pauses scale-in and raises the minimum
