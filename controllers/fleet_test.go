@@ -161,6 +161,12 @@ var _ = Describe("a watched change", func() {
 		}
 		Consistently(passes, "2s").Should(Equal(atRest))
 
+		By("a status-only update of a target (its load balancer's address) wakes no policy")
+		target := getIngress(ns, "svc-1")
+		target.Status.LoadBalancer.Ingress = []networkingv1.IngressLoadBalancerIngress{{IP: "192.0.2.1"}}
+		Expect(k8s.Status().Update(context.Background(), target)).To(Succeed())
+		Consistently(passes, "1s").Should(Equal(atRest))
+
 		By("an Ingress starting to share svc-2's upstream wakes svc-2 alone")
 		ing := getIngress(ns, "unrelated")
 		before := ing.DeepCopy()

@@ -455,7 +455,7 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	// A target kind's object wakes the policies that name or select it, carry its record or a
 	// companion of its name, or whose targets it bears on; no other.
 	for _, p := range r.Providers.Available(provider.Target) {
-		b = b.Watches(p.Object(), handler.EnqueueRequestsFromMapFunc(r.mapTarget(p)))
+		b = b.Watches(p.Object(), handler.EnqueueRequestsFromMapFunc(r.mapTarget(p)), builder.WithPredicates(userPartChanged()))
 	}
 	return b.
 		For(&v1alpha1.TrafficPolicy{}, builder.WithPredicates(predicate.Or(
@@ -464,7 +464,7 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		Owns(&corev1.Service{}).
 		Owns(&discoveryv1.EndpointSlice{}).
 		// An Ingress elsewhere can claim a host a policy's shed answer covers.
-		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.mapSharedHosts)).
+		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.mapSharedHosts), builder.WithPredicates(userPartChanged())).
 		Watches(&v1alpha1.TrafficPolicy{}, handler.EnqueueRequestsFromMapFunc(r.mapSharedHosts),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.mapGatedOn)).
@@ -523,6 +523,16 @@ func routingToShed(_ client.Object, p *v1alpha1.TrafficPolicy) bool {
 
 func (r *TrafficPolicyReconciler) isShedBackendSlice(obj client.Object) bool {
 	return obj.GetNamespace() == r.Shed.Namespace && obj.GetLabels()[discoveryv1.LabelServiceName] == r.Shed.ServiceName
+}
+
+// userPartChanged passes a target's creation and deletion, and the updates a pass can read:
+// spec (generation), labels, annotations and owner. A status-only update (an ingress controller
+// writing the load balancer's address) wakes nothing.
+func userPartChanged() predicate.Predicate {
+	owner := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		return !equality.Semantic.DeepEqual(e.ObjectOld.GetOwnerReferences(), e.ObjectNew.GetOwnerReferences())
+	}}
+	return predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}, owner)
 }
 
 func deletingPredicate() predicate.Predicate {
