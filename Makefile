@@ -37,13 +37,22 @@ vet: ## go vet
 envtest-assets: ## Get kube-apiserver, etcd and kubectl for envtest (cached per user, built once if needed).
 	@bash hack/envtest-assets.sh >/dev/null
 
+.PHONY: gateway-api-crds
+gateway-api-crds: ## Refresh test/crds/gateway-api from the Gateway API module go.mod names (standard channel).
+	@dir=$$($(GO) list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api) && for f in gatewayclasses gateways httproutes referencegrants; do \
+	  install -m 644 $$dir/config/crd/standard/gateway.networking.k8s.io_$$f.yaml test/crds/gateway-api/; done
+
+.PHONY: egctl
+egctl: ## Get egctl (Envoy Gateway's CLI, whose translator the HTTPRoute tests route through; cached per user, built once).
+	@bash hack/egctl.sh >/dev/null
+
 .PHONY: test-deps
 test-deps: ## Install the Debian packages the tests use, when missing.
 	@bash hack/ensure-debs.sh pcre2grep=pcre2-utils prometheus=prometheus
 
 .PHONY: test
-test: manifests generate vet envtest-assets test-deps ## Run every test (unit, envtest, drills).
-	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh)" $(GO) test ./... -count=1 -timeout 20m
+test: manifests generate vet envtest-assets egctl test-deps ## Run every test (unit, envtest, drills).
+	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh)" EGCTL="$$(bash hack/egctl.sh)" $(GO) test ./... -count=1 -timeout 20m
 
 .PHONY: drill
 drill: envtest-assets ## Rehearse the Canva 2024 runbook on an embedded control plane and print its timeline.

@@ -64,6 +64,8 @@ const (
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=list;watch;patch
 // scaledobjects: KEDA's, where KEDA is installed (read live, not cached: get).
 // +kubebuilder:rbac:groups=keda.sh,resources=scaledobjects,verbs=get;list;watch;patch
+// httproutes: Gateway API's, where its CRDs are installed.
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=list;watch;patch
 // The scale of whatever an HPA scales: Deployments, and StatefulSets and ReplicaSets.
 // +kubebuilder:rbac:groups=apps,resources=deployments/scale;statefulsets/scale;replicasets/scale,verbs=get
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=list;watch
@@ -455,7 +457,11 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	// A target kind's object wakes the policies that name or select it, carry its record or a
 	// companion of its name, or whose targets it bears on; no other.
 	for _, p := range r.Providers.Available(provider.Target) {
-		b = b.Watches(p.Object(), handler.EnqueueRequestsFromMapFunc(r.mapTarget(p)), builder.WithPredicates(userPartChanged()))
+		changed := userPartChanged()
+		if v, ok := p.(provider.Verdicted); ok {
+			changed = predicate.Or(changed, predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool { return v.VerdictChanged(e.ObjectOld, e.ObjectNew) }})
+		}
+		b = b.Watches(p.Object(), handler.EnqueueRequestsFromMapFunc(r.mapTarget(p)), builder.WithPredicates(changed))
 	}
 	return b.
 		For(&v1alpha1.TrafficPolicy{}, builder.WithPredicates(predicate.Or(

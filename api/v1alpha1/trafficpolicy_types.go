@@ -30,13 +30,16 @@ const (
 )
 
 // TargetKind is a kind of object that carries traffic.
-// +kubebuilder:validation:Enum=Ingress
+// +kubebuilder:validation:Enum=Ingress;HTTPRoute
 type TargetKind string
 
 const (
 	// TargetKindIngress is a networking.k8s.io/v1 Ingress served by ingress-nginx (or Traefik,
 	// which reads the same annotations).
 	TargetKindIngress TargetKind = "Ingress"
+	// TargetKindHTTPRoute is a Gateway API gateway.networking.k8s.io/v1 HTTPRoute, served by
+	// any conformant implementation (Envoy Gateway, Istio, Cilium, ...).
+	TargetKindHTTPRoute TargetKind = "HTTPRoute"
 )
 
 // RegionCodePattern is what a region code looks like: the values a CDN writes into the region
@@ -49,18 +52,20 @@ const (
 	GroupNetworking  = "networking.k8s.io"
 	GroupAutoscaling = "autoscaling"
 	GroupKEDA        = "keda.sh"
+	GroupGatewayAPI  = "gateway.networking.k8s.io"
 )
 
 // TargetRef names an object, in the policy's namespace, that carries the traffic to control.
-// +kubebuilder:validation:XValidation:rule="!has(self.group) || !has(self.kind) || (self.kind == 'Ingress' && self.group == 'networking.k8s.io')",message="an Ingress target's group is networking.k8s.io"
+// +kubebuilder:validation:XValidation:rule="!has(self.group) || !has(self.kind) || (self.kind == 'Ingress' && self.group == 'networking.k8s.io') || (self.kind == 'HTTPRoute' && self.group == 'gateway.networking.k8s.io')",message="an Ingress target's group is networking.k8s.io, an HTTPRoute's is gateway.networking.k8s.io"
 type TargetRef struct {
-	// Group of the target's kind. Defaults to networking.k8s.io (Ingress).
+	// Group of the target's kind: networking.k8s.io for an Ingress, gateway.networking.k8s.io
+	// for an HTTPRoute. Defaults to networking.k8s.io (Ingress).
 	// +kubebuilder:default=networking.k8s.io
 	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	Group string `json:"group,omitempty"`
 
-	// Kind of the target. Defaults to Ingress.
+	// Kind of the target: Ingress or HTTPRoute. Defaults to Ingress.
 	// +kubebuilder:default=Ingress
 	// +optional
 	Kind TargetKind `json:"kind,omitempty"`
@@ -75,14 +80,15 @@ type TargetRef struct {
 // TargetSelector selects, by label, the targets of a kind in the policy's namespace: one policy
 // covers a fleet. Floodgate's own companions are never selected.
 // +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="targetSelector must select something: give matchLabels or matchExpressions (an empty selector would take every Ingress of the namespace)"
-// +kubebuilder:validation:XValidation:rule="!has(self.group) || !has(self.kind) || (self.kind == 'Ingress' && self.group == 'networking.k8s.io')",message="an Ingress target's group is networking.k8s.io"
+// +kubebuilder:validation:XValidation:rule="!has(self.group) || !has(self.kind) || (self.kind == 'Ingress' && self.group == 'networking.k8s.io') || (self.kind == 'HTTPRoute' && self.group == 'gateway.networking.k8s.io')",message="an Ingress target's group is networking.k8s.io, an HTTPRoute's is gateway.networking.k8s.io"
 type TargetSelector struct {
-	// Group of the kind selected. Defaults to networking.k8s.io (Ingress).
+	// Group of the kind selected: networking.k8s.io (Ingress) or gateway.networking.k8s.io
+	// (HTTPRoute). Defaults to networking.k8s.io (Ingress).
 	// +kubebuilder:default=networking.k8s.io
 	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	Group string `json:"group,omitempty"`
-	// Kind selected. Defaults to Ingress.
+	// Kind selected: Ingress or HTTPRoute. Defaults to Ingress.
 	// +kubebuilder:default=Ingress
 	// +optional
 	Kind TargetKind `json:"kind,omitempty"`
@@ -545,6 +551,12 @@ const (
 	ReasonRampHeld           = "RampHeld"
 	ReasonAllSupported       = "AllSupported"
 	ReasonRedirectNotAllowed = "RedirectNotAllowed"
+	// ReasonRejectedByGateway: a gateway reported an HTTPRoute Floodgate changed as not
+	// Accepted or with unresolved references, at its current generation.
+	ReasonRejectedByGateway = "RejectedByGateway"
+	// ReasonAwaitingGateway: a gateway has not yet reported on an HTTPRoute Floodgate changed;
+	// the change is not counted as applied until it does.
+	ReasonAwaitingGateway = "AwaitingGateway"
 )
 
 // RampStatus is the state of the current (or last) ramp run.

@@ -12,6 +12,7 @@ import (
 
 	"floodgate.dev/floodgate/internal/gate"
 	"floodgate.dev/floodgate/internal/manager"
+	"floodgate.dev/floodgate/internal/provider/gatewayapi"
 	"floodgate.dev/floodgate/internal/shed"
 )
 
@@ -34,6 +35,9 @@ func main() {
 	var redirectHosts string
 	flag.StringVar(&redirectHosts, "shed-redirect-hosts", os.Getenv(shed.RedirectHostsEnv),
 		"comma-separated hosts a shed answer may redirect to (*.example.com for a domain); empty: redirects off (default from $"+shed.RedirectHostsEnv+"; the shed server reads the same)")
+	regexControllers := strings.Join(gatewayapi.DefaultRegexControllers, ",")
+	flag.StringVar(&regexControllers, "regex-header-controllers", regexControllers,
+		"comma-separated Gateway API controllerNames known to match RegularExpression header matches with RE2/PCRE-compatible syntax: a region allowlist that needs one is refused on routes other gateways serve")
 	flag.DurationVar(&opts.GracefulShutdownTimeout, "graceful-shutdown-timeout", manager.DefaultGracefulShutdownTimeout, "how long a signalled manager may take to stop; the process exits by then whatever happens")
 	flag.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect a leader so only one manager acts")
 	flag.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader Lease (default: the manager's own, in a cluster)")
@@ -49,6 +53,12 @@ func main() {
 	opts.APIQPS = float32(qps)
 	opts.RedirectHosts = shed.ParseRedirectHosts(redirectHosts)
 	opts.UnguardedGates = !guard
+	opts.RegexHeaderControllers = []string{}
+	for _, c := range strings.Split(regexControllers, ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			opts.RegexHeaderControllers = append(opts.RegexHeaderControllers, c)
+		}
+	}
 	for _, ns := range strings.Split(watch, ",") {
 		if ns = strings.TrimSpace(ns); ns != "" {
 			opts.WatchNamespaces = append(opts.WatchNamespaces, ns)

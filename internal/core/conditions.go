@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -93,13 +94,15 @@ func progressingCondition(o Outcome) metav1.Condition {
 
 func degradedCondition(o Outcome) metav1.Condition {
 	c := metav1.Condition{Type: v1alpha1.ConditionDegraded, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonHealthy, Message: "nothing keeps the policy from being applied"}
+	// A gateway that has not reported on a change yet is a change under way, not a fault.
+	problems := slices.DeleteFunc(slices.Clone(o.Problems), func(p provider.Problem) bool { return p.Reason == v1alpha1.ReasonAwaitingGateway })
 	switch {
-	case len(o.Problems) > 0:
-		msgs := make([]string, 0, len(o.Problems))
-		for _, p := range o.Problems {
+	case len(problems) > 0:
+		msgs := make([]string, 0, len(problems))
+		for _, p := range problems {
 			msgs = append(msgs, p.Message)
 		}
-		c.Status, c.Reason, c.Message = metav1.ConditionTrue, o.Problems[0].Reason, strings.Join(msgs, "; ")
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, problems[0].Reason, strings.Join(msgs, "; ")
 	case o.ApplyErr != nil:
 		c.Status, c.Reason, c.Message = metav1.ConditionTrue, v1alpha1.ReasonApplyFailed, o.ApplyErr.Error()
 	case len(o.Leftovers) > 0:

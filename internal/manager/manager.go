@@ -70,6 +70,9 @@ type Options struct {
 	SkipNameValidation bool
 	// RedirectHosts are the hosts a shed answer may redirect to (empty: redirects off).
 	RedirectHosts shed.RedirectHosts
+	// RegexHeaderControllers are the Gateway API controllerNames known to match
+	// RegularExpression header matches with RE2/PCRE-compatible syntax (nil: Envoy Gateway's).
+	RegexHeaderControllers []string
 	// UnguardedGates turns the gate egress guard off: gates may then reach loopback, link-local
 	// and the API server's addresses (tests whose webhooks and Prometheus listen on loopback).
 	UnguardedGates bool
@@ -261,7 +264,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	gates := &gate.Reader{Client: c, HTTP: gate.NewHTTPClient(guard)}
 	// Kinds whose CRD is not installed (KEDA, Gateway API) are not watched: a watch on a missing
 	// CRD keeps a manager from starting. A policy naming one is told which CRD is missing.
-	providers := registered.Providers(c)
+	providers := registered.Providers(c, registered.Settings{RegexHeaderControllers: opts.RegexHeaderControllers, RedirectHosts: opts.RedirectHosts})
 	for _, gk := range providers.Missing() {
 		logf.FromContext(ctx).Info("kind not installed: not watched", "kind", gk.String())
 	}

@@ -270,6 +270,13 @@ type Companioned interface {
 	CompanionNames(policy *v1alpha1.TrafficPolicy, target string) []string
 }
 
+// Verdicted is a target provider whose objects' status carries a verdict on Floodgate's change
+// (a gateway's, on an HTTPRoute): a change of that verdict wakes the policies editing the
+// object; other status changes wake nothing.
+type Verdicted interface {
+	VerdictChanged(old, new client.Object) bool
+}
+
 // Index is a field index of the manager's cache a provider lists its kind through, so a pass
 // reads the objects it needs, never a whole namespace. It serves lists in one namespace (the
 // policy's) only.

@@ -126,6 +126,8 @@ func TestANamespacedInstallRunsAWholeCycleOnItsOwnRolesAndUsesEveryVerbItIsGrant
 		"get keda.sh/scaledobjects":                               "a cluster with KEDA installed (test/keda holds ScaledObjects)",
 		"patch keda.sh/scaledobjects":                             "a cluster with KEDA installed",
 		"watch keda.sh/scaledobjects":                             "a cluster with KEDA installed",
+		"patch gateway.networking.k8s.io/httproutes":              "a cluster with Gateway API installed (test/gatewayapi holds HTTPRoutes)",
+		"watch gateway.networking.k8s.io/httproutes":              "a cluster with Gateway API installed",
 	}
 	var unused []string
 	for _, g := range granted {

@@ -6,16 +6,32 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"floodgate.dev/floodgate/internal/provider"
+	"floodgate.dev/floodgate/internal/provider/gatewayapi"
 	"floodgate.dev/floodgate/internal/provider/hpa"
 	"floodgate.dev/floodgate/internal/provider/ingressnginx"
 	"floodgate.dev/floodgate/internal/provider/keda"
+	"floodgate.dev/floodgate/internal/shed"
 )
+
+// Settings are the cluster's settings some providers read (the manager's flags).
+type Settings struct {
+	// RegexHeaderControllers are the Gateway API controllerNames known to match
+	// RegularExpression header matches with RE2/PCRE-compatible syntax (nil: Envoy Gateway's).
+	RegexHeaderControllers []string
+	// RedirectHosts are the hosts a shed answer may redirect to.
+	RedirectHosts shed.RedirectHosts
+}
 
 // Providers is the registry of every kind, for a client; the kinds the cluster does not serve
 // (asked of the client's RESTMapper) are marked unavailable.
-func Providers(c client.Client) *provider.Registry {
+func Providers(c client.Client, settings ...Settings) *provider.Registry {
+	var s Settings
+	if len(settings) > 0 {
+		s = settings[0]
+	}
 	r := provider.NewRegistry(
 		&ingressnginx.Provider{Client: c},
+		&gatewayapi.Provider{Client: c, RegexControllers: s.RegexHeaderControllers, RedirectHosts: s.RedirectHosts},
 		&hpa.Provider{Client: c},
 		&keda.Provider{Client: c},
 	)
