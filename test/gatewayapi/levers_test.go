@@ -1,0 +1,303 @@
+package gatewayapi
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/plugin"
+	"floodgate.dev/floodgate/internal/restore"
+)
+
+const (
+	toAPI   = "api"
+	toV2    = "api-v2 +X-Team" // the user's backend, with the user's own filter
+	toShed  = "floodgate-shed-api"
+	regionH = "CF-IPCountry"
+)
+
+func region(r string) *string { return &r }
+
+// paths × region header values: allowed (AU), another (US), empty, absent.
+var (
+	au, us, empty = region("AU"), region("US"), region("")
+	requests      = []request{{"/", au}, {"/", us}, {"/", empty}, {"/", nil}, {"/v2/users", au}, {"/v2/users", us}, {"/v2/users", empty}, {"/v2/users", nil}}
+)
+
+// want is where each of requests goes, in order.
+type want []string
+
+func everywhere(dest string) want {
+	w := make(want, len(requests))
+	for i := range w {
+		w[i] = dest
+	}
+	return w
+}
+
+func TestEveryLeverRoutesRequestsAsIntendedThroughEnvoyGatewayAndRestoresExactly(t *testing.T) {
+	manyRegions := []string{"AU"}
+	for c := 'A'; len(manyRegions) < 70; c++ {
+		for d := 'A'; d <= 'Z' && len(manyRegions) < 70; d += 3 {
+			if code := string(c) + string(d); code != "AU" && code != "US" {
+				manyRegions = append(manyRegions, code)
+			}
+		}
+	}
+	for i, lever := range []struct {
+		name   string
+		edit   func(*v1alpha1.TrafficPolicy)
+		want   want
+		header gatewayv1.HeaderMatchType // the region header's match type in Floodgate's rule ("" none)
+	}{
+		{name: "ShedAll", edit: func(p *v1alpha1.TrafficPolicy) { p.Spec.Action = v1alpha1.ActionShedAll }, want: everywhere(toShed)},
+		{name: "ShedAll with a redirect", edit: func(p *v1alpha1.TrafficPolicy) {
+			p.Spec.Action, p.Spec.Shed.RedirectURL = v1alpha1.ActionShedAll, "https://"+redirectHost+"/incident"
+		}, want: everywhere("redirect to " + redirectHost + "/incident")},
+		{name: "an allowlist admitting requests without the header", header: gatewayv1.HeaderMatchRegularExpression,
+			edit: func(p *v1alpha1.TrafficPolicy) { p.Spec.AllowRegions = []string{"AU"} },
+			want: want{toAPI, toShed, toShed, toAPI, toV2, toShed, toShed, toV2}},
+		{name: "an allowlist shedding requests without the header, one Exact match per region", header: gatewayv1.HeaderMatchExact,
+			edit: func(p *v1alpha1.TrafficPolicy) {
+				p.Spec.AllowRegions, p.Spec.MissingRegion = []string{"AU", "NZ"}, v1alpha1.MissingRegionShed
+			},
+			want: want{toAPI, toShed, toShed, toShed, toV2, toShed, toShed, toShed}},
+		{name: "an allowlist shedding requests without the header, too long for Exact matches", header: gatewayv1.HeaderMatchRegularExpression,
+			edit: func(p *v1alpha1.TrafficPolicy) {
+				p.Spec.AllowRegions, p.Spec.MissingRegion = manyRegions, v1alpha1.MissingRegionShed
+			},
+			want: want{toAPI, toShed, toShed, toShed, toV2, toShed, toShed, toShed}},
+		{name: "admitPercent 25", edit: func(p *v1alpha1.TrafficPolicy) {
+			p.Spec.Action = v1alpha1.ActionRamp
+			p.Spec.Ramp = &v1alpha1.Ramp{Steps: []v1alpha1.RampStep{{AdmitPercent: ptr.To[int32](25), Hold: metav1.Duration{Duration: time.Hour}}}}
+		}, want: want{"api:1 floodgate-shed-api:3", "api:1 floodgate-shed-api:3", "api:1 floodgate-shed-api:3", "api:1 floodgate-shed-api:3",
+			"api-v2:1 floodgate-shed-api:3 +X-Team", "api-v2:1 floodgate-shed-api:3 +X-Team", "api-v2:1 floodgate-shed-api:3 +X-Team", "api-v2:1 floodgate-shed-api:3 +X-Team"}},
+	} {
+		t.Run(lever.name, func(t *testing.T) {
+			ns := fixture(t, fmt.Sprintf("lever-%d", i))
+			before := getRoute(t, ns)
+			atRest := translate(t, ns)
+			for _, req := range requests {
+				if got, w := atRest.reach(t, req), map[bool]string{true: toV2, false: toAPI}[strings.HasPrefix(req.path, "/v2")]; got != w {
+					t.Fatalf("at rest, %s reaches %q, want %q", req, got, w)
+				}
+			}
+			create(t, policy(ns, lever.edit))
+			route := eventually(t, func() (*gatewayv1.HTTPRoute, bool) {
+				r := getRoute(t, ns)
+				rec, _ := restore.Read(r)
+				return r, rec != nil
+			})
+			p := eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool {
+				return strings.HasPrefix(condition(p, v1alpha1.ConditionReady), "True") && p.Status.ObservedGeneration == p.Generation
+			})
+			route = getRoute(t, ns)
+			if lever.header != "" {
+				own := route.Spec.Rules[len(route.Spec.Rules)-1]
+				if own.Name == nil || *own.Name != "floodgate-api" {
+					t.Fatalf("Floodgate's rule: %+v", own)
+				}
+				if types := regionMatchTypes(route); len(types) != 1 || types[0] != lever.header {
+					t.Fatalf("region header matches of type %v, want %s", types, lever.header)
+				}
+			}
+			tr := translate(t, ns)
+			if ok, why := tr.accepted(); !ok {
+				t.Fatalf("Envoy Gateway does not accept the route Floodgate wrote: %s", why)
+			}
+			for i, req := range requests {
+				if got := tr.reach(t, req); got != lever.want[i] {
+					t.Errorf("%s reaches %q, want %q", req, got, lever.want[i])
+				}
+			}
+			if t.Failed() {
+				t.Logf("policy status: %+v\nEnvoy routes: %+v", p.Status, tr.routes)
+				return
+			}
+
+			t.Log("back to Normal: the route is exactly as it was, without Floodgate's record")
+			editPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) {
+				p.Spec.Action, p.Spec.AllowRegions, p.Spec.Ramp = v1alpha1.ActionNormal, nil, nil
+			})
+			eventually(t, func() (*gatewayv1.HTTPRoute, bool) {
+				r := getRoute(t, ns)
+				return r, equality.Semantic.DeepEqual(r.Spec, before.Spec) && equality.Semantic.DeepEqual(r.Annotations, before.Annotations)
+			})
+		})
+	}
+}
+
+func TestAnEditDuringTheIncidentIsKeptAndReportedAndFloodgatesRulesGoOnRestore(t *testing.T) {
+	ns := fixture(t, "edit-mid-incident")
+	create(t, policy(ns, func(p *v1alpha1.TrafficPolicy) { p.Spec.AllowRegions = []string{"AU"} }))
+	eventually(t, func() (*gatewayv1.HTTPRoute, bool) { r := getRoute(t, ns); return r, len(r.Spec.Rules) == 3 })
+
+	t.Log("the on-call adds a header on the /v2 rule and a /status rule, during the incident")
+	editRoute(t, ns, func(r *gatewayv1.HTTPRoute) {
+		r.Spec.Rules[1].Filters[0].RequestHeaderModifier.Set = append(r.Spec.Rules[1].Filters[0].RequestHeaderModifier.Set, gatewayv1.HTTPHeader{Name: "X-Incident", Value: "INC-7"})
+		r.Spec.Rules = append(r.Spec.Rules, gatewayv1.HTTPRouteRule{Matches: []gatewayv1.HTTPRouteMatch{pathPrefix("/status")}, BackendRefs: []gatewayv1.HTTPBackendRef{backendRef("api", 80)}})
+	})
+	p := eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool { return len(p.Status.KeptChanges) > 0 })
+	if got := strings.Join(p.Status.KeptChanges, ", "); !strings.Contains(got, "HTTPRoute api spec.rules[1].filters") || !strings.Contains(got, "spec.rules[2] (added)") {
+		t.Fatalf("kept changes: %s", got)
+	}
+	t.Log("the new rule is covered by the allowlist too: Floodgate's rule copies its match")
+	eventually(t, func() (int, bool) {
+		r := getRoute(t, ns)
+		own := r.Spec.Rules[len(r.Spec.Rules)-1]
+		return len(own.Matches), own.Name != nil && *own.Name == "floodgate-api" && len(own.Matches) == 3
+	})
+
+	editPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) { p.Spec.AllowRegions = nil })
+	want := userRoute(ns)
+	want.Spec.Rules[1].Filters[0].RequestHeaderModifier.Set = append(want.Spec.Rules[1].Filters[0].RequestHeaderModifier.Set, gatewayv1.HTTPHeader{Name: "X-Incident", Value: "INC-7"})
+	want.Spec.Rules = append(want.Spec.Rules, gatewayv1.HTTPRouteRule{Matches: []gatewayv1.HTTPRouteMatch{pathPrefix("/status")}, BackendRefs: []gatewayv1.HTTPBackendRef{backendRef("api", 80)}})
+	eventually(t, func() (string, bool) {
+		r := getRoute(t, ns)
+		_, recorded := r.Annotations[restore.Annotation]
+		got := fmt.Sprintf("%d rules, filters of rule 1: %+v, recorded: %t", len(r.Spec.Rules), r.Spec.Rules[1].Filters[0].RequestHeaderModifier.Set, recorded)
+		return got, len(r.Spec.Rules) == 3 && len(r.Spec.Rules[1].Filters[0].RequestHeaderModifier.Set) == 2 && !recorded &&
+			r.Spec.Rules[2].Matches[0].Path.Value != nil && *r.Spec.Rules[2].Matches[0].Path.Value == "/status" && r.Spec.Rules[0].Name == nil
+	})
+}
+
+func TestARouteTheGatewayRejectsIsDegradedTheRampHoldsAndShedAllStillApplies(t *testing.T) {
+	ns := fixture(t, "rejected")
+	create(t, policy(ns, func(p *v1alpha1.TrafficPolicy) {
+		p.Spec.Ramp = &v1alpha1.Ramp{Steps: []v1alpha1.RampStep{
+			{AllowRegions: []string{"AU"}, Hold: metav1.Duration{Duration: 5 * time.Minute}},
+			{AdmitPercent: ptr.To[int32](50), Hold: metav1.Duration{Duration: 5 * time.Minute}},
+		}}
+	}))
+	eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool { return p.Status.Phase == v1alpha1.PhaseNormal })
+	rejections.Store(ns, "backendRef floodgate-shed-api: not permitted by this gateway's policy")
+	defer rejections.Delete(ns)
+	editPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) { p.Spec.Action = v1alpha1.ActionRamp })
+	p := eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool {
+		return strings.HasPrefix(condition(p, v1alpha1.ConditionDegraded), "True "+v1alpha1.ReasonRejectedByGateway)
+	})
+	if msg := condition(p, v1alpha1.ConditionDegraded); !strings.Contains(msg, "not permitted by this gateway's policy") {
+		t.Fatalf("the gateway's message must be carried: %s", msg)
+	}
+	t.Log("the ramp holds at its first step while the gateway rejects it")
+	clk.Advance(6 * time.Minute)
+	time.Sleep(300 * time.Millisecond)
+	if p := getPolicy(t, ns); p.Status.Ramp == nil || p.Status.Ramp.Step != 1 {
+		t.Fatalf("the ramp moved on past a step the gateway rejected: %+v", p.Status.Ramp)
+	}
+
+	t.Log("ShedAll is still written, and reported")
+	editPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) { p.Spec.Action = v1alpha1.ActionShedAll })
+	eventually(t, func() (string, bool) {
+		r := getRoute(t, ns)
+		return string(r.Spec.Rules[0].BackendRefs[0].Name), len(r.Spec.Rules) == 2 && r.Spec.Rules[0].BackendRefs[0].Name == toShed
+	})
+	eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool {
+		return p.Status.Phase == v1alpha1.PhaseShedding && strings.HasPrefix(condition(p, v1alpha1.ConditionDegraded), "True "+v1alpha1.ReasonRejectedByGateway)
+	})
+	t.Log("once the gateway accepts, the policy is Ready")
+	rejections.Delete(ns)
+	eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool {
+		return strings.HasPrefix(condition(p, v1alpha1.ConditionReady), "True") && strings.HasPrefix(condition(p, v1alpha1.ConditionDegraded), "False")
+	})
+}
+
+func TestWhatCoreGatewayAPICannotDoIsRefusedUpFrontAndARuleInTheWayIsAConflict(t *testing.T) {
+	ns := fixture(t, "refused")
+	create(t, policy(ns, func(p *v1alpha1.TrafficPolicy) {
+		p.Spec.Ramp = &v1alpha1.Ramp{Steps: []v1alpha1.RampStep{{PerClientRequestsPerSecond: ptr.To[int32](50), Hold: metav1.Duration{Duration: time.Minute}}}}
+	}))
+	p := eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool {
+		return strings.HasPrefix(condition(p, v1alpha1.ConditionStepUnsupported), "True")
+	})
+	if msg := condition(p, v1alpha1.ConditionStepUnsupported); !strings.Contains(msg, "perClientRequestsPerSecond is not available in core Gateway API") {
+		t.Fatalf("StepUnsupported: %s", msg)
+	}
+
+	t.Log("a rule named floodgate-* that Floodgate did not write keeps the route untouched, even for ShedAll")
+	editRoute(t, ns, func(r *gatewayv1.HTTPRoute) { r.Spec.Rules[1].Name = ptr.To(gatewayv1.SectionName("floodgate-api")) })
+	before := getRoute(t, ns)
+	editPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) { p.Spec.Action = v1alpha1.ActionShedAll })
+	p = eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool {
+		return strings.HasPrefix(condition(p, v1alpha1.ConditionDegraded), "True "+v1alpha1.ReasonConflict)
+	})
+	if msg := condition(p, v1alpha1.ConditionDegraded); !strings.Contains(msg, "rule named floodgate-api (rule 1) that this policy did not write") {
+		t.Fatalf("Degraded: %s", msg)
+	}
+	if after := getRoute(t, ns); !equality.Semantic.DeepEqual(after.Spec, before.Spec) {
+		t.Fatal("the route was written despite the conflict")
+	}
+}
+
+func TestStatusAndDryRunShowTheRouteDiff(t *testing.T) {
+	ns := fixture(t, "dry-run")
+	create(t, policy(ns, func(p *v1alpha1.TrafficPolicy) {}))
+	eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool { return p.Status.Phase == v1alpha1.PhaseNormal })
+	out := kubectlFloodgate(t, "shed", "api", "-n", ns, "--dry-run")
+	for _, w := range []string{"--- HTTPRoute api (now)", "+++ HTTPRoute api (after)", "name: floodgate-shed-api", "-      name: api"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("dry run does not show %q:\n%s", w, out)
+		}
+	}
+	if r := getRoute(t, ns); r.Spec.Rules[0].BackendRefs[0].Name != "api" {
+		t.Fatal("a dry run wrote the route")
+	}
+	out = kubectlFloodgate(t, "status", "api", "-n", ns)
+	if !strings.Contains(out, "HTTPRoute api") {
+		t.Errorf("status does not show the route:\n%s", out)
+	}
+}
+
+func kubectlFloodgate(t *testing.T, args ...string) string {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := plugin.NewCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &out}, clk)
+	cmd.SetArgs(append([]string{"--kubeconfig", kubeconfig}, args...))
+	if err := cmd.ExecuteContext(context.Background()); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	return out.String()
+}
+
+// regionMatchTypes are the distinct types of the route's header matches on the region header.
+func regionMatchTypes(route *gatewayv1.HTTPRoute) []gatewayv1.HeaderMatchType {
+	var out []gatewayv1.HeaderMatchType
+	for _, r := range route.Spec.Rules {
+		for _, m := range r.Matches {
+			for _, h := range m.Headers {
+				if string(h.Name) == regionH && !slices.Contains(out, *h.Type) {
+					out = append(out, *h.Type)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// editRoute edits the route as a person would (kubectl edit): on the route as it is now, with
+// its resourceVersion, again when someone else wrote it in between (the gateway's status).
+func editRoute(t *testing.T, ns string, edit func(*gatewayv1.HTTPRoute)) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		r := getRoute(t, ns)
+		patch := client.MergeFromWithOptions(r.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		edit(r)
+		return k8s.Patch(context.Background(), r, patch, client.FieldOwner("on-call"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

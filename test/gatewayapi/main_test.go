@@ -1,0 +1,271 @@
+// Package gatewayapi tests the HTTPRoute provider on an embedded control plane with Gateway API's
+// real CRDs (test/crds/gateway-api, v1.6.3 standard channel), so the API server's CEL rules check
+// every route Floodgate writes, and routes requests through a real Gateway API implementation's
+// translator: Envoy Gateway's `egctl x translate` turns the stored objects into the gateway's
+// route status and Envoy's ordered routes, without running Envoy.
+//
+// No gateway runs here: the test plays one (gatewayapi.Gateway), reporting on each route's
+// current generation, as a real implementation's status writer does.
+package gatewayapi
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/controlplane"
+	"floodgate.dev/floodgate/internal/manager"
+	"floodgate.dev/floodgate/internal/provider/gatewayapi"
+	"floodgate.dev/floodgate/internal/scheme"
+	"floodgate.dev/floodgate/internal/shed"
+	"floodgate.dev/floodgate/internal/warp"
+)
+
+var (
+	cp         *controlplane.ControlPlane
+	k8s        client.Client
+	clk        *warp.Clock
+	kubeconfig string
+	egctl      string
+	// rejections are the namespaces whose routes the played gateway rejects, with its message.
+	rejections sync.Map
+)
+
+// redirectHost is the one host this cluster allows a shed answer to redirect to.
+const redirectHost = "status.example.com"
+
+func TestMain(m *testing.M) {
+	ctrl.SetLogger(logr.Discard())
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	var err error
+	if egctl, err = egctlPath(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	var crds []string
+	for _, f := range []string{"gatewayclasses", "gateways", "httproutes", "referencegrants"} {
+		crds = append(crds, filepath.Join("..", "crds", "gateway-api", "gateway.networking.k8s.io_"+f+".yaml"))
+	}
+	if cp, err = controlplane.Start(crds...); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = cp.Stop() }()
+	if k8s, err = client.New(cp.Config, client.Options{Scheme: scheme.New()}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	dir, _ := os.MkdirTemp("", "floodgate-gatewayapi")
+	defer os.RemoveAll(dir)
+	if kubeconfig, err = cp.Kubeconfig(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	clk = warp.New(time.Date(2024, 11, 12, 9, 0, 0, 0, time.UTC))
+	mgr, err := manager.New(ctx, cp.Config, manager.Options{Clock: clk, ClockAdvanced: clk.Subscribe(), Shed: manager.DefaultShed,
+		SkipNameValidation: true, RedirectHosts: shed.ParseRedirectHosts(redirectHost)})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	defer func() { stop(); <-done }()
+	if err := shedPods(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := k8s.Create(ctx, &gatewayv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "eg"},
+		Spec: gatewayv1.GatewayClassSpec{ControllerName: gatewayapi.EnvoyGatewayController}}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	gw := &gatewayapi.Gateway{Client: k8s, ControllerName: gatewayapi.EnvoyGatewayController, Judge: func(r *gatewayv1.HTTPRoute) string {
+		if why, ok := rejections.Load(r.Namespace); ok {
+			return why.(string)
+		}
+		return ""
+	}}
+	go gw.Run(ctx, 20*time.Millisecond)
+	return m.Run()
+}
+
+// egctlPath is the egctl binary: $EGCTL (make test sets it), else hack/egctl.sh's cached build.
+func egctlPath() (string, error) {
+	if p := os.Getenv("EGCTL"); p != "" {
+		return p, nil
+	}
+	out, err := exec.Command("bash", filepath.Join("..", "..", "hack", "egctl.sh")).Output()
+	if err != nil {
+		return "", fmt.Errorf("egctl: %w (run make egctl)", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// fixture creates a namespace with a Gateway of the eg class, Services api and api-v2, and the
+// HTTPRoute api of two rules: / to api, and /v2 to api-v2 with a request header of the user's
+// own (X-Team: edge).
+func fixture(t *testing.T, name string) string {
+	t.Helper()
+	ns := name
+	create(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+		&gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "eg", Namespace: ns}, Spec: gatewayv1.GatewaySpec{
+			GatewayClassName: "eg", Listeners: []gatewayv1.Listener{{Name: "http", Protocol: gatewayv1.HTTPProtocolType, Port: 80}}}},
+		service(ns, "api", 80), service(ns, "api-v2", 80), userRoute(ns))
+	t.Cleanup(func() {
+		var list v1alpha1.TrafficPolicyList
+		_ = k8s.List(context.Background(), &list, client.InNamespace(ns))
+		for i := range list.Items {
+			_ = k8s.Delete(context.Background(), &list.Items[i])
+		}
+	})
+	return ns
+}
+
+func userRoute(ns string) *gatewayv1.HTTPRoute {
+	return &gatewayv1.HTTPRoute{
+		ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: ns, Labels: map[string]string{"tier": "edge"}},
+		Spec: gatewayv1.HTTPRouteSpec{
+			CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: "eg"}}},
+			Hostnames:       []gatewayv1.Hostname{gatewayv1.Hostname(ns + ".example.com")},
+			Rules: []gatewayv1.HTTPRouteRule{
+				{Matches: []gatewayv1.HTTPRouteMatch{pathPrefix("/")}, BackendRefs: []gatewayv1.HTTPBackendRef{backendRef("api", 80)}},
+				{Matches: []gatewayv1.HTTPRouteMatch{pathPrefix("/v2")}, BackendRefs: []gatewayv1.HTTPBackendRef{backendRef("api-v2", 80)},
+					Filters: []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterRequestHeaderModifier,
+						RequestHeaderModifier: &gatewayv1.HTTPHeaderFilter{Set: []gatewayv1.HTTPHeader{{Name: "X-Team", Value: "edge"}}}}}},
+			},
+		},
+	}
+}
+
+func pathPrefix(p string) gatewayv1.HTTPRouteMatch {
+	return gatewayv1.HTTPRouteMatch{Path: &gatewayv1.HTTPPathMatch{Type: ptr.To(gatewayv1.PathMatchPathPrefix), Value: ptr.To(p)}}
+}
+
+func backendRef(name string, port int32) gatewayv1.HTTPBackendRef {
+	return gatewayv1.HTTPBackendRef{BackendRef: gatewayv1.BackendRef{BackendObjectReference: gatewayv1.BackendObjectReference{
+		Name: gatewayv1.ObjectName(name), Port: ptr.To(gatewayv1.PortNumber(port))}}}
+}
+
+func service(ns, name string, port int32) *corev1.Service {
+	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: port}}}}
+}
+
+func policy(ns string, edit func(*v1alpha1.TrafficPolicy)) *v1alpha1.TrafficPolicy {
+	p := &v1alpha1.TrafficPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: ns},
+		Spec: v1alpha1.TrafficPolicySpec{
+			TargetRefs: []v1alpha1.TargetRef{{Group: v1alpha1.GroupGatewayAPI, Kind: v1alpha1.TargetKindHTTPRoute, Name: "api"}},
+		},
+	}
+	edit(p)
+	return p
+}
+
+func getRoute(t *testing.T, ns string) *gatewayv1.HTTPRoute {
+	t.Helper()
+	r := &gatewayv1.HTTPRoute{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "api"}, r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func getPolicy(t *testing.T, ns string) *v1alpha1.TrafficPolicy {
+	t.Helper()
+	p := &v1alpha1.TrafficPolicy{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "api"}, p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func editPolicy(t *testing.T, ns string, edit func(*v1alpha1.TrafficPolicy)) {
+	t.Helper()
+	p := getPolicy(t, ns)
+	patch := client.MergeFrom(p.DeepCopy())
+	edit(p)
+	if err := k8s.Patch(context.Background(), p, patch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func eventuallyPolicy(t *testing.T, ns string, ok func(*v1alpha1.TrafficPolicy) bool) *v1alpha1.TrafficPolicy {
+	t.Helper()
+	return eventually(t, func() (*v1alpha1.TrafficPolicy, bool) {
+		p := &v1alpha1.TrafficPolicy{}
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "api"}, p); err != nil {
+			return p, false
+		}
+		return p, ok(p)
+	})
+}
+
+func condition(p *v1alpha1.TrafficPolicy, t string) string {
+	for _, c := range p.Status.Conditions {
+		if c.Type == t {
+			return string(c.Status) + " " + c.Reason + ": " + c.Message
+		}
+	}
+	return ""
+}
+
+func eventually[T any](t *testing.T, f func() (T, bool)) T {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		v, ok := f()
+		if ok {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 30s; last: %+v", v)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func create(t *testing.T, objs ...client.Object) {
+	t.Helper()
+	for _, o := range objs {
+		if err := k8s.Create(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// shedPods stands in for the shed Deployment's pods.
+func shedPods(ctx context.Context) error {
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: manager.DefaultShed.Namespace}}); err != nil {
+		return err
+	}
+	return k8s.Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: "floodgate-shed-pods", Namespace: manager.DefaultShed.Namespace,
+			Labels: map[string]string{discoveryv1.LabelServiceName: manager.DefaultShed.ServiceName}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.96.0.10"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(manager.DefaultShed.Port)}},
+	})
+}
