@@ -196,6 +196,17 @@ var _ = Describe("a kind whose CRD is not installed", func() {
 		setAction(ns, "api-gateway", v1alpha1.ActionRamp)
 		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("False " + v1alpha1.ReasonUnsupported + ": the ramp holds"))
 	})
+
+	It("is reported for an HTTPRoute target on a cluster without Gateway API (the manager started without its CRDs)", func() {
+		ns := newNamespace()
+		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
+		policy.Spec.AutoscalerRefs = nil
+		policy.Spec.TargetRefs = append(policy.Spec.TargetRefs, v1alpha1.TargetRef{Group: v1alpha1.GroupGatewayAPI, Kind: v1alpha1.TargetKindHTTPRoute, Name: "api"})
+		create(sampleIngress(ns), policy)
+		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(Equal("True " + v1alpha1.ReasonUnsupported +
+			": HTTPRoute api: its CustomResourceDefinition is not installed in this cluster (no HTTPRoute in API group gateway.networking.k8s.io): install it, then restart the Floodgate manager"))
+	})
 })
 
 var _ = Describe("a write that fails on one target", func() {

@@ -127,6 +127,14 @@ func TestEveryLeverRoutesRequestsAsIntendedThroughEnvoyGatewayAndRestoresExactly
 				t.Logf("policy status: %+v\nEnvoy routes: %+v", p.Status, tr.routes)
 				return
 			}
+			// At rest under the lever, Floodgate writes nothing: the render equals the stored route
+			// (the played gateway may still write status).
+			clk.Advance(time.Minute)
+			time.Sleep(300 * time.Millisecond)
+			if after := getRoute(t, ns); after.Generation != route.Generation || !equality.Semantic.DeepEqual(after.Annotations, route.Annotations) {
+				t.Fatalf("the route was written again with nothing changed: generation %d -> %d\n%s\n%s\nmanaged: %+v", route.Generation, after.Generation,
+					route.Annotations[restore.Annotation], after.Annotations[restore.Annotation], after.ManagedFields)
+			}
 
 			t.Log("back to Normal: the route is exactly as it was, without Floodgate's record")
 			editPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) {
