@@ -11,22 +11,28 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/index"
 	"floodgate.dev/floodgate/internal/pass"
 	"floodgate.dev/floodgate/internal/provider"
+	"floodgate.dev/floodgate/internal/provider/gatewayapi"
 	"floodgate.dev/floodgate/internal/shed"
 )
 
 // Field indexes that find, for a host, the policies of every namespace whose targets carry it.
 const (
-	indexTargetNames  = ".spec.targetRefs.name"
-	indexIngressHosts = ".spec.rules.host"
+	indexTargetNames    = ".spec.targetRefs.name"
+	indexIngressHosts   = ".spec.rules.host"
+	indexHTTPRouteHosts = ".spec.hostnames"
 )
 
-// ingressGroupKind is an Ingress's kind.group, as indexSelecting holds it.
-const ingressGroupKind = string(v1alpha1.TargetKindIngress) + "." + v1alpha1.GroupNetworking
+// ingressGroupKind and httpRouteGroupKind are the kinds' kind.group, as indexSelecting holds it.
+const (
+	ingressGroupKind   = string(v1alpha1.TargetKindIngress) + "." + v1alpha1.GroupNetworking
+	httpRouteGroupKind = string(v1alpha1.TargetKindHTTPRoute) + "." + v1alpha1.GroupGatewayAPI
+)
 
 // hostKey is a host as the index keeps it ("*" for a catch-all).
 func hostKey(host string) string {
@@ -54,6 +60,39 @@ func ingressHosts(o client.Object) []string {
 	return hosts
 }
 
+func httpRouteHosts(o client.Object) []string {
+	var hosts []string
+	for _, r := range shed.HTTPRouteRoutes(o.(*gatewayv1.HTTPRoute)) {
+		if k := hostKey(r.Host); !slices.Contains(hosts, k) {
+			hosts = append(hosts, k)
+		}
+	}
+	return hosts
+}
+
+// servesHTTPRoutes reports whether the cluster serves Gateway API HTTPRoutes (their hosts are
+// then indexed and watched).
+func (r *TrafficPolicyReconciler) servesHTTPRoutes() bool {
+	_, err := r.Providers.For(provider.Ref{Group: v1alpha1.GroupGatewayAPI, Kind: string(v1alpha1.TargetKindHTTPRoute)})
+	return err == nil
+}
+
+// routesOf are the routes the policy's observed targets carry.
+func routesOf(obs pass.Observation) []shed.Route {
+	var routes []shed.Route
+	for _, o := range obs.Targets() {
+		switch {
+		case gatewayapi.RouteOf(o) != nil:
+			routes = append(routes, shed.HTTPRouteRoutes(gatewayapi.RouteOf(o))...)
+		default:
+			if ing, ok := o.State.(*networkingv1.Ingress); ok {
+				routes = append(routes, shed.IngressRoutes(ing)...)
+			}
+		}
+	}
+	return routes
+}
+
 // answerProblems say what keeps the policy's shed answer from being its own: a route its targets
 // carry that a policy of another namespace claims too (the shed server answers it with the
 // neutral default, so neither tenant can steer the other's), and a redirect the cluster does not
@@ -63,13 +102,7 @@ func (r *TrafficPolicyReconciler) answerProblems(ctx context.Context, policy *v1
 	if msg := r.RedirectHosts.RedirectRefusal(policy); msg != "" {
 		problems = append(problems, provider.Problem{Reason: v1alpha1.ReasonRedirectNotAllowed, Message: msg})
 	}
-	var own []*networkingv1.Ingress
-	for _, o := range obs.Targets() {
-		if ing, ok := o.State.(*networkingv1.Ingress); ok {
-			own = append(own, ing)
-		}
-	}
-	claims := shed.ClaimsOf(policy, own, r.RedirectHosts)
+	claims := shed.RouteClaims(policy, routesOf(obs), r.RedirectHosts)
 	others, err := r.claimsElsewhere(ctx, policy.Namespace, claims)
 	if err != nil {
 		return problems, err
@@ -122,6 +155,28 @@ func (r *TrafficPolicyReconciler) claimsElsewhere(ctx context.Context, namespace
 				out = append(out, shed.ClaimsOf(p, []*networkingv1.Ingress{ing}, r.RedirectHosts)...)
 			}
 		}
+		if !r.servesHTTPRoutes() {
+			continue
+		}
+		var routes gatewayv1.HTTPRouteList
+		if err := index.List(ctx, r.Client, &routes, indexHTTPRouteHosts, hostKey(c.Route.Host), httpRouteHosts, client.UnsafeDisableDeepCopy); err != nil {
+			return nil, fmt.Errorf("listing HTTPRoutes by host: %w", err)
+		}
+		for i := range routes.Items {
+			route := &routes.Items[i]
+			key := types.NamespacedName{Namespace: route.Namespace, Name: "httproute/" + route.Name}
+			if route.Namespace == namespace || seen[key] {
+				continue
+			}
+			seen[key] = true
+			policies, err := r.policiesTargeting(ctx, httpRouteGroupKind, route)
+			if err != nil {
+				return nil, err
+			}
+			for _, p := range policies {
+				out = append(out, shed.RouteClaims(p, shed.HTTPRouteRoutes(route), r.RedirectHosts)...)
+			}
+		}
 	}
 	return out, nil
 }
@@ -133,6 +188,8 @@ func (r *TrafficPolicyReconciler) mapSharedHosts(ctx context.Context, obj client
 	switch o := obj.(type) {
 	case *networkingv1.Ingress:
 		hosts = ingressHosts(o)
+	case *gatewayv1.HTTPRoute:
+		hosts = httpRouteHosts(o)
 	case *v1alpha1.TrafficPolicy:
 		targets, err := shed.TargetIngresses(ctx, r.Client, o)
 		if err != nil {
@@ -141,6 +198,16 @@ func (r *TrafficPolicyReconciler) mapSharedHosts(ctx context.Context, obj client
 		}
 		for _, ing := range targets {
 			hosts = append(hosts, ingressHosts(ing)...)
+		}
+		if r.servesHTTPRoutes() {
+			routes, err := shed.TargetHTTPRoutes(ctx, r.Client, o)
+			if err != nil {
+				logf.FromContext(ctx).Error(err, "reading a policy's targets for a watched change")
+				return nil
+			}
+			for _, route := range routes {
+				hosts = append(hosts, httpRouteHosts(route)...)
+			}
 		}
 	}
 	var claims []shed.Claim

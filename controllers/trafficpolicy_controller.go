@@ -32,6 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/core"
@@ -410,6 +411,11 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	if err := index.Register(ctx, mgr.GetCache(), &networkingv1.Ingress{}, indexIngressHosts, ingressHosts, index.AcrossNamespaces); err != nil {
 		return err
 	}
+	if r.servesHTTPRoutes() {
+		if err := index.Register(ctx, mgr.GetCache(), &gatewayv1.HTTPRoute{}, indexHTTPRouteHosts, httpRouteHosts, index.AcrossNamespaces); err != nil {
+			return err
+		}
+	}
 	for field, fn := range map[string]client.IndexerFunc{
 		indexSelecting: selecting, indexCompanionNames: companionNames(r.Providers), indexWorkloadGates: workloadGates,
 	} {
@@ -443,6 +449,10 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		opts.NewQueue = newClockedQueue(r.Clock)
 	}
 	b := ctrl.NewControllerManagedBy(mgr)
+	if r.servesHTTPRoutes() {
+		// An HTTPRoute elsewhere can claim a host a policy's shed answer covers.
+		b = b.Watches(&gatewayv1.HTTPRoute{}, handler.EnqueueRequestsFromMapFunc(r.mapSharedHosts), builder.WithPredicates(userPartChanged()))
+	}
 	if r.ClockAdvanced != nil {
 		b = b.WatchesRawSource(source.Channel(r.ClockAdvanced, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(everywhere, nil))))
 	}

@@ -13,7 +13,9 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 )
@@ -28,15 +30,57 @@ func IsCompanion(obj metav1.Object) bool {
 // ClaimsOf are a policy's claims on the routes its targets carry, with its answer. targets are
 // the policy's target Ingresses that exist.
 func ClaimsOf(policy *v1alpha1.TrafficPolicy, targets []*networkingv1.Ingress, hosts RedirectHosts) []Claim {
+	var routes []Route
+	for _, ing := range targets {
+		routes = append(routes, IngressRoutes(ing)...)
+	}
+	return RouteClaims(policy, routes, hosts)
+}
+
+// RouteClaims are a policy's claims on routes, with its answer.
+func RouteClaims(policy *v1alpha1.TrafficPolicy, routes []Route, hosts RedirectHosts) []Claim {
 	key := types.NamespacedName{Namespace: policy.Namespace, Name: policy.Name}
 	answer := AnswerOf(policy, hosts)
-	var out []Claim
-	for _, ing := range targets {
-		for _, r := range IngressRoutes(ing) {
-			out = append(out, Claim{Policy: key, Route: r, Response: answer})
-		}
+	out := make([]Claim, 0, len(routes))
+	for _, r := range routes {
+		out = append(out, Claim{Policy: key, Route: r, Response: answer})
 	}
 	return out
+}
+
+// TargetHTTPRoutes reads a policy's target HTTPRoutes that exist, in its namespace: those it
+// names and those its targetSelector selects.
+func TargetHTTPRoutes(ctx context.Context, c client.Reader, policy *v1alpha1.TrafficPolicy) ([]*gatewayv1.HTTPRoute, error) {
+	var out []*gatewayv1.HTTPRoute
+	seen := map[string]bool{}
+	if sel := policy.Spec.TargetSelector; sel != nil && sel.SelectsKind(v1alpha1.GroupGatewayAPI, string(v1alpha1.TargetKindHTTPRoute)) {
+		selector, err := sel.LabelSelector()
+		if err != nil {
+			return nil, fmt.Errorf("targetSelector of %s/%s: %w", policy.Namespace, policy.Name, err)
+		}
+		var list gatewayv1.HTTPRouteList
+		if err := c.List(ctx, &list, client.InNamespace(policy.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+			return nil, fmt.Errorf("listing the HTTPRoutes %s/%s selects: %w", policy.Namespace, policy.Name, err)
+		}
+		for i := range list.Items {
+			seen[list.Items[i].Name] = true
+			out = append(out, &list.Items[i])
+		}
+	}
+	for _, ref := range policy.Spec.TargetRefs {
+		if seen[ref.Name] || ref.Kind != v1alpha1.TargetKindHTTPRoute {
+			continue
+		}
+		var route gatewayv1.HTTPRoute
+		err := c.Get(ctx, client.ObjectKey{Namespace: policy.Namespace, Name: ref.Name}, &route)
+		if client.IgnoreNotFound(err) != nil {
+			return nil, fmt.Errorf("reading HTTPRoute %s/%s: %w", policy.Namespace, ref.Name, err)
+		}
+		if err == nil {
+			out = append(out, &route)
+		}
+	}
+	return out, nil
 }
 
 // TargetIngresses reads a policy's target Ingresses that exist, in its namespace: those it
@@ -80,9 +124,9 @@ func TargetIngresses(ctx context.Context, c client.Reader, policy *v1alpha1.Traf
 	return out, nil
 }
 
-// SyncTable keeps the server's table in step with every TrafficPolicy and its target Ingresses,
-// cluster-wide (or in the namespaces listed), until ctx ends. Changes are coalesced: the table is
-// rebuilt once per burst.
+// SyncTable keeps the server's table in step with every TrafficPolicy and its target Ingresses
+// and HTTPRoutes (where Gateway API is installed), cluster-wide (or in the namespaces listed),
+// until ctx ends. Changes are coalesced: the table is rebuilt once per burst.
 func SyncTable(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, s *Server, hosts RedirectHosts, namespaces []string) error {
 	opts := cache.Options{Scheme: scheme}
 	if len(namespaces) > 0 {
@@ -102,7 +146,12 @@ func SyncTable(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, s 
 		default:
 		}
 	}
-	for _, obj := range []client.Object{&v1alpha1.TrafficPolicy{}, &networkingv1.Ingress{}} {
+	watched := []client.Object{&v1alpha1.TrafficPolicy{}, &networkingv1.Ingress{}}
+	routes := servesHTTPRoutes(cfg)
+	if routes {
+		watched = append(watched, &gatewayv1.HTTPRoute{})
+	}
+	for _, obj := range watched {
 		informer, err := c.GetInformer(ctx, obj)
 		if err != nil {
 			return fmt.Errorf("watching %T: %w", obj, err)
@@ -125,14 +174,29 @@ func SyncTable(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, s 
 			case <-ctx.Done():
 				return
 			case <-changed:
-				rebuild(ctx, c, s, hosts)
+				rebuild(ctx, c, s, hosts, routes)
 			}
 		}
 	}()
 	return c.Start(ctx)
 }
 
-func rebuild(ctx context.Context, c client.Reader, s *Server, hosts RedirectHosts) {
+// servesHTTPRoutes reports whether the cluster serves Gateway API HTTPRoutes (a watch on a kind
+// the cluster does not serve keeps the cache from starting).
+func servesHTTPRoutes(cfg *rest.Config) bool {
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return false
+	}
+	mapper, err := apiutil.NewDynamicRESTMapper(cfg, httpClient)
+	if err != nil {
+		return false
+	}
+	_, err = mapper.RESTMapping(gatewayv1.SchemeGroupVersion.WithKind("HTTPRoute").GroupKind())
+	return err == nil
+}
+
+func rebuild(ctx context.Context, c client.Reader, s *Server, hosts RedirectHosts, httpRoutes bool) {
 	log := logf.FromContext(ctx)
 	var policies v1alpha1.TrafficPolicyList
 	if err := c.List(ctx, &policies); err != nil {
@@ -148,6 +212,17 @@ func rebuild(ctx context.Context, c client.Reader, s *Server, hosts RedirectHost
 			return
 		}
 		claims = append(claims, ClaimsOf(p, targets, hosts)...)
+		if !httpRoutes {
+			continue
+		}
+		routes, err := TargetHTTPRoutes(ctx, c, p)
+		if err != nil {
+			log.Error(err, "reading a policy's targets", "policy", client.ObjectKeyFromObject(p))
+			return
+		}
+		for _, route := range routes {
+			claims = append(claims, RouteClaims(p, HTTPRouteRoutes(route), hosts)...)
+		}
 	}
 	table, conflicts := NewTable(claims)
 	s.SetTable(table)

@@ -10,6 +10,7 @@ import (
 
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 )
@@ -19,7 +20,7 @@ import (
 // annotations on arbitrary objects, so nobody who can merely create an Ingress can change the
 // answer another team's users get. A route claimed by policies of more than one namespace gets
 // the neutral default answer, and both policies are told (Conflicts). Each kind of target
-// contributes its routes through a function of its own (IngressRoutes; HTTPRoute hosts later).
+// contributes its routes through a function of its own (IngressRoutes, HTTPRouteRoutes).
 
 // Route is one host and path a target carries. An empty host is a catch-all (an Ingress's
 // default backend, or a rule without a host).
@@ -69,6 +70,44 @@ func IngressRoutes(ing *networkingv1.Ingress) []Route {
 	}
 	if ing.Spec.DefaultBackend != nil || len(ing.Spec.Rules) == 0 {
 		out = append(out, Route{Path: "/"})
+	}
+	return out
+}
+
+// HTTPRouteRoutes are the routes an HTTPRoute carries: each of its hostnames (none: every host)
+// with the path of each match of each rule (a rule without matches: every path). A path matched
+// by a regular expression is claimed as the whole host: the table does not evaluate regexes.
+func HTTPRouteRoutes(route *gatewayv1.HTTPRoute) []Route {
+	hosts := []string{""}
+	if len(route.Spec.Hostnames) > 0 {
+		hosts = hosts[:0]
+		for _, h := range route.Spec.Hostnames {
+			hosts = append(hosts, strings.ToLower(string(h)))
+		}
+	}
+	var paths []Route
+	for _, rule := range route.Spec.Rules {
+		if len(rule.Matches) == 0 {
+			paths = append(paths, Route{Path: "/"})
+		}
+		for _, m := range rule.Matches {
+			switch {
+			case m.Path == nil || m.Path.Value == nil:
+				paths = append(paths, Route{Path: "/"})
+			case m.Path.Type != nil && *m.Path.Type == gatewayv1.PathMatchRegularExpression:
+				paths = append(paths, Route{Path: "/"})
+			default:
+				paths = append(paths, Route{Path: *m.Path.Value, Exact: m.Path.Type != nil && *m.Path.Type == gatewayv1.PathMatchExact})
+			}
+		}
+	}
+	var out []Route
+	for _, h := range hosts {
+		for _, p := range paths {
+			if r := (Route{Host: h, Path: p.Path, Exact: p.Exact}); !slices.Contains(out, r) {
+				out = append(out, r)
+			}
+		}
 	}
 	return out
 }

@@ -140,6 +140,14 @@ func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, 
 	return obs, nil
 }
 
+// RouteOf is the HTTPRoute an observation read (nil: not an HTTPRoute's, or not found).
+func RouteOf(obs *provider.Observation) *gatewayv1.HTTPRoute {
+	if st, ok := obs.State.(*observed); ok {
+		return st.route
+	}
+	return nil
+}
+
 // redirectRefusal says why a ShedAll on a route is answered by the shed Service, not a redirect.
 func redirectRefusal(policy *v1alpha1.TrafficPolicy, hosts shed.RedirectHosts) string {
 	if _, err := RedirectFilter(policy.Spec.Shed.RedirectURL); err != nil {
