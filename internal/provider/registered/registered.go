@@ -25,6 +25,13 @@ type Settings struct {
 // Providers is the registry of every kind, for a client; the kinds the cluster does not serve
 // (asked of the client's RESTMapper) are marked unavailable.
 func Providers(c client.Client, settings ...Settings) *provider.Registry {
+	r := NewRegistry(c, settings...)
+	r.Discover(c.RESTMapper())
+	return r
+}
+
+// NewRegistry is the registry of every kind, none marked unavailable.
+func NewRegistry(c client.Client, settings ...Settings) *provider.Registry {
 	var s Settings
 	if len(settings) > 0 {
 		s = settings[0]
@@ -35,6 +42,5 @@ func Providers(c client.Client, settings ...Settings) *provider.Registry {
 		&hpa.Provider{Client: c},
 		&keda.Provider{Client: c},
 	)
-	r.Discover(c.RESTMapper())
 	return r
 }
