@@ -32,11 +32,20 @@ type File struct {
 	// CRDs are CustomResourceDefinition manifests (relative to the drill file) installed before
 	// the manager starts: the kinds of other projects a drill uses (KEDA's ScaledObject).
 	CRDs []string `json:"crds,omitempty"`
+	// Gateway, when set, plays a Gateway API implementation (none runs in a drill): it reports
+	// every HTTPRoute Accepted, with its references resolved, at its current generation.
+	Gateway *Gateway `json:"gateway,omitempty"`
 	// Steps are run in order; the drill stops at the first failed expectation.
 	Steps []Step `json:"steps"`
 
 	path  string
 	setup []*unstructured.Unstructured
+}
+
+// Gateway is the gateway a drill plays.
+type Gateway struct {
+	// ControllerName is the GatewayClass controller it reports as (default Envoy Gateway's).
+	ControllerName string `json:"controllerName,omitempty"`
 }
 
 // Step is one runbook step: exactly one of its fields is set.
@@ -67,13 +76,16 @@ type Ref struct {
 	Name       string `json:"name"`
 }
 
-// Patch is a merge patch of one object.
+// Patch is a merge patch of one object, or a JSON patch (operations), as `kubectl patch
+// --type=json` sends: the way to edit one element of a list (an HTTPRoute's rules).
 type Patch struct {
 	Ref `json:",inline"`
 	// Subresource "status" patches the status, standing in for the object's own controller
 	// (a drill runs no Deployment controller).
 	Subresource string         `json:"subresource,omitempty"`
-	Patch       map[string]any `json:"patch"`
+	Patch       map[string]any `json:"patch,omitempty"`
+	// Operations are RFC 6902 operations ({op, path, value}), instead of Patch.
+	Operations []map[string]any `json:"operations,omitempty"`
 }
 
 // Expect checks one object.
@@ -119,6 +131,9 @@ func Load(path string) (*File, error) {
 		}
 		if n != 1 {
 			return nil, fmt.Errorf("%s: step %d must have exactly one of run, patch, apply, delete, advance, expect", path, i+1)
+		}
+		if s.Patch != nil && (s.Patch.Patch == nil) == (s.Patch.Operations == nil) {
+			return nil, fmt.Errorf("%s: step %d: a patch has either patch (merge) or operations (JSON patch)", path, i+1)
 		}
 		if s.ExpectError != "" && s.Run == "" {
 			return nil, fmt.Errorf("%s: step %d: expectError goes with run", path, i+1)

@@ -3,6 +3,7 @@ package drill
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -23,6 +24,7 @@ import (
 
 	"floodgate.dev/floodgate/internal/plugin"
 	"floodgate.dev/floodgate/internal/provider"
+	"floodgate.dev/floodgate/internal/provider/gatewayapi"
 )
 
 // DefaultStart is when a drill's clock starts unless the file says otherwise.
@@ -59,6 +61,16 @@ func Run(ctx context.Context, f *File, out io.Writer) (*Result, error) {
 		return nil, err
 	}
 	defer env.Close()
+	if f.Gateway != nil {
+		// The drill plays the gateway: it reports on each HTTPRoute's current generation.
+		gwCtx, stop := context.WithCancel(ctx)
+		defer stop()
+		name := f.Gateway.ControllerName
+		if name == "" {
+			name = gatewayapi.EnvoyGatewayController
+		}
+		go (&gatewayapi.Gateway{Client: env.Client, ControllerName: name}).Run(gwCtx, 20*time.Millisecond)
+	}
 	r := &runner{env: env, f: f, out: out, began: time.Now(), start: start, res: &Result{Name: f.Name}}
 	return r.run(ctx)
 }
@@ -200,6 +212,9 @@ func describe(s Step) string {
 		if s.Patch.Subresource != "" {
 			sub = " (" + s.Patch.Subresource + ")"
 		}
+		if s.Patch.Operations != nil {
+			return prefix + fmt.Sprintf("patch --type=json %s %s%s %s", s.Patch.Kind, refKey(s.Patch.Ref), sub, compactJSON(s.Patch.Operations))
+		}
 		return prefix + fmt.Sprintf("patch %s %s%s %s", s.Patch.Kind, refKey(s.Patch.Ref), sub, compactJSON(s.Patch.Patch))
 	case s.Apply != nil:
 		return prefix + fmt.Sprintf("apply %d objects", len(s.Apply))
@@ -239,14 +254,18 @@ func (r *runner) runCommand(ctx context.Context, line string) ([]string, error) 
 
 func (r *runner) patch(ctx context.Context, p *Patch) error {
 	obj := r.object(p.Ref)
-	data, err := jsonBytes(p.Patch)
+	kind, body := types.MergePatchType, any(p.Patch)
+	if p.Operations != nil {
+		kind, body = types.JSONPatchType, p.Operations
+	}
+	data, err := json.Marshal(body)
 	if err != nil {
 		return err
 	}
 	if p.Subresource == "status" {
-		return r.env.Client.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, data))
+		return r.env.Client.Status().Patch(ctx, obj, client.RawPatch(kind, data))
 	}
-	return r.env.Client.Patch(ctx, obj, client.RawPatch(types.MergePatchType, data))
+	return r.env.Client.Patch(ctx, obj, client.RawPatch(kind, data), client.FieldOwner("on-call"))
 }
 
 func (r *runner) apply(ctx context.Context, objs []map[string]any) error {
@@ -422,6 +441,8 @@ func gvk(ref Ref) schema.GroupVersionKind {
 		return schema.GroupVersionKind{Group: "discovery.k8s.io", Version: "v1", Kind: ref.Kind}
 	case "ScaledObject":
 		return schema.GroupVersionKind{Group: "keda.sh", Version: "v1alpha1", Kind: ref.Kind}
+	case "HTTPRoute", "Gateway", "GatewayClass":
+		return schema.GroupVersionKind{Group: "gateway.networking.k8s.io", Version: "v1", Kind: ref.Kind}
 	}
 	return schema.GroupVersionKind{Version: "v1", Kind: ref.Kind}
 }

@@ -22,7 +22,8 @@ var followed = []Ref{
 	{APIVersion: "traffic.floodgate.dev/v1alpha1", Kind: "TrafficPolicy"},
 	{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"},
 	{APIVersion: "autoscaling/v2", Kind: "HorizontalPodAutoscaler"},
-	{APIVersion: "keda.sh/v1alpha1", Kind: "ScaledObject"}, // where the drill installs KEDA's CRD
+	{APIVersion: "keda.sh/v1alpha1", Kind: "ScaledObject"},          // where the drill installs KEDA's CRD
+	{APIVersion: "gateway.networking.k8s.io/v1", Kind: "HTTPRoute"}, // where the drill installs Gateway API's CRDs
 }
 
 // take reads the followed objects of the watched namespaces, each flattened to the fields a
@@ -68,6 +69,7 @@ func flatten(kind string, o *unstructured.Unstructured) map[string]string {
 		put("allowRegions", "spec", "allowRegions")
 		put("phase", "status", "phase")
 		put("step", "status", "progress")
+		put("keptChanges", "status", "keptChanges")
 		gates, _, _ := unstructured.NestedSlice(o.Object, "status", "ramp", "gates")
 		for _, g := range gates {
 			if m, ok := g.(map[string]any); ok {
@@ -82,6 +84,17 @@ func flatten(kind string, o *unstructured.Unstructured) map[string]string {
 	case "HorizontalPodAutoscaler":
 		put("minReplicas", "spec", "minReplicas")
 		put("scaleDown.selectPolicy", "spec", "behavior", "scaleDown", "selectPolicy")
+	case "HTTPRoute":
+		rules, _, _ := unstructured.NestedSlice(o.Object, "spec", "rules")
+		for i, rule := range rules {
+			if m, ok := rule.(map[string]any); ok {
+				f[fmt.Sprintf("rule %d", i)] = describeRule(m)
+			}
+		}
+		put("gateway", "status", "parents")
+		if v, ok := f["gateway"]; ok {
+			f["gateway"] = routeVerdict(o, v)
+		}
 	case "ScaledObject":
 		put("minReplicaCount", "spec", "minReplicaCount")
 		put("paused-scale-in", "metadata", "annotations", "autoscaling.keda.sh/paused-scale-in")
@@ -204,4 +217,74 @@ func compactJSON(v any) string {
 	return string(b)
 }
 
-func jsonBytes(v any) ([]byte, error) { return json.Marshal(v) }
+
+// describeRule says in one line what an HTTPRoute rule matches and where it sends:
+// "floodgate-api: / [CF-IPCountry ~ ^(...)$] → floodgate-shed-api".
+func describeRule(rule map[string]any) string {
+	var matches []string
+	ms, _, _ := unstructured.NestedSlice(rule, "matches")
+	for _, m := range ms {
+		mm, _ := m.(map[string]any)
+		path, _, _ := unstructured.NestedString(mm, "path", "value")
+		if t, _, _ := unstructured.NestedString(mm, "path", "type"); t == "Exact" {
+			path = "=" + path
+		}
+		hs, _, _ := unstructured.NestedSlice(mm, "headers")
+		for _, h := range hs {
+			hm, _ := h.(map[string]any)
+			op := "="
+			if hm["type"] == "RegularExpression" {
+				op = "~"
+			}
+			path += fmt.Sprintf(" [%v %s %v]", hm["name"], op, hm["value"])
+		}
+		matches = append(matches, path)
+	}
+	var to []string
+	bs, _, _ := unstructured.NestedSlice(rule, "backendRefs")
+	for _, b := range bs {
+		bm, _ := b.(map[string]any)
+		if w, ok := bm["weight"]; ok && len(bs) > 1 {
+			to = append(to, fmt.Sprintf("%v×%v", bm["name"], w))
+		} else {
+			to = append(to, fmt.Sprint(bm["name"]))
+		}
+	}
+	fs, _, _ := unstructured.NestedSlice(rule, "filters")
+	for _, fl := range fs {
+		fm, _ := fl.(map[string]any)
+		if fm["type"] == "RequestRedirect" {
+			host, _, _ := unstructured.NestedString(fm, "requestRedirect", "hostname")
+			to = append(to, "302 to "+host)
+			continue
+		}
+		to = append(to, fmt.Sprintf("(%v)", fm["type"]))
+	}
+	out := strings.Join(matches, ", ") + " → " + strings.Join(to, " ")
+	if name, ok := rule["name"].(string); ok {
+		out = name + ": " + out
+	}
+	return out
+}
+
+// routeVerdict is the gateways' verdict on the route's current generation, in a word.
+func routeVerdict(o *unstructured.Unstructured, _ string) string {
+	parents, _, _ := unstructured.NestedSlice(o.Object, "status", "parents")
+	verdict := "accepted"
+	for _, p := range parents {
+		pm, _ := p.(map[string]any)
+		conds, _, _ := unstructured.NestedSlice(pm, "conditions")
+		for _, c := range conds {
+			cm, _ := c.(map[string]any)
+			if cm["type"] != "Accepted" && cm["type"] != "ResolvedRefs" {
+				continue
+			}
+			if g, _ := cm["observedGeneration"].(int64); g < o.GetGeneration() {
+				verdict = "pending"
+			} else if cm["status"] != "True" {
+				return fmt.Sprintf("rejected (%v)", cm["message"])
+			}
+		}
+	}
+	return fmt.Sprintf("%s (generation %d)", verdict, o.GetGeneration())
+}

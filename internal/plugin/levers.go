@@ -148,8 +148,10 @@ func (o *Options) waitFor(ctx context.Context, p *v1alpha1.TrafficPolicy, token 
 			return false, nil // transient: keep waiting until the timeout
 		}
 		if cur.Status.LastHandledRequest == token && cur.Status.ObservedGeneration >= cur.Generation {
+			// A change counts once the data plane took it: a gateway that has not yet reported
+			// on a route Floodgate changed is waited for.
 			acked = cur
-			return true, nil
+			return !awaitingGateway(cur), nil
 		}
 		if cur.Status.HeldRequest == token {
 			if c := condition(cur, v1alpha1.ConditionReady); c != nil {
@@ -159,6 +161,8 @@ func (o *Options) waitFor(ctx context.Context, p *v1alpha1.TrafficPolicy, token 
 		return false, nil
 	})
 	switch {
+	case acked != nil && awaitingGateway(acked):
+		return fmt.Errorf("trafficpolicy/%s: phase %s is written, but not yet taken by every gateway within %s:\n  %s", p.Name, acked.Status.Phase, o.Timeout, strings.Join(notApplied(acked), "\n  "))
 	case acked != nil:
 		fmt.Fprintf(o.Out, "trafficpolicy/%s: applied in %s: phase %s%s\n", p.Name,
 			time.Since(start).Round(time.Millisecond), acked.Status.Phase, progress(acked))
@@ -173,6 +177,11 @@ func (o *Options) waitFor(ctx context.Context, p *v1alpha1.TrafficPolicy, token 
 		return fmt.Errorf("no acknowledgement from the controller within %s: is the Floodgate manager running? (status.lastHandledRequest is not %q yet)", o.Timeout, token)
 	}
 	return err
+}
+
+// awaitingGateway reports whether a target's gateway has not yet reported on Floodgate's change.
+func awaitingGateway(p *v1alpha1.TrafficPolicy) bool {
+	return slices.ContainsFunc(p.Status.Targets, func(t v1alpha1.TargetStatus) bool { return t.Reason == v1alpha1.ReasonAwaitingGateway })
 }
 
 // notApplied names each target and autoscaler the lever in force is not applied to, and why.

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"regexp"
@@ -22,6 +23,7 @@ import (
 	"floodgate.dev/floodgate/internal/pass"
 	"floodgate.dev/floodgate/internal/provider"
 	"floodgate.dev/floodgate/internal/provider/registered"
+	"floodgate.dev/floodgate/internal/restore"
 )
 
 var regionCode = regexp.MustCompile(v1alpha1.RegionCodePattern)
@@ -229,10 +231,13 @@ func printStatus(out io.Writer, p *v1alpha1.TrafficPolicy, now time.Time) {
 		for _, u := range t.Unsupported {
 			fmt.Fprintf(w, "  \tcannot take %s\n", u)
 		}
-		if t.Capabilities != nil {
-			fmt.Fprintf(w, "  \tvia %s: rate limit %s, answered %d; requests without the region header %s\n",
-				t.Capabilities.Provider, t.Capabilities.RateLimitScope, t.Capabilities.RateLimitStatusCode,
-				map[bool]string{true: "can be shed", false: "are always admitted"}[t.Capabilities.MissingRegionShed])
+		if c := t.Capabilities; c != nil {
+			limit := "no rate limit"
+			if c.RateLimitStatusCode != 0 {
+				limit = fmt.Sprintf("rate limit %s, answered %d", c.RateLimitScope, c.RateLimitStatusCode)
+			}
+			fmt.Fprintf(w, "  \tvia %s: %s; requests without the region header %s\n", c.Provider, limit,
+				map[bool]string{true: "can be shed", false: "are always admitted"}[c.MissingRegionShed])
 		}
 		if t.Companion != "" {
 			fmt.Fprintf(w, "  \tcanary Ingress %s\n", t.Companion)
@@ -274,6 +279,37 @@ func printStatus(out io.Writer, p *v1alpha1.TrafficPolicy, now time.Time) {
 		fmt.Fprintf(w, "Last transition:\t%s %s: %s%s\n", t.Time.UTC().Format(time.RFC3339), t.Reason, t.Message, byNote(t))
 	}
 	_ = w.Flush()
+	for _, t := range st.Targets {
+		printRecordDiff(out, string(t.Kind)+" "+t.Name, t.RestoreRecord)
+	}
+}
+
+// printRecordDiff shows what Floodgate changed on a target, from its restore record: each field
+// as the user had it and as Floodgate set it (an HTTPRoute's rules, an Ingress's limit-rps).
+func printRecordDiff(out io.Writer, name, record string) {
+	if record == "" {
+		return
+	}
+	rec, err := restore.Decode(record)
+	if err != nil {
+		fmt.Fprintf(out, "%s: the restore record cannot be read: %v\n", name, err)
+		return
+	}
+	for _, f := range rec.Fields {
+		var before, after any
+		if !f.Absent {
+			_ = json.Unmarshal(f.Original, &before)
+		}
+		_ = json.Unmarshal(f.Set, &after)
+		a, _ := yaml.Marshal(map[string]any{f.PathString(): before})
+		b, _ := yaml.Marshal(map[string]any{f.PathString(): after})
+		if f.Absent {
+			a = nil
+		}
+		diff, _ := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{A: difflib.SplitLines(string(a)), B: difflib.SplitLines(string(b)),
+			FromFile: name + " " + f.PathString() + " (yours)", ToFile: name + " " + f.PathString() + " (Floodgate's, in force)", Context: 2})
+		fmt.Fprint(out, diff)
+	}
 }
 
 func describeApplied(t v1alpha1.TargetStatus) string {

@@ -263,9 +263,14 @@ func TestStatusAndDryRunShowTheRouteDiff(t *testing.T) {
 	if r := getRoute(t, ns); r.Spec.Rules[0].BackendRefs[0].Name != "api" {
 		t.Fatal("a dry run wrote the route")
 	}
+	t.Log("status shows what Floodgate changed on the route: the user's rules against the rules in force")
+	editPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) { p.Spec.Action = v1alpha1.ActionShedAll })
+	eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool { return p.Status.Phase == v1alpha1.PhaseShedding })
 	out = kubectlFloodgate(t, "status", "api", "-n", ns)
-	if !strings.Contains(out, "HTTPRoute api") {
-		t.Errorf("status does not show the route:\n%s", out)
+	for _, w := range []string{"--- HTTPRoute api spec.rules (yours)", "+++ HTTPRoute api spec.rules (Floodgate's, in force)", "-    name: api", "+    name: floodgate-shed-api"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("status does not show %q:\n%s", w, out)
+		}
 	}
 }
 

@@ -354,22 +354,24 @@ func Strip(now, orig, set []Rule, l Lever) Stripped {
 		used[j] = true
 		b, was, wrote := *r.DeepCopy(), orig[j], set[j]
 		id := ruleID(was, j)
+		// A field that differs from what Floodgate wrote was edited by someone else: kept, and
+		// reported unless the edit only put the user's own value back (a GitOps sync).
 		if sameJSON(r.Matches, wrote.Matches) {
 			b.Matches = cloneMatches(was.Matches)
 		} else {
 			b.Matches = withoutRegionCopies(r.Matches, l)
-			out.Kept = append(out.Kept, "spec.rules["+id+"].matches")
+			out.keep(b.Matches, was.Matches, "spec.rules["+id+"].matches")
 		}
 		if sameJSON(r.Filters, wrote.Filters) {
 			b.Filters = slices.Clone(was.Filters)
 		} else {
-			out.Kept = append(out.Kept, "spec.rules["+id+"].filters")
+			out.keep(b.Filters, was.Filters, "spec.rules["+id+"].filters")
 		}
 		if sameJSON(r.BackendRefs, wrote.BackendRefs) {
 			b.BackendRefs = slices.Clone(was.BackendRefs)
 		} else {
 			b.BackendRefs = unweighted(r.BackendRefs, was.BackendRefs, wrote.BackendRefs, l)
-			out.Kept = append(out.Kept, "spec.rules["+id+"].backendRefs")
+			out.keep(b.BackendRefs, was.BackendRefs, "spec.rules["+id+"].backendRefs")
 		}
 		out.Rules = append(out.Rules, b)
 	}
@@ -379,6 +381,13 @@ func Strip(now, orig, set []Rule, l Lever) Stripped {
 		}
 	}
 	return out
+}
+
+// keep reports a field someone else edited, unless it holds the user's original value.
+func (s *Stripped) keep(now, orig any, field string) {
+	if !sameJSON(now, orig) {
+		s.Kept = append(s.Kept, field)
+	}
 }
 
 // correspondent finds the rule Floodgate wrote that a rule now stands for: by name, else the one

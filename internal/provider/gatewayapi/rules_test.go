@@ -211,3 +211,13 @@ func js(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+func TestASyncThatPutsTheUsersRulesBackIsNotReportedAsAnEdit(t *testing.T) {
+	l := lever(knobs.New(true, []string{"AU", "NZ"}, 0, 0))
+	l.MissingRegionShed = true
+	set := Render(twoRules(), l)
+	got := Strip(twoRules(), twoRules(), set, l) // Argo CD synced the route from Git mid-incident
+	if !sameJSON(got.Rules, twoRules()) || len(got.Kept) != 0 {
+		t.Fatalf("%s kept %v", js(got.Rules), got.Kept)
+	}
+}
