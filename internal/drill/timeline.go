@@ -217,7 +217,6 @@ func compactJSON(v any) string {
 	return string(b)
 }
 
-
 // describeRule says in one line what an HTTPRoute rule matches and where it sends:
 // "floodgate-api: / [CF-IPCountry ~ ^(...)$] → floodgate-shed-api".
 func describeRule(rule map[string]any) string {

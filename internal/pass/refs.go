@@ -19,8 +19,11 @@ func targetRef(group, kind, name string) provider.Ref {
 	if kind == "" {
 		kind = string(v1alpha1.TargetKindIngress)
 	}
-	if group == "" && kind == string(v1alpha1.TargetKindIngress) {
+	switch {
+	case group == "" && kind == string(v1alpha1.TargetKindIngress):
 		group = v1alpha1.GroupNetworking
+	case group == "" && kind == string(v1alpha1.TargetKindHTTPRoute):
+		group = v1alpha1.GroupGatewayAPI
 	}
 	return provider.Ref{Group: group, Kind: kind, Name: name}
 }

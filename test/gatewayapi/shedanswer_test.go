@@ -66,7 +66,9 @@ func TestAHostClaimedByAPolicyOfAnotherNamespaceGetsTheNeutralAnswerAndBothAreTo
 	eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool { return p.Status.Phase == v1alpha1.PhaseShedding })
 
 	tenant := fixture(t, "claimed-elsewhere")
-	editRoute(t, tenant, func(r *gatewayv1.HTTPRoute) { r.Spec.Hostnames = []gatewayv1.Hostname{gatewayv1.Hostname(ns + ".example.com")} })
+	editRoute(t, tenant, func(r *gatewayv1.HTTPRoute) {
+		r.Spec.Hostnames = []gatewayv1.Hostname{gatewayv1.Hostname(ns + ".example.com")}
+	})
 	create(t, policy(tenant, func(p *v1alpha1.TrafficPolicy) {
 		p.Spec.Action, p.Spec.Shed = v1alpha1.ActionShedAll, v1alpha1.ShedResponse{RedirectURL: "https://" + redirectHost + "/elsewhere"}
 	}))
