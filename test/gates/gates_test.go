@@ -39,9 +39,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
-	prom.stop()
+	prom.Close()
 	exp.srv.Close()
-	_ = os.RemoveAll(prom.dir)
 	os.Exit(code)
 }
 
