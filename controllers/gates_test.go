@@ -197,7 +197,7 @@ var _ = Describe("a lever left pulled", func() {
 })
 
 var _ = Describe("metrics and requests", func() {
-	It("exports the action, the step, gate verdicts, lever flips and the lever's age", func() {
+	It("exports the action, the phase, the step, gate verdicts, lever flips and the lever's age", func() {
 		ns := newNamespace()
 		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
 		policy.Spec.AutoscalerRefs = nil
@@ -212,6 +212,8 @@ var _ = Describe("metrics and requests", func() {
 		Eventually(func() map[string]float64 { return gather(ns) }).Should(And(
 			HaveKeyWithValue("floodgate_policy_action{action=Ramp}", 1.0),
 			HaveKeyWithValue("floodgate_policy_action{action=ShedAll}", 0.0),
+			HaveKeyWithValue("floodgate_policy_phase{phase=Ramping}", 1.0),
+			HaveKeyWithValue("floodgate_policy_phase{phase=Shedding}", 0.0),
 			HaveKeyWithValue("floodgate_ramp_step", 1.0),
 			HaveKeyWithValue("floodgate_gate_verdict{gate=fleet}", 0.0),
 			HaveKeyWithValue("floodgate_lever_flips_total{action=ShedAll}", 1.0),

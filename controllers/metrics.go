@@ -16,6 +16,10 @@ var (
 		Name: "floodgate_policy_action",
 		Help: "1 for the action each TrafficPolicy is in (label action), 0 for the others.",
 	}, []string{"namespace", "policy", "action"})
+	policyPhase = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "floodgate_policy_phase",
+		Help: "1 for the phase each TrafficPolicy is in (label phase), 0 for the others.",
+	}, []string{"namespace", "policy", "phase"})
 	rampStep = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "floodgate_ramp_step",
 		Help: "The ramp step in force (1-based; 0 when not ramping).",
@@ -46,7 +50,7 @@ type Metrics struct {
 // NewMetrics registers the metrics (once per process) and returns a recorder on clk.
 func NewMetrics(clk clock.PassiveClock) *Metrics {
 	registerOnce.Do(func() {
-		metrics.Registry.MustRegister(policyAction, rampStep, gateVerdictGauge, leverFlips, leverAges, passes)
+		metrics.Registry.MustRegister(policyAction, policyPhase, rampStep, gateVerdictGauge, leverFlips, leverAges, passes)
 	})
 	return &Metrics{Clock: clk}
 }
@@ -80,6 +84,13 @@ func (m *Metrics) record(p *v1alpha1.TrafficPolicy, prevAction v1alpha1.Action) 
 		}
 		policyAction.WithLabelValues(p.Namespace, p.Name, string(a)).Set(v)
 	}
+	for _, ph := range phases {
+		v := 0.0
+		if ph == st.Phase {
+			v = 1
+		}
+		policyPhase.WithLabelValues(p.Namespace, p.Name, string(ph)).Set(v)
+	}
 	step := 0.0
 	if st.Ramp != nil && st.ObservedAction == v1alpha1.ActionRamp {
 		step = float64(st.Ramp.Step)
@@ -98,12 +109,17 @@ func (m *Metrics) forget(p *v1alpha1.TrafficPolicy) {
 	}
 	labels := prometheus.Labels{"namespace": p.Namespace, "policy": p.Name}
 	policyAction.DeletePartialMatch(labels)
+	policyPhase.DeletePartialMatch(labels)
 	rampStep.DeletePartialMatch(labels)
 	gateVerdictGauge.DeletePartialMatch(labels)
 	leverFlips.DeletePartialMatch(labels)
 	passes.DeletePartialMatch(labels)
 	leverAges.set(p.Namespace, p.Name, nil, nil)
 }
+
+// phases are every phase a policy can be in, for floodgate_policy_phase.
+var phases = []v1alpha1.Phase{v1alpha1.PhaseNormal, v1alpha1.PhaseShedding, v1alpha1.PhaseRamping, v1alpha1.PhasePaused,
+	v1alpha1.PhaseReleasing, v1alpha1.PhaseCompleted, v1alpha1.PhaseRestoring}
 
 // leverPulledSince is when the policy left Normal, or nil when it is at rest.
 func leverPulledSince(p *v1alpha1.TrafficPolicy) *time.Time {

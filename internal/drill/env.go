@@ -24,19 +24,25 @@ type Env struct {
 	Client       client.Client
 	Clock        *warp.Clock
 	Kubeconfig   string
-	dir          string
-	stop         context.CancelFunc
-	done         chan error
+	// MetricsAddr is where the manager serves /metrics ("" or "0": nowhere).
+	MetricsAddr string
+	dir         string
+	stop        context.CancelFunc
+	done        chan error
 }
 
 // StartEnv starts the control plane (with Floodgate's CRDs and those in the files named) and the
 // manager, with the clock at start.
 func StartEnv(start time.Time, crdFiles ...string) (*Env, error) {
+	return startEnv(start, Options{}, crdFiles...)
+}
+
+func startEnv(start time.Time, opts Options, crdFiles ...string) (*Env, error) {
 	cp, err := controlplane.Start(crdFiles...)
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{ControlPlane: cp, Clock: warp.New(start)}
+	e := &Env{ControlPlane: cp, Clock: warp.New(start), MetricsAddr: opts.MetricsAddr}
 	if err := e.init(); err != nil {
 		e.Close()
 		return nil, err
@@ -66,6 +72,7 @@ func (e *Env) StartManager() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	mgr, err := manager.New(ctx, e.ControlPlane.Config, manager.Options{
 		Clock: e.Clock, ClockAdvanced: e.Clock.Subscribe(), Shed: manager.DefaultShed, SkipNameValidation: true,
+		MetricsAddr: e.MetricsAddr,
 	})
 	if err != nil {
 		cancel()

@@ -50,13 +50,27 @@ type Result struct {
 	DrillTime time.Duration
 }
 
+// Options change how a drill's environment runs.
+type Options struct {
+	// MetricsAddr serves the manager's /metrics there (a dashboard's queries read a drill).
+	MetricsAddr string
+	// Linger keeps the manager running this long after the last step (so a scraper sees the
+	// end state).
+	Linger time.Duration
+}
+
 // Run runs a drill in its own environment and prints the timeline as it goes.
 func Run(ctx context.Context, f *File, out io.Writer) (*Result, error) {
+	return RunWith(ctx, f, out, Options{})
+}
+
+// RunWith runs a drill as Run does, with options.
+func RunWith(ctx context.Context, f *File, out io.Writer, opts Options) (*Result, error) {
 	start := DefaultStart
 	if f.Start != nil {
 		start = f.Start.Time
 	}
-	env, err := StartEnv(start, f.CRDs...)
+	env, err := startEnv(start, opts, f.CRDs...)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +86,9 @@ func Run(ctx context.Context, f *File, out io.Writer) (*Result, error) {
 		go (&gatewayapi.Gateway{Client: env.Client, ControllerName: name}).Run(gwCtx, 20*time.Millisecond)
 	}
 	r := &runner{env: env, f: f, out: out, began: time.Now(), start: start, res: &Result{Name: f.Name}}
-	return r.run(ctx)
+	res, err := r.run(ctx)
+	time.Sleep(opts.Linger)
+	return res, err
 }
 
 type runner struct {
