@@ -4,11 +4,15 @@ CONTROLLER_TOOLS_VERSION ?= v0.23.0
 ENVTEST_K8S_VERSION      ?= 1.37.2
 ENVTEST_ETCD_VERSION     ?= v3.6.6
 KUSTOMIZE_VERSION        ?= v5.8.1
+HELM_VERSION             ?= v3.22.0
+KREW_VERSION             ?= v0.4.3
 IMG                      ?= ghcr.io/floodgate-dev/floodgate:dev
 
 LOCALBIN       := $(CURDIR)/bin
 CONTROLLER_GEN := $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 KUSTOMIZE      := $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
+HELM           := $(LOCALBIN)/helm-$(HELM_VERSION)
+KREW           := $(LOCALBIN)/krew-$(KREW_VERSION)
 GO             ?= go
 export ENVTEST_K8S_VERSION ENVTEST_ETCD_VERSION
 
@@ -18,8 +22,11 @@ all: build
 ##@ Development
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests.
+manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests (and their copies in the Helm chart, with the dashboard).
 	$(CONTROLLER_GEN) rbac:roleName=floodgate-manager crd paths="./..." output:crd:artifacts:config=config/crd/bases
+	cp config/crd/bases/traffic.floodgate.dev_trafficpolicies.yaml charts/floodgate/files/
+	cp config/rbac/role.yaml charts/floodgate/files/role.yaml
+	cp config/grafana/floodgate.json charts/floodgate/files/floodgate.json
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate DeepCopy methods.
@@ -51,8 +58,9 @@ test-deps: ## Install the Debian packages the tests use, when missing.
 	@bash hack/ensure-debs.sh pcre2grep=pcre2-utils prometheus=prometheus
 
 .PHONY: test
-test: manifests generate vet envtest-assets egctl test-deps ## Run every test (unit, envtest, drills).
-	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh)" EGCTL="$$(bash hack/egctl.sh)" $(GO) test ./... -count=1 -timeout 20m
+test: manifests generate vet envtest-assets egctl $(HELM) $(KREW) test-deps ## Run every test (unit, envtest, drills, chart, dashboard, krew).
+	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh)" EGCTL="$$(bash hack/egctl.sh)" HELM="$(HELM)" KREW="$(KREW)" \
+	  $(GO) test ./... -count=1 -timeout 20m
 
 .PHONY: drill
 drill: envtest-assets ## Rehearse the Canva 2024 runbook on an embedded control plane and print its timeline.
@@ -124,6 +132,17 @@ $(CONTROLLER_GEN):
 $(KUSTOMIZE):
 	GOBIN=$(LOCALBIN) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 	mv $(LOCALBIN)/kustomize $(KUSTOMIZE)
+
+.PHONY: helm
+helm: $(HELM) ## Get helm (built once from its Go module, pinned, cached per user).
+
+$(HELM):
+	mkdir -p $(LOCALBIN)
+	cp "$$(bash hack/go-tool.sh helm helm.sh/helm/v3/cmd/helm $(HELM_VERSION))" $(HELM)
+
+$(KREW):
+	mkdir -p $(LOCALBIN)
+	cp "$$(bash hack/go-tool.sh krew sigs.k8s.io/krew/cmd/krew $(KREW_VERSION))" $(KREW)
 
 .PHONY: help
 help: ## Show this help.

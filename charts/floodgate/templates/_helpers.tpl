@@ -1,0 +1,44 @@
+{{/* Common labels. */}}
+{{- define "floodgate.labels" -}}
+app.kubernetes.io/name: floodgate
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end }}
+
+{{/* Selector labels of a component (manager, shed). */}}
+{{- define "floodgate.selector" -}}
+app.kubernetes.io/name: floodgate
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+
+{{- define "floodgate.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{/* The watched namespaces, comma-separated ("" for every namespace). */}}
+{{- define "floodgate.watchNamespaces" -}}
+{{ join "," .Values.watchNamespaces }}
+{{- end }}
+
+{{/* The redirect allowlist, from the ConfigMap both components read. */}}
+{{- define "floodgate.redirectEnv" -}}
+- name: FLOODGATE_SHED_REDIRECT_HOSTS
+  valueFrom: {configMapKeyRef: {name: floodgate-config, key: shed-redirect-hosts, optional: true}}
+{{- end }}
+
+{{- define "floodgate.podScheduling" -}}
+{{- with .priority }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .values.nodeSelector }}
+nodeSelector: {{ toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations: {{ toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.affinity }}
+affinity: {{ toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
