@@ -55,7 +55,7 @@ egctl: ## Get egctl (Envoy Gateway's CLI, whose translator the HTTPRoute tests r
 
 .PHONY: test-deps
 test-deps: ## Install the Debian packages the tests use, when missing.
-	@bash hack/ensure-debs.sh pcre2grep=pcre2-utils prometheus=prometheus
+	@bash hack/ensure-debs.sh pcre2grep=pcre2-utils prometheus=prometheus envsubst=gettext-base
 
 .PHONY: test
 test: manifests generate vet envtest-assets egctl $(HELM) $(KREW) test-deps ## Run every test (unit, envtest, drills, chart, dashboard, krew).
@@ -91,6 +91,13 @@ build: manifests generate ## Build the manager, the shed server, the plugin and 
 	$(GO) build -o $(LOCALBIN)/floodgate ./cmd/floodgate
 	$(GO) build -o $(LOCALBIN)/shed-server ./cmd/shed-server
 	$(GO) build -o $(LOCALBIN)/kubectl-floodgate ./cmd/kubectl-floodgate
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)
+
+.PHONY: release
+release: ## Build the plugin and floodgate for linux/darwin x amd64/arm64 into dist/ (tar.gz, sha256sums.txt) and the krew manifest dist/floodgate.yaml.
+	@bash hack/ensure-debs.sh envsubst=gettext-base
+	VERSION=$(VERSION) DIST=dist bash hack/release.sh
 
 .PHONY: run
 run: manifests generate ## Run the manager against the current kubeconfig.

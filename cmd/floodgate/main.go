@@ -8,6 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	"floodgate.dev/floodgate/internal/version"
 )
 
 func main() {
@@ -17,7 +19,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(drillCmd())
+	root.AddCommand(drillCmd(), version.Command("floodgate"))
 	if err := root.ExecuteContext(ctrl.SetupSignalHandler()); err != nil {
 		fmt.Fprintln(os.Stderr, "floodgate:", err)
 		os.Exit(1)

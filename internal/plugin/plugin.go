@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/version"
 	"floodgate.dev/floodgate/internal/scheme"
 )
 
@@ -70,6 +71,7 @@ func NewCommand(streams genericiooptions.IOStreams, clk clock.PassiveClock) *cob
 		o.statusCmd(),
 		o.historyCmd(),
 		o.listCmd(),
+		version.Command("kubectl-floodgate"),
 	)
 	return root
 }
