@@ -55,7 +55,7 @@ egctl: ## Get egctl (Envoy Gateway's CLI, whose translator the HTTPRoute tests r
 
 .PHONY: test-deps
 test-deps: ## Install the Debian packages the tests use, when missing.
-	@bash hack/ensure-debs.sh pcre2grep=pcre2-utils prometheus=prometheus envsubst=gettext-base
+	@bash hack/ensure-debs.sh pcre2grep=pcre2-utils prometheus=prometheus envsubst=gettext-base chromium=chromium tmux=tmux
 
 .PHONY: test
 test: manifests generate vet envtest-assets egctl $(HELM) $(KREW) test-deps ## Run every test (unit, envtest, drills, chart, dashboard, krew).
@@ -65,6 +65,10 @@ test: manifests generate vet envtest-assets egctl $(HELM) $(KREW) test-deps ## R
 .PHONY: drill
 drill: envtest-assets ## Rehearse the Canva 2024 runbook on an embedded control plane and print its timeline.
 	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh)" $(GO) run ./cmd/floodgate drill $(or $(DRILL),test/drills/canva-2024.yaml)
+
+.PHONY: docs-report
+docs-report: envtest-assets test-deps ## Render the Canva drill's HTML report in Chromium into docs/drill-report.png (the picture in the README).
+	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh)" REPORT_PNG=$(CURDIR)/docs/drill-report.png $(GO) test ./test/report -count=1
 
 .PHONY: bench
 bench: envtest-assets ## Benchmarks (speed goals live here, never in timed unit tests): the controller at fleet scale against kubectl, appended to BENCHMARKS.md.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
@@ -47,7 +48,11 @@ func drillCmd() *cobra.Command {
 					failed++
 				}
 			}
-			if err := writeReport(report, results, drill.WriteMarkdown); err != nil {
+			write := drill.WriteMarkdown
+			if strings.HasSuffix(strings.ToLower(report), ".html") {
+				write = drill.WriteHTML
+			}
+			if err := writeReport(report, results, write); err != nil {
 				return err
 			}
 			if err := writeReport(junit, results, drill.WriteJUnit); err != nil {
@@ -59,7 +64,7 @@ func drillCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&report, "report", "", "write the timelines as Markdown to this file")
+	cmd.Flags().StringVar(&report, "report", "", "write the timelines to this file: a self-contained HTML page with an SVG timeline when it ends in .html, else Markdown")
 	cmd.Flags().StringVar(&junit, "junit", "", "write JUnit XML (a test case per step) to this file")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "show the manager's logs")
 	return cmd

@@ -39,11 +39,18 @@ type Row struct {
 	Output  []string
 	Changes []string
 	Failure string
+	// State is what the drill's policy had in force after the step (nil: no policy), from
+	// StateAt (the drill clock after the step: an advance moves it).
+	State   *State
+	StateAt time.Time
 }
 
 // Result is one drill's outcome.
 type Result struct {
-	Name      string
+	Name        string
+	Description string
+	// Start is the drill clock's start.
+	Start     time.Time
 	Rows      []Row
 	Failed    bool
 	Wall      time.Duration
@@ -112,8 +119,10 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	if err := r.doSetup(ctx); err != nil {
 		return nil, err
 	}
+	r.res.Description, r.res.Start = strings.TrimSpace(r.f.Description), r.start
 	for i, s := range r.f.Steps {
 		row := r.step(ctx, s)
+		row.State, row.StateAt = r.state(ctx), r.env.Clock.Now()
 		r.emit(row)
 		if row.Failure != "" {
 			r.res.Failed = true
@@ -167,6 +176,7 @@ func (r *runner) doSetup(ctx context.Context) error {
 	r.snapshot = r.take(ctx)
 	row := Row{Wall: time.Since(r.began), At: r.env.Clock.Now(), Kind: "setup", Title: fmt.Sprintf("%d objects", len(names)), Output: names}
 	row.Changes = r.settle(ctx)
+	row.State, row.StateAt = r.state(ctx), r.env.Clock.Now()
 	r.emit(row)
 	return nil
 }

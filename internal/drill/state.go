@@ -1,0 +1,82 @@
+package drill
+
+import (
+	"context"
+	"sort"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+)
+
+// State is what the drill's policy has in force after a step: what the report charts.
+type State struct {
+	Policy string
+	Action v1alpha1.Action
+	Phase  v1alpha1.Phase
+	// Step and Steps are the ramp step in force and the ramp's length (0: not ramping).
+	Step, Steps int32
+	// Applied is what the first target carries of the policy.
+	Applied v1alpha1.AppliedKnobs
+	// Autoscaler is the first autoscaler's kind and name, its minimum replicas and whether its
+	// scale-down is off (held).
+	Autoscaler        string
+	MinReplicas       int64
+	ScaleDownDisabled bool
+	Gates             []v1alpha1.GateStatus
+	History           []v1alpha1.Transition
+}
+
+// state reads the first policy of the watched namespaces (by namespace and name) and its first
+// autoscaler; nil when there is no policy.
+func (r *runner) state(ctx context.Context) *State {
+	var all []v1alpha1.TrafficPolicy
+	for ns := range r.watched {
+		var list v1alpha1.TrafficPolicyList
+		if err := r.env.Client.List(ctx, &list, client.InNamespace(ns)); err == nil {
+			all = append(all, list.Items...)
+		}
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].Namespace+"/"+all[i].Name < all[j].Namespace+"/"+all[j].Name })
+	p := &all[0]
+	s := &State{Policy: p.Namespace + "/" + p.Name, Action: p.Spec.Action, Phase: p.Status.Phase, History: p.Status.History}
+	if p.Status.Ramp != nil {
+		s.Step, s.Steps = p.Status.Ramp.Step, p.Status.Ramp.Steps
+		s.Gates = p.Status.Ramp.Gates
+	}
+	if len(p.Status.Targets) > 0 {
+		s.Applied = p.Status.Targets[0].Applied
+	}
+	if len(p.Status.Autoscalers) > 0 {
+		a := p.Status.Autoscalers[0]
+		kind := string(a.Kind)
+		if kind == "" {
+			kind = string(v1alpha1.AutoscalerKindHPA)
+		}
+		s.Autoscaler = kind + " " + a.Name
+		obj := r.object(Ref{Kind: kind, Namespace: p.Namespace, Name: a.Name})
+		if err := r.env.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err == nil {
+			s.MinReplicas, s.ScaleDownDisabled = autoscalerHold(obj)
+		}
+	}
+	return s
+}
+
+// autoscalerHold is an HPA's or a ScaledObject's minimum and whether its scale-down is off.
+func autoscalerHold(o *unstructured.Unstructured) (int64, bool) {
+	if o.GetKind() == string(v1alpha1.AutoscalerKindScaledObject) {
+		min, _, _ := unstructured.NestedInt64(o.Object, "spec", "minReplicaCount")
+		return min, o.GetAnnotations()["autoscaling.keda.sh/paused-scale-in"] == "true"
+	}
+	min, found, _ := unstructured.NestedInt64(o.Object, "spec", "minReplicas")
+	if !found {
+		min = 1
+	}
+	policy, _, _ := unstructured.NestedString(o.Object, "spec", "behavior", "scaleDown", "selectPolicy")
+	return min, strings.EqualFold(policy, "Disabled")
+}
