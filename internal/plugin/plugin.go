@@ -17,8 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
-	"floodgate.dev/floodgate/internal/version"
 	"floodgate.dev/floodgate/internal/scheme"
+	"floodgate.dev/floodgate/internal/version"
 )
 
 // Options are shared by every verb.
@@ -33,7 +33,7 @@ type Options struct {
 	Wait    bool
 	Timeout time.Duration
 
-	client    client.Client
+	client    client.WithWatch
 	namespace string
 }
 
@@ -71,6 +71,7 @@ func NewCommand(streams genericiooptions.IOStreams, clk clock.PassiveClock) *cob
 		o.statusCmd(),
 		o.historyCmd(),
 		o.listCmd(),
+		o.watchCmd(),
 		version.Command("kubectl-floodgate"),
 	)
 	return root
@@ -82,7 +83,7 @@ func (o *Options) complete() error {
 		return fmt.Errorf("reading kubeconfig: %w", err)
 	}
 	cfg.QPS, cfg.Burst = 50, 100
-	if o.client, err = client.New(cfg, client.Options{Scheme: scheme.New()}); err != nil {
+	if o.client, err = client.NewWithWatch(cfg, client.Options{Scheme: scheme.New()}); err != nil {
 		return fmt.Errorf("connecting to the cluster: %w", err)
 	}
 	if o.namespace, _, err = o.ConfigFlags.ToRawKubeConfigLoader().Namespace(); err != nil {
