@@ -12,8 +12,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,7 +20,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/common/expfmt"
@@ -34,16 +31,14 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/apicount"
 	"floodgate.dev/floodgate/internal/controlplane"
 	"floodgate.dev/floodgate/internal/manager"
 	"floodgate.dev/floodgate/internal/scheme"
@@ -81,7 +76,7 @@ type b struct {
 	cs         *kubernetes.Clientset
 	kubeconfig string // direct, for kubectl and the shed server
 	proxied    string // through the counting proxy, for the manager
-	counts     *counter
+	counts     *apicount.Counter
 	bin        string
 	mgr        *process
 	figures    []figure
@@ -134,7 +129,7 @@ func run() error {
 			return fmt.Errorf("building %s: %v\n%s", cmd, err, out)
 		}
 	}
-	if x.counts, x.proxied, err = countingProxy(cp.Config, dir); err != nil {
+	if x.counts, x.proxied, err = apicount.Proxy(cp.Config, dir); err != nil {
 		return err
 	}
 	if err := x.shedBackend(); err != nil {
@@ -219,7 +214,7 @@ func (x *b) flipOne() error {
 		if i%2 == 1 {
 			action, phase = v1alpha1.ActionNormal, v1alpha1.PhaseNormal
 		}
-		before := x.counts.snapshot()
+		before := x.counts.Snapshot()
 		start := time.Now()
 		if err := x.setAction(ns, "api", action); err != nil {
 			return err
@@ -234,7 +229,7 @@ func (x *b) flipOne() error {
 			return err
 		}
 		time.Sleep(50 * time.Millisecond) // the pass's own notices land
-		perTransition = append(perTransition, x.counts.since(before))
+		perTransition = append(perTransition, x.counts.Since(before))
 	}
 	p50, p99 := percentile(lat, 50), percentile(lat, 99)
 	meanPass := time.Duration((x.mgr.metric("controller_runtime_reconcile_time_seconds_sum", "") - reconcileSum) /
@@ -262,9 +257,9 @@ func (x *b) flipOne() error {
 }
 
 func (x *b) atRest() error {
-	before := x.counts.snapshot()
+	before := x.counts.Snapshot()
 	time.Sleep(*rest3)
-	at := x.counts.since(before)
+	at := x.counts.Since(before)
 	n := 0
 	for k, v := range at {
 		if !strings.HasPrefix(k, "watch ") {
@@ -836,85 +831,6 @@ func loadavg() string {
 }
 
 // --- the counting proxy --------------------------------------------------------------------
-
-type counter struct {
-	mu     sync.Mutex
-	counts map[string]int
-}
-
-func (c *counter) add(key string) {
-	c.mu.Lock()
-	c.counts[key]++
-	c.mu.Unlock()
-}
-
-func (c *counter) snapshot() map[string]int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make(map[string]int, len(c.counts))
-	for k, v := range c.counts {
-		out[k] = v
-	}
-	return out
-}
-
-func (c *counter) since(before map[string]int) map[string]int {
-	out := map[string]int{}
-	for k, v := range c.snapshot() {
-		if d := v - before[k]; d > 0 {
-			out[k] = d
-		}
-	}
-	return out
-}
-
-// countingProxy serves the API server on a loopback port without authentication, counting each
-// request by verb and resource as the API server itself names them, and writes a kubeconfig that
-// reaches it.
-func countingProxy(cfg *rest.Config, dir string) (*counter, string, error) {
-	transport, err := rest.TransportFor(cfg)
-	if err != nil {
-		return nil, "", err
-	}
-	target, err := url.Parse(cfg.Host)
-	if err != nil {
-		return nil, "", err
-	}
-	c := &counter{counts: map[string]int{}}
-	infos := &request.RequestInfoFactory{APIPrefixes: sets.NewString("api", "apis"), GrouplessAPIPrefixes: sets.NewString("api")}
-	proxy := &httputil.ReverseProxy{
-		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(target) },
-		Transport:     transport,
-		FlushInterval: -1, // watches stream
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, "", err
-	}
-	go func() {
-		_ = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if info, err := infos.NewRequestInfo(r); err == nil && info.IsResourceRequest {
-				resource := info.Resource
-				if info.Subresource != "" {
-					resource += "/" + info.Subresource
-				}
-				c.add(info.Verb + " " + resource)
-			} else {
-				c.add(strings.ToLower(r.Method) + " " + r.URL.Path)
-			}
-			proxy.ServeHTTP(w, r)
-		}))
-	}()
-	kubeconfig := filepath.Join(dir, "proxied-kubeconfig")
-	data := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters: [{name: bench, cluster: {server: "http://%s"}}]
-users: [{name: bench, user: {}}]
-contexts: [{name: bench, context: {cluster: bench, user: bench}}]
-current-context: bench
-`, l.Addr())
-	return c, kubeconfig, os.WriteFile(kubeconfig, []byte(data), 0o600)
-}
 
 func averageCounts(all []map[string]int, parity int) map[string]float64 {
 	out := map[string]float64{}

@@ -1,0 +1,117 @@
+// Package apicount is a proxy in front of an API server that counts what passes through it, by
+// verb and resource: how the benchmarks count a pass's requests, and how a test proves a command
+// sent a cluster no mutating request.
+package apicount
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/client-go/rest"
+)
+
+// Counter counts the requests a proxy passed, by verb and resource as the API server names them
+// ("get ingresses", "patch trafficpolicies/status", "list endpointslices").
+type Counter struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (c *Counter) add(key string) {
+	c.mu.Lock()
+	c.counts[key]++
+	c.mu.Unlock()
+}
+
+// Snapshot is the counts so far.
+func (c *Counter) Snapshot() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int, len(c.counts))
+	for k, v := range c.counts {
+		out[k] = v
+	}
+	return out
+}
+
+// Since is the counts added since an earlier snapshot.
+func (c *Counter) Since(before map[string]int) map[string]int {
+	out := map[string]int{}
+	for k, v := range c.Snapshot() {
+		if d := v - before[k]; d > 0 {
+			out[k] = d
+		}
+	}
+	return out
+}
+
+// Proxy serves the API server on a loopback port without authentication, counting each
+// request by verb and resource as the API server itself names them, and writes a kubeconfig that
+// reaches it.
+func Proxy(cfg *rest.Config, dir string) (*Counter, string, error) {
+	transport, err := rest.TransportFor(cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	target, err := url.Parse(cfg.Host)
+	if err != nil {
+		return nil, "", err
+	}
+	c := &Counter{counts: map[string]int{}}
+	infos := &request.RequestInfoFactory{APIPrefixes: sets.NewString("api", "apis"), GrouplessAPIPrefixes: sets.NewString("api")}
+	proxy := &httputil.ReverseProxy{
+		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(target) },
+		Transport:     transport,
+		FlushInterval: -1, // watches stream
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", err
+	}
+	go func() {
+		_ = http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if info, err := infos.NewRequestInfo(r); err == nil && info.IsResourceRequest {
+				resource := info.Resource
+				if info.Subresource != "" {
+					resource += "/" + info.Subresource
+				}
+				c.add(info.Verb + " " + resource)
+			} else {
+				c.add(strings.ToLower(r.Method) + " " + r.URL.Path)
+			}
+			proxy.ServeHTTP(w, r)
+		}))
+	}()
+	kubeconfig := filepath.Join(dir, "proxied-kubeconfig")
+	data := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: bench, cluster: {server: "http://%s"}}]
+users: [{name: bench, user: {}}]
+contexts: [{name: bench, context: {cluster: bench, user: bench}}]
+current-context: bench
+`, l.Addr())
+	return c, kubeconfig, os.WriteFile(kubeconfig, []byte(data), 0o600)
+}
+
+// Mutating is the counted requests that change something (create, update, patch, delete,
+// deletecollection), in the counts given.
+func Mutating(counts map[string]int) map[string]int {
+	out := map[string]int{}
+	for k, v := range counts {
+		verb, _, _ := strings.Cut(k, " ")
+		switch verb {
+		case "create", "update", "patch", "delete", "deletecollection", "post", "put":
+			out[k] = v
+		}
+	}
+	return out
+}

@@ -1,0 +1,497 @@
+package drill
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/pass"
+	"floodgate.dev/floodgate/internal/provider"
+	"floodgate.dev/floodgate/internal/restore"
+	"floodgate.dev/floodgate/internal/scheme"
+	"floodgate.dev/floodgate/test/crds"
+)
+
+// Source is a live cluster's policy to rehearse.
+type Source struct {
+	// Config reaches the live cluster. Only get and list requests are sent to it.
+	Config *rest.Config
+	// Context names the cluster in the drill's name.
+	Context string
+	// Namespace and Policy name the TrafficPolicy.
+	Namespace, Policy string
+	// StripFloodgateState rehearses a policy that is not at rest: its restore records are left
+	// out of the copies, and its action is Normal in the copy.
+	StripFloodgateState bool
+	// Runbook is a drill file whose steps (and gateway) run on the copies; "" runs the default
+	// runbook: shed, ramp through every step with holds warped, Completed, exact restore.
+	Runbook string
+	// CRDDir is where the CRDs of other projects the copies need are written.
+	CRDDir string
+}
+
+// Kinds a rehearsal copies.
+var (
+	gvkPolicy       = v1alpha1.GroupVersion.WithKind("TrafficPolicy")
+	gvkIngress      = schema.GroupVersionKind{Group: "networking.k8s.io", Version: "v1", Kind: "Ingress"}
+	gvkHTTPRoute    = schema.GroupVersionKind{Group: v1alpha1.GroupGatewayAPI, Version: "v1", Kind: "HTTPRoute"}
+	gvkGateway      = schema.GroupVersionKind{Group: v1alpha1.GroupGatewayAPI, Version: "v1", Kind: "Gateway"}
+	gvkGatewayClass = schema.GroupVersionKind{Group: v1alpha1.GroupGatewayAPI, Version: "v1", Kind: "GatewayClass"}
+	gvkHPA          = schema.GroupVersionKind{Group: "autoscaling", Version: "v2", Kind: "HorizontalPodAutoscaler"}
+	gvkScaledObject = schema.GroupVersionKind{Group: v1alpha1.GroupKEDA, Version: "v1alpha1", Kind: "ScaledObject"}
+	gvkService      = schema.GroupVersionKind{Version: "v1", Kind: "Service"}
+)
+
+// copier reads, read-only, the objects a policy bears on from the live cluster.
+type copier struct {
+	c       client.Reader
+	ns      string
+	objects []*unstructured.Unstructured
+	seen    map[string]bool
+	// missing names objects the policy names that the live cluster does not have.
+	missing []string
+}
+
+// get copies one object (once); nil when the cluster does not have it (or does not serve its kind).
+func (cp *copier) get(ctx context.Context, gvk schema.GroupVersionKind, namespace, name string) (*unstructured.Unstructured, error) {
+	key := gvk.Kind + " " + namespace + "/" + name
+	if cp.seen[key] {
+		for _, o := range cp.objects {
+			if o.GetKind() == gvk.Kind && o.GetNamespace() == namespace && o.GetName() == name {
+				return o, nil
+			}
+		}
+		return nil, nil
+	}
+	cp.seen[key] = true
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvk)
+	err := cp.c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, u)
+	switch {
+	case apierrors.IsNotFound(err), meta.IsNoMatchError(err):
+		cp.missing = append(cp.missing, key)
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading %s: %w", key, err)
+	}
+	cp.objects = append(cp.objects, u)
+	return u, nil
+}
+
+// FromCluster builds a drill that rehearses a live cluster's TrafficPolicy on copies of what it
+// bears on: its targets (Ingresses, HTTPRoutes), its autoscalers (HPAs, ScaledObjects), their
+// scale targets and the Deployments its gates read, the Services the targets route to, and the
+// HTTPRoutes' Gateways and GatewayClasses. Status, uid, resourceVersion, managedFields and
+// ownerReferences are left out. The live cluster receives only get and list requests. A policy
+// that is not at rest is refused with the reason, unless StripFloodgateState.
+func FromCluster(ctx context.Context, src Source) (*File, error) {
+	c, err := client.New(src.Config, client.Options{Scheme: scheme.New()})
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the live cluster: %w", err)
+	}
+	cp := &copier{c: c, ns: src.Namespace, seen: map[string]bool{}}
+	policyU, err := cp.get(ctx, gvkPolicy, src.Namespace, src.Policy)
+	if err != nil {
+		return nil, err
+	}
+	if policyU == nil {
+		return nil, fmt.Errorf("trafficpolicy %s/%s not found in the live cluster", src.Namespace, src.Policy)
+	}
+	var policy v1alpha1.TrafficPolicy
+	if err := c.Get(ctx, client.ObjectKey{Namespace: src.Namespace, Name: src.Policy}, &policy); err != nil {
+		return nil, err
+	}
+	if err := cp.copyTargets(ctx, &policy); err != nil {
+		return nil, err
+	}
+	if err := cp.copyAutoscalers(ctx, &policy); err != nil {
+		return nil, err
+	}
+	if err := cp.copyGateWorkloads(ctx, &policy); err != nil {
+		return nil, err
+	}
+	why, err := cp.notAtRest(ctx, &policy)
+	if err != nil {
+		return nil, err
+	}
+	if len(why) > 0 && !src.StripFloodgateState {
+		return nil, fmt.Errorf("trafficpolicy %s/%s is not at rest: %s; rehearse it once it is, or pass --strip-floodgate-state to copy it without Floodgate's state",
+			src.Namespace, src.Policy, strings.Join(why, "; "))
+	}
+	for _, o := range cp.objects {
+		sanitize(o)
+	}
+	if len(why) > 0 {
+		_ = unstructured.SetNestedField(policyU.Object, string(v1alpha1.ActionNormal), "spec", "action")
+	}
+
+	f := &File{Name: fmt.Sprintf("rehearsal of trafficpolicy %s/%s from %s", src.Namespace, src.Policy, orDefault(src.Context, "the live cluster")),
+		Description: fmt.Sprintf("Copied read-only: %s.", strings.Join(cp.names(), ", "))}
+	if len(cp.missing) > 0 {
+		f.Description += " Not in the live cluster: " + strings.Join(cp.missing, ", ") + "."
+	}
+	var sets []string
+	if cp.has(gvkHTTPRoute.Kind) || cp.has(gvkGateway.Kind) {
+		sets = append(sets, crds.GatewayAPI)
+		f.Gateway = &Gateway{}
+	}
+	if cp.has(gvkScaledObject.Kind) {
+		sets = append(sets, crds.KEDA)
+	}
+	if f.CRDs, err = crds.Write(src.CRDDir, sets...); err != nil {
+		return nil, err
+	}
+	f.setup = cp.objects
+	f.Steps = cp.availableDeployments()
+	if src.Runbook != "" {
+		rb, err := Load(src.Runbook)
+		if err != nil {
+			return nil, err
+		}
+		f.Steps = append(f.Steps, rb.Steps...)
+		if rb.Gateway != nil {
+			f.Gateway = rb.Gateway
+		}
+	} else {
+		f.Steps = append(f.Steps, defaultRunbook(&policy, cp)...)
+	}
+	f.path = src.Runbook
+	return f, nil
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func (cp *copier) has(kind string) bool {
+	for _, o := range cp.objects {
+		if o.GetKind() == kind {
+			return true
+		}
+	}
+	return false
+}
+
+func (cp *copier) names() []string {
+	var out []string
+	for _, o := range cp.objects {
+		out = append(out, o.GetKind()+" "+objKey(o))
+	}
+	return out
+}
+
+// copyTargets copies the policy's targets (named and selected) and what they route through.
+func (cp *copier) copyTargets(ctx context.Context, policy *v1alpha1.TrafficPolicy) error {
+	refs := pass.TargetRefs(policy.Spec)
+	if sel := policy.Spec.TargetSelector; sel != nil {
+		group, kind := sel.GroupKind()
+		selector, err := sel.LabelSelector()
+		if err != nil {
+			return err
+		}
+		list := &unstructured.UnstructuredList{}
+		gvk := gvkIngress
+		if kind == gvkHTTPRoute.Kind {
+			gvk = gvkHTTPRoute
+		}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := cp.c.List(ctx, list, client.InNamespace(cp.ns), client.MatchingLabelsSelector{Selector: selector}); err != nil && !meta.IsNoMatchError(err) {
+			return fmt.Errorf("listing the %s targetSelector selects: %w", kind, err)
+		}
+		for _, o := range list.Items {
+			if owner := metav1.GetControllerOf(&o); owner == nil || owner.Kind != "TrafficPolicy" {
+				refs = append(refs, provider.Ref{Group: group, Kind: kind, Name: o.GetName()})
+			}
+		}
+	}
+	for _, ref := range refs {
+		switch ref.Kind {
+		case gvkIngress.Kind:
+			ing, err := cp.get(ctx, gvkIngress, cp.ns, ref.Name)
+			if err != nil || ing == nil {
+				return err
+			}
+			if err := cp.copyIngressServices(ctx, ing); err != nil {
+				return err
+			}
+		case gvkHTTPRoute.Kind:
+			route, err := cp.get(ctx, gvkHTTPRoute, cp.ns, ref.Name)
+			if err != nil || route == nil {
+				return err
+			}
+			if err := cp.copyRouteNeighbours(ctx, route); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (cp *copier) copyIngressServices(ctx context.Context, ing *unstructured.Unstructured) error {
+	var names []string
+	if n, ok, _ := unstructured.NestedString(ing.Object, "spec", "defaultBackend", "service", "name"); ok {
+		names = append(names, n)
+	}
+	rules, _, _ := unstructured.NestedSlice(ing.Object, "spec", "rules")
+	for _, r := range rules {
+		paths, _, _ := unstructured.NestedSlice(r.(map[string]any), "http", "paths")
+		for _, p := range paths {
+			if n, ok, _ := unstructured.NestedString(p.(map[string]any), "backend", "service", "name"); ok {
+				names = append(names, n)
+			}
+		}
+	}
+	for _, n := range names {
+		if _, err := cp.get(ctx, gvkService, cp.ns, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyRouteNeighbours copies an HTTPRoute's backend Services and its parent Gateways and their
+// GatewayClasses.
+func (cp *copier) copyRouteNeighbours(ctx context.Context, route *unstructured.Unstructured) error {
+	rules, _, _ := unstructured.NestedSlice(route.Object, "spec", "rules")
+	for _, r := range rules {
+		refs, _, _ := unstructured.NestedSlice(r.(map[string]any), "backendRefs")
+		for _, b := range refs {
+			m := b.(map[string]any)
+			if kind, _ := m["kind"].(string); kind != "" && kind != "Service" {
+				continue
+			}
+			ns, _ := m["namespace"].(string)
+			if _, err := cp.get(ctx, gvkService, orDefault(ns, cp.ns), fmt.Sprint(m["name"])); err != nil {
+				return err
+			}
+		}
+	}
+	parents, _, _ := unstructured.NestedSlice(route.Object, "spec", "parentRefs")
+	for _, p := range parents {
+		m := p.(map[string]any)
+		if kind, _ := m["kind"].(string); kind != "" && kind != "Gateway" {
+			continue
+		}
+		ns, _ := m["namespace"].(string)
+		gw, err := cp.get(ctx, gvkGateway, orDefault(ns, cp.ns), fmt.Sprint(m["name"]))
+		if err != nil || gw == nil {
+			return err
+		}
+		if class, ok, _ := unstructured.NestedString(gw.Object, "spec", "gatewayClassName"); ok {
+			if _, err := cp.get(ctx, gvkGatewayClass, "", class); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// copyAutoscalers copies the policy's autoscalers and what they scale.
+func (cp *copier) copyAutoscalers(ctx context.Context, policy *v1alpha1.TrafficPolicy) error {
+	for _, ref := range pass.AutoscalerRefs(policy.Spec) {
+		gvk := gvkHPA
+		if ref.Kind == gvkScaledObject.Kind {
+			gvk = gvkScaledObject
+		}
+		a, err := cp.get(ctx, gvk, cp.ns, ref.Name)
+		if err != nil || a == nil {
+			return err
+		}
+		target, _, _ := unstructured.NestedMap(a.Object, "spec", "scaleTargetRef")
+		apiVersion, _ := target["apiVersion"].(string)
+		kind, _ := target["kind"].(string)
+		name, _ := target["name"].(string)
+		gv, err := schema.ParseGroupVersion(orDefault(apiVersion, "apps/v1"))
+		if err != nil || name == "" {
+			continue
+		}
+		if _, err := cp.get(ctx, gv.WithKind(orDefault(kind, "Deployment")), cp.ns, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyGateWorkloads copies the Deployments the policy's workload gates read.
+func (cp *copier) copyGateWorkloads(ctx context.Context, policy *v1alpha1.TrafficPolicy) error {
+	if policy.Spec.Ramp == nil {
+		return nil
+	}
+	for _, s := range policy.Spec.Ramp.Steps {
+		for _, g := range s.Gates {
+			if g.WorkloadReady != nil && g.WorkloadReady.Name != "" {
+				if _, err := cp.get(ctx, schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}, cp.ns, g.WorkloadReady.Name); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// notAtRest says what keeps the policy from being at rest: its lever, its phase, restore
+// records on what it changed, companions of its own.
+func (cp *copier) notAtRest(ctx context.Context, policy *v1alpha1.TrafficPolicy) ([]string, error) {
+	var why []string
+	if a := policy.Spec.Action; a != "" && a != v1alpha1.ActionNormal {
+		why = append(why, "its action is "+string(a))
+	}
+	if ph := policy.Status.Phase; ph != "" && ph != v1alpha1.PhaseNormal && ph != v1alpha1.PhaseCompleted {
+		why = append(why, "its phase is "+string(ph))
+	}
+	for _, o := range cp.objects {
+		if _, ok := o.GetAnnotations()[restore.Annotation]; ok && o.GetKind() != gvkPolicy.Kind {
+			why = append(why, fmt.Sprintf("%s %s carries a restore record (%s)", o.GetKind(), o.GetName(), restore.Annotation))
+		}
+	}
+	for _, gvk := range []schema.GroupVersionKind{gvkIngress, gvkService} {
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err := cp.c.List(ctx, list, client.InNamespace(cp.ns), client.MatchingLabels{"traffic.floodgate.dev/policy": policy.Name}); err != nil {
+			return nil, fmt.Errorf("listing the policy's companions: %w", err)
+		}
+		for _, o := range list.Items {
+			if owner := metav1.GetControllerOf(&o); owner != nil && owner.Kind == "TrafficPolicy" && owner.Name == policy.Name {
+				why = append(why, fmt.Sprintf("companion %s %s is present", gvk.Kind, o.GetName()))
+			}
+		}
+	}
+	return why, nil
+}
+
+// sanitize leaves out of a copy what belongs to the live object, not its declaration, and
+// Floodgate's own state.
+func sanitize(o *unstructured.Unstructured) {
+	delete(o.Object, "status")
+	for _, f := range []string{"uid", "resourceVersion", "managedFields", "ownerReferences", "creationTimestamp", "generation",
+		"selfLink", "deletionTimestamp", "deletionGracePeriodSeconds", "finalizers"} {
+		unstructured.RemoveNestedField(o.Object, "metadata", f)
+	}
+	ann := o.GetAnnotations()
+	for k := range ann {
+		if strings.HasPrefix(k, "traffic.floodgate.dev/") || k == "kubectl.kubernetes.io/last-applied-configuration" || k == "deployment.kubernetes.io/revision" {
+			delete(ann, k)
+		}
+	}
+	if len(ann) == 0 {
+		ann = nil
+	}
+	o.SetAnnotations(ann)
+	if o.GetKind() == gvkService.Kind {
+		for _, f := range []string{"clusterIP", "clusterIPs", "healthCheckNodePort"} {
+			unstructured.RemoveNestedField(o.Object, "spec", f)
+		}
+		ports, _, _ := unstructured.NestedSlice(o.Object, "spec", "ports")
+		for _, p := range ports {
+			delete(p.(map[string]any), "nodePort")
+		}
+		_ = unstructured.SetNestedSlice(o.Object, ports, "spec", "ports")
+	}
+}
+
+// availableDeployments are steps that play the Deployment controller (a drill runs none): every
+// copied Deployment reports all its replicas available, as a workload gate reads them.
+func (cp *copier) availableDeployments() []Step {
+	var steps []Step
+	for _, o := range cp.objects {
+		if o.GetKind() != "Deployment" {
+			continue
+		}
+		replicas, found, _ := unstructured.NestedInt64(o.Object, "spec", "replicas")
+		if !found {
+			replicas = 1
+		}
+		steps = append(steps, Step{Name: "the copied Deployment " + o.GetName() + " is available (the rehearsal plays its controller)",
+			Patch: &Patch{Ref: Ref{APIVersion: "apps/v1", Kind: "Deployment", Namespace: o.GetNamespace(), Name: o.GetName()}, Subresource: "status",
+				Patch: map[string]any{"status": map[string]any{"observedGeneration": int64(1), "replicas": replicas, "availableReplicas": replicas,
+					"readyReplicas": replicas, "updatedReplicas": replicas}}}})
+	}
+	return steps
+}
+
+// defaultRunbook is shed, then a ramp through every step with its hold warped (a step whose
+// gates the rehearsal cannot read, or that waits for a manual approve, is stepped on by hand),
+// then Completed and the exact-restore check of every copied target and autoscaler.
+func defaultRunbook(policy *v1alpha1.TrafficPolicy, cp *copier) []Step {
+	ns, name := policy.Namespace, policy.Name
+	ref := Ref{APIVersion: gvkPolicy.GroupVersion().String(), Kind: gvkPolicy.Kind, Namespace: ns, Name: name}
+	lever := func(title, args string) Step {
+		return Step{Name: title, Run: fmt.Sprintf("kubectl floodgate %s %s -n %s %s", strings.Fields(args)[0], name, ns, strings.Join(strings.Fields(args)[1:], " "))}
+	}
+	steps := []Step{
+		{Expect: &Expect{Ref: ref, Fields: map[string]any{"status.phase": string(v1alpha1.PhaseNormal)}}},
+		lever("Shed everything", `shed --reason rehearsal --wait`),
+		{Advance: &metav1.Duration{Duration: time.Minute}},
+	}
+	var rampSteps []v1alpha1.RampStep
+	if policy.Spec.Ramp != nil {
+		rampSteps = policy.Spec.Ramp.Steps
+	}
+	if len(rampSteps) == 0 {
+		steps = append(steps, lever("Back to Normal", `restore --reason rehearsal --wait`))
+	} else {
+		steps = append(steps, lever("Ramp back", `ramp --reason rehearsal --wait`))
+		for i, s := range rampSteps {
+			steps = append(steps, Step{Name: fmt.Sprintf("hold of step %d", i+1), Advance: &metav1.Duration{Duration: s.Hold.Duration}})
+			var unreadable []string
+			workload := false
+			for _, g := range s.Gates {
+				if g.WorkloadReady != nil {
+					workload = true
+				} else {
+					unreadable = append(unreadable, g.Name)
+				}
+			}
+			switch {
+			case len(unreadable) > 0:
+				steps = append(steps, lever(fmt.Sprintf("gates %s cannot be read from the rehearsal: step on by hand", strings.Join(unreadable, ", ")), `next --reason rehearsal`))
+			case s.Approval == v1alpha1.ApprovalManual:
+				steps = append(steps, lever(fmt.Sprintf("step %d waits for an approve", i+1), `approve --reason rehearsal`))
+			case workload:
+				// Workload gates read the copied Deployments: they must pass for passFor.
+				steps = append(steps, Step{Advance: &metav1.Duration{Duration: time.Minute}}, Step{Advance: &metav1.Duration{Duration: time.Minute}})
+			}
+			if i+1 < len(rampSteps) {
+				steps = append(steps, Step{Expect: &Expect{Ref: ref, Fields: map[string]any{"status.progress": fmt.Sprintf("%d/%d", i+2, len(rampSteps))}}})
+			}
+		}
+	}
+	release := 5 * time.Minute
+	if policy.Spec.Autoscaling.ReleaseAfter != nil {
+		release = policy.Spec.Autoscaling.ReleaseAfter.Duration
+	}
+	for range 5 {
+		steps = append(steps, Step{Advance: &metav1.Duration{Duration: max(release/4, time.Minute)}})
+	}
+	done := v1alpha1.PhaseCompleted
+	if len(rampSteps) == 0 {
+		done = v1alpha1.PhaseNormal
+	}
+	steps = append(steps, Step{Name: "the lever is back at rest", Expect: &Expect{Ref: ref, Fields: map[string]any{"status.phase": string(done)}}})
+	var kept []*unstructured.Unstructured
+	for _, o := range cp.objects {
+		switch o.GetKind() {
+		case gvkIngress.Kind, gvkHTTPRoute.Kind, gvkHPA.Kind, gvkScaledObject.Kind:
+			kept = append(kept, o)
+		}
+	}
+	sort.Slice(kept, func(i, j int) bool { return kept[i].GetKind()+kept[i].GetName() < kept[j].GetKind()+kept[j].GetName() })
+	for _, o := range kept {
+		steps = append(steps, Step{Name: "exact restore", Expect: &Expect{Ref: Ref{APIVersion: o.GetAPIVersion(), Kind: o.GetKind(), Namespace: o.GetNamespace(), Name: o.GetName()}, SameAsSetup: true}})
+	}
+	return append(steps, Step{Run: fmt.Sprintf("kubectl floodgate history %s -n %s", name, ns)})
+}
