@@ -98,18 +98,26 @@ func TestTheReleaseInstallsWithKrewAndPrintsItsVersionThroughKubectl(t *testing.
 		t.Fatalf("manifest:\n%s", raw)
 	}
 
-	krewRoot := t.TempDir()
-	krew := tool(t, "KREW", "krew", "sigs.k8s.io/krew/cmd/krew", "v0.4.3")
-	env := []string{"KREW_ROOT=" + krewRoot}
-	run(t, env, krew, "install", "--manifest="+manifestPath, "--archive="+archive)
-	if _, err := os.Stat(filepath.Join(krewRoot, "receipts", "floodgate.yaml")); err != nil {
-		t.Fatalf("krew kept no receipt of the install: %v", err)
-	}
+	// krew as a responder has it: the kubectl-krew plugin, run through the real kubectl.
 	kubectl, err := exec.LookPath("kubectl")
 	if err != nil {
 		t.Fatalf("the real kubectl is needed on PATH: %v", err)
 	}
-	got := run(t, []string{"PATH=" + filepath.Join(krewRoot, "bin") + string(os.PathListSeparator) + os.Getenv("PATH")}, kubectl, "floodgate", "version")
+	krewRoot, plugins := t.TempDir(), t.TempDir()
+	krew, err := os.ReadFile(tool(t, "KREW", "krew", "sigs.k8s.io/krew/cmd/krew", "v0.4.3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(plugins, "kubectl-krew"), krew, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := "PATH=" + strings.Join([]string{filepath.Join(krewRoot, "bin"), plugins, os.Getenv("PATH")}, string(os.PathListSeparator))
+	env := []string{"KREW_ROOT=" + krewRoot, path}
+	run(t, env, kubectl, "krew", "install", "--manifest="+manifestPath, "--archive="+archive)
+	if _, err := os.Stat(filepath.Join(krewRoot, "receipts", "floodgate.yaml")); err != nil {
+		t.Fatalf("krew kept no receipt of the install: %v", err)
+	}
+	got := run(t, env, kubectl, "floodgate", "version")
 	if !strings.HasPrefix(got, "kubectl-floodgate "+version+" (") {
 		t.Fatalf("kubectl floodgate version: %q", got)
 	}
