@@ -16,6 +16,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"floodgate.dev/floodgate/internal/controlplane"
 )
 
 var root = filepath.Join("..", "..")
@@ -101,7 +103,11 @@ func TestTheReleaseInstallsWithKrewAndPrintsItsVersionThroughKubectl(t *testing.
 	// krew as a responder has it: the kubectl-krew plugin, run through the real kubectl.
 	kubectl, err := exec.LookPath("kubectl")
 	if err != nil {
-		t.Fatalf("the real kubectl is needed on PATH: %v", err)
+		// The kubectl built beside the envtest binaries, where none is installed.
+		dir, aerr := controlplane.AssetsDir()
+		if kubectl = filepath.Join(dir, "kubectl"); aerr != nil {
+			t.Fatalf("the real kubectl is needed: none on PATH (%v) nor with the envtest binaries (%v)", err, aerr)
+		}
 	}
 	krewRoot, plugins := t.TempDir(), t.TempDir()
 	krew, err := os.ReadFile(tool(t, "KREW", "krew", "sigs.k8s.io/krew/cmd/krew", "v0.4.3"))
