@@ -92,14 +92,15 @@ func (e *Env) StopManager() {
 	}
 }
 
-// shedPods stands in for the shed Deployment's pods (envtest runs no pods): their Service's
-// EndpointSlice, which Floodgate mirrors into each policy's namespace.
-func (e *Env) shedPods() error {
-	ctx := context.Background()
-	if err := e.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: manager.DefaultShed.Namespace}}); err != nil {
+func (e *Env) shedPods() error { return ShedPods(context.Background(), e.Client) }
+
+// ShedPods stands in for the shed Deployment's pods (envtest runs no pods): their namespace and
+// their Service's EndpointSlice, which Floodgate mirrors into each policy's namespace.
+func ShedPods(ctx context.Context, c client.Client) error {
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: manager.DefaultShed.Namespace}}); err != nil {
 		return err
 	}
-	return e.Client.Create(ctx, &discoveryv1.EndpointSlice{
+	return c.Create(ctx, &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Name: manager.DefaultShed.ServiceName + "-pods", Namespace: manager.DefaultShed.Namespace,
 			Labels: map[string]string{discoveryv1.LabelServiceName: manager.DefaultShed.ServiceName}},
 		AddressType: discoveryv1.AddressTypeIPv4,

@@ -102,10 +102,13 @@ func diffObjects(c provider.ObjectChange) (string, error) {
 		return "", nil
 	}
 	name := fmt.Sprintf("%s %s", c.Kind, c.Name)
-	return difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-		A: difflib.SplitLines(before), B: difflib.SplitLines(after),
-		FromFile: name + " (now)", ToFile: name + " (after)", Context: 2,
-	})
+	return unifiedDiff(before, after, name+" (now)", name+" (after)")
+}
+
+// unifiedDiff is a unified diff of two texts, with two lines of context.
+func unifiedDiff(a, b, from, to string) (string, error) {
+	return difflib.GetUnifiedDiffString(difflib.UnifiedDiff{A: difflib.SplitLines(a), B: difflib.SplitLines(b),
+		FromFile: from, ToFile: to, Context: 2})
 }
 
 func toYAML(obj map[string]any) (string, error) {
@@ -306,8 +309,7 @@ func printRecordDiff(out io.Writer, name, record string) {
 		if f.Absent {
 			a = nil
 		}
-		diff, _ := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{A: difflib.SplitLines(string(a)), B: difflib.SplitLines(string(b)),
-			FromFile: name + " " + f.PathString() + " (yours)", ToFile: name + " " + f.PathString() + " (Floodgate's, in force)", Context: 2})
+		diff, _ := unifiedDiff(string(a), string(b), name+" "+f.PathString()+" (yours)", name+" "+f.PathString()+" (Floodgate's, in force)")
 		fmt.Fprint(out, diff)
 	}
 }

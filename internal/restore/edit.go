@@ -224,6 +224,14 @@ func pruneEmptyParents(obj map[string]any, path []string) {
 	}
 }
 
+// Put writes the record into obj's annotation (in memory): a provider that keeps its own fields
+// in a record (an HTTPRoute's atomic rules) writes it the way Reconcile does.
+func Put(obj *unstructured.Unstructured, rec *Record) { setAnnotation(obj, rec.Encode()) }
+
+// Drop removes the record's annotation from obj (in memory), and the annotations map it leaves
+// empty.
+func Drop(obj *unstructured.Unstructured) { removeAnnotation(obj) }
+
 func setAnnotation(obj *unstructured.Unstructured, value string) {
 	ann := obj.GetAnnotations()
 	if ann == nil {

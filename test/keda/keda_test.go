@@ -18,7 +18,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,6 +29,7 @@ import (
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/controlplane"
+	"floodgate.dev/floodgate/internal/drill"
 	"floodgate.dev/floodgate/internal/manager"
 	"floodgate.dev/floodgate/internal/plugin"
 	"floodgate.dev/floodgate/internal/provider/keda"
@@ -78,7 +78,7 @@ func run(m *testing.M) int {
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
 	defer func() { stop(); <-done }()
-	if err := shedPods(); err != nil {
+	if err := drill.ShedPods(context.Background(), k8s); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -341,19 +341,4 @@ func create(t *testing.T, objs ...client.Object) {
 			t.Fatal(err)
 		}
 	}
-}
-
-// shedPods stands in for the shed Deployment's pods.
-func shedPods() error {
-	ctx := context.Background()
-	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: manager.DefaultShed.Namespace}}); err != nil {
-		return err
-	}
-	return k8s.Create(ctx, &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Name: "floodgate-shed-pods", Namespace: manager.DefaultShed.Namespace,
-			Labels: map[string]string{discoveryv1.LabelServiceName: manager.DefaultShed.ServiceName}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.96.0.10"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(manager.DefaultShed.Port)}},
-	})
 }

@@ -252,7 +252,10 @@ func (p *Provider) Render(policy *v1alpha1.TrafficPolicy, obs *provider.Observat
 		return ch, nil
 	}
 	l := p.lever(policy, st.route, k)
-	base, _ := userRules(st.route, st.record, recordCopy, l)
+	base := st.base // what Observe recovered; only a status copy standing in for a lost record changes it
+	if st.record == nil && recordCopy != "" {
+		base, _ = userRules(st.route, st.record, recordCopy, l)
+	}
 	rules := Render(base.Rules, l)
 	ch.KeptOthers = base.Kept
 	ch.Status.Applied = appliedKnobs(k)
@@ -267,7 +270,7 @@ func (p *Provider) Render(policy *v1alpha1.TrafficPolicy, obs *provider.Observat
 		if err := setRules(u, base.Rules); err != nil {
 			return ch, err
 		}
-		removeRecord(u)
+		restore.Drop(u)
 		return ch, nil
 	}
 	if err := setRules(u, rules); err != nil {
@@ -287,7 +290,7 @@ func (p *Provider) Render(policy *v1alpha1.TrafficPolicy, obs *provider.Observat
 		// The record already says this (in the API server's stored form): nothing to write.
 		rec = st.record
 	}
-	setRecord(u, rec)
+	restore.Put(u, rec)
 	ch.Status.RestoreRecord = rec.Encode()
 	return ch, nil
 }
@@ -313,27 +316,6 @@ func setRules(u *unstructured.Unstructured, rules []Rule) error {
 		return nil
 	}
 	return unstructured.SetNestedSlice(u.Object, v, rulesPath...)
-}
-
-func setRecord(u *unstructured.Unstructured, rec *restore.Record) {
-	ann := u.GetAnnotations()
-	if ann == nil {
-		ann = map[string]string{}
-	}
-	ann[restore.Annotation] = rec.Encode()
-	u.SetAnnotations(ann)
-}
-
-func removeRecord(u *unstructured.Unstructured) {
-	ann := u.GetAnnotations()
-	if _, ok := ann[restore.Annotation]; !ok {
-		return
-	}
-	delete(ann, restore.Annotation)
-	if len(ann) == 0 {
-		ann = nil
-	}
-	u.SetAnnotations(ann)
 }
 
 func appliedKnobs(k knobs.Knobs) v1alpha1.AppliedKnobs {

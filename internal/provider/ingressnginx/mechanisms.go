@@ -1,6 +1,10 @@
 package ingressnginx
 
-import "floodgate.dev/floodgate/internal/provider"
+import (
+	"maps"
+
+	"floodgate.dev/floodgate/internal/provider"
+)
 
 // Mechanisms: ingress-nginx, and Traefik v3.7, which serves the same annotations.
 func (p *Provider) Mechanisms() []provider.Mechanism {
@@ -13,10 +17,7 @@ func (p *Provider) Mechanisms() []provider.Mechanism {
 		provider.KnobUserEditKept:   "a field someone else changed is kept and reported (`FieldChangedByOther`)",
 		provider.KnobGatewayVerdict: "not read (ingress-nginx reports none)",
 	}}
-	traefik := provider.Mechanism{Name: "Traefik v3.7", How: map[string]string{}}
-	for k, v := range nginx.How {
-		traefik.How[k] = v
-	}
+	traefik := provider.Mechanism{Name: "Traefik v3.7", How: maps.Clone(nginx.How)}
 	traefik.How[provider.KnobAllowlistAdmit] = "as ingress-nginx; the pattern is matched by Go's `regexp` (tested against it)"
 	traefik.How[provider.KnobPerClientRate] = "as ingress-nginx; excess gets 429"
 	traefik.How[provider.KnobGatewayVerdict] = "not read"
