@@ -35,6 +35,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/arm"
 	"floodgate.dev/floodgate/internal/core"
 	"floodgate.dev/floodgate/internal/gate"
 	"floodgate.dev/floodgate/internal/index"
@@ -107,6 +108,11 @@ type TrafficPolicyReconciler struct {
 	GateReadings <-chan event.GenericEvent
 	// Metrics records floodgate_* metrics (nil: none, as in previews).
 	Metrics *Metrics
+	// Armer has the API server judge every lever of a policy in a dry run, apart from the pass,
+	// and keeps its verdict (nil: levers are not judged, as in previews).
+	Armer *arm.Armer
+	// ArmVerdicts carries the armer's wake-ups (a verdict changed) into the controller's queue.
+	ArmVerdicts <-chan event.GenericEvent
 
 	written writtenVersions
 }
@@ -134,12 +140,30 @@ func (r *TrafficPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	before := policy.DeepCopy()
 	var n notices
 	result, err := r.reconcile(ctx, policy, &n)
+	r.noteArmed(policy)
 	if perr := r.patchStatus(ctx, before, policy); perr != nil {
 		// A pass on a stale copy conflicts here and is retried; it tells nothing.
 		return ctrl.Result{}, errors.Join(err, perr)
 	}
 	n.send()
+	if r.Armer != nil {
+		// What the levers would write may have changed with what this pass saw: the armer
+		// renders them again, and asks the API server only when they differ.
+		r.Armer.Poke(policy)
+	}
 	return result, err
+}
+
+// noteArmed files the armer's last verdict on the policy's levers into its status.
+func (r *TrafficPolicyReconciler) noteArmed(policy *v1alpha1.TrafficPolicy) {
+	if r.Armer == nil {
+		return
+	}
+	if v, ok := r.Armer.Verdict(policy); ok {
+		pass.NoteArmed(policy, &v)
+	} else {
+		pass.NoteArmed(policy, nil)
+	}
 }
 
 // readPolicy reads the policy a pass starts from: from the cache, unless the cache is older than
@@ -352,6 +376,9 @@ func (r *TrafficPolicyReconciler) finalize(ctx context.Context, policy *v1alpha1
 	}
 	r.Recorder.Eventf(policy, nil, corev1.EventTypeNormal, v1alpha1.ReasonRestored, "Delete", "every target is back to its original; the policy can go")
 	r.Metrics.forget(policy)
+	if r.Armer != nil {
+		r.Armer.Forget(client.ObjectKeyFromObject(policy))
+	}
 	if r.GatePoller != nil {
 		r.GatePoller.Forget(client.ObjectKeyFromObject(policy))
 	}
@@ -458,6 +485,9 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	}
 	if r.GateReadings != nil {
 		b = b.WatchesRawSource(source.Channel(r.GateReadings, &handler.EnqueueRequestForObject{}))
+	}
+	if r.ArmVerdicts != nil {
+		b = b.WatchesRawSource(source.Channel(r.ArmVerdicts, &handler.EnqueueRequestForObject{}))
 	}
 	// Every kind of autoscaler the cluster serves (HPAs; KEDA ScaledObjects where installed)
 	// wakes the policies that name it.

@@ -521,6 +521,14 @@ const (
 	// the policy (or its standing allowlist): the message names the step and the target. A ramp
 	// holds before such a step; the per-target status lists every such limit.
 	ConditionStepUnsupported = "StepUnsupported"
+	// ConditionArmed is True when the API server accepted, in a server-side dry run (nothing
+	// persisted), every write of every lever the policy can pull (ShedAll with its redirect,
+	// the standing allowlist, each ramp step, Normal) to every target and autoscaler, and the
+	// companions they need; its observedGeneration is the generation judged. False names the
+	// lever, the object and the API server's own message. Judged whenever the policy or one of
+	// its objects changes, never on a timer. Not Armed changes no lever: every lever that can
+	// be pulled still is.
+	ConditionArmed = "Armed"
 )
 
 // Condition reasons.
@@ -557,6 +565,12 @@ const (
 	// ReasonAwaitingGateway: a gateway has not yet reported on an HTTPRoute Floodgate changed;
 	// the change is not counted as applied until it does.
 	ReasonAwaitingGateway = "AwaitingGateway"
+	// ReasonLeversAccepted: the API server accepted every lever's writes in a dry run (Armed).
+	ReasonLeversAccepted = "LeversAccepted"
+	// ReasonLeverRefused: the API server refused some lever's write in a dry run (Armed False).
+	ReasonLeverRefused = "LeverRefused"
+	// ReasonArming: the levers have not been judged yet (Armed Unknown).
+	ReasonArming = "Arming"
 )
 
 // RampStatus is the state of the current (or last) ramp run.
@@ -701,6 +715,11 @@ type TargetStatus struct {
 	// a runbook is fixed in a drill rather than discovered mid-incident.
 	// +optional
 	Unsupported []string `json:"unsupported,omitempty"`
+	// Armed is true when the API server accepted, in a dry run, every lever's write to this
+	// target, false when it refused one (the Armed condition says which and why); unset until
+	// judged.
+	// +optional
+	Armed *bool `json:"armed,omitempty"`
 }
 
 // AutoscalerStatus is the state of one held autoscaler.
@@ -739,6 +758,11 @@ type AutoscalerStatus struct {
 	// mechanism needs).
 	// +optional
 	Warnings []string `json:"warnings,omitempty"`
+	// Armed is true when the API server accepted, in a dry run, every lever's hold and release
+	// of this autoscaler, false when it refused one (the Armed condition says which and why);
+	// unset until judged.
+	// +optional
+	Armed *bool `json:"armed,omitempty"`
 }
 
 // Transition is one entry of the policy's history.
@@ -846,7 +870,8 @@ type TrafficPolicyStatus struct {
 	// History keeps the last 20 transitions (Events expire after an hour).
 	// +optional
 	History []Transition `json:"history,omitempty"`
-	// Conditions: Ready, Progressing, Degraded, RampComplete.
+	// Conditions: Ready, Progressing, Degraded, RampComplete, GateUnknown, LeverStale,
+	// StepUnsupported and Armed.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -863,6 +888,7 @@ type TrafficPolicyStatus struct {
 // +kubebuilder:printcolumn:name="Step",type=string,JSONPath=`.status.progress`
 // +kubebuilder:printcolumn:name="Targets",type=integer,JSONPath=`.status.targetCount`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`,priority=1
+// +kubebuilder:printcolumn:name="Armed",type=string,JSONPath=`.status.conditions[?(@.type=="Armed")].status`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type TrafficPolicy struct {
 	metav1.TypeMeta   `json:",inline"`

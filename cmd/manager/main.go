@@ -27,6 +27,9 @@ func main() {
 	var qps float64
 	flag.Float64Var(&qps, "kube-api-qps", manager.DefaultAPIQPS, "Floodgate's own client-side budget of requests per second to the API server (a 1,000-target flip needs about 1,000 writes)")
 	flag.IntVar(&opts.APIBurst, "kube-api-burst", manager.DefaultAPIBurst, "how many requests may go at once above --kube-api-qps")
+	var armQPS float64
+	flag.Float64Var(&armQPS, "arm-qps", manager.DefaultArmQPS, "the armer's own budget of dry-run requests per second (judging every lever before the incident; never taken from --kube-api-qps)")
+	flag.IntVar(&opts.ArmBurst, "arm-burst", manager.DefaultArmBurst, "how many dry-run requests may go at once above --arm-qps")
 	flag.IntVar(&opts.GateReadersPerPolicy, "gate-readers-per-policy", gate.DefaultPerPolicy, "how many of one policy's network gates (webhook, Prometheus) are read at once")
 	guard := true
 	flag.BoolVar(&guard, "gate-egress-guard", true, "refuse gate connections to loopback, link-local and the API server's addresses, follow no redirect, cap answers")
@@ -51,6 +54,7 @@ func main() {
 	flag.Parse()
 	opts.Shed.Port = int32(port)
 	opts.APIQPS = float32(qps)
+	opts.ArmQPS = float32(armQPS)
 	opts.RedirectHosts = shed.ParseRedirectHosts(redirectHosts)
 	opts.UnguardedGates = !guard
 	opts.RegexHeaderControllers = []string{}

@@ -346,6 +346,30 @@ func StepKnobs(spec v1alpha1.TrafficPolicySpec) []NamedKnobs {
 	return out
 }
 
+// Lever names for what a policy can put in force, as Levers lists them.
+const (
+	LeverShedAll = "ShedAll"
+	LeverNormal  = "Normal"
+)
+
+// Levers are the knobs of every lever a policy can pull, in the order a runbook meets them:
+// ShedAll (with the redirect, when the spec sets one), the standing allowlist, each ramp step,
+// and Normal (every object put back). Each holds the autoscalers where the plan would; what the
+// API server thinks of each is known before the incident (Armed).
+func Levers(spec v1alpha1.TrafficPolicySpec) []NamedKnobs {
+	hold := len(spec.AutoscalerRefs) > 0
+	shed := knobs.ShedAll()
+	shed.HoldAutoscalers = hold
+	out := []NamedKnobs{{LeverShedAll, shed}}
+	for _, s := range StepKnobs(spec) {
+		if strings.HasPrefix(s.Name, "step ") {
+			s.Knobs.HoldAutoscalers = hold
+		}
+		out = append(out, s)
+	}
+	return append(out, NamedKnobs{LeverNormal, knobs.Knobs{}})
+}
+
 // expire applies the levers' expiry times: the action and standing allowlist in force now.
 func (p *Plan) expire(in PlanInput) (v1alpha1.Action, []string) {
 	action := in.Spec.Action

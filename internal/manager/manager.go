@@ -32,6 +32,8 @@ import (
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/controllers"
+	"floodgate.dev/floodgate/internal/arm"
+	"floodgate.dev/floodgate/internal/pass"
 	"floodgate.dev/floodgate/internal/gate"
 	"floodgate.dev/floodgate/internal/provider/registered"
 	"floodgate.dev/floodgate/internal/scheme"
@@ -85,6 +87,10 @@ type Options struct {
 	// (0: DefaultAPIQPS, DefaultAPIBurst). The APF objects in config/apf bound it on the server.
 	APIQPS   float32
 	APIBurst int
+	// ArmQPS and ArmBurst are the armer's own client-side request budget for its dry runs
+	// (0: DefaultArmQPS, DefaultArmBurst): arming never takes the levers' budget.
+	ArmQPS   float32
+	ArmBurst int
 }
 
 // DefaultAPIQPS and DefaultAPIBurst are the client-side request budget unless told otherwise:
@@ -97,6 +103,13 @@ const (
 // DefaultWorkers is how many policies are reconciled at once unless told otherwise: one
 // policy's pass never waits for another's.
 const DefaultWorkers = 4
+
+// The armer's request budget by default: a 1,000-target policy is judged within a minute or so,
+// and a lever's writes never wait behind it.
+const (
+	DefaultArmQPS   = 50
+	DefaultArmBurst = 100
+)
 
 // FieldManager names Floodgate's writes in managedFields.
 const FieldManager = "floodgate"
@@ -275,6 +288,33 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		case <-ctx.Done():
 		}
 	})
+	armCfg := rest.CopyConfig(cfg)
+	armCfg.QPS, armCfg.Burst = opts.ArmQPS, opts.ArmBurst
+	if armCfg.QPS <= 0 {
+		armCfg.QPS = DefaultArmQPS
+	}
+	if armCfg.Burst <= 0 {
+		armCfg.Burst = DefaultArmBurst
+	}
+	armClient, err := client.New(armCfg, client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(),
+		Cache: &client.CacheOptions{Reader: mgr.GetCache()}})
+	if err != nil {
+		return nil, fmt.Errorf("creating the armer's client: %w", err)
+	}
+	armClient = client.WithFieldOwner(armClient, FieldManager)
+	shedBackend := shed.Backend{Namespace: opts.Shed.Namespace, ServiceName: opts.Shed.ServiceName, Port: opts.Shed.Port, Live: mgr.GetAPIReader()}
+	verdicts := make(chan event.GenericEvent, 1024)
+	armer := arm.New(&pass.Pass{Client: armClient, Providers: registered.Providers(armClient, registered.Settings{
+		RegexHeaderControllers: opts.RegexHeaderControllers, RedirectHosts: opts.RedirectHosts}), Shed: shedBackend},
+		mgr.GetCache(), 0, func(key types.NamespacedName) {
+			select {
+			case verdicts <- event.GenericEvent{Object: &v1alpha1.TrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
+			case <-ctx.Done():
+			}
+		})
+	if err := mgr.Add(armer); err != nil {
+		return nil, fmt.Errorf("adding the armer: %w", err)
+	}
 	r := &controllers.TrafficPolicyReconciler{
 		Client:        c,
 		APIReader:     mgr.GetAPIReader(),
@@ -282,12 +322,14 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		ClockAdvanced: opts.ClockAdvanced,
 		Recorder:      mgr.GetEventRecorder("floodgate"),
 		Providers:     providers,
-		Shed:          shed.Backend{Namespace: opts.Shed.Namespace, ServiceName: opts.Shed.ServiceName, Port: opts.Shed.Port, Live: mgr.GetAPIReader()},
+		Shed:          shedBackend,
 		RedirectHosts: opts.RedirectHosts,
 		Gates:         gates,
 		GatePoller:    poller,
 		GateReadings:  readings,
 		Metrics:       controllers.NewMetrics(opts.Clock),
+		Armer:         armer,
+		ArmVerdicts:   verdicts,
 	}
 	workers := opts.Workers
 	if workers <= 0 {

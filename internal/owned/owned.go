@@ -69,7 +69,7 @@ func Stamp(obj client.Object, policy *v1alpha1.TrafficPolicy) {
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	labels[PolicyLabel] = policy.Name
+	labels[PolicyLabel] = LabelValue(policy.Name)
 	obj.SetLabels(labels)
 	obj.SetOwnerReferences([]metav1.OwnerReference{{
 		APIVersion:         v1alpha1.GroupVersion.String(),
@@ -145,6 +145,52 @@ func Delete(ctx context.Context, c client.Client, policy *v1alpha1.TrafficPolicy
 	return true, nil
 }
 
+// LabelValue is a policy name as a label value: the name itself when it fits a label value's 63
+// characters, else shortened with a stable hash of the whole name (a policy name may be 253).
+func LabelValue(name string) string {
+	if len(name) <= 63 {
+		return name
+	}
+	return shortened(name, 63)
+}
+
+// DNSLabel builds a name that must be a DNS label (a Service's: at most 63 characters, no dots)
+// from a prefix and a policy name. A name that is already a DNS label is used as it is; any
+// other (dots, or too long) gets its dots turned into dashes and a hash of the whole name, so two
+// policies never derive the same name ("a.b" and "a-b" do not collide).
+func DNSLabel(prefix, name string) string {
+	plain := prefix + "-" + name
+	if !strings.Contains(name, ".") {
+		if len(plain) <= 63 {
+			return plain
+		}
+		return shortened(plain, 63)
+	}
+	suffix := "-" + hash(name)
+	cut := strings.ReplaceAll(plain, ".", "-")
+	if len(cut) > 63-len(suffix) {
+		cut = cut[:63-len(suffix)]
+	}
+	return strings.TrimRight(cut, "-") + suffix
+}
+
+// hash is a short stable hash of s.
+func hash(s string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(s))
+	return fmt.Sprintf("%08x", h.Sum32())
+}
+
+// shortened cuts s to max characters, ending with a hash of the whole of s.
+func shortened(s string, max int) string {
+	suffix := "-" + hash(s)
+	cut := s[:max-len(suffix)]
+	for len(cut) > 0 && (cut[len(cut)-1] == '-' || cut[len(cut)-1] == '.') {
+		cut = cut[:len(cut)-1]
+	}
+	return cut + suffix
+}
+
 // Name builds a companion's name from parts, kept within max characters with a stable hash
 // suffix when it must be shortened.
 func Name(max int, parts ...string) string {
@@ -158,12 +204,5 @@ func Name(max int, parts ...string) string {
 	if len(name) <= max {
 		return name
 	}
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(name))
-	suffix := fmt.Sprintf("-%08x", h.Sum32())
-	cut := name[:max-len(suffix)]
-	for len(cut) > 0 && (cut[len(cut)-1] == '-' || cut[len(cut)-1] == '.') {
-		cut = cut[:len(cut)-1]
-	}
-	return cut + suffix
+	return shortened(name, max)
 }

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
@@ -47,10 +46,12 @@ type Backend struct {
 }
 
 // CompanionServiceName is the name of the policy's shed Service, in its namespace. A Service
-// name is a DNS label: the dots a policy name may carry become dashes, and a long name is
-// shortened with a hash.
+// name is a DNS label: a policy name with dots, or too long, gets a hash of the whole name
+// (owned.DNSLabel), so no two policies of a namespace share one. A policy whose Service had an
+// older name has it replaced: the new one is made before its canaries route to it, and the old
+// one, still the policy's, is removed after (RemoveCompanions).
 func CompanionServiceName(policy string) string {
-	return owned.Name(63, "floodgate-shed", strings.ReplaceAll(policy, ".", "-"))
+	return owned.DNSLabel("floodgate-shed", policy)
 }
 
 // EnsureCompanion creates or updates the policy's shed Service and EndpointSlice, and returns
