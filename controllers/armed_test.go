@@ -88,6 +88,29 @@ var _ = Describe("armed levers, judged by the API server at rest", func() {
 		}
 		Expect(shed.CompanionServiceName("a.b")).NotTo(Equal(shed.CompanionServiceName("a-b")))
 	})
+
+	It("with a targetSelector that cannot be read at run time: the named target is still shed, status says why, and deleting the policy restores and lets it go", func() {
+		ing := sampleIngress(ns)
+		create(ing)
+		before := viewOf(ing)
+		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
+		policy.Spec.AutoscalerRefs = nil
+		// A label value the CRD lets through and apimachinery refuses.
+		policy.Spec.TargetSelector = &v1alpha1.TargetSelector{MatchLabels: map[string]string{"tier": "not a label value"}}
+		create(policy)
+		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseShedding))
+		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(And(HavePrefix("True "+v1alpha1.ReasonUnsupported+": targetSelector selects nothing until it is fixed: "),
+			HaveSuffix("; the named targets take the lever")))
+
+		By("deleting the policy: the target gets its original back and the finalizer goes")
+		Expect(k8s.Delete(ctx, getPolicy(ns, "api-gateway"))).To(Succeed())
+		Eventually(func() error {
+			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "api-gateway"}, &v1alpha1.TrafficPolicy{})
+		}).Should(MatchError(ContainSubstring("not found")))
+		Expect(viewOf(ing)).To(Equal(before))
+		Expect(getIngress(ns, canaryName)).To(BeNil())
+	})
 })
 
 // capRate installs, for the namespace, a ValidatingAdmissionPolicy (the API server's own CEL

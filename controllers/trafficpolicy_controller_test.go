@@ -258,6 +258,8 @@ var _ = Describe("the sample policy", func() {
 		Eventually(func() bool {
 			return meta.IsStatusConditionTrue(getPolicy(ns, "api-gateway").Status.Conditions, v1alpha1.ConditionReady)
 		}).Should(BeTrue())
+		// At rest includes armed: the API server's verdict on the levers is in status.
+		Eventually(conditionOf(ns, v1alpha1.ConditionArmed)).Should(HavePrefix("True "))
 
 		objects := func() []client.Object {
 			return []client.Object{getPolicy(ns, "api-gateway"), getIngress(ns, canaryName), getHPA(ns)}

@@ -92,13 +92,37 @@ type TargetSelector struct {
 	// +kubebuilder:default=Ingress
 	// +optional
 	Kind TargetKind `json:"kind,omitempty"`
-	// MatchLabels selects objects whose labels hold every one of these.
+	// MatchLabels selects objects whose labels hold every one of these. Keys are label keys,
+	// as apimachinery validates them; a value that is not a label value selects nothing, and is
+	// reported (Degraded) without keeping the lever from the named targets.
+	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$') && (!k.contains('/') || size(k.split('/')[0]) <= 253))",message="targetSelector.matchLabels keys must be label keys: an optional DNS prefix and '/', then up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit (for example app.kubernetes.io/name)"
 	// +optional
 	MatchLabels map[string]string `json:"matchLabels,omitempty"`
 	// MatchExpressions selects objects whose labels satisfy every one of these requirements.
 	// +kubebuilder:validation:MaxItems=16
 	// +optional
-	MatchExpressions []metav1.LabelSelectorRequirement `json:"matchExpressions,omitempty"`
+	MatchExpressions []LabelRequirement `json:"matchExpressions,omitempty"`
+}
+
+// LabelRequirement is one requirement of a label selector, validated as apimachinery validates a
+// LabelSelector's (metav1.LabelSelectorRequirement, with the same JSON).
+// +kubebuilder:validation:XValidation:rule="(self.operator == 'In' || self.operator == 'NotIn') ? (has(self.values) && size(self.values) > 0) : (!has(self.values) || size(self.values) == 0)",message="targetSelector.matchExpressions: operators In and NotIn need values, Exists and DoesNotExist take none"
+type LabelRequirement struct {
+	// Key is the label key the requirement applies to.
+	// +kubebuilder:validation:MaxLength=317
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$') && (!self.contains('/') || size(self.split('/')[0]) <= 253)",message="targetSelector.matchExpressions key must be a label key: an optional DNS prefix and '/', then up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit (for example app.kubernetes.io/name)"
+	Key string `json:"key"`
+	// Operator relates the key to the values: In, NotIn, Exists or DoesNotExist.
+	// +kubebuilder:validation:Enum=In;NotIn;Exists;DoesNotExist
+	Operator metav1.LabelSelectorOperator `json:"operator"`
+	// Values are label values: one of them (In) or none of them (NotIn); empty for Exists and
+	// DoesNotExist.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.all(v, v.matches('^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$'))",message="targetSelector.matchExpressions values must be label values: up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+	// +optional
+	Values []string `json:"values,omitempty"`
 }
 
 // AutoscalerKind is a kind of object that scales a workload.
@@ -171,6 +195,9 @@ type ShedResponse struct {
 	// setting). No user info, spaces, quotes or fragment.
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="self.matches('^https://[-a-zA-Z0-9.:]+(/[-a-zA-Z0-9._~%!$&*+,;=:@/?]*)?$') && isURL(self)",message="redirectURL must be an absolute https:// URL without user info (@ before the host), spaces, quotes or a #fragment, for example https://status.example.com/incident"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^https://[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*([:/?].*)?$') && self.matches('^https://[^/:?]{1,253}([:/?].*)?$')",message="redirectURL's host must be a lower-case DNS name of at most 253 characters (for example status.example.com): a Gateway API redirect carries no other"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^https://[^/?]*:') || self.matches('^https://[^/:?]*:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])([/?].*)?$')",message="redirectURL's port must be between 1 and 65535"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || size(url(self).getEscapedPath()) <= 1024",message="redirectURL's path must be at most 1024 characters (a Gateway API redirect's limit)"
 	// +optional
 	RedirectURL string `json:"redirectURL,omitempty"`
 }
@@ -915,7 +942,11 @@ func init() {
 
 // LabelSelector is the selector's labels as a labels.Selector.
 func (s *TargetSelector) LabelSelector() (labels.Selector, error) {
-	return metav1.LabelSelectorAsSelector(&metav1.LabelSelector{MatchLabels: s.MatchLabels, MatchExpressions: s.MatchExpressions})
+	sel := &metav1.LabelSelector{MatchLabels: s.MatchLabels}
+	for _, r := range s.MatchExpressions {
+		sel.MatchExpressions = append(sel.MatchExpressions, metav1.LabelSelectorRequirement{Key: r.Key, Operator: r.Operator, Values: r.Values})
+	}
+	return metav1.LabelSelectorAsSelector(sel)
 }
 
 // GroupKind is the group and kind the selector selects (its defaults: networking.k8s.io Ingress).

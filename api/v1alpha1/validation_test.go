@@ -178,6 +178,34 @@ func TestBadInputIsRejectedWithAMessageAResponderUnderstands(t *testing.T) {
 			"redirectURL must be an absolute https:// URL without user info"},
 		{"a redirect with a fragment", func(s map[string]any) { redirect(s, "https://status.example.com/#x") },
 			"redirectURL must be an absolute https:// URL without user info"},
+		// What a data plane would refuse, refused at apply (Gateway API's RequestRedirect rules).
+		{"a redirect to port 99999", func(s map[string]any) { redirect(s, "https://status.example.com:99999/") },
+			"redirectURL's port must be between 1 and 65535"},
+		{"a redirect to port 0", func(s map[string]any) { redirect(s, "https://status.example.com:0/") },
+			"redirectURL's port must be between 1 and 65535"},
+		{"a redirect to an upper-case host", func(s map[string]any) { redirect(s, "https://Status.Example.com/") },
+			"redirectURL's host must be a lower-case DNS name"},
+		{"a redirect with a 1,500-character path", func(s map[string]any) { redirect(s, "https://status.example.com/"+strings.Repeat("a", 1500)) },
+			"redirectURL's path must be at most 1024 characters"},
+		// A selector apimachinery would not parse, refused at apply.
+		{"a selector operator Bogus", func(s map[string]any) {
+			s["targetSelector"] = map[string]any{"matchExpressions": []any{map[string]any{"key": "tier", "operator": "Bogus", "values": []any{"edge"}}}}
+		}, `Unsupported value: "Bogus": supported values: "In", "NotIn", "Exists", "DoesNotExist"`},
+		{"a selector key with a space", func(s map[string]any) {
+			s["targetSelector"] = map[string]any{"matchExpressions": []any{map[string]any{"key": "a b/c", "operator": "Exists"}}}
+		}, "targetSelector.matchExpressions key must be a label key"},
+		{"a selector In without values", func(s map[string]any) {
+			s["targetSelector"] = map[string]any{"matchExpressions": []any{map[string]any{"key": "tier", "operator": "In"}}}
+		}, "operators In and NotIn need values, Exists and DoesNotExist take none"},
+		{"a selector Exists with values", func(s map[string]any) {
+			s["targetSelector"] = map[string]any{"matchExpressions": []any{map[string]any{"key": "tier", "operator": "Exists", "values": []any{"x"}}}}
+		}, "operators In and NotIn need values, Exists and DoesNotExist take none"},
+		{"a selector value with a slash", func(s map[string]any) {
+			s["targetSelector"] = map[string]any{"matchExpressions": []any{map[string]any{"key": "tier", "operator": "In", "values": []any{"a/b"}}}}
+		}, "targetSelector.matchExpressions values must be label values"},
+		{"a matchLabels key with a space", func(s map[string]any) {
+			s["targetSelector"] = map[string]any{"matchLabels": map[string]any{"a b": "x"}}
+		}, "targetSelector.matchLabels keys must be label keys"},
 	}
 	offline, err := crdcheck.TrafficPolicy()
 	if err != nil {
@@ -226,6 +254,18 @@ func TestGoodInputIsAccepted(t *testing.T) {
 		"releaseAfter 0s, staleAfter 168h": func(s map[string]any) {
 			s["autoscaling"] = map[string]any{"releaseAfter": "0s"}
 			s["staleAfter"] = "168h"
+		},
+		"a redirect to port 8443 with a long path": func(s map[string]any) {
+			redirect(s, "https://status.example.com:8443/"+strings.Repeat("a", 1000))
+		},
+		"a selector every operator of which apimachinery takes": func(s map[string]any) {
+			s["targetSelector"] = map[string]any{"matchLabels": map[string]any{"app.kubernetes.io/name": "api", "tier": ""},
+				"matchExpressions": []any{
+					map[string]any{"key": "example.com/tier", "operator": "In", "values": []any{"edge", "api_v2.x"}},
+					map[string]any{"key": "canary", "operator": "DoesNotExist"},
+					map[string]any{"key": "team", "operator": "NotIn", "values": []any{"x"}},
+					map[string]any{"key": "zone", "operator": "Exists"},
+				}}
 		},
 		"a target name with dots": func(s map[string]any) {
 			s["targetRefs"] = []any{map[string]any{"kind": "Ingress", "name": "api.v2-gateway"}}

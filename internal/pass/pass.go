@@ -6,6 +6,7 @@ package pass
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -44,6 +45,8 @@ type Pass struct {
 // Observation is what was read about every object before any write.
 type Observation struct {
 	objects []*object
+	// problems are the policy's own, on no object (a targetSelector that cannot be read).
+	problems []provider.Problem
 }
 
 func (o Observation) of(role provider.Role, leftover bool) []*object {
@@ -65,9 +68,9 @@ func (o Observation) Targets() []*provider.Observation {
 	return out
 }
 
-// Problems are every problem of the objects the spec names.
+// Problems are every problem of the objects the spec names, and the policy's own.
 func (o Observation) Problems() []provider.Problem {
-	var out []provider.Problem
+	out := append([]provider.Problem(nil), o.problems...)
 	for _, obj := range o.objects {
 		if !obj.leftover {
 			out = append(out, obj.obs.Problems...)
@@ -94,7 +97,7 @@ func (o Observation) LeftoverProblems() []provider.Problem {
 // applied (missing, conflict, another controller's). A target that does not exist carries no
 // traffic: it takes the step in force when it appears.
 func (o Observation) RampBlockers() []provider.Problem {
-	var out []provider.Problem
+	out := append([]provider.Problem(nil), o.problems...)
 	for _, obj := range o.objects {
 		if !obj.leftover && (obj.role == provider.Autoscaler || obj.obs.Found) {
 			out = append(out, obj.obs.Problems...)
@@ -127,9 +130,12 @@ func desired(policy *v1alpha1.TrafficPolicy, obj *object, k knobs.Knobs) provide
 // Observe reads every object the policy names or changed; it writes nothing.
 func (r *Pass) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, k knobs.Knobs) (Observation, error) {
 	var obs Observation
-	targets, err := r.targets(ctx, policy)
+	targets, selectorProblem, err := r.targets(ctx, policy)
 	if err != nil {
 		return obs, err
+	}
+	if selectorProblem != nil {
+		obs.problems = append(obs.problems, *selectorProblem)
 	}
 	for _, ref := range targets {
 		obs.objects = append(obs.objects, &object{ref: ref, role: provider.Target})
@@ -200,28 +206,36 @@ func (r *Pass) observeShedCompanions(ctx context.Context, policy *v1alpha1.Traff
 	return nil
 }
 
-// targets are the targets the spec names and those its targetSelector selects, once each.
-func (r *Pass) targets(ctx context.Context, policy *v1alpha1.TrafficPolicy) ([]provider.Ref, error) {
+// ErrSelector is wrapped by the problem of a targetSelector that cannot be read.
+var ErrSelector = errors.New("the targetSelector cannot be read")
+
+// targets are the targets the spec names and those its targetSelector selects, once each. A
+// selector that cannot be read (one the CRD's rules let through) selects nothing and is the
+// policy's problem: the named targets still take every lever, and what the selector's targets
+// carry of the policy is still put back (they carry its record: leftovers).
+func (r *Pass) targets(ctx context.Context, policy *v1alpha1.TrafficPolicy) ([]provider.Ref, *provider.Problem, error) {
 	refs := TargetRefs(policy.Spec)
 	sel := policy.Spec.TargetSelector
 	if sel == nil {
-		return refs, nil
+		return refs, nil, nil
 	}
 	selector, err := sel.LabelSelector()
 	if err != nil {
-		return nil, fmt.Errorf("targetSelector: %w", err)
+		p := provider.NewProblem(fmt.Sprintf("targetSelector selects nothing until it is fixed: %v; the named targets take the lever", err),
+			fmt.Errorf("%w: %w: %w", provider.ErrUnsupported, ErrSelector, err))
+		return refs, &p, nil
 	}
 	p, err := r.Providers.For(targetRef(sel.Group, string(sel.Kind), ""))
 	if err != nil {
-		return refs, nil // the named targets carry on; each selected kind's problem shows on them
+		return refs, nil, nil // the named targets carry on; each selected kind's problem shows on them
 	}
 	selecting, ok := p.(provider.Selecting)
 	if !ok {
-		return refs, nil
+		return refs, nil, nil
 	}
 	selected, err := selecting.Select(ctx, policy, selector)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	seen := map[string]bool{}
 	for _, ref := range refs {
@@ -233,7 +247,7 @@ func (r *Pass) targets(ctx context.Context, policy *v1alpha1.TrafficPolicy) ([]p
 			refs = append(refs, ref)
 		}
 	}
-	return refs, nil
+	return refs, nil, nil
 }
 
 // unsupportedSteps lists what an observed target cannot take, for the standing allowlist and

@@ -108,7 +108,7 @@ type TargetState struct {
 // TargetStates reads every target of the policy, named and selected, however many: what
 // `kubectl floodgate status --targets` lists when status.targets cannot hold them all.
 func (r *Pass) TargetStates(ctx context.Context, policy *v1alpha1.TrafficPolicy) ([]TargetState, error) {
-	refs, err := r.targets(ctx, policy)
+	refs, _, err := r.targets(ctx, policy)
 	if err != nil {
 		return nil, err
 	}
