@@ -10,9 +10,12 @@ package restore
 
 import (
 	"bytes"
+	"compress/gzip"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 
@@ -61,8 +64,33 @@ func (r *Record) Describes(obj metav1.Object) bool {
 // PathString is the path joined with dots, for messages.
 func (f Field) PathString() string { return strings.Join(f.Path, ".") }
 
-// Decode parses and checks a record. Anything that is not a complete record is ErrCorrupt.
+// CompressedPrefix starts a record that is stored compressed: "gzip:" and the base64 of the
+// gzip of its JSON. A record of more than CompressAbove bytes of JSON is stored so (an
+// HTTPRoute's record holds the user's rules and Floodgate's: uncompressed, with a route of about
+// 150 KB of rules, it would take the annotations past the API server's 256 KiB). A JSON record
+// starts with '{', so the two never mix up; both are read back.
+const CompressedPrefix = "gzip:"
+
+// CompressAbove is the size of a record's JSON above which it is stored compressed.
+const CompressAbove = 4096
+
+// MaxRecordBytes bounds a compressed record's JSON once expanded: a record that expands beyond
+// it is corrupt, never read on.
+const MaxRecordBytes = 4 << 20
+
+// Decode parses and checks a record (JSON, or compressed). Anything that is not a complete
+// record is ErrCorrupt.
 func Decode(text string) (*Record, error) {
+	if rest, ok := strings.CutPrefix(text, CompressedPrefix); ok {
+		expanded, err := expand(rest)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		if strings.HasPrefix(expanded, CompressedPrefix) {
+			return nil, fmt.Errorf("%w: compressed twice", ErrCorrupt)
+		}
+		text = expanded
+	}
 	var rec Record
 	dec := json.NewDecoder(strings.NewReader(text))
 	dec.DisallowUnknownFields()
@@ -124,7 +152,46 @@ func (r *Record) Encode() string {
 		// Only valid JSON values are stored in a record; Marshal cannot fail on them.
 		panic(fmt.Sprintf("restore: encoding a record: %v", err))
 	}
-	return string(b)
+	if len(b) <= CompressAbove {
+		return string(b)
+	}
+	return CompressedPrefix + compress(b)
+}
+
+// compress is the base64 of the gzip of b, the same bytes for the same b (no name, no time).
+func compress(b []byte) string {
+	var buf bytes.Buffer
+	w, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	if err != nil {
+		panic(fmt.Sprintf("restore: compressing a record: %v", err))
+	}
+	if _, err := w.Write(b); err != nil {
+		panic(fmt.Sprintf("restore: compressing a record: %v", err))
+	}
+	if err := w.Close(); err != nil {
+		panic(fmt.Sprintf("restore: compressing a record: %v", err))
+	}
+	return base64.StdEncoding.EncodeToString(buf.Bytes())
+}
+
+// expand reads a compressed record's JSON, at most MaxRecordBytes of it.
+func expand(text string) (string, error) {
+	raw, err := base64.StdEncoding.DecodeString(text)
+	if err != nil {
+		return "", fmt.Errorf("compressed record: %w", err)
+	}
+	r, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		return "", fmt.Errorf("compressed record: %w", err)
+	}
+	out, err := io.ReadAll(io.LimitReader(r, MaxRecordBytes+1))
+	if err != nil {
+		return "", fmt.Errorf("compressed record: %w", err)
+	}
+	if len(out) > MaxRecordBytes {
+		return "", fmt.Errorf("compressed record expands beyond %d bytes", MaxRecordBytes)
+	}
+	return string(out), nil
 }
 
 // canonical re-encodes a JSON value with sorted keys and no insignificant space.

@@ -1,7 +1,10 @@
 package restore
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -189,6 +192,8 @@ func FuzzDecodeEncode(f *testing.F) {
 	f.Add(`{"policy":"a/b","fields":[{"path":["metadata","annotations","k"],"original":"1","set":"2"}]}`)
 	f.Add(`{"policy":"a/b","fields":[{"path":["spec","behavior"],"absent":true,"set":{"b":1,"a":[1,2]}}]}`)
 	f.Add(`{}`)
+	f.Add(largeRecord().Encode())
+	f.Add(CompressedPrefix + "H4sIAAAAAAAC/w==")
 	f.Fuzz(func(t *testing.T, text string) {
 		rec, err := Decode(text)
 		if err != nil {
@@ -265,5 +270,57 @@ func TestARecordCopiedOntoAnotherObjectDoesNotDescribeIt(t *testing.T) {
 	generated.SetUID("hpa-2")
 	if rec, err := Read(generated); err != nil || rec.Describes(generated) {
 		t.Fatalf("a copied record must not describe the object it was copied onto: %v %v", rec, err)
+	}
+}
+
+// largeRecord is the record of a route of many rules: more than CompressAbove bytes of JSON.
+func largeRecord() *Record {
+	rules := make([]any, 0, 400)
+	for i := range 400 {
+		rules = append(rules, map[string]any{"name": fmt.Sprintf("rule-%d", i),
+			"matches":     []any{map[string]any{"path": map[string]any{"type": "PathPrefix", "value": fmt.Sprintf("/api/v%d/users", i)}}},
+			"backendRefs": []any{map[string]any{"name": "api", "port": 80, "weight": 1}}})
+	}
+	original, _ := json.Marshal(rules)
+	return &Record{Policy: "edge/api", Kind: "HTTPRoute", UID: "u-1", Fields: []Field{
+		{Path: []string{"spec", "rules"}, Original: original, Set: original},
+	}}
+}
+
+func TestALargeRecordIsStoredCompressedAndReadBackExactly(t *testing.T) {
+	rec := largeRecord()
+	plain, _ := json.Marshal(rec)
+	encoded := rec.Encode()
+	if !strings.HasPrefix(encoded, CompressedPrefix) {
+		t.Fatalf("a record of %d bytes is stored uncompressed", len(plain))
+	}
+	if len(encoded)*10 > len(plain) {
+		t.Errorf("the compressed record is %d bytes for %d of JSON: expected at least 10x smaller", len(encoded), len(plain))
+	}
+	if again := rec.Encode(); again != encoded {
+		t.Fatal("Encode of a compressed record is not stable")
+	}
+	back, err := Decode(encoded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Encode() != encoded || len(back.Fields) != 1 || !bytes.Equal(canonical(back.Fields[0].Original), canonical(rec.Fields[0].Original)) {
+		t.Fatal("the record read back differs")
+	}
+	small := &Record{Policy: "edge/api", Fields: []Field{{Path: []string{"metadata", "annotations", "k"}, Original: json.RawMessage(`"1"`), Set: json.RawMessage(`"2"`)}}}
+	if strings.HasPrefix(small.Encode(), CompressedPrefix) {
+		t.Error("a small record is compressed: it stays readable JSON")
+	}
+	for name, text := range map[string]string{
+		"not base64":          CompressedPrefix + "%%%",
+		"not gzip":            CompressedPrefix + "aGVsbG8=",
+		"compressed twice":    CompressedPrefix + compress([]byte(encoded)),
+		"expands too far":     CompressedPrefix + compress(bytes.Repeat([]byte(" "), MaxRecordBytes+10)),
+		"truncated":           encoded[:len(encoded)/2],
+		"expands to non-JSON": CompressedPrefix + compress([]byte("not json")),
+	} {
+		if _, err := Decode(text); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: Decode = %v, want ErrCorrupt", name, err)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package gatewayapi
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -313,4 +314,62 @@ func editRoute(t *testing.T, ns string, edit func(*gatewayv1.HTTPRoute)) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// bigRules are 15 rules of 8 matches, each on a header a team's own edge sets, of about 150 KB
+// of JSON in all: a route whose restore record, uncompressed, would hold the rules twice and
+// take the route's annotations past the API server's 256 KiB.
+func bigRules() []gatewayv1.HTTPRouteRule {
+	var rules []gatewayv1.HTTPRouteRule
+	for i := range 15 {
+		rule := gatewayv1.HTTPRouteRule{BackendRefs: []gatewayv1.HTTPBackendRef{backendRef("api", 80)}}
+		for j := range 8 {
+			m := pathPrefix(fmt.Sprintf("/api/v%d/tenants/%03d", i, j))
+			var features []string
+			for k := range 56 {
+				features = append(features, fmt.Sprintf("feature-%02d-%03d-%02d", i, j, k))
+			}
+			m.Headers = []gatewayv1.HTTPHeaderMatch{{Name: "X-Tenant-Plan", Value: fmt.Sprintf("tenant=%03d-%03d;plan=enterprise;region=ap-southeast-2;features=%s", i, j, strings.Join(features, ","))}}
+			rule.Matches = append(rule.Matches, m)
+		}
+		rules = append(rules, rule)
+	}
+	return rules
+}
+
+func TestShedAllOnARouteOf150KBOfRulesIsArmedAppliedAndRestoredExactly(t *testing.T) {
+	ns := fixture(t, "big-route")
+	editRoute(t, ns, func(r *gatewayv1.HTTPRoute) { r.Spec.Rules = bigRules() })
+	before := getRoute(t, ns)
+	if b, _ := json.Marshal(before.Spec.Rules); len(b) < 140_000 {
+		t.Fatalf("the rules are %d bytes of JSON, want about 150 KB", len(b))
+	}
+	create(t, policy(ns, func(p *v1alpha1.TrafficPolicy) {}))
+	eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool {
+		return strings.HasPrefix(condition(p, v1alpha1.ConditionArmed), "True "+v1alpha1.ReasonLeversAccepted+": ") && strings.HasSuffix(condition(p, v1alpha1.ConditionArmed), "for 1 target and 0 autoscalers")
+	})
+
+	editPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) { p.Spec.Action = v1alpha1.ActionShedAll })
+	p := eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool {
+		return p.Status.Phase == v1alpha1.PhaseShedding && len(p.Status.Targets) == 1 && p.Status.Targets[0].Applied.Shed
+	})
+	route := getRoute(t, ns)
+	record := route.Annotations[restore.Annotation]
+	if !strings.HasPrefix(record, restore.CompressedPrefix) {
+		t.Fatalf("the record of a %d-byte route is not compressed", len(record))
+	}
+	t.Logf("record: %d bytes on the route (%d in status)", len(record), len(p.Status.Targets[0].RestoreRecord))
+	for i, rule := range route.Spec.Rules {
+		if len(rule.BackendRefs) != 1 || string(rule.BackendRefs[0].Name) != toShed {
+			t.Fatalf("rule %d is not shed: %+v", i, rule.BackendRefs)
+		}
+	}
+
+	editPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) { p.Spec.Action = v1alpha1.ActionNormal })
+	eventually(t, func() (string, bool) {
+		r := getRoute(t, ns)
+		_, recorded := r.Annotations[restore.Annotation]
+		return fmt.Sprintf("recorded: %t, rules equal: %t", recorded, equality.Semantic.DeepEqual(r.Spec.Rules, before.Spec.Rules)),
+			!recorded && equality.Semantic.DeepEqual(r.Spec.Rules, before.Spec.Rules)
+	})
 }
