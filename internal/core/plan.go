@@ -377,7 +377,7 @@ func (p *Plan) expire(in PlanInput) (v1alpha1.Action, []string) {
 		action = v1alpha1.ActionNormal
 	}
 	standing := in.Spec.AllowRegions
-	if at := in.Spec.ShedExpiresAt; at != nil && action == v1alpha1.ActionShedAll {
+	if at := in.Spec.ShedExpiresAt; at != nil && action == v1alpha1.ActionShedAll && !stalePull(in, at.Time) {
 		if in.Now.Before(at.Time) {
 			p.wakeAt(in, at.Time)
 		} else {
@@ -397,6 +397,23 @@ func (p *Plan) expire(in PlanInput) (v1alpha1.Action, []string) {
 		}
 	}
 	return action, standing
+}
+
+// stalePull reports whether a ShedAll expiry had already passed when ShedAll was pulled (one
+// left over from the last incident): a pull of the lever is never expired by it, and it is
+// ignored until the next pull. The moment of the pull is when the controller saw the action
+// become ShedAll (status.actionChangedAt), or now when this pass is the pull; a ShedAll that
+// expired and whose spec still says ShedAll is not pulled again.
+func stalePull(in PlanInput, at time.Time) bool {
+	st := in.Status
+	switch {
+	case st.ObservedAction == v1alpha1.ActionShedAll && st.ActionChangedAt != nil:
+		return !at.After(st.ActionChangedAt.Time)
+	case slices.Contains(st.ExpiredLevers, "ShedAll"):
+		return false
+	default:
+		return !at.After(in.Now)
+	}
 }
 
 // WriteDecisions writes what the plan decided into status: the state the next plan starts from.

@@ -132,6 +132,28 @@ func TestShedAllExpiresBackToThePreviousAction(t *testing.T) {
 	}
 }
 
+func TestAShedAllPulledWithAnExpiryAlreadyPastIsNotExpiredByIt(t *testing.T) {
+	spec := sampleSpec(v1alpha1.ActionNormal)
+	spec.ShedExpiresAt = &metav1.Time{Time: t0.Add(-time.Hour)} // left over from the last incident
+	st := apply(v1alpha1.TrafficPolicyStatus{}, MakePlan(PlanInput{Spec: spec, Now: t0}))
+
+	spec.Action = v1alpha1.ActionShedAll
+	p := MakePlan(PlanInput{Spec: spec, Status: st, Now: t0.Add(time.Minute)})
+	if p.Phase != v1alpha1.PhaseShedding || !p.Knobs.Shed || len(p.ExpiredLevers) != 0 || p.ObservedAction != v1alpha1.ActionShedAll {
+		t.Fatalf("the pull was expired by a past expiry: phase %s knobs %+v expired %v", p.Phase, p.Knobs, p.ExpiredLevers)
+	}
+	st = apply(st, p)
+	if again := MakePlan(PlanInput{Spec: spec, Status: st, Now: t0.Add(2 * time.Hour)}); again.Phase != v1alpha1.PhaseShedding || len(again.Transitions) != 0 {
+		t.Fatalf("later passes expire it: phase %s transitions %+v", again.Phase, again.Transitions)
+	}
+
+	t.Log("a new expiry, later than the pull, is honoured")
+	spec.ShedExpiresAt = &metav1.Time{Time: t0.Add(3 * time.Hour)}
+	if p := MakePlan(PlanInput{Spec: spec, Status: st, Now: t0.Add(3 * time.Hour)}); p.ObservedAction != v1alpha1.ActionNormal || p.Knobs.Shed {
+		t.Fatalf("a later expiry did not expire the lever: %s %+v", p.ObservedAction, p.Knobs)
+	}
+}
+
 func TestTheStandingAllowlistExpires(t *testing.T) {
 	spec := sampleSpec(v1alpha1.ActionNormal)
 	spec.AllowRegions = []string{"AU"}

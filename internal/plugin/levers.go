@@ -123,6 +123,15 @@ func (o *Options) flip(ctx context.Context, verb, name string, args []string, ed
 		delete(changed.Annotations, v1alpha1.RequestByAnnotation)
 	}
 
+	// A ShedAll expiry that has already passed (left over from the last incident) would
+	// expire this pull at once: it is cleared, and said so. (The controller ignores such an
+	// expiry too, for a pull made another way: one not later than the pull.)
+	var cleared string
+	if verb == "shed" && changed.Spec.ShedExpiresAt != nil && !changed.Spec.ShedExpiresAt.After(o.Clock.Now()) {
+		cleared = changed.Spec.ShedExpiresAt.UTC().Format(time.RFC3339)
+		changed.Spec.ShedExpiresAt = nil
+	}
+
 	if o.DryRun {
 		return o.preview(ctx, changed)
 	}
@@ -131,16 +140,60 @@ func (o *Options) flip(ctx context.Context, verb, name string, args []string, ed
 		return o.explain(err, "patch", name)
 	}
 	fmt.Fprintf(o.Out, "trafficpolicy/%s: %s requested (%s)\n", name, verb, describeSpec(changed))
+	if cleared != "" {
+		fmt.Fprintf(o.Out, "trafficpolicy/%s: shedExpiresAt %s had already passed: cleared, so it cannot expire this ShedAll\n", name, cleared)
+	}
 	if !o.Wait {
 		return nil
 	}
-	return o.waitFor(ctx, changed, token, start)
+	return o.waitFor(ctx, changed, token, start, leverAsked(verb, changed))
+}
+
+// leverAsked is the action a verb puts in force ("" for a verb that is not a lever of its own).
+func leverAsked(verb string, p *v1alpha1.TrafficPolicy) v1alpha1.Action {
+	switch verb {
+	case "shed", "ramp", "restore":
+		return p.Spec.Action
+	}
+	return ""
+}
+
+// notInForce says why the lever asked for is not the one in force, or not on every target that
+// status lists ("" when it is): the action the controller put in force (an expiry may have
+// returned it), and each listed target that does not carry it.
+func notInForce(p *v1alpha1.TrafficPolicy, asked v1alpha1.Action) string {
+	if asked == "" {
+		return ""
+	}
+	if got := p.Status.ObservedAction; got != asked {
+		why := ""
+		if len(p.Status.ExpiredLevers) > 0 {
+			why = " (expired: " + strings.Join(p.Status.ExpiredLevers, ", ") + ")"
+		}
+		return fmt.Sprintf("the action in force is %s, not %s%s: phase %s", orNone(string(got)), asked, why, p.Status.Phase)
+	}
+	var missing []string
+	for _, t := range p.Status.Targets {
+		if !t.Found {
+			continue
+		}
+		switch {
+		case asked == v1alpha1.ActionShedAll && !t.Applied.Shed:
+			missing = append(missing, fmt.Sprintf("%s %s is not shed", t.Kind, t.Name))
+		case asked == v1alpha1.ActionNormal && (t.Applied.Shed || t.Applied.AdmitPercent > 0 || t.Applied.PerClientRequestsPerSecond > 0):
+			missing = append(missing, fmt.Sprintf("%s %s still has %s", t.Kind, t.Name, describeApplied(t)))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Sprintf("%s is in force, but %s", asked, strings.Join(missing, "; "))
+	}
+	return ""
 }
 
 // waitFor returns when the controller acknowledged the request, or says why it did not: the
 // ramp holds (the step cannot be applied everywhere), or the lever was applied but not to every
 // target and autoscaler (each one named, with why).
-func (o *Options) waitFor(ctx context.Context, p *v1alpha1.TrafficPolicy, token string, start time.Time) error {
+func (o *Options) waitFor(ctx context.Context, p *v1alpha1.TrafficPolicy, token string, start time.Time, asked v1alpha1.Action) error {
 	var acked *v1alpha1.TrafficPolicy
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, o.Timeout, true, func(ctx context.Context) (bool, error) {
 		cur, err := o.get(ctx, p.Name)
@@ -163,6 +216,9 @@ func (o *Options) waitFor(ctx context.Context, p *v1alpha1.TrafficPolicy, token 
 	switch {
 	case acked != nil && awaitingGateway(acked):
 		return fmt.Errorf("trafficpolicy/%s: phase %s is written, but not yet taken by every gateway within %s:\n  %s", p.Name, acked.Status.Phase, o.Timeout, strings.Join(notApplied(acked), "\n  "))
+	case acked != nil && notInForce(acked, asked) != "":
+		// Exit 0 only when the lever asked for is the one in force, on every target.
+		return fmt.Errorf("trafficpolicy/%s: %s not in force: %s", p.Name, asked, notInForce(acked, asked))
 	case acked != nil:
 		fmt.Fprintf(o.Out, "trafficpolicy/%s: applied in %s: phase %s%s\n", p.Name,
 			time.Since(start).Round(time.Millisecond), acked.Status.Phase, progress(acked))

@@ -300,3 +300,51 @@ func TestAFleetBySelectorShowsInDryRunAndEveryTargetInStatusTargets(t *testing.T
 		t.Errorf("after restore every target should be untouched:\n%s", out)
 	}
 }
+
+// A shedExpiresAt left over from the last incident: a new pull of ShedAll is never expired by it,
+// whether it is pulled with the plugin (which clears it and says so) or by editing the spec (the
+// controller ignores an expiry not later than the pull).
+func TestAShedAllExpiryLeftOverFromTheLastIncidentNeverExpiresANewPull(t *testing.T) {
+	past := metav1.NewTime(env.Clock.Now().Add(-time.Hour).Truncate(time.Second))
+	leftOver := func(p *v1alpha1.TrafficPolicy) { p.Spec.ShedExpiresAt = &past }
+
+	t.Run("kubectl floodgate shed clears it and says so", func(t *testing.T) {
+		ns := fixture(t, leftOver)
+		out := must(t, "floodgate", "shed", "api", "-n", ns, "--wait")
+		for _, want := range []string{"shedExpiresAt " + past.UTC().Format(time.RFC3339) + " had already passed: cleared, so it cannot expire this ShedAll", "phase Shedding"} {
+			if !strings.Contains(out, want) {
+				t.Fatalf("shed --wait does not say %q:\n%s", want, out)
+			}
+		}
+		if p := getPolicy(t, ns); p.Spec.ShedExpiresAt != nil || p.Status.ObservedAction != v1alpha1.ActionShedAll {
+			t.Fatalf("expiry %v, action in force %s", p.Spec.ShedExpiresAt, p.Status.ObservedAction)
+		}
+	})
+	t.Run("a spec edit: the controller ignores it", func(t *testing.T) {
+		ns := fixture(t, leftOver)
+		must(t, "patch", "trafficpolicy", "api", "-n", ns, "--type", "merge", "-p", `{"spec":{"action":"ShedAll"}}`)
+		waitPhase(t, ns, v1alpha1.PhaseShedding)
+		env.Clock.Advance(time.Minute)
+		for deadline := time.Now().Add(500 * time.Millisecond); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if p := getPolicy(t, ns); p.Status.Phase != v1alpha1.PhaseShedding || len(p.Status.ExpiredLevers) != 0 {
+				t.Fatalf("the pull was expired by a past expiry: phase %s, expired %v", p.Status.Phase, p.Status.ExpiredLevers)
+			}
+		}
+	})
+}
+
+// --wait exits 0 only when the lever asked for is the one in force: a ShedAll that expired (on
+// the controller's clock) is not reported as applied when shed is asked again.
+func TestShedWaitFailsWhenTheActionInForceIsNotShedAll(t *testing.T) {
+	soon := metav1.NewTime(env.Clock.Now().Add(30 * time.Minute).Truncate(time.Second))
+	ns := fixture(t, func(p *v1alpha1.TrafficPolicy) { p.Spec.ShedExpiresAt = &soon })
+	must(t, "floodgate", "shed", "api", "-n", ns, "--wait")
+	env.Clock.Advance(31 * time.Minute)
+	eventually(t, func() bool { return getPolicy(t, ns).Status.ObservedAction == v1alpha1.ActionNormal })
+	// The plugin's clock is the real one: to it the expiry has not passed, so it is not cleared,
+	// and the controller keeps the expired lever expired.
+	out, err := kubectl(t, env.Kubeconfig, "floodgate", "shed", "api", "-n", ns, "--wait")
+	if err == nil || !strings.Contains(out, "trafficpolicy/api: ShedAll not in force: the action in force is Normal, not ShedAll (expired: ShedAll): phase ") {
+		t.Fatalf("shed --wait must fail and say the action in force; err=%v:\n%s", err, out)
+	}
+}
