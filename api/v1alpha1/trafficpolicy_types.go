@@ -747,6 +747,9 @@ type TargetStatus struct {
 	// judged.
 	// +optional
 	Armed *bool `json:"armed,omitempty"`
+	// ArmedMessage is, when Armed is false, the lever refused and the API server's own message.
+	// +optional
+	ArmedMessage string `json:"armedMessage,omitempty"`
 }
 
 // AutoscalerStatus is the state of one held autoscaler.
@@ -790,6 +793,9 @@ type AutoscalerStatus struct {
 	// unset until judged.
 	// +optional
 	Armed *bool `json:"armed,omitempty"`
+	// ArmedMessage is, when Armed is false, the lever refused and the API server's own message.
+	// +optional
+	ArmedMessage string `json:"armedMessage,omitempty"`
 }
 
 // Transition is one entry of the policy's history.

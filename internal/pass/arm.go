@@ -268,21 +268,27 @@ func NoteArmed(policy *v1alpha1.TrafficPolicy, v *Verdict) {
 	c := core.ArmedCondition(a)
 	c.ObservedGeneration = generation
 	meta.SetStatusCondition(&policy.Status.Conditions, c)
-	armed := func(ref provider.Ref) *bool {
+	armed := func(ref provider.Ref) (*bool, string) {
 		if v == nil {
-			return nil
+			return nil, ""
 		}
-		if ok, judged := v.Objects[ref.Key()]; judged {
-			return &ok
+		ok, judged := v.Objects[ref.Key()]
+		if !judged {
+			return nil, ""
 		}
-		return nil
+		for _, r := range v.Refusals {
+			if r.Ref == ref {
+				return &ok, r.Lever + ": " + r.Message
+			}
+		}
+		return &ok, ""
 	}
 	for i := range policy.Status.Targets {
 		t := &policy.Status.Targets[i]
-		t.Armed = armed(targetRef(t.Group, string(t.Kind), t.Name))
+		t.Armed, t.ArmedMessage = armed(targetRef(t.Group, string(t.Kind), t.Name))
 	}
 	for i := range policy.Status.Autoscalers {
 		s := &policy.Status.Autoscalers[i]
-		s.Armed = armed(autoscalerRef(s.APIGroup, string(s.Kind), s.Name))
+		s.Armed, s.ArmedMessage = armed(autoscalerRef(s.APIGroup, string(s.Kind), s.Name))
 	}
 }

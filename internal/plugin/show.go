@@ -55,6 +55,10 @@ func (o *Options) preview(ctx context.Context, changed *v1alpha1.TrafficPolicy) 
 		fmt.Fprintf(o.Out, "cannot take: %s\n", u)
 	}
 	fmt.Fprintf(o.Out, "targets: %d%s\n", len(res.Targets), firstNames(res.Targets))
+	if c := condition(changed, v1alpha1.ConditionArmed); c != nil {
+		// The API server's own verdict on every lever, from the dry runs at rest.
+		fmt.Fprintf(o.Out, "armed: %s (%s) %s\n", c.Status, c.Reason, c.Message)
+	}
 	n := 0
 	for _, c := range res.Changes {
 		diff, err := diffObjects(c)
@@ -220,7 +224,7 @@ func printStatus(out io.Writer, p *v1alpha1.TrafficPolicy, now time.Time) {
 		}
 	}
 	for _, t := range []string{v1alpha1.ConditionReady, v1alpha1.ConditionDegraded, v1alpha1.ConditionProgressing,
-		v1alpha1.ConditionGateUnknown, v1alpha1.ConditionLeverStale, v1alpha1.ConditionStepUnsupported} {
+		v1alpha1.ConditionGateUnknown, v1alpha1.ConditionLeverStale, v1alpha1.ConditionStepUnsupported, v1alpha1.ConditionArmed} {
 		if c := condition(p, t); c != nil {
 			fmt.Fprintf(w, "%s:\t%s (%s) %s\n", t, c.Status, c.Reason, c.Message)
 		}
@@ -234,6 +238,7 @@ func printStatus(out io.Writer, p *v1alpha1.TrafficPolicy, now time.Time) {
 		for _, u := range t.Unsupported {
 			fmt.Fprintf(w, "  \tcannot take %s\n", u)
 		}
+		fmt.Fprint(w, armedLine(t.Armed, t.ArmedMessage))
 		if c := t.Capabilities; c != nil {
 			limit := "no rate limit"
 			if c.RateLimitStatusCode != 0 {
@@ -272,6 +277,7 @@ func printStatus(out io.Writer, p *v1alpha1.TrafficPolicy, now time.Time) {
 			default:
 				fmt.Fprintf(w, "  %s %s\tnot held\n", kind, a.Name)
 			}
+			fmt.Fprint(w, armedLine(a.Armed, a.ArmedMessage))
 		}
 	}
 	if len(st.KeptChanges) > 0 {
@@ -312,6 +318,17 @@ func printRecordDiff(out io.Writer, name, record string) {
 		diff, _ := unifiedDiff(string(a), string(b), name+" "+f.PathString()+" (yours)", name+" "+f.PathString()+" (Floodgate's, in force)")
 		fmt.Fprint(out, diff)
 	}
+}
+
+// armedLine says what the API server said of an object's levers in a dry run ("" not judged).
+func armedLine(armed *bool, message string) string {
+	switch {
+	case armed == nil:
+		return ""
+	case *armed:
+		return "  \tarmed: the API server accepts every lever\n"
+	}
+	return "  \tNOT ARMED: the API server refuses " + message + "\n"
 }
 
 func describeApplied(t v1alpha1.TargetStatus) string {

@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -95,7 +96,12 @@ func fixture(t *testing.T, mutate func(*v1alpha1.TrafficPolicy)) string {
 		t.Fatal(err)
 	}
 	fixtureIn(t, ns.Name, mutate)
-	eventually(t, func() bool { return getPolicy(t, ns.Name).Status.Phase == v1alpha1.PhaseNormal })
+	// At rest: Normal, and the API server's verdict on the levers written (Armed).
+	eventually(t, func() bool {
+		p := getPolicy(t, ns.Name)
+		armed := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionArmed)
+		return p.Status.Phase == v1alpha1.PhaseNormal && armed != nil && armed.Status != metav1.ConditionUnknown
+	})
 	return ns.Name
 }
 

@@ -48,7 +48,8 @@ func TestARunbookThroughEveryVerb(t *testing.T) {
 		t.Errorf("status does not show the step and the hold left:\n%s", out)
 	}
 	for _, want := range []string{"admit regions AU; 50 requests/s per client per replica",
-		"rate limit PerClientPerReplica, answered 503", "held: no scale-down, minReplicas 5", "(by responder: fleet stable)"} {
+		"rate limit PerClientPerReplica, answered 503", "held: no scale-down, minReplicas 5", "(by responder: fleet stable)",
+		"armed: the API server accepts every lever", "Armed:"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status does not show %q:\n%s", want, out)
 		}
@@ -120,6 +121,7 @@ func TestDryRunPrintsTheDiffOfEveryTargetAndChangesNothing(t *testing.T) {
 		"-  minReplicas: 2",
 		"+  minReplicas: 5",
 		"+      selectPolicy: Disabled",
+		"armed: True (LeversAccepted) the API server accepts, in a dry run, every lever (ShedAll, step 1, step 2, Normal) for 1 target and 1 autoscaler",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dry run does not show %q:\n%s", want, out)
