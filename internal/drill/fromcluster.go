@@ -434,6 +434,9 @@ func defaultRunbook(policy *v1alpha1.TrafficPolicy, cp *copier) []Step {
 	}
 	steps := []Step{
 		{Expect: &Expect{Ref: ref, Fields: map[string]any{"status.phase": string(v1alpha1.PhaseNormal)}}},
+		// The API server (the live cluster's CRDs, copied) judges every lever before any is
+		// pulled: a refusal fails the rehearsal and names the lever, the object and the message.
+		{Name: "every lever armed", Expect: &Expect{Ref: ref, Conditions: map[string]string{v1alpha1.ConditionArmed: string(metav1.ConditionTrue)}}},
 		lever("Shed everything", `shed --reason rehearsal --wait`),
 		{Advance: &metav1.Duration{Duration: time.Minute}},
 	}

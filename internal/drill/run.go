@@ -375,7 +375,7 @@ func (r *runner) check(ctx context.Context, e *Expect) string {
 			got, _, _ = strings.Cut(got, "/")
 		}
 		if got != want {
-			return fmt.Sprintf("condition %s is %q, want %q", t, got, want)
+			return fmt.Sprintf("condition %s is %q, want %q%s", t, got, want, conditionMessage(obj, t))
 		}
 	}
 	if e.SameAsSetup {
@@ -406,6 +406,17 @@ func describeExpect(e *Expect) string {
 		parts = append(parts, fmt.Sprintf("%s=%s", k, e.Conditions[k]))
 	}
 	return fmt.Sprintf("expect %s %s %s", e.Kind, refKey(e.Ref), strings.Join(parts, " "))
+}
+
+// conditionMessage is ": " and a condition's message ("" when it has none).
+func conditionMessage(obj *unstructured.Unstructured, t string) string {
+	conds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
+	for _, c := range conds {
+		if m, _ := c.(map[string]any); m["type"] == t && m["message"] != nil && m["message"] != "" {
+			return fmt.Sprintf(": %v", m["message"])
+		}
+	}
+	return ""
 }
 
 func conditionOf(obj *unstructured.Unstructured, t string) string {

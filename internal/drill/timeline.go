@@ -76,7 +76,7 @@ func flatten(kind string, o *unstructured.Unstructured) map[string]string {
 				f[fmt.Sprintf("gate %v", m["name"])] = fmt.Sprintf("%v %v", m["verdict"], m["reading"])
 			}
 		}
-		for _, t := range []string{"Ready", "Degraded", "GateUnknown", "LeverStale"} {
+		for _, t := range []string{"Ready", "Degraded", "GateUnknown", "LeverStale", "Armed"} {
 			if c := conditionOf(o, t); c != "absent" {
 				f[t] = c
 			}

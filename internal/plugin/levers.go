@@ -174,8 +174,8 @@ func notInForce(p *v1alpha1.TrafficPolicy, asked v1alpha1.Action) string {
 	}
 	var missing []string
 	for _, t := range p.Status.Targets {
-		if !t.Found {
-			continue
+		if !t.Found || t.Reason != "" {
+			continue // a target with a problem is named with its reason (notApplied)
 		}
 		switch {
 		case asked == v1alpha1.ActionShedAll && !t.Applied.Shed:
