@@ -84,7 +84,12 @@ func Proxy(cfg *rest.Config, dir string) (*Counter, string, error) {
 				if info.Subresource != "" {
 					resource += "/" + info.Subresource
 				}
-				c.add(info.Verb + " " + resource)
+				if r.URL.Query().Get("dryRun") != "" {
+					// A server-side dry run persists nothing: counted apart, never as a mutation.
+					c.add("dry-run " + info.Verb + " " + resource)
+				} else {
+					c.add(info.Verb + " " + resource)
+				}
 			} else {
 				c.add(strings.ToLower(r.Method) + " " + r.URL.Path)
 			}

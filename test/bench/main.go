@@ -29,6 +29,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -283,12 +284,33 @@ func (x *b) fleetBySelector() error {
 	}
 	p := policy(ns, "fleet")
 	p.Spec.TargetSelector = &v1alpha1.TargetSelector{MatchLabels: labels}
+	armStart, beforeArm := time.Now(), x.counts.Snapshot()
 	if err := x.create(p); err != nil {
 		return err
 	}
 	if err := x.settled(ns, "fleet", v1alpha1.PhaseNormal); err != nil {
 		return err
 	}
+	// Armed: the API server judged every lever (ShedAll, Normal) for every selected Ingress.
+	if err := poll(10*time.Minute, func() (bool, error) {
+		var cur v1alpha1.TrafficPolicy
+		if err := x.c.Get(x.ctx, client.ObjectKey{Namespace: ns, Name: "fleet"}, &cur); err != nil {
+			return false, err
+		}
+		c := meta.FindStatusCondition(cur.Status.Conditions, v1alpha1.ConditionArmed)
+		return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == cur.Generation &&
+			strings.Contains(c.Message, fmt.Sprintf("for %d targets", *fleet)), nil
+	}); err != nil {
+		return fmt.Errorf("arming the fleet: %w", err)
+	}
+	armed, dryRuns := time.Since(armStart), 0
+	for k, v := range x.counts.Since(beforeArm) {
+		if strings.HasPrefix(k, "dry-run ") {
+			dryRuns += v
+		}
+	}
+	x.add("b", fmt.Sprintf("arming that policy (ShedAll and Normal judged for %d Ingresses): dry-run requests, time from create to Armed", *fleet),
+		fmt.Sprintf("%d requests, %s", dryRuns, secs(armed)), "within the armer's budget (--arm-qps 50)", true)
 	events, stop, err := x.watchIngresses(ns)
 	if err != nil {
 		return err
