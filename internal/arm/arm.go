@@ -157,8 +157,12 @@ func (a *Armer) arm(ctx context.Context, key types.NamespacedName) error {
 	return nil
 }
 
-// sameVerdict reports whether two verdicts say the same in status.
+// sameVerdict reports whether two verdicts say the same of the levers. A verdict that differs
+// only in the generation judged (a flip of the action: the levers are the same) wakes nothing,
+// so a flip costs no second status write; the next pass files the newer generation.
 func sameVerdict(a, b pass.Verdict) bool {
 	a.Fingerprint, b.Fingerprint = "", ""
+	a.Generation, b.Generation = 0, 0
+	a.Requests, b.Requests = 0, 0
 	return reflect.DeepEqual(a, b)
 }
