@@ -267,6 +267,12 @@ func NoteArmed(policy *v1alpha1.TrafficPolicy, v *Verdict) {
 	}
 	c := core.ArmedCondition(a)
 	c.ObservedGeneration = generation
+	if prev := meta.FindStatusCondition(policy.Status.Conditions, v1alpha1.ConditionArmed); prev != nil &&
+		prev.Status == c.Status && prev.Reason == c.Reason && prev.Message == c.Message && prev.ObservedGeneration > 0 {
+		// The same verdict at a later generation (a flip: the levers are the same) is not a
+		// status write of its own: observedGeneration is the generation the verdict was reached.
+		c.ObservedGeneration = prev.ObservedGeneration
+	}
 	meta.SetStatusCondition(&policy.Status.Conditions, c)
 	armed := func(ref provider.Ref) (*bool, string) {
 		if v == nil {
