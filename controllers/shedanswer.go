@@ -17,7 +17,6 @@ import (
 	"floodgate.dev/floodgate/internal/index"
 	"floodgate.dev/floodgate/internal/pass"
 	"floodgate.dev/floodgate/internal/provider"
-	"floodgate.dev/floodgate/internal/provider/gatewayapi"
 	"floodgate.dev/floodgate/internal/shed"
 )
 
@@ -77,22 +76,6 @@ func (r *TrafficPolicyReconciler) servesHTTPRoutes() bool {
 	return err == nil
 }
 
-// routesOf are the routes the policy's observed targets carry.
-func routesOf(obs pass.Observation) []shed.Route {
-	var routes []shed.Route
-	for _, o := range obs.Targets() {
-		switch {
-		case gatewayapi.RouteOf(o) != nil:
-			routes = append(routes, shed.HTTPRouteRoutes(gatewayapi.RouteOf(o))...)
-		default:
-			if ing, ok := o.State.(*networkingv1.Ingress); ok {
-				routes = append(routes, shed.IngressRoutes(ing)...)
-			}
-		}
-	}
-	return routes
-}
-
 // answerProblems say what keeps the policy's shed answer from being its own: a route its targets
 // carry that a policy of another namespace claims too (the shed server answers it with the
 // neutral default, so neither tenant can steer the other's), and a redirect the cluster does not
@@ -102,7 +85,7 @@ func (r *TrafficPolicyReconciler) answerProblems(ctx context.Context, policy *v1
 	if msg := r.RedirectHosts.RedirectRefusal(policy); msg != "" {
 		problems = append(problems, provider.Problem{Reason: v1alpha1.ReasonRedirectNotAllowed, Message: msg})
 	}
-	claims := shed.RouteClaims(policy, routesOf(obs), r.RedirectHosts)
+	claims := shed.RouteClaims(policy, obs.TargetRoutes(), r.RedirectHosts)
 	others, err := r.claimsElsewhere(ctx, policy.Namespace, claims)
 	if err != nil {
 		return problems, err

@@ -12,7 +12,7 @@ import (
 
 	"floodgate.dev/floodgate/internal/gate"
 	"floodgate.dev/floodgate/internal/manager"
-	"floodgate.dev/floodgate/internal/provider/gatewayapi"
+	"floodgate.dev/floodgate/internal/provider/registered"
 	"floodgate.dev/floodgate/internal/shed"
 )
 
@@ -38,7 +38,7 @@ func main() {
 	var redirectHosts string
 	flag.StringVar(&redirectHosts, "shed-redirect-hosts", os.Getenv(shed.RedirectHostsEnv),
 		"comma-separated hosts a shed answer may redirect to (*.example.com for a domain); empty: redirects off (default from $"+shed.RedirectHostsEnv+"; the shed server reads the same)")
-	regexControllers := strings.Join(gatewayapi.DefaultRegexControllers, ",")
+	regexControllers := strings.Join(registered.DefaultRegexHeaderControllers(), ",")
 	flag.StringVar(&regexControllers, "regex-header-controllers", regexControllers,
 		"comma-separated Gateway API controllerNames known to match RegularExpression header matches with RE2/PCRE-compatible syntax: a region allowlist that needs one is refused on routes other gateways serve")
 	flag.DurationVar(&opts.GracefulShutdownTimeout, "graceful-shutdown-timeout", manager.DefaultGracefulShutdownTimeout, "how long a signalled manager may take to stop; the process exits by then whatever happens")

@@ -24,7 +24,7 @@ import (
 
 	"floodgate.dev/floodgate/internal/plugin"
 	"floodgate.dev/floodgate/internal/provider"
-	"floodgate.dev/floodgate/internal/provider/gatewayapi"
+	"floodgate.dev/floodgate/internal/provider/registered"
 )
 
 // DefaultStart is when a drill's clock starts unless the file says otherwise.
@@ -86,11 +86,7 @@ func RunWith(ctx context.Context, f *File, out io.Writer, opts Options) (*Result
 		// The drill plays the gateway: it reports on each HTTPRoute's current generation.
 		gwCtx, stop := context.WithCancel(ctx)
 		defer stop()
-		name := f.Gateway.ControllerName
-		if name == "" {
-			name = gatewayapi.EnvoyGatewayController
-		}
-		go (&gatewayapi.Gateway{Client: env.Client, ControllerName: name}).Run(gwCtx, 20*time.Millisecond)
+		go registered.PlayGateways(gwCtx, env.Client, f.Gateway.ControllerName, 20*time.Millisecond)
 	}
 	r := &runner{env: env, f: f, out: out, began: time.Now(), start: start, res: &Result{Name: f.Name}}
 	res, err := r.run(ctx)

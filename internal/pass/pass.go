@@ -68,6 +68,18 @@ func (o Observation) Targets() []*provider.Observation {
 	return out
 }
 
+// TargetRoutes are the host/path routes the targets the spec names carry, each told by its
+// kind's provider.
+func (o Observation) TargetRoutes() []shed.Route {
+	var out []shed.Route
+	for _, obj := range o.of(provider.Target, false) {
+		if routed, ok := obj.provider.(provider.Routed); ok && obj.obs.Found {
+			out = append(out, routed.Routes(obj.obs)...)
+		}
+	}
+	return out
+}
+
 // Problems are every problem of the objects the spec names, and the policy's own.
 func (o Observation) Problems() []provider.Problem {
 	out := append([]provider.Problem(nil), o.problems...)

@@ -7,7 +7,6 @@ import (
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/core"
 	"floodgate.dev/floodgate/internal/provider"
-	"floodgate.dev/floodgate/internal/provider/hpa"
 )
 
 // PreviewResult is what a change to a policy would do, computed by the reconciler's own code.
@@ -78,7 +77,7 @@ func gatesInStatus(policy *v1alpha1.TrafficPolicy) []v1alpha1.GateStatus {
 // differs from the one assumed, the (pure) plan is made again.
 func (r *Pass) PlanAndObserve(ctx context.Context, policy *v1alpha1.TrafficPolicy, in core.PlanInput) (core.Plan, Observation, error) {
 	if in.DefaultReleaseAfter == 0 {
-		in.DefaultReleaseAfter = hpa.DefaultStabilizationWindow
+		in.DefaultReleaseAfter = provider.DefaultStabilizationWindow
 	}
 	plan := core.MakePlan(in)
 	obs, err := r.Observe(ctx, policy, plan.Knobs)
@@ -100,7 +99,7 @@ func (o Observation) LongestWindow() time.Duration {
 		longest = max(longest, a.obs.StabilizationWindow)
 	}
 	if longest == 0 {
-		return hpa.DefaultStabilizationWindow
+		return provider.DefaultStabilizationWindow
 	}
 	return longest
 }

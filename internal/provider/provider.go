@@ -24,6 +24,7 @@ import (
 	"floodgate.dev/floodgate/internal/knobs"
 	"floodgate.dev/floodgate/internal/owned"
 	"floodgate.dev/floodgate/internal/restore"
+	"floodgate.dev/floodgate/internal/shed"
 )
 
 // Role is what a kind of object does for a policy.
@@ -56,6 +57,10 @@ func (r Ref) String() string { return r.Kind + " " + r.Name }
 
 // Key identifies the object among a policy's: group, kind and name.
 func (r Ref) Key() string { return r.Group + "/" + r.Kind + "/" + r.Name }
+
+// DefaultStabilizationWindow is an autoscaler's scale-down stabilization window when it sets
+// none: the HPA's default, which a KEDA ScaledObject's HPA inherits.
+const DefaultStabilizationWindow = 300 * time.Second
 
 // Desired is what a policy asks of one object now: zero puts it back as it was.
 type Desired struct {
@@ -263,6 +268,12 @@ type Selecting interface {
 // others. Related returns those others, from the cache, read only.
 type Related interface {
 	Related(ctx context.Context, obj client.Object) ([]client.Object, error)
+}
+
+// Routed is a target provider whose objects carry traffic by host and path: the routes an
+// observed object serves, for the shed server's table and the claims across namespaces.
+type Routed interface {
+	Routes(obs *Observation) []shed.Route
 }
 
 // Companioned is a target provider that gives a target companion objects of its own kind: their

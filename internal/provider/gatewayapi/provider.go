@@ -140,10 +140,10 @@ func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, 
 	return obs, nil
 }
 
-// RouteOf is the HTTPRoute an observation read (nil: not an HTTPRoute's, or not found).
-func RouteOf(obs *provider.Observation) *gatewayv1.HTTPRoute {
-	if st, ok := obs.State.(*observed); ok {
-		return st.route
+// Routes are the host/path routes of the HTTPRoute an observation read (none: not found).
+func (p *Provider) Routes(obs *provider.Observation) []shed.Route {
+	if st, ok := obs.State.(*observed); ok && st.route != nil {
+		return shed.HTTPRouteRoutes(st.route)
 	}
 	return nil
 }

@@ -29,8 +29,6 @@ var (
 	pathBehavior    = []string{"spec", "behavior"}
 )
 
-// DefaultStabilizationWindow is the HPA's default scale-down stabilization window.
-const DefaultStabilizationWindow = 300 * time.Second
 
 // BoundedScaleDown is the scale-down policy while a hold is released: at most 10% of the
 // replicas per minute.
@@ -64,7 +62,7 @@ type observed struct {
 
 // Observe reads the autoscaler, and the workload's replicas when a hold begins; it writes nothing.
 func (h *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, ref provider.Ref, d provider.Desired) (*provider.Observation, error) {
-	obs := &provider.Observation{Ref: ref, StabilizationWindow: DefaultStabilizationWindow}
+	obs := &provider.Observation{Ref: ref, StabilizationWindow: provider.DefaultStabilizationWindow}
 	var hpa autoscalingv2.HorizontalPodAutoscaler
 	err := h.Client.Get(ctx, client.ObjectKey{Namespace: policy.Namespace, Name: ref.Name}, &hpa)
 	if apierrors.IsNotFound(err) {
@@ -253,7 +251,7 @@ func originalBehavior(hpa *autoscalingv2.HorizontalPodAutoscaler, rec *restore.R
 
 func stabilizationWindow(b *autoscalingv2.HorizontalPodAutoscalerBehavior) time.Duration {
 	if b == nil || b.ScaleDown == nil || b.ScaleDown.StabilizationWindowSeconds == nil {
-		return DefaultStabilizationWindow
+		return provider.DefaultStabilizationWindow
 	}
 	return time.Duration(*b.ScaleDown.StabilizationWindowSeconds) * time.Second
 }

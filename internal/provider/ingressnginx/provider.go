@@ -358,3 +358,11 @@ func toUnstructured(obj *networkingv1.Ingress) *unstructured.Unstructured {
 	}
 	return u
 }
+
+// Routes are the host/path routes of the Ingress an observation read (none: not found).
+func (p *Provider) Routes(obs *provider.Observation) []shed.Route {
+	if ing, ok := obs.State.(*networkingv1.Ingress); ok {
+		return shed.IngressRoutes(ing)
+	}
+	return nil
+}

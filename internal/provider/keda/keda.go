@@ -82,7 +82,7 @@ type observed struct {
 
 // Observe reads the ScaledObject, and its scale target's replicas when a hold begins.
 func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, ref provider.Ref, d provider.Desired) (*provider.Observation, error) {
-	obs := &provider.Observation{Ref: ref, StabilizationWindow: hpa.DefaultStabilizationWindow}
+	obs := &provider.Observation{Ref: ref, StabilizationWindow: provider.DefaultStabilizationWindow}
 	so := &unstructured.Unstructured{}
 	so.SetGroupVersionKind(GVK)
 	err := p.Client.Get(ctx, client.ObjectKey{Namespace: policy.Namespace, Name: ref.Name}, so)
@@ -232,12 +232,12 @@ func (p *Provider) targetReplicas(ctx context.Context, so *unstructured.Unstruct
 func stabilizationWindow(behavior any) time.Duration {
 	b, ok := behavior.(map[string]any)
 	if !ok {
-		return hpa.DefaultStabilizationWindow
+		return provider.DefaultStabilizationWindow
 	}
 	if s, found, _ := unstructured.NestedInt64(b, "scaleDown", "stabilizationWindowSeconds"); found {
 		return time.Duration(s) * time.Second
 	}
-	return hpa.DefaultStabilizationWindow
+	return provider.DefaultStabilizationWindow
 }
 
 func joined(path []string) string { return strings.Join(path, ".") }

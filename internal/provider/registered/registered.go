@@ -3,6 +3,10 @@
 package registered
 
 import (
+	"context"
+	"slices"
+	"time"
+
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"floodgate.dev/floodgate/internal/provider"
@@ -43,4 +47,21 @@ func NewRegistry(c client.Client, settings ...Settings) *provider.Registry {
 		&keda.Provider{Client: c},
 	)
 	return r
+}
+
+// DefaultRegexHeaderControllers are the Gateway API controllerNames known to match
+// RegularExpression header matches with RE2/PCRE-compatible syntax, by default (the manager's
+// --regex-header-controllers).
+func DefaultRegexHeaderControllers() []string {
+	return slices.Clone(gatewayapi.DefaultRegexControllers)
+}
+
+// PlayGateways plays, where no gateway runs (drills), the data planes' part in a verdict: every
+// HTTPRoute is reported on at its current generation by the gateway of controllerName ("":
+// Envoy Gateway's), every interval until ctx ends.
+func PlayGateways(ctx context.Context, c client.Client, controllerName string, interval time.Duration) {
+	if controllerName == "" {
+		controllerName = gatewayapi.EnvoyGatewayController
+	}
+	(&gatewayapi.Gateway{Client: c, ControllerName: controllerName}).Run(ctx, interval)
 }
