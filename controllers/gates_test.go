@@ -11,7 +11,6 @@ import (
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -42,15 +41,8 @@ func gate(ns, name string) func() v1alpha1.GateStatus {
 	}
 }
 
-func conditionOf(ns, t string) func() string {
-	return func() string {
-		c := meta.FindStatusCondition(getPolicy(ns, "api-gateway").Status.Conditions, t)
-		if c == nil {
-			return ""
-		}
-		return string(c.Status) + " " + c.Reason + ": " + c.Message
-	}
-}
+// conditionOf is the condition t of the sample policy, as "STATUS Reason: message".
+func conditionOf(ns, t string) func() string { return conditionOfPolicy(ns, "api-gateway", t) }
 
 var _ = Describe("a ramp that advances on evidence", func() {
 	It("moves on only when the fleet is ready and the webhook agrees, for passFor, and holds on a silent webhook", func() {

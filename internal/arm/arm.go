@@ -38,8 +38,6 @@ type Armer struct {
 
 	mu       sync.Mutex
 	verdicts map[types.NamespacedName]held
-	// DryRuns counts the writes submitted in dry run (for benchmarks and tests).
-	dryRuns int
 }
 
 type held struct {
@@ -82,13 +80,6 @@ func (a *Armer) Forget(key types.NamespacedName) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.verdicts, key)
-}
-
-// DryRuns is how many writes were submitted in dry run so far.
-func (a *Armer) DryRuns() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.dryRuns
 }
 
 // Start arms until ctx ends (a manager Runnable: only the leader arms).
@@ -141,9 +132,6 @@ func (a *Armer) arm(ctx context.Context, key types.NamespacedName) error {
 		return nil
 	}
 	verdict, err := a.pass.DryRun(ctx, &policy, armament)
-	a.mu.Lock()
-	a.dryRuns += verdict.Requests
-	a.mu.Unlock()
 	if err != nil {
 		return err // not judged now (pass.ErrNotJudged): again later, with a backoff
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"golang.org/x/sync/errgroup"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -133,7 +134,7 @@ func (r *Pass) RenderLevers(ctx context.Context, policy *v1alpha1.TrafficPolicy,
 // API server keeps for itself, its companions, what it removes).
 func writeKey(ref provider.Ref, ch provider.Change) (string, error) {
 	var after map[string]any
-	if ch.After != nil && ch.Before != nil && !equalUser(ch.Before, ch.After) {
+	if ch.After != nil && ch.Before != nil && !equality.Semantic.DeepEqual(ch.Before.Object, ch.After.Object) {
 		after = ch.After.DeepCopy().Object
 		unstructured.RemoveNestedField(after, "status")
 		unstructured.RemoveNestedField(after, "metadata", "resourceVersion")
@@ -152,12 +153,6 @@ func writeKey(ref provider.Ref, ch provider.Change) (string, error) {
 	}
 	sum := sha256.Sum256(b)
 	return ref.Key() + "@" + hex.EncodeToString(sum[:8]), nil
-}
-
-func equalUser(a, b *unstructured.Unstructured) bool {
-	ja, _ := json.Marshal(a.Object)
-	jb, _ := json.Marshal(b.Object)
-	return string(ja) == string(jb)
 }
 
 // DryRunParallelism is how many dry-run writes one armament sends at once.

@@ -29,7 +29,6 @@ var (
 	pathBehavior    = []string{"spec", "behavior"}
 )
 
-
 // BoundedScaleDown is the scale-down policy while a hold is released: at most 10% of the
 // replicas per minute.
 var BoundedScaleDown = []any{map[string]any{"type": "Percent", "value": int64(10), "periodSeconds": int64(60)}}
