@@ -21,6 +21,7 @@ import (
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/plugin"
 	"floodgate.dev/floodgate/internal/restore"
+	"floodgate.dev/floodgate/test/fixtures"
 )
 
 const (
@@ -319,27 +320,9 @@ func editRoute(t *testing.T, ns string, edit func(*gatewayv1.HTTPRoute)) {
 // bigRules are 15 rules of 8 matches, each on a header a team's own edge sets, of about 150 KB
 // of JSON in all: a route whose restore record, uncompressed, would hold the rules twice and
 // take the route's annotations past the API server's 256 KiB.
-func bigRules() []gatewayv1.HTTPRouteRule {
-	var rules []gatewayv1.HTTPRouteRule
-	for i := range 15 {
-		rule := gatewayv1.HTTPRouteRule{BackendRefs: []gatewayv1.HTTPBackendRef{backendRef("api", 80)}}
-		for j := range 8 {
-			m := pathPrefix(fmt.Sprintf("/api/v%d/tenants/%03d", i, j))
-			var features []string
-			for k := range 56 {
-				features = append(features, fmt.Sprintf("feature-%02d-%03d-%02d", i, j, k))
-			}
-			m.Headers = []gatewayv1.HTTPHeaderMatch{{Name: "X-Tenant-Plan", Value: fmt.Sprintf("tenant=%03d-%03d;plan=enterprise;region=ap-southeast-2;features=%s", i, j, strings.Join(features, ","))}}
-			rule.Matches = append(rule.Matches, m)
-		}
-		rules = append(rules, rule)
-	}
-	return rules
-}
-
 func TestShedAllOnARouteOf150KBOfRulesIsArmedAppliedAndRestoredExactly(t *testing.T) {
 	ns := fixture(t, "big-route")
-	editRoute(t, ns, func(r *gatewayv1.HTTPRoute) { r.Spec.Rules = bigRules() })
+	editRoute(t, ns, func(r *gatewayv1.HTTPRoute) { r.Spec.Rules = fixtures.LargeRules("api", 80) })
 	before := getRoute(t, ns)
 	if b, _ := json.Marshal(before.Spec.Rules); len(b) < 140_000 {
 		t.Fatalf("the rules are %d bytes of JSON, want about 150 KB", len(b))
