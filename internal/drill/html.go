@@ -14,8 +14,9 @@ import (
 // WriteHTML writes the drills as one self-contained HTML page (no network, no scripts, no
 // fonts): per drill an SVG timeline over drill time (the admitted share of traffic and the
 // per-client rate, the autoscaler's minimum and scale-down hold, ramp step boundaries, gate
-// verdicts, each flip with who and why, each expectation as a pass or fail mark, a mark per
-// runbook step with its changes on hover), and below it every step with the objects' diffs.
+// verdicts, each change of the Armed verdict with the API server's message, each flip with who
+// and why, each expectation as a pass or fail mark, a mark per runbook step with its changes on
+// hover), and below it every step with the objects' diffs.
 func WriteHTML(w io.Writer, results []*Result) error {
 	page := htmlPage{Generated: "Floodgate drill report"}
 	for _, r := range results {
@@ -42,10 +43,11 @@ const (
 	laneScale   = 286
 	scaleH      = 70
 	laneGates   = 386
-	laneExpect  = 418
-	laneSteps   = 450
-	axisY       = 490
-	chartHeight = 520
+	laneArmed   = 418
+	laneExpect  = 450
+	laneSteps   = 482
+	axisY       = 522
+	chartHeight = 552
 )
 
 type drillChart struct {
@@ -61,6 +63,7 @@ type drillChart struct {
 	Boundaries                 []boundary
 	Flips                      []mark
 	Gates                      []mark
+	Armed                      []mark
 	Expects                    []mark
 	Steps                      []mark
 	Ticks                      []tick
@@ -122,7 +125,7 @@ func chartOf(r *Result) drillChart {
 	}
 	end := r.Start.Add(span)
 	c.Lanes = []lane{{laneFlips, "levers pulled"}, {laneTraffic + trafficH/2, "admitted traffic"}, {laneRate + rateH/2, "per-client rate"},
-		{laneScale + scaleH/2, "autoscaler minimum"}, {laneGates, "gate verdicts"}, {laneExpect, "expectations"}, {laneSteps, "runbook steps"}}
+		{laneScale + scaleH/2, "autoscaler minimum"}, {laneGates, "gate verdicts"}, {laneArmed, "levers armed"}, {laneExpect, "expectations"}, {laneSteps, "runbook steps"}}
 
 	// The state in force from each row to the next.
 	var maxRate, maxMin float64 = 1, 1
@@ -134,6 +137,7 @@ func chartOf(r *Result) drillChart {
 	}
 	var rate, scale strings.Builder
 	var lastRate int32
+	lastArmed := ""
 	for i, row := range r.Rows {
 		s := row.State
 		if s == nil {
@@ -168,6 +172,11 @@ func chartOf(r *Result) drillChart {
 		}
 		if s.ScaleDownDisabled && x1 > x0 {
 			c.Holds = append(c.Holds, box{X: x0, Y: laneScale, W: x1 - x0, H: scaleH})
+		}
+		if s.Armed != "" && s.Armed+s.ArmedMessage != lastArmed {
+			lastArmed = s.Armed + s.ArmedMessage
+			c.Armed = append(c.Armed, mark{X: x(row.StateAt), Y: laneArmed, Class: "armed-" + strings.ToLower(s.Armed),
+				Title: fmt.Sprintf("%s Armed %s: %s", row.StateAt.UTC().Format("15:04"), s.Armed, s.ArmedMessage)})
 		}
 		for _, g := range s.Gates {
 			c.Gates = append(c.Gates, mark{X: x(row.At), Y: laneGates, Class: "gate-" + strings.ToLower(string(g.Verdict)),
@@ -283,6 +292,7 @@ svg text { font-family: inherit; font-size: 11px; fill: #1d2330; }
 .hold { fill: #e57373; opacity: 0.18; }
 .boundary { stroke: #8a93a3; stroke-dasharray: 4 3; } .boundary-label { fill: #5b6270; font-size: 10px; }
 .flip { fill: #c62828; } .gate-pass { fill: #18794e; } .gate-fail { fill: #c62828; } .gate-unknown { fill: #9aa1ad; }
+.armed-true { fill: #18794e; } .armed-false { fill: #c62828; } .armed-unknown { fill: #9aa1ad; }
 .expect-pass { fill: #18794e; font-size: 14px; } .expect-fail { fill: #c62828; font-size: 14px; font-weight: 700; }
 .step-mark { fill: #4f5b73; } .step-expect { fill: #18794e; } .step-run { fill: #c62828; } .step-advance { fill: #9aa1ad; }
 .axis { stroke: #c5cad3; } .tick { fill: #5b6270; font-size: 10px; }
@@ -318,6 +328,8 @@ pre { margin: 4px 0; white-space: pre-wrap; font-size: 12px; }
 {{range .Flips}}<g class="flip-mark"><path class="flip" d="M{{.X}} {{.Y}} l-6 -10 h12 z"/><text x="{{.X}}" y="{{.Y}}" dx="8" dy="-2">{{.Text}}</text><title>{{.Title}}</title></g>
 {{end}}
 {{range .Gates}}<circle class="{{.Class}}" cx="{{.X}}" cy="{{.Y}}" r="5"><title>{{.Title}}</title></circle>
+{{end}}
+{{range .Armed}}<rect class="{{.Class}}" x="{{.X}}" y="{{.Y}}" width="10" height="10" transform="translate(-5 -5)"><title>{{.Title}}</title></rect>
 {{end}}
 {{range .Expects}}<text class="{{.Class}}" x="{{.X}}" y="{{.Y}}" dy="5" text-anchor="middle">{{.Text}}<title>{{.Title}}</title></text>
 {{end}}

@@ -2,6 +2,7 @@ package drill
 
 import (
 	"context"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"sort"
 	"strings"
 
@@ -27,6 +28,9 @@ type State struct {
 	ScaleDownDisabled bool
 	Gates             []v1alpha1.GateStatus
 	History           []v1alpha1.Transition
+	// Armed is the policy's Armed condition ("" while it has none): whether the API server has
+	// accepted every lever, and its message.
+	Armed, ArmedMessage string
 }
 
 // state reads the first policy of the watched namespaces (by namespace and name) and its first
@@ -45,6 +49,9 @@ func (r *runner) state(ctx context.Context) *State {
 	sort.Slice(all, func(i, j int) bool { return all[i].Namespace+"/"+all[i].Name < all[j].Namespace+"/"+all[j].Name })
 	p := &all[0]
 	s := &State{Policy: p.Namespace + "/" + p.Name, Action: p.Spec.Action, Phase: p.Status.Phase, History: p.Status.History}
+	if c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionArmed); c != nil {
+		s.Armed, s.ArmedMessage = string(c.Status), c.Message
+	}
 	if p.Status.Ramp != nil {
 		s.Step, s.Steps = p.Status.Ramp.Step, p.Status.Ramp.Steps
 		s.Gates = p.Status.Ramp.Gates

@@ -89,6 +89,12 @@ func TestTheCanvaDrillsReportRendersInChromiumWithAMarkPerStep(t *testing.T) {
 	if got := count("expect-pass"); got != expects {
 		t.Errorf("%d passing expectation marks, want %d", got, expects)
 	}
+	if got := count("armed-true"); got < 1 {
+		t.Errorf("no mark says the levers are armed (Armed True)")
+	}
+	if got := count("armed-false"); got != 0 {
+		t.Errorf("%d marks say a lever is refused; the Canva drill's levers are all accepted", got)
+	}
 	if got := count("flip-mark"); got != 2 {
 		t.Errorf("%d flips marked, want 2 (ShedAll, Ramp)", got)
 	}
@@ -99,7 +105,7 @@ func TestTheCanvaDrillsReportRendersInChromiumWithAMarkPerStep(t *testing.T) {
 	}
 
 	png := filepath.Join(t.TempDir(), "drill.png")
-	chromium(t, "--window-size=1220,760", "--screenshot="+png, "file://"+file)
+	chromium(t, "--window-size=1220,800", "--screenshot="+png, "file://"+file)
 	if b, err := os.ReadFile(png); err != nil || len(b) < 10000 || !bytes.HasPrefix(b, []byte("\x89PNG")) {
 		t.Fatalf("no screenshot: %d bytes, %v", len(b), err)
 	}
