@@ -4,7 +4,10 @@
 package apicount
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -14,8 +17,10 @@ import (
 	"strings"
 	"sync"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apiserver/pkg/endpoints/request"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 )
 
@@ -84,7 +89,7 @@ func Proxy(cfg *rest.Config, dir string) (*Counter, string, error) {
 				if info.Subresource != "" {
 					resource += "/" + info.Subresource
 				}
-				if r.URL.Query().Get("dryRun") != "" {
+				if dryRun(r) {
 					// A server-side dry run persists nothing: counted apart, never as a mutation.
 					c.add("dry-run " + info.Verb + " " + resource)
 				} else {
@@ -105,6 +110,29 @@ contexts: [{name: bench, context: {cluster: bench, user: bench}}]
 current-context: bench
 `, l.Addr())
 	return c, kubeconfig, os.WriteFile(kubeconfig, []byte(data), 0o600)
+}
+
+// dryRun says whether r asks for a server-side dry run: in its query, or, for a delete, in the
+// DeleteOptions of its body (where client-go sends it, as protobuf for built-in kinds).
+func dryRun(r *http.Request) bool {
+	if r.URL.Query().Get("dryRun") != "" {
+		return true
+	}
+	if r.Method != http.MethodDelete || r.Body == nil {
+		return false
+	}
+	body, err := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil || len(body) == 0 {
+		return false
+	}
+	if bytes.HasPrefix(body, []byte("k8s\x00")) { // protobuf, as client-go sends built-in kinds
+		obj, _, err := clientgoscheme.Codecs.UniversalDeserializer().Decode(body, nil, nil)
+		opts, ok := obj.(*metav1.DeleteOptions)
+		return err == nil && ok && len(opts.DryRun) > 0
+	}
+	var opts metav1.DeleteOptions
+	return json.Unmarshal(body, &opts) == nil && len(opts.DryRun) > 0
 }
 
 // Mutating is the counted requests that change something (create, update, patch, delete,
