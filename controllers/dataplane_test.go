@@ -13,6 +13,8 @@ import (
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/manager"
 	"floodgate.dev/floodgate/internal/provider/ingressnginx"
+	"floodgate.dev/floodgate/internal/shed"
+	"floodgate.dev/floodgate/test/fixtures"
 )
 
 // Data-plane safety: what Floodgate writes never takes the ingress controller down, and a lever
@@ -58,7 +60,47 @@ var _ = Describe("the data plane", func() {
 		setShedPodsReady(true)
 		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("True " + v1alpha1.ReasonApplied))
 	})
+
+	DescribeTable("under ShedAll, follows the shed pods: the companion mirrors their conditions exactly and status says the shed cannot be answered",
+		func(fault fixtures.ShedPodFault) {
+			policy := samplePolicy(ns, v1alpha1.ActionShedAll)
+			policy.Spec.AutoscalerRefs = nil
+			create(sampleIngress(ns), policy)
+			Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("True " + v1alpha1.ReasonApplied))
+
+			restore, err := fixtures.SetShedPods(ctx, k8s, fault.Endpoints)
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(restore)
+			Eventually(companionEndpoints(ns, shed.CompanionServiceName(policy.Name))).Should(ConsistOf(fault.Endpoints))
+			Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("False " + v1alpha1.ReasonNoShedBackend + ": not shedding"))
+			if fault.Draining > 0 {
+				Expect(conditionOf(ns, v1alpha1.ConditionReady)()).To(ContainSubstring("1 terminating shed endpoint(s) still serve"))
+			}
+			Expect(conditionOf(ns, v1alpha1.ConditionDegraded)()).To(HavePrefix("True " + v1alpha1.ReasonNoShedBackend))
+
+			Expect(restore()).To(Succeed())
+			Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("True " + v1alpha1.ReasonApplied))
+		},
+		func() []TableEntry {
+			var entries []TableEntry
+			for _, f := range fixtures.ShedPodFaults() {
+				entries = append(entries, Entry("the shed pods "+f.Name, f))
+			}
+			return entries
+		}(),
+	)
 })
+
+// companionEndpoints reads the endpoints of a policy's shed companion EndpointSlice.
+func companionEndpoints(ns, name string) func() []discoveryv1.Endpoint {
+	return func() []discoveryv1.Endpoint {
+		slice := &discoveryv1.EndpointSlice{}
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, slice); err != nil {
+			return nil
+		}
+		return slice.Endpoints
+	}
+}
 
 // setShedPodsReady marks the stand-in shed pods ready or not, as the EndpointSlice controller would.
 func setShedPodsReady(ready bool) {

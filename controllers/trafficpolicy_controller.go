@@ -514,7 +514,9 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		Watches(&v1alpha1.TrafficPolicy{}, handler.EnqueueRequestsFromMapFunc(r.mapSharedHosts),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.mapGatedOn)).
-		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(everywhere, routingToShed)),
+		// A change of the shed pods wakes every policy with a shed companion, whatever its targets'
+		// kind: the companion mirrors them, and status says whether the shed can be answered.
+		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.mapShedCompanions),
 			builder.WithPredicates(predicate.NewPredicateFuncs(r.isShedBackendSlice))).
 		WithOptions(opts).
 		Named("trafficpolicy").
@@ -562,9 +564,29 @@ func (r *TrafficPolicyReconciler) mapGatedOn(ctx context.Context, obj client.Obj
 	return out
 }
 
-// routingToShed keeps the policies whose canaries route to the shed pods.
-func routingToShed(_ client.Object, p *v1alpha1.TrafficPolicy) bool {
-	return slices.ContainsFunc(p.Status.Targets, func(t v1alpha1.TargetStatus) bool { return t.Companion != "" })
+// mapShedCompanions maps a change of the shed pods to the policies controlling a shed
+// companion EndpointSlice (the one mechanism for every target kind: canaries and routes alike
+// reach the shed pods through it).
+func (r *TrafficPolicyReconciler) mapShedCompanions(ctx context.Context, _ client.Object) []reconcile.Request {
+	var companions discoveryv1.EndpointSliceList
+	if err := r.Client.List(ctx, &companions, client.MatchingLabels{discoveryv1.LabelManagedBy: shed.ManagedBy}, client.UnsafeDisableDeepCopy); err != nil {
+		logf.FromContext(ctx).Error(err, "listing the shed companions for a change of the shed pods")
+		return nil
+	}
+	seen := map[types.NamespacedName]bool{}
+	var out []reconcile.Request
+	for i := range companions.Items {
+		owner := metav1.GetControllerOf(&companions.Items[i])
+		if owner == nil || owner.Kind != "TrafficPolicy" || owner.APIVersion != v1alpha1.GroupVersion.String() {
+			continue
+		}
+		key := types.NamespacedName{Namespace: companions.Items[i].Namespace, Name: owner.Name}
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, reconcile.Request{NamespacedName: key})
+		}
+	}
+	return out
 }
 
 func (r *TrafficPolicyReconciler) isShedBackendSlice(obj client.Object) bool {

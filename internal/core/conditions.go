@@ -30,6 +30,8 @@ type Outcome struct {
 	KeptOthers []string
 	// ShedEndpoints is the number of ready shed endpoints, or -1 when nothing is shed.
 	ShedEndpoints int
+	// ShedDraining is the number of shed endpoints terminating but still serving.
+	ShedDraining int
 	// UnknownGate says which gate has no trustworthy reading and why ("" when none).
 	UnknownGate string
 	// StaleFor is staleAfter, when the lever has been pulled longer than that ("" otherwise).
@@ -64,16 +66,24 @@ func readyCondition(o Outcome) metav1.Condition {
 	case o.Phase == v1alpha1.PhaseRestoring:
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonPending, "restoring the targets' originals"
 	case o.ShedEndpoints == 0:
-		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonNoShedBackend, noShedBackend
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonNoShedBackend, noShedBackend(o.ShedDraining)
 	default:
 		c.Status, c.Reason, c.Message = metav1.ConditionTrue, v1alpha1.ReasonApplied, fmt.Sprintf("phase %s is applied to every target", o.Phase)
 	}
 	return c
 }
 
-// noShedBackend says what a shed backend without ready endpoints means for the lever.
-const noShedBackend = "not shedding: the shed backend has no ready endpoints, and ingress-nginx skips a canary whose " +
-	"backend has none, so requests still reach the main backend; check the floodgate-shed Deployment in the shed namespace"
+// noShedBackend says what a shed backend without ready endpoints means for the lever, on each
+// data plane: draining endpoints are terminating but still serving.
+func noShedBackend(draining int) string {
+	msg := "not shedding: the shed backend has no ready endpoints, and ingress-nginx skips a canary whose " +
+		"backend has none, so requests still reach the main backend; a gateway answers a shed rule whose backend has " +
+		"none with its own 5xx and no Retry-After"
+	if draining > 0 {
+		msg += fmt.Sprintf("; %d terminating shed endpoint(s) still serve, and Traefik and Envoy send to them until they go", draining)
+	}
+	return msg + "; check the floodgate-shed Deployment in the shed namespace"
+}
 
 func progressingCondition(o Outcome) metav1.Condition {
 	c := metav1.Condition{Type: v1alpha1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonIdle, Message: "no ramp or release under way"}
@@ -119,7 +129,7 @@ func degradedCondition(o Outcome) metav1.Condition {
 		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonFieldChanged
 		c.Message = "changed by someone else after Floodgate, kept as they are: " + strings.Join(o.KeptOthers, ", ")
 	case o.ShedEndpoints == 0:
-		c.Status, c.Reason, c.Message = metav1.ConditionTrue, v1alpha1.ReasonNoShedBackend, noShedBackend
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, v1alpha1.ReasonNoShedBackend, noShedBackend(o.ShedDraining)
 	}
 	return c
 }

@@ -77,10 +77,10 @@ func (r *Pass) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, k knob
 	// before the first canary routes to it, and goes with the policy.
 	standing := covering && policy.DeletionTimestamp.IsZero()
 	if standing {
-		ready, err := r.Shed.EnsureCompanion(ctx, r.Client, policy)
+		endpoints, err := r.Shed.EnsureCompanion(ctx, r.Client, policy)
 		switch {
 		case err == nil && shedding:
-			outcome.ShedEndpoints = ready
+			outcome.ShedEndpoints, outcome.ShedDraining = endpoints.Ready, endpoints.Draining
 		case err != nil && shedding:
 			for _, w := range writes {
 				if w != nil && w.err == nil && w.obj.role == provider.Target && w.d.Knobs.Sheds() && w.obj.obs.Found {

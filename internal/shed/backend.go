@@ -54,9 +54,18 @@ func CompanionServiceName(policy string) string {
 	return owned.DNSLabel("floodgate-shed", policy)
 }
 
+// Endpoints counts the shed endpoints a companion points at, as a data plane reads them.
+type Endpoints struct {
+	// Ready endpoints take new requests on every data plane.
+	Ready int
+	// Draining endpoints are terminating but still serving: some data planes (Traefik, Envoy)
+	// send requests to them while no endpoint is ready; ingress-nginx never does.
+	Draining int
+}
+
 // EnsureCompanion creates or updates the policy's shed Service and EndpointSlice, and returns
-// how many ready shed endpoints they point at.
-func (b Backend) EnsureCompanion(ctx context.Context, c client.Client, policy *v1alpha1.TrafficPolicy) (ready int, err error) {
+// what shed endpoints they point at.
+func (b Backend) EnsureCompanion(ctx context.Context, c client.Client, policy *v1alpha1.TrafficPolicy) (counted Endpoints, err error) {
 	name := CompanionServiceName(policy.Name)
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: policy.Namespace},
@@ -82,13 +91,13 @@ func (b Backend) EnsureCompanion(ctx context.Context, c client.Client, policy *v
 	})
 	defer func() {
 		if serr := serviceWritten.Wait(); serr != nil {
-			ready, err = 0, errors.Join(serr, err)
+			counted, err = Endpoints{}, errors.Join(serr, err)
 		}
 	}()
 
 	endpoints, err := b.endpoints(ctx, c)
 	if err != nil {
-		return 0, err
+		return Endpoints{}, err
 	}
 	slice := &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{
@@ -116,14 +125,24 @@ func (b Backend) EnsureCompanion(ctx context.Context, c client.Client, policy *v
 		}
 		desired.Labels = labels
 	}); err != nil {
-		return 0, fmt.Errorf("shed EndpointSlice: %w", err)
+		return Endpoints{}, fmt.Errorf("shed EndpointSlice: %w", err)
 	}
+	return Count(endpoints), nil
+}
+
+// Count counts endpoints the way the EndpointSlice API defines their conditions: ready and
+// serving when unset, terminating when set.
+func Count(endpoints []discoveryv1.Endpoint) Endpoints {
+	var n Endpoints
 	for _, e := range endpoints {
-		if ptr.Deref(e.Conditions.Ready, true) {
-			ready++
+		switch c := e.Conditions; {
+		case ptr.Deref(c.Ready, true):
+			n.Ready++
+		case ptr.Deref(c.Serving, true) && ptr.Deref(c.Terminating, false):
+			n.Draining++
 		}
 	}
-	return ready, nil
+	return n
 }
 
 // CompanionsNotOurs names each of the policy's shed Service and EndpointSlice names held by an
@@ -180,8 +199,9 @@ func RemoveCompanions(ctx context.Context, c client.Client, policy *v1alpha1.Tra
 	return nil
 }
 
-// endpoints are the shed pods' IPv4 addresses, from the shed Service's EndpointSlices, sorted
-// so an unchanged set renders identically.
+// endpoints are the shed pods' IPv4 addresses with their conditions (ready, serving and
+// terminating, exactly: a data plane reads all three, and an unset one means something), from the
+// shed Service's EndpointSlices, sorted so an unchanged set renders identically.
 func (b Backend) endpoints(ctx context.Context, c client.Client) ([]discoveryv1.Endpoint, error) {
 	var slices discoveryv1.EndpointSliceList
 	if err := c.List(ctx, &slices, client.InNamespace(b.Namespace),
@@ -196,7 +216,7 @@ func (b Backend) endpoints(ctx context.Context, c client.Client) ([]discoveryv1.
 		for _, e := range s.Endpoints {
 			out = append(out, discoveryv1.Endpoint{
 				Addresses:  e.Addresses,
-				Conditions: discoveryv1.EndpointConditions{Ready: e.Conditions.Ready},
+				Conditions: discoveryv1.EndpointConditions{Ready: e.Conditions.Ready, Serving: e.Conditions.Serving, Terminating: e.Conditions.Terminating},
 			})
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"slices"
 	"strings"
 	"testing"
@@ -355,4 +356,46 @@ func TestShedAllOnARouteOf150KBOfRulesIsArmedAppliedAndRestoredExactly(t *testin
 		return fmt.Sprintf("recorded: %t, rules equal: %t", recorded, equality.Semantic.DeepEqual(r.Spec.Rules, before.Spec.Rules)),
 			!recorded && equality.Semantic.DeepEqual(r.Spec.Rules, before.Spec.Rules)
 	})
+}
+
+// A policy over HTTPRoutes only follows the shed pods as an Ingress policy does: under ShedAll,
+// the shed pods not ready, gone or rolled to a new address are mirrored exactly into the route's
+// shed backend, and status says the gateway cannot answer the shed (never Applied while clients
+// get the gateway's own 5xx); once the pods are back, Ready again.
+func TestAnHTTPRoutePolicyFollowsTheShedPods(t *testing.T) {
+	for i, fault := range fixtures.ShedPodFaults() {
+		t.Run("the shed pods "+fault.Name, func(t *testing.T) {
+			ns := fixture(t, fmt.Sprintf("shed-pods-%d", i))
+			create(t, policy(ns, func(p *v1alpha1.TrafficPolicy) { p.Spec.Action = v1alpha1.ActionShedAll }))
+			eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool {
+				return strings.HasPrefix(condition(p, v1alpha1.ConditionReady), "True "+v1alpha1.ReasonApplied)
+			})
+
+			restore, err := fixtures.SetShedPods(context.Background(), k8s, fault.Endpoints)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = restore() })
+			eventually(t, func() ([]discoveryv1.Endpoint, bool) {
+				slice := &discoveryv1.EndpointSlice{}
+				err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: toShed}, slice)
+				return slice.Endpoints, err == nil && equality.Semantic.DeepEqual(slice.Endpoints, fault.Endpoints) ||
+					(len(slice.Endpoints) == 0 && len(fault.Endpoints) == 0)
+			})
+			p := eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool {
+				return strings.HasPrefix(condition(p, v1alpha1.ConditionReady), "False "+v1alpha1.ReasonNoShedBackend+": not shedding")
+			})
+			if got := condition(p, v1alpha1.ConditionReady); !strings.Contains(got, "a gateway answers a shed rule whose backend has none with its own 5xx") ||
+				(fault.Draining > 0) != strings.Contains(got, "terminating shed endpoint(s) still serve") {
+				t.Fatalf("Ready: %s", got)
+			}
+
+			if err := restore(); err != nil {
+				t.Fatal(err)
+			}
+			eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool {
+				return strings.HasPrefix(condition(p, v1alpha1.ConditionReady), "True "+v1alpha1.ReasonApplied)
+			})
+		})
+	}
 }
