@@ -451,6 +451,26 @@ var _ = Describe("refusing what cannot be done", func() {
 		Expect(getIngress(ns, "api-gateway").Annotations[limitRPS]).To(Equal("1000"))
 	})
 
+	It("keeps a standing allowlist in force when missingRegion is tightened to Shed, which ingress-nginx cannot do, and says so", func() {
+		policy := samplePolicy(ns, v1alpha1.ActionNormal)
+		policy.Spec.AllowRegions = []string{"AU"}
+		policy.Spec.AutoscalerRefs = nil
+		create(sampleIngress(ns), policy)
+		pattern := ingressnginx.ComplementPattern([]string{"AU"})
+		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationByHeaderPat, pattern))
+		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("True " + v1alpha1.ReasonApplied))
+
+		p := getPolicy(ns, "api-gateway")
+		before := p.DeepCopy()
+		p.Spec.MissingRegion = v1alpha1.MissingRegionShed
+		Expect(k8s.Patch(ctx, p, client.MergeFrom(before))).To(Succeed())
+		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(And(
+			HavePrefix("False "+v1alpha1.ReasonUnsupported+": phase Normal is applied to every object but: missingRegion: Shed cannot be honoured on ingress-nginx"),
+			HaveSuffix("; the target keeps the lever in force as it was")))
+		Consistently(canaryAnnotations(ns), "1s").Should(HaveKeyWithValue(ingressnginx.AnnotationByHeaderPat, pattern),
+			"US traffic stays shed: the refused setting never lifts the allowlist")
+	})
+
 	It("names the other Ingresses a canary reaches through a shared upstream, and session affinity", func() {
 		main := sampleIngress(ns)
 		main.Annotations[ingressnginx.AnnotationAffinity] = "cookie"

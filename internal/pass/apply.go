@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 
 	"golang.org/x/sync/errgroup"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -31,10 +32,26 @@ func decide(obj *object, d provider.Desired) (write bool, _ provider.Desired) {
 	case !o.Found:
 		return true, provider.Desired{}
 	case slices.ContainsFunc(o.Problems, provider.Unsupported):
-		return !d.Knobs.Shed, provider.Desired{}
+		// A setting the target cannot take never lifts the lever in force: the target keeps what
+		// it carries, as a ramp step that cannot be taken holds (a tightened allowlist refused
+		// must not admit everyone).
+		return false, d
 	}
 	return true, d
 }
+
+// keptUnsupported says, on each problem of a setting obj cannot take, that it keeps the lever in
+// force as it was.
+func keptUnsupported(obj *object) {
+	for i, p := range obj.obs.Problems {
+		if provider.Unsupported(p) && !strings.HasSuffix(p.Message, keptAsItWas) {
+			obj.obs.Problems[i].Message += keptAsItWas
+		}
+	}
+}
+
+// keptAsItWas ends the message of a setting a target cannot take.
+const keptAsItWas = "; the target keeps the lever in force as it was"
 
 // WriteParallelism is how many objects one pass writes at once; the manager's client-side
 // budget (--kube-api-qps) and its APF priority level bound the rate.
@@ -63,6 +80,9 @@ func (r *Pass) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, k knob
 		}
 		ok, d := decide(obj, desired(policy, obj, k))
 		if !ok {
+			if obj.obs != nil && obj.obs.Found {
+				keptUnsupported(obj)
+			}
 			continue
 		}
 		w := &write{obj: obj, d: d}
