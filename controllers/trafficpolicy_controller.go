@@ -42,6 +42,7 @@ import (
 	"floodgate.dev/floodgate/internal/knobs"
 	"floodgate.dev/floodgate/internal/owned"
 	"floodgate.dev/floodgate/internal/pass"
+	"floodgate.dev/floodgate/internal/patch"
 	"floodgate.dev/floodgate/internal/provider"
 	"floodgate.dev/floodgate/internal/shed"
 )
@@ -131,7 +132,7 @@ func (r *TrafficPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if !controllerutil.ContainsFinalizer(policy, Finalizer) {
 		before := policy.DeepCopy()
 		controllerutil.AddFinalizer(policy, Finalizer)
-		if err := r.Client.Patch(ctx, policy, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		if err := r.Client.Patch(ctx, policy, patch.From(before)); err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
 		}
 		r.written.note(policy)
@@ -367,7 +368,7 @@ func (r *TrafficPolicyReconciler) finalize(ctx context.Context, policy *v1alpha1
 		return fmt.Errorf("restoring before deletion: %w", err)
 	}
 	controllerutil.RemoveFinalizer(policy, Finalizer)
-	if err := r.Client.Patch(ctx, policy, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); client.IgnoreNotFound(err) != nil {
+	if err := r.Client.Patch(ctx, policy, patch.From(before)); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("removing finalizer: %w", err)
 	}
 	for _, f := range outcome.KeptOthers {

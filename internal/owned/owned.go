@@ -21,6 +21,7 @@ import (
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/index"
+	"floodgate.dev/floodgate/internal/patch"
 )
 
 // PolicyLabel names the policy that owns a companion object (for selection only).
@@ -123,7 +124,7 @@ func EnsureLive[T client.Object](ctx context.Context, c client.Client, live clie
 	if equality.Semantic.DeepEqual(before, existing) {
 		return false, nil
 	}
-	if err := c.Patch(ctx, existing, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err := c.Patch(ctx, existing, patch.From(before)); err != nil {
 		return false, fmt.Errorf("updating %s: %w", existing.GetName(), err)
 	}
 	return true, nil

@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/patch"
 )
 
 // change edits a policy for a verb, or says why the verb makes no sense now.
@@ -136,7 +136,7 @@ func (o *Options) flip(ctx context.Context, verb, name string, args []string, ed
 		return o.preview(ctx, changed)
 	}
 	start := time.Now()
-	if err := o.client.Patch(ctx, changed, client.MergeFromWithOptions(p, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err := o.client.Patch(ctx, changed, patch.From(p)); err != nil {
 		return o.explain(err, "patch", name)
 	}
 	fmt.Fprintf(o.Out, "trafficpolicy/%s: %s requested (%s)\n", name, verb, describeSpec(changed))

@@ -15,6 +15,7 @@ import (
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/owned"
+	"floodgate.dev/floodgate/internal/patch"
 	"floodgate.dev/floodgate/internal/restore"
 )
 
@@ -50,7 +51,7 @@ func patchEdit(ctx context.Context, c client.Client, ch Change) (Status, error) 
 		return st, nil
 	}
 	after := ch.After.DeepCopy()
-	if err := c.Patch(ctx, after, client.MergeFromWithOptions(ch.Before, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err := c.Patch(ctx, after, patch.From(ch.Before)); err != nil {
 		return st, fmt.Errorf("patching %s %s: %w", after.GetKind(), after.GetName(), err)
 	}
 	rec, err := restore.Read(after)
@@ -58,7 +59,7 @@ func patchEdit(ctx context.Context, c client.Client, ch Change) (Status, error) 
 		return st, err
 	}
 	if written := after.DeepCopy(); restore.AdoptStored(after, rec) {
-		if err := c.Patch(ctx, after, client.MergeFromWithOptions(written, client.MergeFromWithOptimisticLock{})); err != nil {
+		if err := c.Patch(ctx, after, patch.From(written)); err != nil {
 			return st, fmt.Errorf("recording the stored form on %s %s: %w", after.GetKind(), after.GetName(), err)
 		}
 		st.RestoreRecord = rec.Encode()
