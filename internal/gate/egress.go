@@ -30,19 +30,69 @@ type EgressGuard struct {
 	Denied []netip.Addr
 }
 
-// Allows reports whether a gate may connect to ip.
+// metadataServices are the cloud metadata and host services that live off the link-local range:
+// AWS's IPv6 instance metadata, Alibaba Cloud's metadata, Azure's WireServer.
+var metadataServices = []netip.Addr{
+	netip.MustParseAddr("fd00:ec2::254"),
+	netip.MustParseAddr("100.100.100.200"),
+	netip.MustParseAddr("168.63.129.16"),
+}
+
+// Forms of an IPv6 address that carry an IPv4 one a gateway or the host unwraps: NAT64's
+// well-known prefix (the IPv4 address in the last 32 bits) and 6to4 (in bits 16 to 48).
+var (
+	nat64     = netip.MustParsePrefix("64:ff9b::/96")
+	sixToFour = netip.MustParsePrefix("2002::/16")
+)
+
+// Allows reports whether a gate may connect to ip, in any of its forms (IPv4-mapped, NAT64,
+// 6to4 wrap an IPv4 address the guard judges as itself).
 func (g *EgressGuard) Allows(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	if !ip.IsValid() || ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() {
+	if !ip.IsValid() {
 		return false
 	}
-	for _, d := range g.Denied {
-		if d.Unmap() == ip {
+	for _, form := range forms(ip) {
+		if !g.allows(form) {
 			return false
 		}
 	}
 	return true
+}
+
+func (g *EgressGuard) allows(ip netip.Addr) bool {
+	if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() {
+		return false
+	}
+	// 0.0.0.0/8 is "this network": Linux connects to it as to loopback.
+	if ip.Is4() && ip.As4()[0] == 0 {
+		return false
+	}
+	for _, denied := range [][]netip.Addr{g.Denied, metadataServices} {
+		for _, d := range denied {
+			if d.Unmap() == ip {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// forms are ip itself and the IPv4 address it wraps, if any.
+func forms(ip netip.Addr) []netip.Addr {
+	ip = ip.Unmap()
+	out := []netip.Addr{ip}
+	if !ip.Is6() {
+		return out
+	}
+	b := ip.As16()
+	switch {
+	case nat64.Contains(ip):
+		out = append(out, netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}))
+	case sixToFour.Contains(ip):
+		out = append(out, netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]}))
+	}
+	return out
 }
 
 // control checks the address a connection is about to be made to, after name resolution: a

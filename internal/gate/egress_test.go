@@ -2,6 +2,7 @@ package gate
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -77,6 +78,36 @@ func TestTheEgressGuardRefusesLoopbackLinkLocalAndTheAPIServerAtDialTime(t *test
 	}
 	if n := loopHits.Load(); n != 0 {
 		t.Fatalf("the loopback server was reached %d times", n)
+	}
+}
+
+// Every blocked address is refused in every form a stack or a gateway unwraps: IPv4-mapped,
+// NAT64 (64:ff9b::/96) and 6to4 (2002::/16); and the metadata services off the link-local range.
+func TestTheEgressGuardRefusesEveryFormOfABlockedAddress(t *testing.T) {
+	apiServer := netip.MustParseAddr("10.0.0.1")
+	guard := &EgressGuard{Denied: []netip.Addr{apiServer}}
+	for _, blocked := range []string{"127.0.0.1", "127.1.2.3", "169.254.169.254", "0.0.0.0", "0.1.2.3", "224.0.0.1", "100.100.100.200", "168.63.129.16", "10.0.0.1"} {
+		v4 := netip.MustParseAddr(blocked).As4()
+		for _, form := range []string{
+			blocked,
+			"::ffff:" + blocked,
+			fmt.Sprintf("64:ff9b::%02x%02x:%02x%02x", v4[0], v4[1], v4[2], v4[3]),
+			fmt.Sprintf("2002:%02x%02x:%02x%02x::1", v4[0], v4[1], v4[2], v4[3]),
+		} {
+			if guard.Allows(netip.MustParseAddr(form)) {
+				t.Errorf("%s (a form of %s) is allowed", form, blocked)
+			}
+		}
+	}
+	for _, blocked := range []string{"::1", "fe80::1", "ff02::1", "::", "fd00:ec2::254"} {
+		if guard.Allows(netip.MustParseAddr(blocked)) {
+			t.Errorf("%s is allowed", blocked)
+		}
+	}
+	for _, allowed := range []string{"10.96.0.20", "::ffff:10.96.0.20", "64:ff9b::a60:14", "2002:a60:14::1", "fd12::1", "100.100.100.201"} {
+		if !guard.Allows(netip.MustParseAddr(allowed)) {
+			t.Errorf("%s (in-cluster) is refused", allowed)
+		}
 	}
 }
 
