@@ -168,7 +168,7 @@ type Autoscaling struct {
 	// default. At most 24h.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=16
-	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('0s') && duration(self) <= duration('24h')",message="releaseAfter must be between 0s and 24h, written like 5m"
+	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,6}([.][0-9]{1,9})?h|[0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m))+$') && duration(self) >= duration('0s') && duration(self) <= duration('24h')",message="releaseAfter must be between 0s and 24h, written like 5m"
 	// +optional
 	ReleaseAfter *metav1.Duration `json:"releaseAfter,omitempty"`
 }
@@ -256,7 +256,7 @@ type RampStep struct {
 	// Hold is the least time the step stays in force before the ramp moves on (1s to 24h).
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=16
-	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="hold must be at least 1s and at most 24h, written like 5m or 1h30m"
+	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,6}([.][0-9]{1,9})?h|[0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m))+$') && duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="hold must be at least 1s and at most 24h, written like 5m or 1h30m"
 	Hold metav1.Duration `json:"hold"`
 
 	// Approval Manual makes the step wait, once its hold has ended, for an explicit approve
@@ -338,7 +338,7 @@ type PrometheusGate struct {
 	// that stopped reporting within the window the query reads: Unknown. Defaults to 2m; 1s to 24h.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=16
-	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="maxAge must be between 1s and 24h, written like 2m"
+	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,6}([.][0-9]{1,9})?h|[0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m))+$') && duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="maxAge must be between 1s and 24h, written like 2m"
 	// +optional
 	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
 	// Timeout bounds each reading (the query and the age check), at most 30s. Defaults to 10s.
@@ -346,7 +346,7 @@ type PrometheusGate struct {
 	// policy's ramp.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=16
-	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1ms') && duration(self) <= duration('30s')",message="timeout must be between 1ms and 30s, written like 5s"
+	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,6}([.][0-9]{1,9})?h|[0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m))+$') && duration(self) >= duration('1ms') && duration(self) <= duration('30s')",message="timeout must be between 1ms and 30s, written like 5s"
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
@@ -360,7 +360,7 @@ type WebhookGate struct {
 	// reconcile, so a slow webhook only holds this policy's ramp.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=16
-	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1ms') && duration(self) <= duration('30s')",message="timeout must be between 1ms and 30s, written like 5s"
+	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,6}([.][0-9]{1,9})?h|[0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m))+$') && duration(self) >= duration('1ms') && duration(self) <= duration('30s')",message="timeout must be between 1ms and 30s, written like 5s"
 	// +optional
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
@@ -372,13 +372,13 @@ type GateSettings struct {
 	// end; at least interval, at most 24h. Defaults to 30s.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=16
-	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="passFor must be between 1s and 24h, written like 2m"
+	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,6}([.][0-9]{1,9})?h|[0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m))+$') && duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="passFor must be between 1s and 24h, written like 2m"
 	// +optional
 	PassFor *metav1.Duration `json:"passFor,omitempty"`
 	// Interval between two readings of the gates, 1s to 1h. Defaults to 10s.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=16
-	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1s') && duration(self) <= duration('1h')",message="interval must be between 1s and 1h, written like 15s"
+	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,6}([.][0-9]{1,9})?h|[0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m))+$') && duration(self) >= duration('1s') && duration(self) <= duration('1h')",message="interval must be between 1s and 1h, written like 15s"
 	// +optional
 	Interval *metav1.Duration `json:"interval,omitempty"`
 }
@@ -493,7 +493,7 @@ type TrafficPolicySpec struct {
 	// to 168h.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=16
-	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1m') && duration(self) <= duration('168h')",message="staleAfter must be between 1m and 168h, written like 2h"
+	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,6}([.][0-9]{1,9})?h|[0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m))+$') && duration(self) >= duration('1m') && duration(self) <= duration('168h')",message="staleAfter must be between 1m and 168h, written like 2h"
 	// +optional
 	StaleAfter *metav1.Duration `json:"staleAfter,omitempty"`
 

@@ -152,6 +152,12 @@ func TestBadInputIsRejectedWithAMessageAResponderUnderstands(t *testing.T) {
 			"hold must be at least 1s and at most 24h, written like 5m or 1h30m"},
 		{"a hold of 25h", func(s map[string]any) { step(s, 0)["hold"] = "25h" }, "hold must be at least 1s and at most 24h"},
 		{"a hold in days", func(s map[string]any) { step(s, 0)["hold"] = "1d" }, "hold must be at least 1s and at most 24h"},
+		{"a hold past Go's longest duration", func(s map[string]any) { step(s, 0)["hold"] = "9999999h" }, "hold must be at least 1s and at most 24h"},
+		{"a hold summing past Go's longest duration", func(s map[string]any) { step(s, 0)["hold"] = "999999h999999h9h" },
+			"hold must be at least 1s and at most 24h"},
+		{"a staleAfter past Go's longest duration", func(s map[string]any) {
+			s["staleAfter"] = "9999999h"
+		}, "staleAfter must be between 1m and 168h"},
 		{"gate interval under 1s", func(s map[string]any) {
 			s["ramp"].(map[string]any)["gate"] = map[string]any{"interval": "300ms"}
 		}, "interval must be between 1s and 1h, written like 15s"},
@@ -223,6 +229,12 @@ func TestBadInputIsRejectedWithAMessageAResponderUnderstands(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), c.wants) {
 				t.Fatalf("message does not say %q:\n%v", c.wants, err)
+			}
+			// A sentence only: never a CEL evaluation or type conversion error beside it.
+			for _, noise := range []string{"conversion", "overflow", "error evaluating", "no such overload"} {
+				if strings.Contains(err.Error(), noise) {
+					t.Fatalf("the message says %q besides the sentence:\n%v", noise, err)
+				}
 			}
 			// The in-process check the fuzz targets use answers as the API server does.
 			if errs := offline.Check(context.Background(), inProcess.Object); !strings.Contains(errs.ToAggregate().Error(), c.wants) {
