@@ -62,7 +62,11 @@ func (c *Counter) Since(before map[string]int) map[string]int {
 // Proxy serves the API server on a loopback port without authentication, counting each
 // request by verb and resource as the API server itself names them, and writes a kubeconfig that
 // reaches it.
-func Proxy(cfg *rest.Config, dir string) (*Counter, string, error) {
+func Proxy(cfg *rest.Config, dir string) (*Counter, string, error) { return ProxyWith(cfg, dir, nil) }
+
+// ProxyWith is Proxy that calls before (when set) with each request, before passing it on: how a
+// test makes something happen between a client's read and its write.
+func ProxyWith(cfg *rest.Config, dir string, before func(*http.Request)) (*Counter, string, error) {
 	transport, err := rest.TransportFor(cfg)
 	if err != nil {
 		return nil, "", err
@@ -97,6 +101,9 @@ func Proxy(cfg *rest.Config, dir string) (*Counter, string, error) {
 				}
 			} else {
 				c.add(strings.ToLower(r.Method) + " " + r.URL.Path)
+			}
+			if before != nil {
+				before(r)
 			}
 			proxy.ServeHTTP(w, r)
 		}))

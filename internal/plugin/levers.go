@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
@@ -101,43 +102,42 @@ func (o *Options) leverFlags(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 30*time.Second, "how long --wait waits for the controller")
 }
 
-// flip applies a verb: the spec change (if any) and the request annotations, in one patch.
+// flip applies a verb: the spec change (if any) and the request annotations, in one patch. A
+// patch refused because the policy moved meanwhile is made again on a fresh read when only the
+// controller moved it (status, a request it finished): the spec and any pending request are as
+// the command read them, so what the responder asked for is unambiguous. Someone else's change
+// of the spec or a request of theirs is never overwritten: the command says so.
 func (o *Options) flip(ctx context.Context, verb, name string, args []string, edit change) error {
 	p, err := o.get(ctx, name)
 	if err != nil {
 		return err
 	}
-	changed := p.DeepCopy()
-	if err := edit(changed, args); err != nil {
-		return err
-	}
-	token := o.token(verb)
-	if changed.Annotations == nil {
-		changed.Annotations = map[string]string{}
-	}
-	changed.Annotations[v1alpha1.RequestAnnotation] = token
-	changed.Annotations[v1alpha1.RequestReasonAnnotation] = o.Reason
-	if who := o.whoAmI(ctx); who != "" {
-		changed.Annotations[v1alpha1.RequestByAnnotation] = who
-	} else {
-		delete(changed.Annotations, v1alpha1.RequestByAnnotation)
-	}
-
-	// A ShedAll expiry that has already passed (left over from the last incident) would
-	// expire this pull at once: it is cleared, and said so. (The controller ignores such an
-	// expiry too, for a pull made another way: one not later than the pull.)
-	var cleared string
-	if verb == "shed" && changed.Spec.ShedExpiresAt != nil && !changed.Spec.ShedExpiresAt.After(o.Clock.Now()) {
-		cleared = changed.Spec.ShedExpiresAt.UTC().Format(time.RFC3339)
-		changed.Spec.ShedExpiresAt = nil
-	}
-
-	if o.DryRun {
-		return o.preview(ctx, changed)
-	}
+	token, who := o.token(verb), o.whoAmI(ctx)
 	start := time.Now()
-	if err := o.client.Patch(ctx, changed, patch.From(p)); err != nil {
-		return o.explain(err, "patch", name)
+	var changed *v1alpha1.TrafficPolicy
+	var cleared string
+	for attempt := 0; ; attempt++ {
+		if changed, cleared, err = o.edited(p, args, edit, verb, token, who); err != nil {
+			return err
+		}
+		if o.DryRun {
+			return o.preview(ctx, changed)
+		}
+		err = o.client.Patch(ctx, changed, patch.From(p))
+		if err == nil {
+			break
+		}
+		if !apierrors.IsConflict(err) || attempt == maxConflictRetries {
+			return o.explain(err, "patch", name)
+		}
+		fresh, gerr := o.get(ctx, name)
+		if gerr != nil {
+			return gerr
+		}
+		if !movedByTheControllerOnly(p, fresh) {
+			return o.explain(err, "patch", name)
+		}
+		p = fresh
 	}
 	fmt.Fprintf(o.Out, "trafficpolicy/%s: %s requested (%s)\n", name, verb, describeSpec(changed))
 	if cleared != "" {
@@ -147,6 +147,45 @@ func (o *Options) flip(ctx context.Context, verb, name string, args []string, ed
 		return nil
 	}
 	return o.waitFor(ctx, changed, token, start, leverAsked(verb, changed))
+}
+
+// maxConflictRetries bounds how often a lever is made again on a fresh read.
+const maxConflictRetries = 5
+
+// movedByTheControllerOnly says whether fresh differs from read only in what the controller
+// writes: the spec is the same generation, and no request was made meanwhile (the one read is
+// still pending, or the controller finished it).
+func movedByTheControllerOnly(read, fresh *v1alpha1.TrafficPolicy) bool {
+	pending := fresh.Annotations[v1alpha1.RequestAnnotation]
+	return fresh.Generation == read.Generation && (pending == "" || pending == read.Annotations[v1alpha1.RequestAnnotation])
+}
+
+// edited is p with the verb's change and its request annotations (token, the reason, who asked),
+// and the ShedAll expiry it cleared ("" when none).
+func (o *Options) edited(p *v1alpha1.TrafficPolicy, args []string, edit change, verb, token, who string) (*v1alpha1.TrafficPolicy, string, error) {
+	changed := p.DeepCopy()
+	if err := edit(changed, args); err != nil {
+		return nil, "", err
+	}
+	if changed.Annotations == nil {
+		changed.Annotations = map[string]string{}
+	}
+	changed.Annotations[v1alpha1.RequestAnnotation] = token
+	changed.Annotations[v1alpha1.RequestReasonAnnotation] = o.Reason
+	if who != "" {
+		changed.Annotations[v1alpha1.RequestByAnnotation] = who
+	} else {
+		delete(changed.Annotations, v1alpha1.RequestByAnnotation)
+	}
+	// A ShedAll expiry that has already passed (left over from the last incident) would
+	// expire this pull at once: it is cleared, and said so. (The controller ignores such an
+	// expiry too, for a pull made another way: one not later than the pull.)
+	var cleared string
+	if verb == "shed" && changed.Spec.ShedExpiresAt != nil && !changed.Spec.ShedExpiresAt.After(o.Clock.Now()) {
+		cleared = changed.Spec.ShedExpiresAt.UTC().Format(time.RFC3339)
+		changed.Spec.ShedExpiresAt = nil
+	}
+	return changed, cleared, nil
 }
 
 // leverAsked is the action a verb puts in force ("" for a verb that is not a lever of its own).
