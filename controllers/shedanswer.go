@@ -33,14 +33,6 @@ const (
 	httpRouteGroupKind = string(v1alpha1.TargetKindHTTPRoute) + "." + v1alpha1.GroupGatewayAPI
 )
 
-// hostKey is a host as the index keeps it ("*" for a catch-all).
-func hostKey(host string) string {
-	if host == "" {
-		return "*"
-	}
-	return strings.ToLower(host)
-}
-
 func targetNames(o client.Object) []string {
 	var names []string
 	for _, t := range o.(*v1alpha1.TrafficPolicy).Spec.TargetRefs {
@@ -49,24 +41,37 @@ func targetNames(o client.Object) []string {
 	return names
 }
 
-func ingressHosts(o client.Object) []string {
+// hostsOf are the (normalized) hosts an object's routes carry ("" for a catch-all).
+func hostsOf(routes []shed.Route) []string {
 	var hosts []string
-	for _, r := range shed.IngressRoutes(o.(*networkingv1.Ingress)) {
-		if k := hostKey(r.Host); !slices.Contains(hosts, k) {
-			hosts = append(hosts, k)
+	for _, r := range routes {
+		if h := shed.NormalizeHost(r.Host); !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
 		}
 	}
 	return hosts
 }
 
-func httpRouteHosts(o client.Object) []string {
-	var hosts []string
-	for _, r := range shed.HTTPRouteRoutes(o.(*gatewayv1.HTTPRoute)) {
-		if k := hostKey(r.Host); !slices.Contains(hosts, k) {
-			hosts = append(hosts, k)
+// indexKeys are the keys an object carrying hosts is indexed under (shed.IndexKeys), so the
+// objects of every host form overlapping a host are found by a few lookups (shed.OverlapKeys).
+func indexKeys(hosts []string) []string {
+	var keys []string
+	for _, h := range hosts {
+		for _, k := range shed.IndexKeys(h) {
+			if !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
 		}
 	}
-	return hosts
+	return keys
+}
+
+func ingressHosts(o client.Object) []string {
+	return indexKeys(hostsOf(shed.IngressRoutes(o.(*networkingv1.Ingress))))
+}
+
+func httpRouteHosts(o client.Object) []string {
+	return indexKeys(hostsOf(shed.HTTPRouteRoutes(o.(*gatewayv1.HTTPRoute))))
 }
 
 // servesHTTPRoutes reports whether the cluster serves Gateway API HTTPRoutes (their hosts are
@@ -93,7 +98,7 @@ func (r *TrafficPolicyReconciler) answerProblems(ctx context.Context, policy *v1
 	me := types.NamespacedName{Namespace: policy.Namespace, Name: policy.Name}
 	_, conflicts := shed.NewTable(append(claims, others...))
 	for _, c := range conflicts {
-		if !slices.Contains(c.Policies, me) {
+		if c.Policies[0] != me { // each claim's conflict names its own policy first
 			continue
 		}
 		var rivals []string
@@ -109,59 +114,76 @@ func (r *TrafficPolicyReconciler) answerProblems(ctx context.Context, policy *v1
 	return problems, nil
 }
 
-// claimsElsewhere are the claims of policies in other namespaces on the hosts of claims.
+// claimsElsewhere are the claims of policies in other namespaces on hosts overlapping the hosts
+// of claims, in any form (shed.Overlap): found through the host indexes (shed.OverlapKeys); a
+// catch-all overlaps everything, so its lookup lists every Ingress and HTTPRoute.
 func (r *TrafficPolicyReconciler) claimsElsewhere(ctx context.Context, namespace string, claims []shed.Claim) ([]shed.Claim, error) {
 	var out []shed.Claim
 	seen := map[types.NamespacedName]bool{}
-	hosts := map[string]bool{}
+	looked := map[string]bool{}
 	for _, c := range claims {
-		if hosts[hostKey(c.Route.Host)] {
+		host := shed.NormalizeHost(c.Route.Host)
+		if looked[host] {
 			continue
 		}
-		hosts[hostKey(c.Route.Host)] = true
-		var ingresses networkingv1.IngressList
-		if err := index.List(ctx, r.Client, &ingresses, indexIngressHosts, hostKey(c.Route.Host), ingressHosts, client.UnsafeDisableDeepCopy); err != nil {
-			return nil, fmt.Errorf("listing Ingresses by host: %w", err)
+		looked[host] = true
+		keys, everything := shed.OverlapKeys(host)
+		if everything {
+			keys = []string{""}
 		}
-		for i := range ingresses.Items {
-			ing := &ingresses.Items[i]
-			key := client.ObjectKeyFromObject(ing)
-			if ing.Namespace == namespace || seen[key] {
+		for _, key := range keys {
+			var ingresses networkingv1.IngressList
+			if err := r.listByHost(ctx, &ingresses, indexIngressHosts, key, ingressHosts); err != nil {
+				return nil, fmt.Errorf("listing Ingresses by host: %w", err)
+			}
+			for i := range ingresses.Items {
+				ing := &ingresses.Items[i]
+				id := types.NamespacedName{Namespace: ing.Namespace, Name: "ingress/" + ing.Name}
+				if ing.Namespace == namespace || seen[id] {
+					continue
+				}
+				seen[id] = true
+				policies, err := r.policiesTargeting(ctx, ingressGroupKind, ing)
+				if err != nil {
+					return nil, err
+				}
+				for _, p := range policies {
+					out = append(out, shed.ClaimsOf(p, []*networkingv1.Ingress{ing}, r.RedirectHosts)...)
+				}
+			}
+			if !r.servesHTTPRoutes() {
 				continue
 			}
-			seen[key] = true
-			policies, err := r.policiesTargeting(ctx, ingressGroupKind, ing)
-			if err != nil {
-				return nil, err
+			var routes gatewayv1.HTTPRouteList
+			if err := r.listByHost(ctx, &routes, indexHTTPRouteHosts, key, httpRouteHosts); err != nil {
+				return nil, fmt.Errorf("listing HTTPRoutes by host: %w", err)
 			}
-			for _, p := range policies {
-				out = append(out, shed.ClaimsOf(p, []*networkingv1.Ingress{ing}, r.RedirectHosts)...)
-			}
-		}
-		if !r.servesHTTPRoutes() {
-			continue
-		}
-		var routes gatewayv1.HTTPRouteList
-		if err := index.List(ctx, r.Client, &routes, indexHTTPRouteHosts, hostKey(c.Route.Host), httpRouteHosts, client.UnsafeDisableDeepCopy); err != nil {
-			return nil, fmt.Errorf("listing HTTPRoutes by host: %w", err)
-		}
-		for i := range routes.Items {
-			route := &routes.Items[i]
-			key := types.NamespacedName{Namespace: route.Namespace, Name: "httproute/" + route.Name}
-			if route.Namespace == namespace || seen[key] {
-				continue
-			}
-			seen[key] = true
-			policies, err := r.policiesTargeting(ctx, httpRouteGroupKind, route)
-			if err != nil {
-				return nil, err
-			}
-			for _, p := range policies {
-				out = append(out, shed.RouteClaims(p, shed.HTTPRouteRoutes(route), r.RedirectHosts)...)
+			for i := range routes.Items {
+				route := &routes.Items[i]
+				id := types.NamespacedName{Namespace: route.Namespace, Name: "httproute/" + route.Name}
+				if route.Namespace == namespace || seen[id] {
+					continue
+				}
+				seen[id] = true
+				policies, err := r.policiesTargeting(ctx, httpRouteGroupKind, route)
+				if err != nil {
+					return nil, err
+				}
+				for _, p := range policies {
+					out = append(out, shed.RouteClaims(p, shed.HTTPRouteRoutes(route), r.RedirectHosts)...)
+				}
 			}
 		}
 	}
 	return out, nil
+}
+
+// listByHost lists the objects indexed under a host key ("": every object, for a catch-all).
+func (r *TrafficPolicyReconciler) listByHost(ctx context.Context, list client.ObjectList, field, key string, fn client.IndexerFunc) error {
+	if key == "" {
+		return r.Client.List(ctx, list, client.UnsafeDisableDeepCopy)
+	}
+	return index.List(ctx, r.Client, list, field, key, fn, client.UnsafeDisableDeepCopy)
 }
 
 // mapSharedHosts maps a changed Ingress or policy to the policies of other namespaces whose
@@ -170,9 +192,9 @@ func (r *TrafficPolicyReconciler) mapSharedHosts(ctx context.Context, obj client
 	var hosts []string
 	switch o := obj.(type) {
 	case *networkingv1.Ingress:
-		hosts = ingressHosts(o)
+		hosts = hostsOf(shed.IngressRoutes(o))
 	case *gatewayv1.HTTPRoute:
-		hosts = httpRouteHosts(o)
+		hosts = hostsOf(shed.HTTPRouteRoutes(o))
 	case *v1alpha1.TrafficPolicy:
 		targets, err := shed.TargetIngresses(ctx, r.Client, o)
 		if err != nil {
@@ -180,7 +202,7 @@ func (r *TrafficPolicyReconciler) mapSharedHosts(ctx context.Context, obj client
 			return nil
 		}
 		for _, ing := range targets {
-			hosts = append(hosts, ingressHosts(ing)...)
+			hosts = append(hosts, hostsOf(shed.IngressRoutes(ing))...)
 		}
 		if r.servesHTTPRoutes() {
 			routes, err := shed.TargetHTTPRoutes(ctx, r.Client, o)
@@ -189,15 +211,12 @@ func (r *TrafficPolicyReconciler) mapSharedHosts(ctx context.Context, obj client
 				return nil
 			}
 			for _, route := range routes {
-				hosts = append(hosts, httpRouteHosts(route)...)
+				hosts = append(hosts, hostsOf(shed.HTTPRouteRoutes(route))...)
 			}
 		}
 	}
 	var claims []shed.Claim
 	for _, h := range hosts {
-		if h == "*" {
-			h = ""
-		}
 		claims = append(claims, shed.Claim{Route: shed.Route{Host: h}})
 	}
 	others, err := r.claimsElsewhere(ctx, obj.GetNamespace(), claims)

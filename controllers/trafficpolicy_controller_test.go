@@ -2,9 +2,6 @@ package controllers_test
 
 import (
 	"context"
-	"io"
-	"net"
-	"net/http"
 	"strings"
 	"time"
 
@@ -24,7 +21,6 @@ import (
 	"floodgate.dev/floodgate/controllers"
 	"floodgate.dev/floodgate/internal/provider/ingressnginx"
 	"floodgate.dev/floodgate/internal/restore"
-	"floodgate.dev/floodgate/internal/scheme"
 	"floodgate.dev/floodgate/internal/shed"
 )
 
@@ -539,41 +535,8 @@ var _ = Describe("the shed server", func() {
 		policy.Spec.Shed = v1alpha1.ShedResponse{StatusCode: ptr.To[int32](429), RetryAfterSeconds: ptr.To[int32](90)}
 		create(sampleIngress(ns), policy)
 
-		server := shed.NewServer()
-		syncCtx, stop := context.WithCancel(ctx)
-		DeferCleanup(stop)
-		go func() {
-			defer GinkgoRecover()
-			Expect(shed.SyncTable(syncCtx, cp.Config, scheme.New(), server, shed.RedirectHosts{"evil.example"}, nil)).To(Succeed())
-		}()
-		// The shed server as its binary runs it, on a loopback port.
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		Expect(err).NotTo(HaveOccurred())
-		addr := l.Addr().String()
-		Expect(l.Close()).To(Succeed())
-		go func() { _ = shed.ServeAnswers(syncCtx, addr, server) }()
-		Eventually(func() error {
-			c, err := net.Dial("tcp", addr)
-			if err == nil {
-				_ = c.Close()
-			}
-			return err
-		}).Should(Succeed())
-		noRedirects := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-		type answer struct {
-			Code              int
-			RetryAfter, Where string
-			Body              string
-		}
-		get := func() answer {
-			req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v2/health", nil)
-			req.Host = "api.example.com"
-			res, err := noRedirects.Do(req)
-			Expect(err).NotTo(HaveOccurred())
-			defer res.Body.Close()
-			body, _ := io.ReadAll(res.Body)
-			return answer{res.StatusCode, res.Header.Get("Retry-After"), res.Header.Get("Location"), string(body)}
-		}
+		ask := startShedServer(shed.RedirectHosts{"evil.example"})
+		get := func() shedAnswer { return ask("api.example.com", "/v2/health") }
 		Eventually(func() int { return get().Code }).Should(Equal(429))
 		res := get()
 		Expect(res.RetryAfter).To(Equal("90"))

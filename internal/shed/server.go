@@ -58,33 +58,41 @@ type route struct {
 	response *Response
 }
 
-// Table maps a request's host and path to the response of the policy that shed it.
+// Table maps a request's host and path to the response of the policy that shed it. Lookups are
+// indexed by host: an exact host, then the wildcard one label up, then the catch-alls; within
+// each, the most specific path first.
 type Table struct {
-	routes []route // most specific first
+	exact    map[string][]route // by host
+	wildcard map[string][]route // by the suffix a wildcard covers (".example.com")
+	catchAll []route
+	size     int
 }
 
-// Lookup finds the response for a host and path.
+// Lookup finds the response for a host (any case, with a port or a trailing dot) and path.
 func (t *Table) Lookup(host, path string) *Response {
-	if h, _, found := strings.Cut(host, ":"); found {
-		host = h
+	host = NormalizeHost(host)
+	if r := matchPath(t.exact[host], path); r != nil {
+		return r
 	}
-	for _, r := range t.routes {
-		if r.host != "" && !hostMatches(r.host, host) {
-			continue
+	if i := strings.IndexByte(host, '.'); i >= 0 {
+		if r := matchPath(t.wildcard[host[i:]], path); r != nil {
+			return r
 		}
-		if r.exact && path == r.path || !r.exact && prefixMatches(r.path, path) {
-			return r.response
-		}
+	}
+	if r := matchPath(t.catchAll, path); r != nil {
+		return r
 	}
 	return DefaultResponse
 }
 
-func hostMatches(pattern, host string) bool {
-	if strings.HasPrefix(pattern, "*.") {
-		suffix := pattern[1:]
-		return strings.HasSuffix(host, suffix) && !strings.Contains(strings.TrimSuffix(host, suffix), ".")
+// matchPath is the response of the first route (most specific first) matching path.
+func matchPath(routes []route, path string) *Response {
+	for _, r := range routes {
+		if r.exact && path == r.path || !r.exact && prefixMatches(r.path, path) {
+			return r.response
+		}
 	}
-	return strings.EqualFold(pattern, host)
+	return nil
 }
 
 // prefixMatches follows the Ingress Prefix rule: element-wise on '/'.

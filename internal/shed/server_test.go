@@ -2,6 +2,7 @@ package shed
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 )
@@ -179,11 +181,16 @@ func TestARouteClaimedFromTwoNamespacesGetsTheNeutralAnswerAndAConflict(t *testi
 	if got := tbl.Lookup("api.example.com", "/v2"); got != DefaultResponse {
 		t.Fatalf("a route claimed from two namespaces: got %+v, want the neutral default", got)
 	}
-	if got := tbl.Lookup("api.example.com", "/tenant/x"); got.StatusCode != 418 {
-		t.Fatalf("a path only one namespace claims keeps its answer: got %d", got.StatusCode)
+	if got := tbl.Lookup("api.example.com", "/tenant/x"); got != DefaultResponse {
+		t.Fatalf("another path of a host claimed from two namespaces: got %d, want the neutral default", got.StatusCode)
 	}
-	if len(conflicts) != 1 || conflicts[0].Route.String() != "api.example.com/" || len(conflicts[0].Policies) != 2 {
-		t.Fatalf("conflicts: %+v", conflicts)
+	var described []string
+	for _, c := range conflicts {
+		described = append(described, fmt.Sprintf("%s %v", c.Route, c.Policies))
+	}
+	if want := []string{"api.example.com/ [edge/api-gateway tenant/forged tenant/other-path]", "api.example.com/ [tenant/forged edge/api-gateway]",
+		"api.example.com/tenant [tenant/other-path edge/api-gateway]"}; !slices.Equal(described, want) {
+		t.Fatalf("conflicts:\n%s\nwant\n%s", strings.Join(described, "\n"), strings.Join(want, "\n"))
 	}
 	same, conflicts := NewTable(slices.Concat(
 		claims("edge/a", "api.example.com", paths, answer(429, 90), nil),
@@ -191,6 +198,87 @@ func TestARouteClaimedFromTwoNamespacesGetsTheNeutralAnswerAndAConflict(t *testi
 	))
 	if got := same.Lookup("api.example.com", "/"); got.Policy != "edge/a" || len(conflicts) != 0 {
 		t.Fatalf("two policies of one namespace: the first by name answers, no conflict: got %s, %v", got.Policy, conflicts)
+	}
+}
+
+// A policy of one namespace never chooses the shed answer for another's requests, by any host
+// form: wherever two namespaces' hosts overlap, both get the neutral answer and a Conflict, in
+// whichever order the claims come; hosts match as the data planes match them (any case, a
+// trailing dot or a port ignored).
+func TestNoNamespaceSteersAnothersAnswerByAnyHostForm(t *testing.T) {
+	prefix := map[string]networkingv1.PathType{"/": networkingv1.PathTypePrefix}
+	longer := map[string]networkingv1.PathType{"/v2/users": networkingv1.PathTypePrefix}
+	victim := func(host string) []Claim { return claims("shop/api", host, prefix, answer(429, 30), nil) }
+	for _, form := range []struct {
+		name     string
+		victim   []Claim
+		attacker []Claim
+		request  string // the victim's host as a client sends it
+	}{
+		{"the same exact host", victim("api.example.com"), claims("evil/x", "API.example.com", prefix, answer(418, 1), nil), "api.example.com"},
+		{"a wildcard covering the victim's host, at the same path", victim("api.example.com"), claims("evil/x", "*.example.com", prefix, answer(418, 1), nil), "api.example.com"},
+		{"a wildcard covering the victim's host, at a longer path", victim("api.example.com"), claims("evil/x", "*.example.com", longer, answer(418, 1), nil), "api.example.com"},
+		{"a catch-all", victim("api.example.com"), claims("evil/x", "", prefix, answer(418, 1), nil), "api.example.com"},
+		{"a trailing dot falling through to a catch-all", victim("api.example.com"), claims("evil/x", "", prefix, answer(418, 1), nil), "api.example.com."},
+		{"a route with no hostnames", victim("shop.example.org"), RouteClaims(policyNamed("evil/x", answer(418, 1)), HTTPRouteRoutes(&gatewayv1.HTTPRoute{
+			Spec: gatewayv1.HTTPRouteSpec{Rules: []gatewayv1.HTTPRouteRule{{}}}}), nil), "shop.example.org:8080"},
+		{"an exact host over a victim route with no hostnames", RouteClaims(policyNamed("shop/api", answer(429, 30)), HTTPRouteRoutes(&gatewayv1.HTTPRoute{
+			Spec: gatewayv1.HTTPRouteSpec{Rules: []gatewayv1.HTTPRouteRule{{}}}}), nil), claims("evil/x", "shop.example.org", prefix, answer(418, 1), nil), "shop.example.org"},
+		{"a wildcard hostname over an exact one", victim("shop.example.org"), RouteClaims(policyNamed("evil/x", answer(418, 1)), HTTPRouteRoutes(&gatewayv1.HTTPRoute{
+			Spec: gatewayv1.HTTPRouteSpec{Hostnames: []gatewayv1.Hostname{"*.example.org"}, Rules: []gatewayv1.HTTPRouteRule{{}}}}), nil), "shop.example.org"},
+		{"two wildcards, one covering the other", claims("shop/api", "*.shop.example.org", prefix, answer(429, 30), nil),
+			claims("evil/x", "*.example.org", prefix, answer(418, 1), nil), "eu.shop.example.org"},
+	} {
+		for _, order := range []string{"victim first", "attacker first"} {
+			t.Run(form.name+", "+order, func(t *testing.T) {
+				all := slices.Concat(form.victim, form.attacker)
+				if order == "attacker first" {
+					all = slices.Concat(form.attacker, form.victim)
+				}
+				tbl, conflicts := NewTable(all)
+				for _, path := range []string{"/", "/v2/users/1"} {
+					if got := tbl.Lookup(form.request, path); got != DefaultResponse {
+						t.Errorf("%s%s: answered by %s (%d), want the neutral default", form.request, path, got.Policy, got.StatusCode)
+					}
+				}
+				told := map[string]bool{}
+				for _, c := range conflicts {
+					if len(c.Policies) > 1 {
+						told[c.Policies[0].String()] = true
+					}
+				}
+				if !told["shop/api"] || !told["evil/x"] {
+					t.Fatalf("both policies must be told of the conflict: %+v", conflicts)
+				}
+			})
+		}
+	}
+	t.Run("a host only one namespace claims keeps its answer, in any case and with a trailing dot", func(t *testing.T) {
+		tbl, conflicts := NewTable(slices.Concat(victim("api.example.com"), claims("evil/x", "*.example.net", prefix, answer(418, 1), nil)))
+		if got := tbl.Lookup("API.Example.com.", "/"); got.StatusCode != 429 || len(conflicts) != 0 {
+			t.Fatalf("got %d, conflicts %+v", got.StatusCode, conflicts)
+		}
+	})
+}
+
+func policyNamed(policy string, answer v1alpha1.ShedResponse) *v1alpha1.TrafficPolicy {
+	ns, name, _ := strings.Cut(policy, "/")
+	return &v1alpha1.TrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: v1alpha1.TrafficPolicySpec{Shed: answer}}
+}
+
+// A miss (a host nobody claims) among 10,000 routes: lookups are indexed by host, not a scan.
+func BenchmarkLookupMissAt10kRoutes(b *testing.B) {
+	prefix := map[string]networkingv1.PathType{"/": networkingv1.PathTypePrefix}
+	var all []Claim
+	for i := range 10_000 {
+		all = append(all, claims(fmt.Sprintf("ns-%d/p", i), fmt.Sprintf("app-%d.example.com", i), prefix, answer(503, 1), nil)...)
+	}
+	tbl, _ := NewTable(all)
+	b.ResetTimer()
+	for b.Loop() {
+		if tbl.Lookup("nobody.example.org", "/x") != DefaultResponse {
+			b.Fatal("a miss answered")
+		}
 	}
 }
 

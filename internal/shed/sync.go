@@ -229,5 +229,5 @@ func rebuild(ctx context.Context, c client.Reader, s *Server, hosts RedirectHost
 	for _, conflict := range conflicts {
 		log.Info("route claimed from several namespaces: answered with the neutral default", "route", conflict.Route.String(), "policies", conflict.Policies)
 	}
-	log.V(1).Info("shed table rebuilt", "policies", len(policies.Items), "routes", len(table.routes))
+	log.V(1).Info("shed table rebuilt", "policies", len(policies.Items), "routes", table.size)
 }

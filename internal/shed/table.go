@@ -184,41 +184,129 @@ type routeKey struct {
 	exact      bool
 }
 
-// NewTable builds the table from every policy's claims. A route claimed from more than one
-// namespace answers with DefaultResponse and is returned as a Conflict; among policies of one
+// NewTable builds the table from every policy's claims. A claim whose host overlaps a host
+// claimed from another namespace, in any form (the same host; a wildcard covering the other's
+// host or wildcard; a catch-all, which an HTTPRoute without hostnames is), answers with
+// DefaultResponse, and is returned as a Conflict naming both policies. Among policies of one
 // namespace the first by name answers.
 func NewTable(claims []Claim) (*Table, []Conflict) {
-	byRoute := map[routeKey][]Claim{}
-	for _, c := range claims {
-		k := routeKey{strings.ToLower(c.Route.Host), c.Route.Path, c.Route.Exact}
-		byRoute[k] = append(byRoute[k], c)
+	claims = slices.Clone(claims)
+	for i := range claims {
+		claims[i].Route.Host = NormalizeHost(claims[i].Route.Host)
 	}
-	t := &Table{}
-	var conflicts []Conflict
-	for k, cs := range byRoute {
-		sort.Slice(cs, func(i, j int) bool { return cs[i].Policy.String() < cs[j].Policy.String() })
-		resp := cs[0].Response
-		if namespaces(cs) > 1 {
+	sort.SliceStable(claims, func(i, j int) bool { return claims[i].Policy.String() < claims[j].Policy.String() })
+	rivals := overlaps(claims)
+
+	t := &Table{exact: map[string][]route{}, wildcard: map[string][]route{}}
+	seen := map[routeKey]bool{}
+	conflicted := map[string]*Conflict{}
+	for i, c := range claims {
+		k := routeKey{c.Route.Host, c.Route.Path, c.Route.Exact}
+		resp := c.Response
+		if len(rivals[i]) > 0 {
 			resp = DefaultResponse
-			conflicts = append(conflicts, Conflict{Route: Route{Host: k.host, Path: k.path, Exact: k.exact}, Policies: policies(cs)})
+			id := c.Route.String() + " " + c.Policy.String()
+			if conflicted[id] == nil {
+				conflicted[id] = &Conflict{Route: c.Route, Policies: []types.NamespacedName{c.Policy}}
+			}
+			for _, p := range rivals[i] {
+				if !slices.Contains(conflicted[id].Policies, p) {
+					conflicted[id].Policies = append(conflicted[id].Policies, p)
+				}
+			}
 		}
-		t.routes = append(t.routes, route{host: k.host, path: k.path, exact: k.exact, response: resp})
+		if seen[k] {
+			continue // the first policy by name answers; overlap is symmetric, so a conflict neutralizes each
+		}
+		seen[k] = true
+		r := route{host: k.host, path: k.path, exact: k.exact, response: resp}
+		switch {
+		case k.host == "":
+			t.catchAll = append(t.catchAll, r)
+		case isWildcard(k.host):
+			t.wildcard[k.host[1:]] = append(t.wildcard[k.host[1:]], r)
+		default:
+			t.exact[k.host] = append(t.exact[k.host], r)
+		}
+		t.size++
 	}
-	sort.Slice(t.routes, func(i, j int) bool {
-		a, b := t.routes[i], t.routes[j]
-		if (a.host == "") != (b.host == "") {
-			return a.host != ""
+	sortRoutes(t.catchAll)
+	for _, m := range []map[string][]route{t.exact, t.wildcard} {
+		for _, bucket := range m {
+			sortRoutes(bucket)
 		}
+	}
+	conflicts := make([]Conflict, 0, len(conflicted))
+	for _, c := range conflicted {
+		conflicts = append(conflicts, *c)
+	}
+	sort.Slice(conflicts, func(i, j int) bool {
+		a, b := conflicts[i], conflicts[j]
+		if a.Route.String() != b.Route.String() {
+			return a.Route.String() < b.Route.String()
+		}
+		return a.Policies[0].String() < b.Policies[0].String()
+	})
+	return t, conflicts
+}
+
+// sortRoutes orders one host's routes most specific first: the longest path, an exact path
+// before a prefix of the same length.
+func sortRoutes(routes []route) {
+	sort.SliceStable(routes, func(i, j int) bool {
+		a, b := routes[i], routes[j]
 		if len(a.path) != len(b.path) {
 			return len(a.path) > len(b.path)
 		}
-		if a.exact != b.exact {
-			return a.exact
-		}
-		return a.host < b.host
+		return a.exact && !b.exact
 	})
-	sort.Slice(conflicts, func(i, j int) bool { return conflicts[i].Route.String() < conflicts[j].Route.String() })
-	return t, conflicts
+}
+
+// overlaps are, for each claim, the policies of other namespaces whose claims' hosts overlap
+// its host. Found by index (the host, its covering wildcards, the hosts under a wildcard, the
+// catch-alls), never by comparing every pair.
+func overlaps(claims []Claim) [][]types.NamespacedName {
+	byKey := map[string][]int{}
+	var catchAlls []int
+	for i, c := range claims {
+		if c.Route.Host == "" {
+			catchAlls = append(catchAlls, i)
+			continue
+		}
+		for _, k := range IndexKeys(c.Route.Host) {
+			byKey[k] = append(byKey[k], i)
+		}
+	}
+	namespaces := map[string]bool{}
+	for _, c := range claims {
+		namespaces[c.Policy.Namespace] = true
+	}
+	out := make([][]types.NamespacedName, len(claims))
+	add := func(i, j int) {
+		if claims[i].Policy.Namespace != claims[j].Policy.Namespace && !slices.Contains(out[i], claims[j].Policy) {
+			out[i] = append(out[i], claims[j].Policy)
+		}
+	}
+	for i, c := range claims {
+		keys, everything := OverlapKeys(c.Route.Host)
+		if everything {
+			if len(namespaces) > 1 {
+				for j := range claims {
+					add(i, j)
+				}
+			}
+			continue
+		}
+		for _, k := range keys {
+			for _, j := range byKey[k] {
+				add(i, j)
+			}
+		}
+		for _, j := range catchAlls {
+			add(i, j)
+		}
+	}
+	return out
 }
 
 func namespaces(cs []Claim) int {
