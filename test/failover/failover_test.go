@@ -133,19 +133,7 @@ func TestASignalledManagerExitsWithinItsTimeoutAgainstAnAPIServerThatNeverAnswer
 // manager takes over, the ramp stays at its step and moves on when the hold that was left ends,
 // and no object is written more than once per transition.
 func TestTheOtherManagerTakesOverMidRampKeepingTheStepTheHoldLeftAndWritingNothingTwice(t *testing.T) {
-	cp, err := controlplane.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cp.Stop() }()
-	kubeconfig, err := cp.Kubeconfig(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	k8s, err := client.NewWithWatch(cp.Config, client.Options{Scheme: scheme.New()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, kubeconfig, k8s := controlPlane(t)
 	ctx := context.Background()
 	setup(t, k8s)
 
@@ -202,6 +190,26 @@ func TestTheOtherManagerTakesOverMidRampKeepingTheStepTheHoldLeftAndWritingNothi
 		t.Errorf("a leader stopped gracefully must release its lease at once; took %s", termFailover)
 	}
 	writes.check(t, k8s)
+}
+
+// controlPlane starts an embedded control plane with Floodgate's CRDs and those in crdFiles,
+// stopped when the test ends, and returns it, an administrator's kubeconfig and a client.
+func controlPlane(t *testing.T, crdFiles ...string) (*controlplane.ControlPlane, string, client.WithWatch) {
+	t.Helper()
+	cp, err := controlplane.Start(crdFiles...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cp.Stop() })
+	kubeconfig, err := cp.Kubeconfig(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k8s, err := client.NewWithWatch(cp.Config, client.Options{Scheme: scheme.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp, kubeconfig, k8s
 }
 
 // overloaded serves, on loopback, the API server behind cfg as an overloaded one looks to a

@@ -15,11 +15,9 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
-	"floodgate.dev/floodgate/internal/controlplane"
 	"floodgate.dev/floodgate/internal/drill"
 	"floodgate.dev/floodgate/internal/provider/registered"
 	"floodgate.dev/floodgate/internal/restore"
-	"floodgate.dev/floodgate/internal/scheme"
 	"floodgate.dev/floodgate/test/crds"
 	"floodgate.dev/floodgate/test/fixtures"
 )
@@ -34,19 +32,7 @@ func TestAManagerKilledMidLeverOverALargeRouteLeavesItExactlyAsRecorded(t *testi
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp, err := controlplane.Start(files...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cp.Stop() }()
-	kubeconfig, err := cp.Kubeconfig(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	k8s, err := client.NewWithWatch(cp.Config, client.Options{Scheme: scheme.New()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, kubeconfig, k8s := controlPlane(t, files...)
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	if err := drill.ShedPods(ctx, k8s); err != nil {
