@@ -2,6 +2,7 @@ package gatewayapi
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -16,14 +17,19 @@ import (
 	"floodgate.dev/floodgate/internal/shed"
 )
 
-func TestTheShedServerAnswersAnHTTPRoutesHostWithItsPolicysAnswer(t *testing.T) {
-	ns := fixture(t, "shed-answer")
-	create(t, policy(ns, func(p *v1alpha1.TrafficPolicy) {
-		p.Spec.Action = v1alpha1.ActionShedAll
-		p.Spec.Shed = v1alpha1.ShedResponse{StatusCode: ptr.To[int32](429), RetryAfterSeconds: ptr.To[int32](90)}
-	}))
+// answer is what the shed server answered a request.
+type answer struct {
+	code       int
+	retryAfter string
+	body       string
+}
+
+// startShedServer runs the real shed server (its table synced from the API server, its answers
+// on a loopback port) until the test ends, and returns how to ask it.
+func startShedServer(t *testing.T) func(host, path string) answer {
+	t.Helper()
 	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
+	t.Cleanup(stop)
 	server := shed.NewServer()
 	go func() { _ = shed.SyncTable(ctx, cp.Config, scheme.New(), server, nil, nil) }()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -33,15 +39,9 @@ func TestTheShedServerAnswersAnHTTPRoutesHostWithItsPolicysAnswer(t *testing.T) 
 	addr := l.Addr().String()
 	_ = l.Close()
 	go func() { _ = shed.ServeAnswers(ctx, addr, server) }()
-
-	type answer struct {
-		code       int
-		retryAfter string
-		body       string
-	}
-	get := func(path string) answer {
+	return func(host, path string) answer {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
-		req.Host = ns + ".example.com"
+		req.Host = host
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return answer{}
@@ -50,6 +50,77 @@ func TestTheShedServerAnswersAnHTTPRoutesHostWithItsPolicysAnswer(t *testing.T) 
 		body, _ := io.ReadAll(res.Body)
 		return answer{res.StatusCode, res.Header.Get("Retry-After"), string(body)}
 	}
+}
+
+// An attacker namespace's policy at Normal over an HTTPRoute of its own (accepted by its
+// gateway) never chooses the shed answer for a victim's route, by any hostname form and in either
+// order of creation: the victim's requests get the neutral answer, and both policies are told.
+func TestNoNamespaceSteersAnotherRoutesAnswerByAnyHostnameForm(t *testing.T) {
+	for i, form := range []struct {
+		name      string
+		hostnames func(victim string) []gatewayv1.Hostname
+	}{
+		{"a route without hostnames", func(string) []gatewayv1.Hostname { return nil }},
+		{"a wildcard hostname over the victim's", func(string) []gatewayv1.Hostname { return []gatewayv1.Hostname{"*.example.com"} }},
+		{"the victim's own hostname", func(v string) []gatewayv1.Hostname {
+			return []gatewayv1.Hostname{gatewayv1.Hostname(v + ".example.com")}
+		}},
+	} {
+		for j, attackerFirst := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s, attacker first %t", form.name, attackerFirst), func(t *testing.T) {
+				ask := startShedServer(t)
+				victim, attacker := fmt.Sprintf("victim-%d-%d", i, j), fmt.Sprintf("attacker-%d-%d", i, j)
+				steer := func() {
+					fixture(t, attacker)
+					editRoute(t, attacker, func(r *gatewayv1.HTTPRoute) { r.Spec.Hostnames = form.hostnames(victim) })
+					create(t, policy(attacker, func(p *v1alpha1.TrafficPolicy) {
+						p.Spec.Shed = v1alpha1.ShedResponse{StatusCode: ptr.To[int32](418), RetryAfterSeconds: ptr.To[int32](1)}
+					}))
+				}
+				if attackerFirst {
+					steer()
+				}
+				fixture(t, victim)
+				create(t, policy(victim, func(p *v1alpha1.TrafficPolicy) {
+					p.Spec.Action, p.Spec.Shed = v1alpha1.ActionShedAll, v1alpha1.ShedResponse{StatusCode: ptr.To[int32](429), RetryAfterSeconds: ptr.To[int32](30)}
+				}))
+				victimAnswers := func() {
+					eventually(t, func() (answer, bool) { a := ask(victim+".example.com", "/"); return a, a.code == 429 })
+				}
+				if !attackerFirst {
+					victimAnswers() // the table has the victim's answer before the attacker comes
+					steer()
+				}
+				for _, path := range []string{"/", "/v2/users"} {
+					eventually(t, func() (answer, bool) {
+						a := ask(strings.ToUpper(victim)+".example.com.", path)
+						return a, a.code == 503 && a.retryAfter == "120"
+					})
+				}
+				for _, who := range [][2]string{{victim, attacker}, {attacker, victim}} {
+					eventuallyPolicy(t, who[0], func(p *v1alpha1.TrafficPolicy) bool {
+						c := condition(p, v1alpha1.ConditionDegraded)
+						return strings.HasPrefix(c, "True "+v1alpha1.ReasonConflict) && strings.Contains(c, "also claimed by policy "+who[1]+"/api of another namespace")
+					})
+				}
+				t.Log("the attacker's policy goes: the victim's own answer is back")
+				if err := k8s.Delete(context.Background(), getPolicy(t, attacker)); err != nil {
+					t.Fatal(err)
+				}
+				victimAnswers()
+			})
+		}
+	}
+}
+
+func TestTheShedServerAnswersAnHTTPRoutesHostWithItsPolicysAnswer(t *testing.T) {
+	ns := fixture(t, "shed-answer")
+	create(t, policy(ns, func(p *v1alpha1.TrafficPolicy) {
+		p.Spec.Action = v1alpha1.ActionShedAll
+		p.Spec.Shed = v1alpha1.ShedResponse{StatusCode: ptr.To[int32](429), RetryAfterSeconds: ptr.To[int32](90)}
+	}))
+	ask := startShedServer(t)
+	get := func(path string) answer { return ask(ns+".example.com", path) }
 	for _, path := range []string{"/", "/v2/users"} {
 		got := eventually(t, func() (answer, bool) { a := get(path); return a, a.code == 429 })
 		if got.retryAfter != "90" || !strings.Contains(got.body, `"policy":"`+ns+`/api"`) {
