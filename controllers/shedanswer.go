@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -114,12 +115,36 @@ func (r *TrafficPolicyReconciler) answerProblems(ctx context.Context, policy *v1
 	return problems, nil
 }
 
+// hostIndexed is a target kind whose objects are indexed by the hosts they carry.
+type hostIndexed struct {
+	kind      string // as the error says it
+	groupKind string // as indexSelecting holds it
+	field     string
+	keys      client.IndexerFunc
+	newList   func() client.ObjectList
+	routes    func(client.Object) []shed.Route
+}
+
+// hostIndexedKinds are the target kinds the cluster serves whose hosts a shed answer covers.
+func (r *TrafficPolicyReconciler) hostIndexedKinds() []hostIndexed {
+	kinds := []hostIndexed{{kind: "Ingresses", groupKind: ingressGroupKind, field: indexIngressHosts, keys: ingressHosts,
+		newList: func() client.ObjectList { return &networkingv1.IngressList{} },
+		routes:  func(o client.Object) []shed.Route { return shed.IngressRoutes(o.(*networkingv1.Ingress)) }}}
+	if r.servesHTTPRoutes() {
+		kinds = append(kinds, hostIndexed{kind: "HTTPRoutes", groupKind: httpRouteGroupKind, field: indexHTTPRouteHosts, keys: httpRouteHosts,
+			newList: func() client.ObjectList { return &gatewayv1.HTTPRouteList{} },
+			routes:  func(o client.Object) []shed.Route { return shed.HTTPRouteRoutes(o.(*gatewayv1.HTTPRoute)) }})
+	}
+	return kinds
+}
+
 // claimsElsewhere are the claims of policies in other namespaces on hosts overlapping the hosts
 // of claims, in any form (shed.Overlap): found through the host indexes (shed.OverlapKeys); a
-// catch-all overlaps everything, so its lookup lists every Ingress and HTTPRoute.
+// catch-all overlaps everything, so its lookup lists every object of each kind.
 func (r *TrafficPolicyReconciler) claimsElsewhere(ctx context.Context, namespace string, claims []shed.Claim) ([]shed.Claim, error) {
 	var out []shed.Claim
-	seen := map[types.NamespacedName]bool{}
+	kinds := r.hostIndexedKinds()
+	seen := map[string]bool{}
 	looked := map[string]bool{}
 	for _, c := range claims {
 		host := shed.NormalizeHost(c.Route.Host)
@@ -132,45 +157,29 @@ func (r *TrafficPolicyReconciler) claimsElsewhere(ctx context.Context, namespace
 			keys = []string{""}
 		}
 		for _, key := range keys {
-			var ingresses networkingv1.IngressList
-			if err := r.listByHost(ctx, &ingresses, indexIngressHosts, key, ingressHosts); err != nil {
-				return nil, fmt.Errorf("listing Ingresses by host: %w", err)
-			}
-			for i := range ingresses.Items {
-				ing := &ingresses.Items[i]
-				id := types.NamespacedName{Namespace: ing.Namespace, Name: "ingress/" + ing.Name}
-				if ing.Namespace == namespace || seen[id] {
-					continue
+			for _, k := range kinds {
+				list := k.newList()
+				if err := r.listByHost(ctx, list, k.field, key, k.keys); err != nil {
+					return nil, fmt.Errorf("listing %s by host: %w", k.kind, err)
 				}
-				seen[id] = true
-				policies, err := r.policiesTargeting(ctx, ingressGroupKind, ing)
+				items, err := meta.ExtractList(list)
 				if err != nil {
 					return nil, err
 				}
-				for _, p := range policies {
-					out = append(out, shed.ClaimsOf(p, []*networkingv1.Ingress{ing}, r.RedirectHosts)...)
-				}
-			}
-			if !r.servesHTTPRoutes() {
-				continue
-			}
-			var routes gatewayv1.HTTPRouteList
-			if err := r.listByHost(ctx, &routes, indexHTTPRouteHosts, key, httpRouteHosts); err != nil {
-				return nil, fmt.Errorf("listing HTTPRoutes by host: %w", err)
-			}
-			for i := range routes.Items {
-				route := &routes.Items[i]
-				id := types.NamespacedName{Namespace: route.Namespace, Name: "httproute/" + route.Name}
-				if route.Namespace == namespace || seen[id] {
-					continue
-				}
-				seen[id] = true
-				policies, err := r.policiesTargeting(ctx, httpRouteGroupKind, route)
-				if err != nil {
-					return nil, err
-				}
-				for _, p := range policies {
-					out = append(out, shed.RouteClaims(p, shed.HTTPRouteRoutes(route), r.RedirectHosts)...)
+				for _, item := range items {
+					obj := item.(client.Object)
+					id := k.groupKind + "/" + obj.GetNamespace() + "/" + obj.GetName()
+					if obj.GetNamespace() == namespace || seen[id] {
+						continue
+					}
+					seen[id] = true
+					policies, err := r.policiesTargeting(ctx, k.groupKind, obj)
+					if err != nil {
+						return nil, err
+					}
+					for _, p := range policies {
+						out = append(out, shed.RouteClaims(p, k.routes(obj), r.RedirectHosts)...)
+					}
 				}
 			}
 		}
