@@ -2,9 +2,6 @@ package controllers_test
 
 import (
 	"context"
-	"io"
-	"net"
-	"net/http"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -13,48 +10,20 @@ import (
 	"k8s.io/utils/ptr"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
-	"floodgate.dev/floodgate/internal/scheme"
 	"floodgate.dev/floodgate/internal/shed"
+	"floodgate.dev/floodgate/test/fixtures"
 )
 
-// shedAnswer is what the shed server answers a request for host and path.
-type shedAnswer struct {
-	Code              int
-	RetryAfter, Where string
-	Body              string
-}
-
-// startShedServer runs the real shed server (its table synced from the API server, its answers
-// on a loopback port) until the spec ends, and returns how to ask it.
-func startShedServer(redirectHosts shed.RedirectHosts) func(host, path string) shedAnswer {
-	server := shed.NewServer()
+// startShedServer runs the real shed server until the spec ends, and returns how to ask it.
+func startShedServer(redirectHosts shed.RedirectHosts) func(host, path string) fixtures.ShedAnswer {
 	syncCtx, stop := context.WithCancel(ctx)
 	DeferCleanup(stop)
-	go func() {
-		defer GinkgoRecover()
-		Expect(shed.SyncTable(syncCtx, cp.Config, scheme.New(), server, redirectHosts, nil)).To(Succeed())
-	}()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ask, err := fixtures.StartShedServer(syncCtx, cp.Config, redirectHosts)
 	Expect(err).NotTo(HaveOccurred())
-	addr := l.Addr().String()
-	Expect(l.Close()).To(Succeed())
-	go func() { _ = shed.ServeAnswers(syncCtx, addr, server) }()
-	Eventually(func() error {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			_ = c.Close()
-		}
-		return err
-	}).Should(Succeed())
-	noRedirects := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	return func(host, path string) shedAnswer {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
-		req.Host = host
-		res, err := noRedirects.Do(req)
+	return func(host, path string) fixtures.ShedAnswer {
+		a, err := ask(host, path)
 		Expect(err).NotTo(HaveOccurred())
-		defer res.Body.Close()
-		body, _ := io.ReadAll(res.Body)
-		return shedAnswer{res.StatusCode, res.Header.Get("Retry-After"), res.Header.Get("Location"), string(body)}
+		return a
 	}
 }
 
@@ -100,7 +69,7 @@ var _ = Describe("isolation of the shed answer", func() {
 			}
 			request := strings.ReplaceAll(f.request, "VICTIM", victimNS)
 			for _, path := range []string{"/", "/v2/users/1"} {
-				Eventually(func() shedAnswer { return get(request, path) }).Should(And(HaveField("Code", 503), HaveField("RetryAfter", "120")),
+				Eventually(func() fixtures.ShedAnswer { return get(request, path) }).Should(And(HaveField("Code", 503), HaveField("RetryAfter", "120")),
 					"%s%s must get the neutral answer", request, path)
 			}
 			Eventually(conditionOfPolicy(victimNS, "api-gateway", v1alpha1.ConditionDegraded)).Should(

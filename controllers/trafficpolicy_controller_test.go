@@ -22,6 +22,7 @@ import (
 	"floodgate.dev/floodgate/internal/provider/ingressnginx"
 	"floodgate.dev/floodgate/internal/restore"
 	"floodgate.dev/floodgate/internal/shed"
+	"floodgate.dev/floodgate/test/fixtures"
 )
 
 const (
@@ -536,7 +537,7 @@ var _ = Describe("the shed server", func() {
 		create(sampleIngress(ns), policy)
 
 		ask := startShedServer(shed.RedirectHosts{"evil.example"})
-		get := func() shedAnswer { return ask("api.example.com", "/v2/health") }
+		get := func() fixtures.ShedAnswer { return ask("api.example.com", "/v2/health") }
 		Eventually(func() int { return get().Code }).Should(Equal(429))
 		res := get()
 		Expect(res.RetryAfter).To(Equal("90"))

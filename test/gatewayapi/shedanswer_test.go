@@ -3,9 +3,6 @@ package gatewayapi
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -13,42 +10,21 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
-	"floodgate.dev/floodgate/internal/scheme"
-	"floodgate.dev/floodgate/internal/shed"
+	"floodgate.dev/floodgate/test/fixtures"
 )
 
-// answer is what the shed server answered a request.
-type answer struct {
-	code       int
-	retryAfter string
-	body       string
-}
-
-// startShedServer runs the real shed server (its table synced from the API server, its answers
-// on a loopback port) until the test ends, and returns how to ask it.
-func startShedServer(t *testing.T) func(host, path string) answer {
+// startShedServer runs the real shed server until the test ends, and returns how to ask it.
+func startShedServer(t *testing.T) func(host, path string) fixtures.ShedAnswer {
 	t.Helper()
 	ctx, stop := context.WithCancel(context.Background())
 	t.Cleanup(stop)
-	server := shed.NewServer()
-	go func() { _ = shed.SyncTable(ctx, cp.Config, scheme.New(), server, nil, nil) }()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ask, err := fixtures.StartShedServer(ctx, cp.Config, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	go func() { _ = shed.ServeAnswers(ctx, addr, server) }()
-	return func(host, path string) answer {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
-		req.Host = host
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return answer{}
-		}
-		defer res.Body.Close()
-		body, _ := io.ReadAll(res.Body)
-		return answer{res.StatusCode, res.Header.Get("Retry-After"), string(body)}
+	return func(host, path string) fixtures.ShedAnswer {
+		a, _ := ask(host, path) // a failed request is no answer yet (the zero one)
+		return a
 	}
 }
 
@@ -85,16 +61,16 @@ func TestNoNamespaceSteersAnotherRoutesAnswerByAnyHostnameForm(t *testing.T) {
 					p.Spec.Action, p.Spec.Shed = v1alpha1.ActionShedAll, v1alpha1.ShedResponse{StatusCode: ptr.To[int32](429), RetryAfterSeconds: ptr.To[int32](30)}
 				}))
 				victimAnswers := func() {
-					eventually(t, func() (answer, bool) { a := ask(victim+".example.com", "/"); return a, a.code == 429 })
+					eventually(t, func() (fixtures.ShedAnswer, bool) { a := ask(victim+".example.com", "/"); return a, a.Code == 429 })
 				}
 				if !attackerFirst {
 					victimAnswers() // the table has the victim's answer before the attacker comes
 					steer()
 				}
 				for _, path := range []string{"/", "/v2/users"} {
-					eventually(t, func() (answer, bool) {
+					eventually(t, func() (fixtures.ShedAnswer, bool) {
 						a := ask(strings.ToUpper(victim)+".example.com.", path)
-						return a, a.code == 503 && a.retryAfter == "120"
+						return a, a.Code == 503 && a.RetryAfter == "120"
 					})
 				}
 				for _, who := range [][2]string{{victim, attacker}, {attacker, victim}} {
@@ -120,10 +96,10 @@ func TestTheShedServerAnswersAnHTTPRoutesHostWithItsPolicysAnswer(t *testing.T) 
 		p.Spec.Shed = v1alpha1.ShedResponse{StatusCode: ptr.To[int32](429), RetryAfterSeconds: ptr.To[int32](90)}
 	}))
 	ask := startShedServer(t)
-	get := func(path string) answer { return ask(ns+".example.com", path) }
+	get := func(path string) fixtures.ShedAnswer { return ask(ns+".example.com", path) }
 	for _, path := range []string{"/", "/v2/users"} {
-		got := eventually(t, func() (answer, bool) { a := get(path); return a, a.code == 429 })
-		if got.retryAfter != "90" || !strings.Contains(got.body, `"policy":"`+ns+`/api"`) {
+		got := eventually(t, func() (fixtures.ShedAnswer, bool) { a := get(path); return a, a.Code == 429 })
+		if got.RetryAfter != "90" || !strings.Contains(got.Body, `"policy":"`+ns+`/api"`) {
 			t.Fatalf("%s: %+v", path, got)
 		}
 	}
