@@ -52,6 +52,8 @@ const Finalizer = "traffic.floodgate.dev/restore"
 
 const (
 	indexAutoscalerNames = ".spec.autoscalerRefs.kindName"
+	// maxKeptChanges is how many kept changes status names (the CRD's MaxItems).
+	maxKeptChanges = 100
 )
 
 // Least privilege: every verb below is used (test/e2e/namespaced_test.go runs a whole cycle as a
@@ -269,8 +271,8 @@ func (r *TrafficPolicyReconciler) pass() *pass.Pass {
 func (r *TrafficPolicyReconciler) commit(policy *v1alpha1.TrafficPolicy, plan core.Plan, outcome core.Outcome, n *notices) {
 	st := &policy.Status
 	prevAction := st.ObservedAction
-	if plan.ObservedAction != st.ObservedAction {
-		st.KeptChanges = nil
+	if plan.ObservedAction != st.ObservedAction && len(st.KeptChanges) > 0 {
+		st.KeptChangesEarlier = true // kept for the record: the next change kept replaces them
 	}
 	plan.WriteDecisions(st)
 	st.History = core.AppendHistory(st.History, plan.Transitions...)
@@ -286,7 +288,10 @@ func (r *TrafficPolicyReconciler) commit(policy *v1alpha1.TrafficPolicy, plan co
 		n.add(func() { r.Recorder.Eventf(policy, nil, corev1.EventTypeNormal, reason, "Transition", "%s", note) })
 	}
 	for _, f := range outcome.KeptOthers {
-		if !slices.Contains(st.KeptChanges, f) {
+		if st.KeptChangesEarlier {
+			st.KeptChanges, st.KeptChangesEarlier = nil, false
+		}
+		if !slices.Contains(st.KeptChanges, f) && len(st.KeptChanges) < maxKeptChanges {
 			st.KeptChanges = append(st.KeptChanges, f)
 			n.add(func() {
 				r.Recorder.Eventf(policy, nil, corev1.EventTypeWarning, v1alpha1.ReasonFieldChanged, "Restore",
@@ -294,7 +299,10 @@ func (r *TrafficPolicyReconciler) commit(policy *v1alpha1.TrafficPolicy, plan co
 			})
 		}
 	}
-	outcome.KeptOthers = st.KeptChanges
+	outcome.KeptOthers = nil
+	if !st.KeptChangesEarlier {
+		outcome.KeptOthers = st.KeptChanges
+	}
 	r.setConditions(policy, outcome, n)
 	n.add(func() { r.Metrics.record(policy, prevAction) })
 }

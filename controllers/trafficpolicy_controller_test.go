@@ -228,6 +228,26 @@ var _ = Describe("the sample policy", func() {
 			"FieldChangedByOther: changed by someone else after Floodgate, kept as they are: Ingress api-gateway annotations.nginx.ingress.kubernetes.io/limit-rps"))
 		Eventually(func() map[string]string { return getIngress(ns, "api-gateway").Annotations }).ShouldNot(HaveKey(restore.Annotation))
 		Expect(getIngress(ns, "api-gateway").Annotations[limitRPS]).To(Equal("75"))
+		kept := "Ingress api-gateway annotations.nginx.ingress.kubernetes.io/limit-rps"
+		Expect(getPolicy(ns, "api-gateway").Status.KeptChanges).To(ConsistOf(kept))
+
+		By("the next action change keeps the restore's list for the record, no longer Degraded for it")
+		setAction(ns, "api-gateway", v1alpha1.ActionRamp)
+		Eventually(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }).Should(Equal("50"))
+		Eventually(func() bool { return getPolicy(ns, "api-gateway").Status.KeptChangesEarlier }).Should(BeTrue())
+		Expect(getPolicy(ns, "api-gateway").Status.KeptChanges).To(ConsistOf(kept))
+		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).ShouldNot(ContainSubstring("FieldChangedByOther"))
+
+		By("a change kept under a later action replaces the list")
+		ing = getIngress(ns, "api-gateway")
+		before = ing.DeepCopy()
+		ing.Annotations[limitRPS] = "80"
+		Expect(k8s.Patch(ctx, ing, client.MergeFrom(before))).To(Succeed())
+		setAction(ns, "api-gateway", v1alpha1.ActionNormal)
+		Eventually(func() bool { return getPolicy(ns, "api-gateway").Status.KeptChangesEarlier }).Should(BeFalse())
+		Expect(getPolicy(ns, "api-gateway").Status.KeptChanges).To(ConsistOf(kept))
+		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(ContainSubstring("FieldChangedByOther"))
+		Expect(getIngress(ns, "api-gateway").Annotations[limitRPS]).To(Equal("80"))
 	})
 
 	It("applies the standing allowlist in Normal and removes it without a trace", func() {

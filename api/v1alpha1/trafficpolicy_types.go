@@ -896,10 +896,17 @@ type TrafficPolicyStatus struct {
 	// Autoscalers are the per-autoscaler states.
 	// +optional
 	Autoscalers []AutoscalerStatus `json:"autoscalers,omitempty"`
-	// KeptChanges name fields someone else changed after Floodgate since the action last
-	// changed: their value was kept rather than Floodgate's original or Floodgate's own.
+	// KeptChanges name fields someone else changed after Floodgate: their value was kept rather
+	// than Floodgate's original or Floodgate's own. The list is that of the last action that kept
+	// any (a restore's survive the next action change: the live objects still carry those values);
+	// the first change kept under a later action replaces it.
+	// +kubebuilder:validation:MaxItems=100
 	// +optional
 	KeptChanges []string `json:"keptChanges,omitempty"`
+	// KeptChangesEarlier is true when keptChanges were kept under an action before the one in
+	// force: they are kept for the record and no longer make the policy Degraded.
+	// +optional
+	KeptChangesEarlier bool `json:"keptChangesEarlier,omitempty"`
 	// History keeps the last 20 transitions (Events expire after an hour).
 	// +optional
 	History []Transition `json:"history,omitempty"`

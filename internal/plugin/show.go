@@ -281,7 +281,11 @@ func printStatus(out io.Writer, p *v1alpha1.TrafficPolicy, now time.Time) {
 		}
 	}
 	if len(st.KeptChanges) > 0 {
-		fmt.Fprintf(w, "Kept others' changes:\t%s\n", strings.Join(st.KeptChanges, ", "))
+		under := ""
+		if st.KeptChangesEarlier {
+			under = " (under an earlier action)"
+		}
+		fmt.Fprintf(w, "Kept others' changes%s:\t%s\n", under, strings.Join(st.KeptChanges, ", "))
 	}
 	if n := len(st.History); n > 0 {
 		t := st.History[n-1]
