@@ -253,6 +253,46 @@ func TestWhatCoreGatewayAPICannotDoIsRefusedUpFrontAndARuleInTheWayIsAConflict(t
 	}
 }
 
+func TestARuleNamedLikeFloodgatesAddedDuringTheLeverIsAConflictAndNeverRemoved(t *testing.T) {
+	ns := fixture(t, "their-rule")
+	before := getRoute(t, ns)
+	create(t, policy(ns, func(p *v1alpha1.TrafficPolicy) { p.Spec.Action = v1alpha1.ActionShedAll }))
+	eventually(t, func() (*gatewayv1.HTTPRoute, bool) {
+		r := getRoute(t, ns)
+		_, recorded := r.Annotations[restore.Annotation]
+		return r, recorded
+	})
+
+	t.Log("during the ShedAll (no rule of Floodgate's on the route), someone adds a rule named floodgate-api")
+	theirs := gatewayv1.HTTPRouteRule{Name: ptr.To(gatewayv1.SectionName("floodgate-api")),
+		Matches: []gatewayv1.HTTPRouteMatch{pathPrefix("/status")}, BackendRefs: []gatewayv1.HTTPBackendRef{backendRef("api", 80)}}
+	editRoute(t, ns, func(r *gatewayv1.HTTPRoute) { r.Spec.Rules = append(r.Spec.Rules, theirs) })
+	p := eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool {
+		return strings.HasPrefix(condition(p, v1alpha1.ConditionDegraded), "True "+v1alpha1.ReasonConflict)
+	})
+	if msg := condition(p, v1alpha1.ConditionDegraded); !strings.Contains(msg, "rule named floodgate-api (rule 2) that this policy did not write") {
+		t.Fatalf("Degraded: %s", msg)
+	}
+
+	t.Log("back to Normal: the route is left alone while the rule is in the way (their rule is never deleted)")
+	editPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) { p.Spec.Action = v1alpha1.ActionNormal })
+	eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool {
+		return p.Status.ObservedAction == v1alpha1.ActionNormal && strings.HasPrefix(condition(p, v1alpha1.ConditionDegraded), "True "+v1alpha1.ReasonConflict)
+	})
+	if r := getRoute(t, ns); len(r.Spec.Rules) != 3 || r.Spec.Rules[2].Name == nil || *r.Spec.Rules[2].Name != "floodgate-api" {
+		t.Fatalf("their rule was removed: %+v", r.Spec.Rules)
+	}
+
+	t.Log("once they rename it, the restore gives back the user's rules and keeps theirs")
+	editRoute(t, ns, func(r *gatewayv1.HTTPRoute) { r.Spec.Rules[2].Name = ptr.To(gatewayv1.SectionName("status")) })
+	eventually(t, func() (*gatewayv1.HTTPRoute, bool) {
+		r := getRoute(t, ns)
+		_, recorded := r.Annotations[restore.Annotation]
+		return r, !recorded && len(r.Spec.Rules) == 3 && equality.Semantic.DeepEqual(r.Spec.Rules[:2], before.Spec.Rules) &&
+			*r.Spec.Rules[2].Name == "status" && *r.Spec.Rules[2].Matches[0].Path.Value == "/status"
+	})
+}
+
 func TestStatusAndDryRunShowTheRouteDiff(t *testing.T) {
 	ns := fixture(t, "dry-run")
 	create(t, policy(ns, func(p *v1alpha1.TrafficPolicy) {}))

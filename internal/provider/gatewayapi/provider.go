@@ -117,11 +117,15 @@ func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, 
 		obs.Problems = append(obs.Problems, provider.ProblemOf(fmt.Errorf("HTTPRoute %s: the restore record does not hold the route's rules: %w", route.Name, restore.ErrCorrupt)))
 	}
 	obs.State = st
+	var wrote []Rule // the rules Floodgate last wrote: its own rule is one of them or none is
+	if rec != nil {
+		_, wrote, _ = recordedRules(rec)
+	}
 	for i, r := range route.Spec.Rules {
 		if r.Name == nil || !strings.HasPrefix(string(*r.Name), OwnRulePrefix) {
 			continue
 		}
-		if string(*r.Name) != OwnRuleName(policy.Name) || rec == nil {
+		if string(*r.Name) != OwnRuleName(policy.Name) || !hasRule(wrote, OwnRuleName(policy.Name)) {
 			obs.Problems = append(obs.Problems, provider.NewProblem(fmt.Sprintf(
 				"HTTPRoute %s has a rule named %s (rule %d) that this policy did not write: Floodgate names its own rules floodgate-<policy>; rename or remove it",
 				route.Name, *r.Name, i), provider.ErrForeignCanary))

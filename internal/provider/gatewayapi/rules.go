@@ -47,6 +47,11 @@ type Lever struct {
 	RegexAllowed bool
 }
 
+// hasRule reports whether one of rules is named name.
+func hasRule(rules []Rule, name string) bool {
+	return slices.ContainsFunc(rules, func(r Rule) bool { return r.Name != nil && string(*r.Name) == name })
+}
+
 // OwnRuleName is the name of the one rule a policy adds to a route.
 func OwnRuleName(policy string) string { return "floodgate-" + policy }
 
@@ -339,10 +344,11 @@ func Strip(now, orig, set []Rule, l Lever) Stripped {
 		return Stripped{Rules: cloneRules(orig)}
 	}
 	own := OwnRuleName(l.Policy)
+	wroteOwn := hasRule(set, own) // else a rule of that name is someone else's: never removed
 	var out Stripped
 	used := make([]bool, len(orig))
 	for _, r := range now {
-		if r.Name != nil && string(*r.Name) == own {
+		if wroteOwn && r.Name != nil && string(*r.Name) == own {
 			continue
 		}
 		j := correspondent(r, orig, set, used)

@@ -142,6 +142,21 @@ func TestAnEditDuringTheIncidentIsKeptAndReportedWithoutFloodgatesAdditions(t *t
 	}
 }
 
+func TestARuleNamedLikeFloodgatesThatFloodgateDidNotWriteIsNeverStripped(t *testing.T) {
+	k := knobs.ShedAll() // Floodgate's own rule is not part of this lever
+	set := Render(twoRules(), lever(k))
+	theirs := Rule{Name: ptr.To(gatewayv1.SectionName(OwnRuleName("api"))), Matches: []gatewayv1.HTTPRouteMatch{prefix("/status")},
+		BackendRefs: []gatewayv1.HTTPBackendRef{backend("status", 1)}}
+	now := append(Render(twoRules(), lever(k)), theirs)
+	got := Strip(now, twoRules(), set, lever(k))
+	if want := append(twoRules(), theirs); !sameJSON(got.Rules, want) {
+		t.Fatalf("got  %s\nwant %s", js(got.Rules), js(want))
+	}
+	if strings.Join(got.Kept, ",") != "spec.rules[floodgate-api] (added)" {
+		t.Fatalf("kept %v", got.Kept)
+	}
+}
+
 func TestAWeightTheUserChangedDuringTheIncidentIsKeptAndTheShedBackendGoes(t *testing.T) {
 	k := knobs.New(false, nil, 0, 50)
 	set := Render(twoRules(), lever(k))
