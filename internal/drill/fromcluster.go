@@ -3,6 +3,7 @@ package drill
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -61,6 +63,14 @@ type copier struct {
 	seen    map[string]bool
 	// missing names objects the policy names that the live cluster does not have.
 	missing []string
+	// notScaled names what an autoscaler's scaleTargetRef names that is no scale target (a kind
+	// without a scale subresource): never copied.
+	notScaled []string
+	// leftOut are the indexes in spec.targetRefs and spec.autoscalerRefs of what the copy of the
+	// policy leaves out: missing, or (an autoscaler) scaling no scale target.
+	leftOutTargets, leftOutAutoscalers []int
+	// scalable says whether the live cluster serves a scale subresource for a kind.
+	scalable func(schema.GroupVersionKind) (bool, error)
 }
 
 // get copies one object (once); nil when the cluster does not have it (or does not serve its kind).
@@ -100,7 +110,11 @@ func FromCluster(ctx context.Context, src Source) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the live cluster: %w", err)
 	}
-	cp := &copier{c: c, ns: src.Namespace, seen: map[string]bool{}}
+	dc, err := discovery.NewDiscoveryClientForConfig(src.Config)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the live cluster: %w", err)
+	}
+	cp := &copier{c: c, ns: src.Namespace, seen: map[string]bool{}, scalable: scaleSubresource(dc)}
 	policyU, err := cp.get(ctx, gvkPolicy, src.Namespace, src.Policy)
 	if err != nil {
 		return nil, err
@@ -132,6 +146,9 @@ func FromCluster(ctx context.Context, src Source) (*File, error) {
 	for _, o := range cp.objects {
 		sanitize(o)
 	}
+	if err := cp.leaveOut(policyU, &policy); err != nil {
+		return nil, err
+	}
 	if len(why) > 0 {
 		_ = unstructured.SetNestedField(policyU.Object, string(v1alpha1.ActionNormal), "spec", "action")
 	}
@@ -139,7 +156,10 @@ func FromCluster(ctx context.Context, src Source) (*File, error) {
 	f := &File{Name: fmt.Sprintf("rehearsal of trafficpolicy %s/%s from %s", src.Namespace, src.Policy, orDefault(src.Context, "the live cluster")),
 		Description: fmt.Sprintf("Copied read-only: %s.", strings.Join(cp.names(), ", "))}
 	if len(cp.missing) > 0 {
-		f.Description += " Not in the live cluster: " + strings.Join(cp.missing, ", ") + "."
+		f.Description += " Not in the live cluster (the copy of the policy leaves them out): " + strings.Join(cp.missing, ", ") + "."
+	}
+	if len(cp.notScaled) > 0 {
+		f.Description += " Not copied, no scale target (a kind without a scale subresource; the copy of the policy leaves its autoscaler out): " + strings.Join(cp.notScaled, ", ") + "."
 	}
 	var sets []string
 	if cp.has(gvkHTTPRoute.Kind) || cp.has(gvkGateway.Kind) {
@@ -218,20 +238,28 @@ func (cp *copier) copyTargets(ctx context.Context, policy *v1alpha1.TrafficPolic
 			}
 		}
 	}
-	for _, ref := range refs {
+	for i, ref := range refs {
 		switch ref.Kind {
 		case gvkIngress.Kind:
 			ing, err := cp.get(ctx, gvkIngress, cp.ns, ref.Name)
-			if err != nil || ing == nil {
+			if err != nil {
 				return err
+			}
+			if ing == nil {
+				cp.leaveOutTarget(i, policy) // named in missing; the other targets are still copied
+				continue
 			}
 			if err := cp.copyIngressServices(ctx, ing); err != nil {
 				return err
 			}
 		case gvkHTTPRoute.Kind:
 			route, err := cp.get(ctx, gvkHTTPRoute, cp.ns, ref.Name)
-			if err != nil || route == nil {
+			if err != nil {
 				return err
+			}
+			if route == nil {
+				cp.leaveOutTarget(i, policy)
+				continue
 			}
 			if err := cp.copyRouteNeighbours(ctx, route); err != nil {
 				return err
@@ -302,14 +330,18 @@ func (cp *copier) copyRouteNeighbours(ctx context.Context, route *unstructured.U
 
 // copyAutoscalers copies the policy's autoscalers and what they scale.
 func (cp *copier) copyAutoscalers(ctx context.Context, policy *v1alpha1.TrafficPolicy) error {
-	for _, ref := range pass.AutoscalerRefs(policy.Spec) {
+	for i, ref := range pass.AutoscalerRefs(policy.Spec) {
 		gvk := gvkHPA
 		if ref.Kind == gvkScaledObject.Kind {
 			gvk = gvkScaledObject
 		}
 		a, err := cp.get(ctx, gvk, cp.ns, ref.Name)
-		if err != nil || a == nil {
+		if err != nil {
 			return err
+		}
+		if a == nil {
+			cp.leftOutAutoscalers = append(cp.leftOutAutoscalers, i) // named in missing
+			continue
 		}
 		target, _, _ := unstructured.NestedMap(a.Object, "spec", "scaleTargetRef")
 		apiVersion, _ := target["apiVersion"].(string)
@@ -319,11 +351,91 @@ func (cp *copier) copyAutoscalers(ctx context.Context, policy *v1alpha1.TrafficP
 		if err != nil || name == "" {
 			continue
 		}
-		if _, err := cp.get(ctx, gv.WithKind(orDefault(kind, "Deployment")), cp.ns, name); err != nil {
+		scaled := gv.WithKind(orDefault(kind, "Deployment"))
+		ok, err := cp.scalable(scaled)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			cp.notScaled = append(cp.notScaled, fmt.Sprintf("%s %s/%s (scaleTargetRef of %s %s)", scaled.Kind, cp.ns, name, gvk.Kind, ref.Name))
+			cp.leftOutAutoscalers = append(cp.leftOutAutoscalers, i)
+			cp.drop(a)
+			continue
+		}
+		if _, err := cp.get(ctx, scaled, cp.ns, name); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// leaveOutTarget leaves target i of the spec out of the copy when it is one the spec names (a
+// selected one is only listed).
+func (cp *copier) leaveOutTarget(i int, policy *v1alpha1.TrafficPolicy) {
+	if i < len(policy.Spec.TargetRefs) {
+		cp.leftOutTargets = append(cp.leftOutTargets, i)
+	}
+}
+
+// drop takes a copied object back out of the copies.
+func (cp *copier) drop(o *unstructured.Unstructured) {
+	cp.objects = slices.DeleteFunc(cp.objects, func(c *unstructured.Unstructured) bool { return c == o })
+}
+
+// leaveOut removes from the copy of the policy the targets and autoscalers the rehearsal has no
+// copy of, so its levers run on what the live cluster has; the drill's description names them.
+// A policy none of whose targets the live cluster has is refused: there is nothing to rehearse.
+func (cp *copier) leaveOut(policyU *unstructured.Unstructured, policy *v1alpha1.TrafficPolicy) error {
+	if len(cp.leftOutTargets) > 0 && len(cp.leftOutTargets) == len(policy.Spec.TargetRefs) && policy.Spec.TargetSelector == nil {
+		return fmt.Errorf("trafficpolicy %s/%s: none of its targets is in the live cluster (%s): there is nothing to rehearse",
+			policy.Namespace, policy.Name, strings.Join(cp.missing, ", "))
+	}
+	for _, f := range []struct {
+		field string
+		drop  []int
+	}{{"targetRefs", cp.leftOutTargets}, {"autoscalerRefs", cp.leftOutAutoscalers}} {
+		if len(f.drop) == 0 {
+			continue
+		}
+		items, _, _ := unstructured.NestedSlice(policyU.Object, "spec", f.field)
+		var kept []any
+		for i, it := range items {
+			if !slices.Contains(f.drop, i) {
+				kept = append(kept, it)
+			}
+		}
+		if len(kept) == 0 {
+			unstructured.RemoveNestedField(policyU.Object, "spec", f.field)
+		} else if err := unstructured.SetNestedSlice(policyU.Object, kept, "spec", f.field); err != nil {
+			return fmt.Errorf("leaving %s out of the copy: %w", f.field, err)
+		}
+	}
+	return nil
+}
+
+// scaleSubresource says, from the live cluster's discovery (read-only), whether a kind has a
+// scale subresource: only such kinds are an autoscaler's scale target, so a scaleTargetRef naming
+// anything else (a Role, a ControllerRevision) never copies it.
+func scaleSubresource(dc discovery.DiscoveryInterface) func(schema.GroupVersionKind) (bool, error) {
+	return func(gvk schema.GroupVersionKind) (bool, error) {
+		list, err := dc.ServerResourcesForGroupVersion(gvk.GroupVersion().String())
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("reading the live cluster's %s resources: %w", gvk.GroupVersion(), err)
+		}
+		names := map[string]bool{}
+		for _, r := range list.APIResources {
+			names[r.Name] = true
+		}
+		for _, r := range list.APIResources {
+			if r.Kind == gvk.Kind && !strings.Contains(r.Name, "/") && names[r.Name+"/scale"] {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
 }
 
 // copyGateWorkloads copies the Deployments the policy's workload gates read.

@@ -20,6 +20,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -155,6 +156,54 @@ func TestARehearsalOfTheLivePolicyRunsTheWholeRunbookAndSendsTheLiveClusterNoWri
 		t.Fatalf("the rehearsal did not read the live cluster through the proxy: %v", used)
 	}
 	t.Logf("requests to the live cluster: %v\n%s", used, text)
+}
+
+func TestARehearsalGoesOnPastMissingTargetsAndCopiesOnlyRealScaleTargets(t *testing.T) {
+	ns := "patchy"
+	createLive(t, ns)
+	ctx := context.Background()
+	t.Log("the policy also names an Ingress and an HPA that are gone, and an HPA whose scaleTargetRef names a Role")
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "api-admin", Namespace: ns},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}}}}
+	rogue := &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Name: "rogue", Namespace: ns}, Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+		ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "Role", Name: "api-admin"}, MinReplicas: ptr.To[int32](1), MaxReplicas: 3}}
+	for _, o := range []client.Object{role, rogue} {
+		if err := liveClient.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := &v1alpha1.TrafficPolicy{}
+	if err := liveClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "edge"}, p); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(p.DeepCopy())
+	p.Spec.TargetRefs = append([]v1alpha1.TargetRef{{Name: "gone"}}, p.Spec.TargetRefs...)
+	p.Spec.AutoscalerRefs = append([]v1alpha1.AutoscalerRef{{Name: "gone"}}, append(p.Spec.AutoscalerRefs, v1alpha1.AutoscalerRef{Name: "rogue"})...)
+	if err := liveClient.Patch(ctx, p, patch); err != nil {
+		t.Fatal(err)
+	}
+	before := counts.Snapshot()
+
+	var out bytes.Buffer
+	cmd := exec.Command(binary, "drill", "--from-cluster", "--kubeconfig", proxied, "-n", ns, "edge")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("the rehearsal failed: %v\n%s", err, out.String())
+	}
+	text := out.String()
+	for _, want := range []string{"Not in the live cluster (the copy of the policy leaves them out): Ingress patchy/gone, HorizontalPodAutoscaler patchy/gone.",
+		"Not copied, no scale target (a kind without a scale subresource; the copy of the policy leaves its autoscaler out): Role patchy/api-admin (scaleTargetRef of HorizontalPodAutoscaler rogue).",
+		"Ingress patchy/api", "HTTPRoute patchy/web", "Deployment patchy/api", "exact restore", "PASS"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the rehearsal does not show %q:\n%s", want, text)
+		}
+	}
+	if copied, _, _ := strings.Cut(text, "Not in the live cluster"); strings.Contains(copied, "Role ") || strings.Contains(copied, "patchy/rogue") {
+		t.Errorf("the Role or the autoscaler scaling it was copied:\n%s", text)
+	}
+	if m := apicount.Mutating(counts.Since(before)); len(m) > 0 {
+		t.Fatalf("the live cluster received mutating requests: %v", m)
+	}
 }
 
 func TestAPolicyThatIsNotAtRestIsRefusedWithTheReasonUnlessItsStateIsStripped(t *testing.T) {
