@@ -53,7 +53,7 @@ func runShedServer(ctx context.Context, addr, healthAddr string, hosts shed.Redi
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return shed.SyncTable(ctx, ctrl.GetConfigOrDie(), scheme.New(), server, hosts, namespaces)
+		return shed.SyncTable(ctx, ctrl.GetConfigOrDie(), scheme.New(), server, shed.SyncOptions{RedirectHosts: hosts, Namespaces: namespaces})
 	})
 	g.Go(func() error { return shed.ServeAnswers(ctx, addr, server) })
 	g.Go(func() error { return shed.Serve(ctx, shed.HTTPServer(healthAddr, health)) })

@@ -1,9 +1,12 @@
 package shed
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -124,14 +127,30 @@ func TargetIngresses(ctx context.Context, c client.Reader, policy *v1alpha1.Traf
 	return out, nil
 }
 
+// SyncOptions are what SyncTable follows.
+type SyncOptions struct {
+	// RedirectHosts are the hosts a shed answer may redirect to.
+	RedirectHosts RedirectHosts
+	// Namespaces limit the policies and targets followed (empty: cluster-wide).
+	Namespaces []string
+	// KindCheckEvery is how often a cluster that does not serve Gateway API HTTPRoutes is asked
+	// again whether it does (0: DefaultKindCheckEvery), so a CRD installed after the shed server
+	// starts is followed without a restart.
+	KindCheckEvery time.Duration
+}
+
+// DefaultKindCheckEvery is how often the shed server asks whether HTTPRoutes are served yet.
+const DefaultKindCheckEvery = 30 * time.Second
+
 // SyncTable keeps the server's table in step with every TrafficPolicy and its target Ingresses
-// and HTTPRoutes (where Gateway API is installed), cluster-wide (or in the namespaces listed),
-// until ctx ends. Changes are coalesced: the table is rebuilt once per burst.
-func SyncTable(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, s *Server, hosts RedirectHosts, namespaces []string) error {
+// and HTTPRoutes (where Gateway API is installed, or once it is), cluster-wide (or in the
+// namespaces listed), until ctx ends. Changes are coalesced: the table is rebuilt once per burst.
+func SyncTable(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, s *Server, o SyncOptions) error {
+	log := logf.FromContext(ctx)
 	opts := cache.Options{Scheme: scheme}
-	if len(namespaces) > 0 {
+	if len(o.Namespaces) > 0 {
 		opts.DefaultNamespaces = map[string]cache.Config{}
-		for _, ns := range namespaces {
+		for _, ns := range o.Namespaces {
 			opts.DefaultNamespaces[ns] = cache.Config{}
 		}
 	}
@@ -146,23 +165,57 @@ func SyncTable(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, s 
 		default:
 		}
 	}
-	watched := []client.Object{&v1alpha1.TrafficPolicy{}, &networkingv1.Ingress{}}
-	routes := servesHTTPRoutes(cfg)
-	if routes {
-		watched = append(watched, &gatewayv1.HTTPRoute{})
-	}
-	for _, obj := range watched {
+	follow := func(obj client.Object) error {
 		informer, err := c.GetInformer(ctx, obj)
 		if err != nil {
 			return fmt.Errorf("watching %T: %w", obj, err)
 		}
-		if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		_, err = informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 			AddFunc:    func(any) { poke() },
 			UpdateFunc: func(any, any) { poke() },
 			DeleteFunc: func(any) { poke() },
-		}); err != nil {
+		})
+		return err
+	}
+	for _, obj := range []client.Object{&v1alpha1.TrafficPolicy{}, &networkingv1.Ingress{}} {
+		if err := follow(obj); err != nil {
 			return err
 		}
+	}
+	var routes atomic.Bool
+	if servesHTTPRoutes(cfg) {
+		if err := follow(&gatewayv1.HTTPRoute{}); err != nil {
+			return err
+		}
+		routes.Store(true)
+	} else {
+		every := cmp.Or(o.KindCheckEvery, DefaultKindCheckEvery)
+		log.Info("this cluster serves no Gateway API HTTPRoutes: a route's host gets the neutral answer until it does; asking again periodically", "every", every)
+		go func() {
+			if !c.WaitForCacheSync(ctx) {
+				return
+			}
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+				if !servesHTTPRoutes(cfg) {
+					continue
+				}
+				if err := follow(&gatewayv1.HTTPRoute{}); err != nil {
+					log.Error(err, "Gateway API HTTPRoutes are served now, but cannot be watched; asking again")
+					continue
+				}
+				routes.Store(true)
+				log.Info("Gateway API HTTPRoutes are served now: following them")
+				poke()
+				return
+			}
+		}()
 	}
 	go func() {
 		if !c.WaitForCacheSync(ctx) {
@@ -174,7 +227,7 @@ func SyncTable(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, s 
 			case <-ctx.Done():
 				return
 			case <-changed:
-				rebuild(ctx, c, s, hosts, routes)
+				rebuild(ctx, c, s, o.RedirectHosts, routes.Load())
 			}
 		}
 	}()

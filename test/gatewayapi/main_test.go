@@ -61,11 +61,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	var crds []string
-	for _, f := range []string{"gatewayclasses", "gateways", "httproutes", "referencegrants"} {
-		crds = append(crds, filepath.Join("..", "crds", "gateway-api", "gateway.networking.k8s.io_"+f+".yaml"))
-	}
-	if cp, err = controlplane.Start(crds...); err != nil {
+	if cp, err = controlplane.Start(gatewayCRDs()...); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -109,6 +105,15 @@ func run(m *testing.M) int {
 	}}
 	go gw.Run(ctx, 20*time.Millisecond)
 	return m.Run()
+}
+
+// gatewayCRDs are the files of the Gateway API CRDs the suite installs.
+func gatewayCRDs() []string {
+	var crds []string
+	for _, f := range []string{"gatewayclasses", "gateways", "httproutes", "referencegrants"} {
+		crds = append(crds, filepath.Join("..", "crds", "gateway-api", "gateway.networking.k8s.io_"+f+".yaml"))
+	}
+	return crds
 }
 
 // egctlPath is the egctl binary: $EGCTL (make test sets it), else hack/egctl.sh's cached build.

@@ -6,10 +6,16 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/controlplane"
+	"floodgate.dev/floodgate/internal/scheme"
 	"floodgate.dev/floodgate/test/fixtures"
 )
 
@@ -126,5 +132,51 @@ func TestAHostClaimedByAPolicyOfAnotherNamespaceGetsTheNeutralAnswerAndBothAreTo
 		if !strings.HasPrefix(condition(p, v1alpha1.ConditionDegraded), "True "+v1alpha1.ReasonConflict) {
 			t.Fatalf("%s: %s", who[0], condition(p, v1alpha1.ConditionDegraded))
 		}
+	}
+}
+
+// The shed server started on a cluster without Gateway API learns HTTPRoutes once their CRD is
+// installed, without a restart: a route's host then gets its policy's answer, not the neutral one.
+func TestTheShedServerFollowsHTTPRoutesOnceGatewayAPIIsInstalledAfterItStarts(t *testing.T) {
+	bare, err := controlplane.Start() // Floodgate's CRDs only
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bare.Stop() })
+	c, err := client.New(bare.Config, client.Options{Scheme: scheme.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	ask, err := fixtures.StartShedServer(ctx, bare.Config, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := "late-crd"
+	p := policy(ns, func(p *v1alpha1.TrafficPolicy) {
+		p.Spec.Action = v1alpha1.ActionShedAll
+		p.Spec.Shed = v1alpha1.ShedResponse{StatusCode: ptr.To[int32](429), RetryAfterSeconds: ptr.To[int32](90)}
+	})
+	for _, o := range []client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, p} {
+		if err := c.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	neutral := eventually(t, func() (fixtures.ShedAnswer, bool) { a, err := ask(ns+".example.com", "/"); return a, err == nil && a.Code != 0 })
+	if neutral.Code == 429 {
+		t.Fatalf("answered with the policy's code before any route exists: %+v", neutral)
+	}
+
+	t.Log("Gateway API is installed after the shed server started, then the route")
+	if _, err := envtest.InstallCRDs(bare.Config, envtest.CRDInstallOptions{Paths: gatewayCRDs(), ErrorIfPathMissing: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, userRoute(ns)); err != nil {
+		t.Fatal(err)
+	}
+	got := eventually(t, func() (fixtures.ShedAnswer, bool) { a, _ := ask(ns+".example.com", "/"); return a, a.Code == 429 })
+	if got.RetryAfter != "90" || !strings.Contains(got.Body, `"policy":"`+ns+`/api"`) {
+		t.Fatalf("%+v", got)
 	}
 }
