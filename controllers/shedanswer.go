@@ -91,8 +91,12 @@ func (r *TrafficPolicyReconciler) answerProblems(ctx context.Context, policy *v1
 	if msg := r.RedirectHosts.RedirectRefusal(policy); msg != "" {
 		problems = append(problems, provider.Problem{Reason: v1alpha1.ReasonRedirectNotAllowed, Message: msg})
 	}
-	claims := shed.RouteClaims(policy, obs.TargetRoutes(), r.RedirectHosts)
-	others, err := r.claimsElsewhere(ctx, policy.Namespace, claims)
+	served, err := r.served(ctx)
+	if err != nil {
+		return problems, err
+	}
+	claims := shed.RouteClaims(policy, obs.TargetRoutes(served), r.RedirectHosts)
+	others, err := r.claimsElsewhere(ctx, policy.Namespace, claims, served)
 	if err != nil {
 		return problems, err
 	}
@@ -115,6 +119,19 @@ func (r *TrafficPolicyReconciler) answerProblems(ctx context.Context, policy *v1
 	return problems, nil
 }
 
+// served says which objects carry traffic (shed.Served): with FollowIngressClasses, the
+// IngressClasses that exist, from the cache.
+func (r *TrafficPolicyReconciler) served(ctx context.Context) (shed.Served, error) {
+	if !r.FollowIngressClasses {
+		return shed.Served{}, nil
+	}
+	var classes networkingv1.IngressClassList
+	if err := r.Client.List(ctx, &classes); err != nil {
+		return shed.Served{}, fmt.Errorf("listing IngressClasses: %w", err)
+	}
+	return shed.Served{IngressClasses: shed.IngressClassNames(&classes)}, nil
+}
+
 // hostIndexed is a target kind whose objects are indexed by the hosts they carry.
 type hostIndexed struct {
 	kind      string // as the error says it
@@ -123,25 +140,29 @@ type hostIndexed struct {
 	keys      client.IndexerFunc
 	newList   func() client.ObjectList
 	routes    func(client.Object) []shed.Route
+	carries   func(shed.Served, client.Object) bool // whether the object carries traffic
 }
 
 // hostIndexedKinds are the target kinds the cluster serves whose hosts a shed answer covers.
 func (r *TrafficPolicyReconciler) hostIndexedKinds() []hostIndexed {
 	kinds := []hostIndexed{{kind: "Ingresses", groupKind: ingressGroupKind, field: indexIngressHosts, keys: ingressHosts,
 		newList: func() client.ObjectList { return &networkingv1.IngressList{} },
-		routes:  func(o client.Object) []shed.Route { return shed.IngressRoutes(o.(*networkingv1.Ingress)) }}}
+		routes:  func(o client.Object) []shed.Route { return shed.IngressRoutes(o.(*networkingv1.Ingress)) },
+		carries: func(s shed.Served, o client.Object) bool { return s.Ingress(o.(*networkingv1.Ingress)) }}}
 	if r.servesHTTPRoutes() {
 		kinds = append(kinds, hostIndexed{kind: "HTTPRoutes", groupKind: httpRouteGroupKind, field: indexHTTPRouteHosts, keys: httpRouteHosts,
 			newList: func() client.ObjectList { return &gatewayv1.HTTPRouteList{} },
-			routes:  func(o client.Object) []shed.Route { return shed.HTTPRouteRoutes(o.(*gatewayv1.HTTPRoute)) }})
+			routes:  func(o client.Object) []shed.Route { return shed.HTTPRouteRoutes(o.(*gatewayv1.HTTPRoute)) },
+			carries: func(s shed.Served, o client.Object) bool { return s.HTTPRoute(o.(*gatewayv1.HTTPRoute)) }})
 	}
 	return kinds
 }
 
 // claimsElsewhere are the claims of policies in other namespaces on hosts overlapping the hosts
 // of claims, in any form (shed.Overlap): found through the host indexes (shed.OverlapKeys); a
-// catch-all overlaps everything, so its lookup lists every object of each kind.
-func (r *TrafficPolicyReconciler) claimsElsewhere(ctx context.Context, namespace string, claims []shed.Claim) ([]shed.Claim, error) {
+// catch-all overlaps everything, so its lookup lists every object of each kind. An object that
+// carries no traffic (served) makes no claim.
+func (r *TrafficPolicyReconciler) claimsElsewhere(ctx context.Context, namespace string, claims []shed.Claim, served shed.Served) ([]shed.Claim, error) {
 	var out []shed.Claim
 	kinds := r.hostIndexedKinds()
 	seen := map[string]bool{}
@@ -169,7 +190,7 @@ func (r *TrafficPolicyReconciler) claimsElsewhere(ctx context.Context, namespace
 				for _, item := range items {
 					obj := item.(client.Object)
 					id := k.groupKind + "/" + obj.GetNamespace() + "/" + obj.GetName()
-					if obj.GetNamespace() == namespace || seen[id] {
+					if obj.GetNamespace() == namespace || seen[id] || !k.carries(served, obj) {
 						continue
 					}
 					seen[id] = true
@@ -228,7 +249,9 @@ func (r *TrafficPolicyReconciler) mapSharedHosts(ctx context.Context, obj client
 	for _, h := range hosts {
 		claims = append(claims, shed.Claim{Route: shed.Route{Host: h}})
 	}
-	others, err := r.claimsElsewhere(ctx, obj.GetNamespace(), claims)
+	// Every object counts here, served or not: a claim that stops carrying traffic changes the
+	// others' answer too.
+	others, err := r.claimsElsewhere(ctx, obj.GetNamespace(), claims, shed.Served{})
 	if err != nil {
 		logf.FromContext(ctx).Error(err, "finding the policies that share a host")
 		return nil

@@ -7,6 +7,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
@@ -91,4 +92,33 @@ var _ = Describe("isolation of the shed answer", func() {
 			return entries
 		}(),
 	)
+
+	It("takes no claim from an Ingress of a class that does not exist, until the class appears", func() {
+		victimNS, attackerNS := newNamespace(), newNamespace()
+		victimHost := "api." + victimNS + ".test"
+		victim := samplePolicy(victimNS, v1alpha1.ActionShedAll)
+		victim.Spec.AutoscalerRefs = nil
+		victim.Spec.Shed = v1alpha1.ShedResponse{StatusCode: ptr.To[int32](429), RetryAfterSeconds: ptr.To[int32](30)}
+		class := "ghost-" + attackerNS
+		bait := ingressWithHost(attackerNS, "bait", victimHost)
+		bait.Spec.IngressClassName = &class
+		attacker := samplePolicy(attackerNS, v1alpha1.ActionNormal)
+		attacker.Name, attacker.Spec.AutoscalerRefs = "steer", nil
+		attacker.Spec.TargetRefs = []v1alpha1.TargetRef{{Kind: v1alpha1.TargetKindIngress, Name: "bait"}}
+		attacker.Spec.Shed = v1alpha1.ShedResponse{StatusCode: ptr.To[int32](418), RetryAfterSeconds: ptr.To[int32](1)}
+
+		get := startShedServer(nil)
+		create(bait, attacker, ingressWithHost(victimNS, "api-gateway", victimHost), victim)
+		Eventually(func() int { return get(victimHost, "/").Code }).Should(Equal(429), "the victim's own answer")
+		Eventually(conditionOfPolicy(victimNS, "api-gateway", v1alpha1.ConditionReady)).Should(HavePrefix("True"))
+		Consistently(func() int { return get(victimHost, "/").Code }, "1s").Should(Equal(429), "an Ingress nobody serves chooses nobody's answer")
+		Expect(conditionOfPolicy(victimNS, "api-gateway", v1alpha1.ConditionDegraded)()).NotTo(ContainSubstring(v1alpha1.ReasonConflict))
+		Expect(conditionOfPolicy(attackerNS, "steer", v1alpha1.ConditionDegraded)()).NotTo(ContainSubstring(v1alpha1.ReasonConflict))
+
+		By("the class is created: the Ingress carries traffic, and the overlap is neutralized and told")
+		create(&networkingv1.IngressClass{ObjectMeta: metav1.ObjectMeta{Name: class}, Spec: networkingv1.IngressClassSpec{Controller: "example.com/other"}})
+		Eventually(func() fixtures.ShedAnswer { return get(victimHost, "/") }).Should(And(HaveField("Code", 503), HaveField("RetryAfter", "120")))
+		Eventually(conditionOfPolicy(victimNS, "api-gateway", v1alpha1.ConditionDegraded)).Should(
+			ContainSubstring("is also claimed by policy " + attackerNS + "/steer of another namespace"))
+	})
 })

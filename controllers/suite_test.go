@@ -61,6 +61,10 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 
 	createShedBackend()
+	// The class the sample Ingresses name is served (an Ingress of a class that does not exist
+	// carries no traffic, and makes no claim on a shed answer).
+	Expect(k8s.Create(context.Background(), &networkingv1.IngressClass{ObjectMeta: metav1.ObjectMeta{Name: "nginx"},
+		Spec: networkingv1.IngressClassSpec{Controller: "k8s.io/ingress-nginx"}})).To(Succeed())
 	clk = warp.New(time.Date(2024, 11, 12, 9, 0, 0, 0, time.UTC))
 	startManager()
 })

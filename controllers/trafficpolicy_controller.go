@@ -69,6 +69,9 @@ const (
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=list;watch;patch
 // scaledobjects: KEDA's, where KEDA is installed (read live, not cached: get).
 // +kubebuilder:rbac:groups=keda.sh,resources=scaledobjects,verbs=get;list;watch;patch
+// ingressclasses: which classes exist (an Ingress of a class nobody serves makes no claim on a
+// shed answer); a cluster-wide install only (cluster-scoped).
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingressclasses,verbs=list;watch
 // httproutes: Gateway API's, where its CRDs are installed.
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=list;watch;patch
 // The scale of whatever an HPA scales: Deployments, and StatefulSets and ReplicaSets.
@@ -101,6 +104,10 @@ type TrafficPolicyReconciler struct {
 	// RedirectHosts are the hosts a shed answer may redirect to, as the cluster administrator
 	// set them (empty: redirects off); the shed server reads the same list.
 	RedirectHosts shed.RedirectHosts
+	// FollowIngressClasses reads the cluster's IngressClasses (cluster-scoped: a cluster-wide
+	// install only), so an Ingress of a class that does not exist makes no claim on a shed
+	// answer; false: every Ingress counts as carrying traffic.
+	FollowIngressClasses bool
 	// Gates reads the ramp steps' workload gates from the cache (nil: gates are not read, as in
 	// previews).
 	Gates *gate.Reader
@@ -487,7 +494,17 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	b := ctrl.NewControllerManagedBy(mgr)
 	if r.servesHTTPRoutes() {
 		// An HTTPRoute elsewhere can claim a host a policy's shed answer covers.
-		b = b.Watches(&gatewayv1.HTTPRoute{}, handler.EnqueueRequestsFromMapFunc(r.mapSharedHosts), builder.WithPredicates(userPartChanged()))
+		// A route that a Gateway accepts, or stops accepting, starts or stops claiming.
+		accepted := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+			return shed.Served{}.HTTPRoute(e.ObjectOld.(*gatewayv1.HTTPRoute)) != shed.Served{}.HTTPRoute(e.ObjectNew.(*gatewayv1.HTTPRoute))
+		}}
+		b = b.Watches(&gatewayv1.HTTPRoute{}, handler.EnqueueRequestsFromMapFunc(r.mapSharedHosts), builder.WithPredicates(predicate.Or(userPartChanged(), accepted)))
+	}
+	if r.FollowIngressClasses {
+		// An IngressClass created or deleted makes the Ingresses of its name start or stop
+		// claiming, in any namespace (rare: every policy is looked at again).
+		b = b.Watches(&networkingv1.IngressClass{}, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(everywhere, nil)),
+			builder.WithPredicates(predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }}))
 	}
 	if r.ClockAdvanced != nil {
 		b = b.WatchesRawSource(source.Channel(r.ClockAdvanced, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(everywhere, nil))))

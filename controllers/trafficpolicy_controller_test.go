@@ -563,10 +563,9 @@ var _ = Describe("the shed server", func() {
 		Expect(res.RetryAfter).To(Equal("90"))
 		Expect(res.Body).To(ContainSubstring(`"policy":"` + ns + `/api-gateway"`))
 
-		By("a forged Ingress in another namespace: the policy label, the old shed annotations, a class nobody serves, the same host")
+		By("a forged Ingress in another namespace: the policy label, the old shed annotations, the same host")
 		tenant := newNamespace()
 		forged := ingressWithHost(tenant, "forged", "api.example.com")
-		forged.Spec.IngressClassName = ptr.To("does-not-exist")
 		forged.Labels = map[string]string{"traffic.floodgate.dev/policy": "api-gateway"}
 		forged.Annotations = map[string]string{"traffic.floodgate.dev/shed-policy": ns + "/api-gateway",
 			"traffic.floodgate.dev/shed-redirect": "https://evil.example/login-again", "traffic.floodgate.dev/shed-status-code": "302"}

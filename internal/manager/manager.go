@@ -324,12 +324,14 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		Providers:     providers,
 		Shed:          shedBackend,
 		RedirectHosts: opts.RedirectHosts,
-		Gates:         gates,
-		GatePoller:    poller,
-		GateReadings:  readings,
-		Metrics:       controllers.NewMetrics(opts.Clock),
-		Armer:         armer,
-		ArmVerdicts:   verdicts,
+		// IngressClasses are cluster-scoped: a namespaced install reads none.
+		FollowIngressClasses: len(opts.WatchNamespaces) == 0,
+		Gates:                gates,
+		GatePoller:           poller,
+		GateReadings:         readings,
+		Metrics:              controllers.NewMetrics(opts.Clock),
+		Armer:                armer,
+		ArmVerdicts:          verdicts,
 	}
 	workers := opts.Workers
 	if workers <= 0 {

@@ -271,9 +271,10 @@ type Related interface {
 }
 
 // Routed is a target provider whose objects carry traffic by host and path: the routes an
-// observed object serves, for the shed server's table and the claims across namespaces.
+// observed object serves, for the shed server's table and the claims across namespaces (none
+// when the object carries no traffic, as served says).
 type Routed interface {
-	Routes(obs *Observation) []shed.Route
+	Routes(obs *Observation, served shed.Served) []shed.Route
 }
 
 // Companioned is a target provider that gives a target companion objects of its own kind: their

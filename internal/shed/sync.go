@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -177,7 +178,14 @@ func SyncTable(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, s 
 		})
 		return err
 	}
-	for _, obj := range []client.Object{&v1alpha1.TrafficPolicy{}, &networkingv1.Ingress{}} {
+	// IngressClasses are cluster-scoped: followed by a cluster-wide shed server only (namespaced,
+	// every Ingress counts as carrying traffic).
+	classes := len(o.Namespaces) == 0
+	watched := []client.Object{&v1alpha1.TrafficPolicy{}, &networkingv1.Ingress{}}
+	if classes {
+		watched = append(watched, &networkingv1.IngressClass{})
+	}
+	for _, obj := range watched {
 		if err := follow(obj); err != nil {
 			return err
 		}
@@ -227,7 +235,7 @@ func SyncTable(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, s 
 			case <-ctx.Done():
 				return
 			case <-changed:
-				rebuild(ctx, c, s, o.RedirectHosts, routes.Load())
+				rebuild(ctx, c, s, o.RedirectHosts, routes.Load(), classes)
 			}
 		}
 	}()
@@ -249,12 +257,24 @@ func servesHTTPRoutes(cfg *rest.Config) bool {
 	return err == nil
 }
 
-func rebuild(ctx context.Context, c client.Reader, s *Server, hosts RedirectHosts, httpRoutes bool) {
+// rebuild builds the table again from every policy and the targets it names or selects that carry
+// traffic (Served): an Ingress of a class that does not exist (classes: IngressClasses are
+// followed), a route no Gateway accepted, makes no claim.
+func rebuild(ctx context.Context, c client.Reader, s *Server, hosts RedirectHosts, httpRoutes, classes bool) {
 	log := logf.FromContext(ctx)
 	var policies v1alpha1.TrafficPolicyList
 	if err := c.List(ctx, &policies); err != nil {
 		log.Error(err, "listing policies")
 		return
+	}
+	var served Served
+	if classes {
+		var list networkingv1.IngressClassList
+		if err := c.List(ctx, &list); err != nil {
+			log.Error(err, "listing IngressClasses")
+			return
+		}
+		served.IngressClasses = IngressClassNames(&list)
 	}
 	var claims []Claim
 	for i := range policies.Items {
@@ -264,6 +284,7 @@ func rebuild(ctx context.Context, c client.Reader, s *Server, hosts RedirectHost
 			log.Error(err, "reading a policy's targets", "policy", client.ObjectKeyFromObject(p))
 			return
 		}
+		targets = slices.DeleteFunc(targets, func(ing *networkingv1.Ingress) bool { return !served.Ingress(ing) })
 		claims = append(claims, ClaimsOf(p, targets, hosts)...)
 		if !httpRoutes {
 			continue
@@ -274,6 +295,9 @@ func rebuild(ctx context.Context, c client.Reader, s *Server, hosts RedirectHost
 			return
 		}
 		for _, route := range routes {
+			if !served.HTTPRoute(route) {
+				continue
+			}
 			claims = append(claims, RouteClaims(p, HTTPRouteRoutes(route), hosts)...)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -15,6 +16,7 @@ import (
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/controlplane"
+	"floodgate.dev/floodgate/internal/provider/gatewayapi"
 	"floodgate.dev/floodgate/internal/scheme"
 	"floodgate.dev/floodgate/test/fixtures"
 )
@@ -172,11 +174,56 @@ func TestTheShedServerFollowsHTTPRoutesOnceGatewayAPIIsInstalledAfterItStarts(t 
 	if _, err := envtest.InstallCRDs(bare.Config, envtest.CRDInstallOptions{Paths: gatewayCRDs(), ErrorIfPathMissing: true}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Create(ctx, userRoute(ns)); err != nil {
+	route := userRoute(ns)
+	if err := c.Create(ctx, route); err != nil {
+		t.Fatal(err)
+	}
+	// Its Gateway accepts it (played): a route no Gateway accepted makes no claim.
+	if err := (&gatewayapi.Gateway{Client: c, ControllerName: gatewayapi.EnvoyGatewayController}).Report(ctx, route); err != nil {
 		t.Fatal(err)
 	}
 	got := eventually(t, func() (fixtures.ShedAnswer, bool) { a, _ := ask(ns+".example.com", "/"); return a, a.Code == 429 })
 	if got.RetryAfter != "90" || !strings.Contains(got.Body, `"policy":"`+ns+`/api"`) {
 		t.Fatalf("%+v", got)
 	}
+}
+
+// A route no Gateway accepted carries no traffic: its policy chooses nobody's answer, whatever its
+// hostnames; once its Gateway accepts it, the overlap is neutralized and both policies are told.
+func TestARouteNoGatewayAcceptedMakesNoClaimUntilItIsAccepted(t *testing.T) {
+	ask := startShedServer(t)
+	victim, attacker := "victim-unaccepted", "attacker-unaccepted"
+	rejections.Store(attacker, "no listener allows routes from this namespace")
+	fixture(t, attacker)
+	editRoute(t, attacker, func(r *gatewayv1.HTTPRoute) { r.Spec.Hostnames = []gatewayv1.Hostname{gatewayv1.Hostname(victim + ".example.com")} })
+	create(t, policy(attacker, func(p *v1alpha1.TrafficPolicy) {
+		p.Spec.Shed = v1alpha1.ShedResponse{StatusCode: ptr.To[int32](418), RetryAfterSeconds: ptr.To[int32](1)}
+	}))
+	fixture(t, victim)
+	create(t, policy(victim, func(p *v1alpha1.TrafficPolicy) {
+		p.Spec.Action, p.Spec.Shed = v1alpha1.ActionShedAll, v1alpha1.ShedResponse{StatusCode: ptr.To[int32](429), RetryAfterSeconds: ptr.To[int32](30)}
+	}))
+	eventually(t, func() (fixtures.ShedAnswer, bool) { a := ask(victim+".example.com", "/"); return a, a.Code == 429 })
+	eventuallyPolicy(t, victim, func(p *v1alpha1.TrafficPolicy) bool { return strings.HasPrefix(condition(p, v1alpha1.ConditionReady), "True") })
+	for range 10 { // bounded: 10 asks over a second
+		if a := ask(victim+".example.com", "/"); a.Code != 429 {
+			t.Fatalf("a route its Gateway rejected chose the victim's answer: %+v", a)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, ns := range []string{victim, attacker} {
+		if c := condition(getPolicy(t, ns), v1alpha1.ConditionDegraded); strings.Contains(c, v1alpha1.ReasonConflict) {
+			t.Fatalf("%s: %s", ns, c)
+		}
+	}
+
+	t.Log("the attacker's Gateway accepts the route: the overlap is neutralized and told")
+	rejections.Delete(attacker)
+	eventually(t, func() (fixtures.ShedAnswer, bool) {
+		a := ask(victim+".example.com", "/")
+		return a, a.Code == 503 && a.RetryAfter == "120"
+	})
+	eventuallyPolicy(t, victim, func(p *v1alpha1.TrafficPolicy) bool {
+		return strings.Contains(condition(p, v1alpha1.ConditionDegraded), "also claimed by policy "+attacker+"/api of another namespace")
+	})
 }

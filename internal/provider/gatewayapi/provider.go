@@ -144,9 +144,10 @@ func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, 
 	return obs, nil
 }
 
-// Routes are the host/path routes of the HTTPRoute an observation read (none: not found).
-func (p *Provider) Routes(obs *provider.Observation) []shed.Route {
-	if st, ok := obs.State.(*observed); ok && st.route != nil {
+// Routes are the host/path routes of the HTTPRoute an observation read (none: not found, or
+// accepted by no parent).
+func (p *Provider) Routes(obs *provider.Observation, served shed.Served) []shed.Route {
+	if st, ok := obs.State.(*observed); ok && st.route != nil && served.HTTPRoute(st.route) {
 		return shed.HTTPRouteRoutes(st.route)
 	}
 	return nil

@@ -359,9 +359,10 @@ func toUnstructured(obj *networkingv1.Ingress) *unstructured.Unstructured {
 	return u
 }
 
-// Routes are the host/path routes of the Ingress an observation read (none: not found).
-func (p *Provider) Routes(obs *provider.Observation) []shed.Route {
-	if ing, ok := obs.State.(*networkingv1.Ingress); ok {
+// Routes are the host/path routes of the Ingress an observation read (none: not found, or of a
+// class nobody serves).
+func (p *Provider) Routes(obs *provider.Observation, served shed.Served) []shed.Route {
+	if ing, ok := obs.State.(*networkingv1.Ingress); ok && served.Ingress(ing) {
 		return shed.IngressRoutes(ing)
 	}
 	return nil

@@ -1,0 +1,46 @@
+package shed
+
+import (
+	"slices"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+)
+
+// Served says which objects carry traffic. Only those make claims on a shed answer: an object no
+// data plane routes (an Ingress of a class nobody serves, a route no Gateway accepted) chooses
+// nobody's answer, however its hosts overlap another namespace's.
+type Served struct {
+	// IngressClasses are the names of the IngressClasses that exist; nil: not known (a
+	// namespaced install reads none), and every Ingress counts as carrying traffic.
+	IngressClasses map[string]bool
+}
+
+// Ingress reports whether an Ingress carries traffic. One whose spec.ingressClassName names an
+// IngressClass that does not exist does not: no controller serves it. One without
+// spec.ingressClassName may be served (by the default class, by the legacy
+// kubernetes.io/ingress.class annotation, by a controller watching class-less Ingresses), so it
+// counts.
+func (s Served) Ingress(ing *networkingv1.Ingress) bool {
+	if s.IngressClasses == nil || ing.Spec.IngressClassName == nil {
+		return true
+	}
+	return s.IngressClasses[*ing.Spec.IngressClassName]
+}
+
+// HTTPRoute reports whether a route carries traffic: some parent (a Gateway) has Accepted it.
+func (Served) HTTPRoute(route *gatewayv1.HTTPRoute) bool {
+	return slices.ContainsFunc(route.Status.Parents, func(p gatewayv1.RouteParentStatus) bool {
+		return meta.IsStatusConditionTrue(p.Conditions, string(gatewayv1.RouteConditionAccepted))
+	})
+}
+
+// IngressClassNames are the names of a list of IngressClasses, as Served holds them.
+func IngressClassNames(list *networkingv1.IngressClassList) map[string]bool {
+	out := make(map[string]bool, len(list.Items))
+	for _, c := range list.Items {
+		out[c.Name] = true
+	}
+	return out
+}
