@@ -122,14 +122,25 @@ func (r *TrafficPolicyReconciler) answerProblems(ctx context.Context, policy *v1
 // served says which objects carry traffic (shed.Served): with FollowIngressClasses, the
 // IngressClasses that exist, from the cache.
 func (r *TrafficPolicyReconciler) served(ctx context.Context) (shed.Served, error) {
+	var served shed.Served
+	if r.servesHTTPRoutes() {
+		served.Gateway = func(namespace, name string) *gatewayv1.Gateway {
+			var gw gatewayv1.Gateway
+			if err := r.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &gw); err != nil {
+				return nil // not found, or outside the namespaces watched: the route counts as a catch-all
+			}
+			return &gw
+		}
+	}
 	if !r.FollowIngressClasses {
-		return shed.Served{}, nil
+		return served, nil
 	}
 	var classes networkingv1.IngressClassList
 	if err := r.Client.List(ctx, &classes); err != nil {
-		return shed.Served{}, fmt.Errorf("listing IngressClasses: %w", err)
+		return served, fmt.Errorf("listing IngressClasses: %w", err)
 	}
-	return shed.Served{IngressClasses: shed.IngressClassNames(&classes)}, nil
+	served.IngressClasses = shed.IngressClassNames(&classes)
+	return served, nil
 }
 
 // hostIndexed is a target kind whose objects are indexed by the hosts they carry.
@@ -139,7 +150,7 @@ type hostIndexed struct {
 	field     string
 	keys      client.IndexerFunc
 	newList   func() client.ObjectList
-	routes    func(client.Object) []shed.Route
+	routes    func(shed.Served, client.Object) []shed.Route
 	carries   func(shed.Served, client.Object) bool // whether the object carries traffic
 }
 
@@ -147,12 +158,14 @@ type hostIndexed struct {
 func (r *TrafficPolicyReconciler) hostIndexedKinds() []hostIndexed {
 	kinds := []hostIndexed{{kind: "Ingresses", groupKind: ingressGroupKind, field: indexIngressHosts, keys: ingressHosts,
 		newList: func() client.ObjectList { return &networkingv1.IngressList{} },
-		routes:  func(o client.Object) []shed.Route { return shed.IngressRoutes(o.(*networkingv1.Ingress)) },
+		routes: func(_ shed.Served, o client.Object) []shed.Route {
+			return shed.IngressRoutes(o.(*networkingv1.Ingress))
+		},
 		carries: func(s shed.Served, o client.Object) bool { return s.Ingress(o.(*networkingv1.Ingress)) }}}
 	if r.servesHTTPRoutes() {
 		kinds = append(kinds, hostIndexed{kind: "HTTPRoutes", groupKind: httpRouteGroupKind, field: indexHTTPRouteHosts, keys: httpRouteHosts,
 			newList: func() client.ObjectList { return &gatewayv1.HTTPRouteList{} },
-			routes:  func(o client.Object) []shed.Route { return shed.HTTPRouteRoutes(o.(*gatewayv1.HTTPRoute)) },
+			routes:  func(s shed.Served, o client.Object) []shed.Route { return s.HTTPRouteRoutes(o.(*gatewayv1.HTTPRoute)) },
 			carries: func(s shed.Served, o client.Object) bool { return s.HTTPRoute(o.(*gatewayv1.HTTPRoute)) }})
 	}
 	return kinds
@@ -199,7 +212,7 @@ func (r *TrafficPolicyReconciler) claimsElsewhere(ctx context.Context, namespace
 						return nil, err
 					}
 					for _, p := range policies {
-						out = append(out, shed.RouteClaims(p, k.routes(obj), r.RedirectHosts)...)
+						out = append(out, shed.RouteClaims(p, k.routes(served, obj), r.RedirectHosts)...)
 					}
 				}
 			}

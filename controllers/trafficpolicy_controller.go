@@ -72,6 +72,8 @@ const (
 // ingressclasses: which classes exist (an Ingress of a class nobody serves makes no claim on a
 // shed answer); a cluster-wide install only (cluster-scoped).
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=ingressclasses,verbs=list;watch
+// gateways: their listeners' hostnames, which a route without hostnames covers.
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gateways,verbs=list;watch
 // httproutes: Gateway API's, where its CRDs are installed.
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=list;watch;patch
 // The scale of whatever an HPA scales: Deployments, and StatefulSets and ReplicaSets.
@@ -499,6 +501,10 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 			return shed.Served{}.HTTPRoute(e.ObjectOld.(*gatewayv1.HTTPRoute)) != shed.Served{}.HTTPRoute(e.ObjectNew.(*gatewayv1.HTTPRoute))
 		}}
 		b = b.Watches(&gatewayv1.HTTPRoute{}, handler.EnqueueRequestsFromMapFunc(r.mapSharedHosts), builder.WithPredicates(predicate.Or(userPartChanged(), accepted)))
+		// A Gateway's listeners' hostnames are what a route without hostnames covers (rare:
+		// every policy is looked at again).
+		b = b.Watches(&gatewayv1.Gateway{}, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(everywhere, nil)),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{}))
 	}
 	if r.FollowIngressClasses {
 		// An IngressClass created or deleted makes the Ingresses of its name start or stop

@@ -15,6 +15,48 @@ type Served struct {
 	// IngressClasses are the names of the IngressClasses that exist; nil: not known (a
 	// namespaced install reads none), and every Ingress counts as carrying traffic.
 	IngressClasses map[string]bool
+	// Gateway reads a route's parent Gateway (nil: not found, or not readable); nil: Gateways
+	// are not read, and a route without hostnames counts as a catch-all.
+	Gateway func(namespace, name string) *gatewayv1.Gateway
+}
+
+// HTTPRouteRoutes are the routes an HTTPRoute carries, as its Gateways serve it: a route without
+// hostnames covers its listeners' hostnames (Gateway API's intersection: those of the listeners
+// its parentRefs attach to, by sectionName and port). It is a catch-all only when one of those
+// listeners has no hostname, or a parent cannot be read (the safe side: more overlap, never less).
+func (s Served) HTTPRouteRoutes(route *gatewayv1.HTTPRoute) []Route {
+	if len(route.Spec.Hostnames) > 0 || s.Gateway == nil {
+		return HTTPRouteRoutes(route)
+	}
+	var hostnames []gatewayv1.Hostname
+	for _, ref := range route.Spec.ParentRefs {
+		if ref.Kind != nil && *ref.Kind != "Gateway" || ref.Group != nil && *ref.Group != gatewayv1.GroupName {
+			return HTTPRouteRoutes(route)
+		}
+		ns := route.Namespace
+		if ref.Namespace != nil {
+			ns = string(*ref.Namespace)
+		}
+		gw := s.Gateway(ns, string(ref.Name))
+		if gw == nil {
+			return HTTPRouteRoutes(route)
+		}
+		for _, l := range gw.Spec.Listeners {
+			if ref.SectionName != nil && *ref.SectionName != l.Name || ref.Port != nil && *ref.Port != l.Port {
+				continue
+			}
+			if l.Hostname == nil || *l.Hostname == "" {
+				return HTTPRouteRoutes(route)
+			}
+			if !slices.Contains(hostnames, *l.Hostname) {
+				hostnames = append(hostnames, *l.Hostname)
+			}
+		}
+	}
+	if len(hostnames) == 0 {
+		return HTTPRouteRoutes(route)
+	}
+	return httpRouteRoutesOn(route, hostnames)
 }
 
 // Ingress reports whether an Ingress carries traffic. One whose spec.ingressClassName names an

@@ -191,8 +191,17 @@ func SyncTable(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, s 
 		}
 	}
 	var routes atomic.Bool
+	// HTTPRoutes and their Gateways (whose listeners' hostnames a route without hostnames covers).
+	followRoutes := func() error {
+		for _, obj := range []client.Object{&gatewayv1.HTTPRoute{}, &gatewayv1.Gateway{}} {
+			if err := follow(obj); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	if servesHTTPRoutes(cfg) {
-		if err := follow(&gatewayv1.HTTPRoute{}); err != nil {
+		if err := followRoutes(); err != nil {
 			return err
 		}
 		routes.Store(true)
@@ -214,7 +223,7 @@ func SyncTable(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, s 
 				if !servesHTTPRoutes(cfg) {
 					continue
 				}
-				if err := follow(&gatewayv1.HTTPRoute{}); err != nil {
+				if err := followRoutes(); err != nil {
 					log.Error(err, "Gateway API HTTPRoutes are served now, but cannot be watched; asking again")
 					continue
 				}
@@ -276,6 +285,15 @@ func rebuild(ctx context.Context, c client.Reader, s *Server, hosts RedirectHost
 		}
 		served.IngressClasses = IngressClassNames(&list)
 	}
+	if httpRoutes {
+		served.Gateway = func(namespace, name string) *gatewayv1.Gateway {
+			var gw gatewayv1.Gateway
+			if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &gw); err != nil {
+				return nil
+			}
+			return &gw
+		}
+	}
 	var claims []Claim
 	for i := range policies.Items {
 		p := &policies.Items[i]
@@ -298,7 +316,7 @@ func rebuild(ctx context.Context, c client.Reader, s *Server, hosts RedirectHost
 			if !served.HTTPRoute(route) {
 				continue
 			}
-			claims = append(claims, RouteClaims(p, HTTPRouteRoutes(route), hosts)...)
+			claims = append(claims, RouteClaims(p, served.HTTPRouteRoutes(route), hosts)...)
 		}
 	}
 	table, conflicts := NewTable(claims)

@@ -78,10 +78,15 @@ func IngressRoutes(ing *networkingv1.Ingress) []Route {
 // with the path of each match of each rule (a rule without matches: every path). A path matched
 // by a regular expression is claimed as the whole host: the table does not evaluate regexes.
 func HTTPRouteRoutes(route *gatewayv1.HTTPRoute) []Route {
+	return httpRouteRoutesOn(route, route.Spec.Hostnames)
+}
+
+// httpRouteRoutesOn are the routes an HTTPRoute carries on hostnames (none: every host).
+func httpRouteRoutesOn(route *gatewayv1.HTTPRoute, hostnames []gatewayv1.Hostname) []Route {
 	hosts := []string{""}
-	if len(route.Spec.Hostnames) > 0 {
+	if len(hostnames) > 0 {
 		hosts = hosts[:0]
-		for _, h := range route.Spec.Hostnames {
+		for _, h := range hostnames {
 			hosts = append(hosts, strings.ToLower(string(h)))
 		}
 	}

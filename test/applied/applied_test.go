@@ -198,7 +198,24 @@ func TestObjectsCreatedByKubectlApplyAreRestoredByteForByteAndApplyStillPrunes(t
 		return p.Status.Phase == v1alpha1.PhaseShedding && everyTarget(p, func(t v1alpha1.TargetStatus) bool { return t.Applied.Shed }) &&
 			everyAutoscaler(p, func(a v1alpha1.AutoscalerStatus) bool { return a.Held })
 	})
+	t.Log("mid-incident, the on-call annotates and labels every object with kubectl: no restore removes what Floodgate did not write")
+	for _, o := range objects {
+		ref := strings.ToLower(o.gvk.Kind) + "." + o.gvk.Group + "/" + o.name
+		kubectl(t, "annotate", "-n", ns, ref, onCallAnnotation+"=INC-7")
+		kubectl(t, "label", "-n", ns, ref, onCallLabel+"=yes")
+	}
 	setAction(t, ns, v1alpha1.ActionNormal)
+	backAsSetUpWith(t, ns, setup, withoutOnCallMarks(t))
+	for kind, bytes := range snapshot(t, ns) {
+		if !strings.Contains(bytes, `"`+onCallAnnotation+`":"INC-7"`) || !strings.Contains(bytes, `"`+onCallLabel+`":"yes"`) {
+			t.Fatalf("%s lost the on-call's annotation or label at restore: %s", kind, bytes)
+		}
+	}
+	for _, o := range objects {
+		ref := strings.ToLower(o.gvk.Kind) + "." + o.gvk.Group + "/" + o.name
+		kubectl(t, "annotate", "-n", ns, ref, onCallAnnotation+"-")
+		kubectl(t, "label", "-n", ns, ref, onCallLabel+"-")
+	}
 	backAsSetUp(t, ns, setup)
 
 	t.Log("a full ramp")
@@ -223,13 +240,61 @@ func TestObjectsCreatedByKubectlApplyAreRestoredByteForByteAndApplyStillPrunes(t
 	}
 }
 
+// The on-call's own marks, added mid-incident.
+const (
+	onCallAnnotation = "oncall.example.com/incident"
+	onCallLabel      = "oncall.example.com/touched"
+)
+
+// withoutOnCallMarks is a snapshot without the on-call's annotation and label.
+func withoutOnCallMarks(t *testing.T) func(map[string]string) map[string]string {
+	return func(snap map[string]string) map[string]string {
+		out := map[string]string{}
+		for kind, bytes := range snap {
+			var obj map[string]any
+			if err := json.Unmarshal([]byte(bytes), &obj); err != nil {
+				t.Fatal(err)
+			}
+			u := &unstructured.Unstructured{Object: obj}
+			unstructured.RemoveNestedField(u.Object, "metadata", "annotations", onCallAnnotation)
+			unstructured.RemoveNestedField(u.Object, "metadata", "labels", onCallLabel)
+			for _, f := range []string{"annotations", "labels"} { // emptied by the removal: as if never set
+				if m, found, _ := unstructured.NestedMap(u.Object, "metadata", f); found && len(m) == 0 {
+					unstructured.RemoveNestedField(u.Object, "metadata", f)
+				}
+			}
+			b, err := json.Marshal(u.Object)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[kind] = string(b)
+		}
+		return out
+	}
+}
+
+// kubectl runs the real kubectl against the control plane.
+func kubectl(t *testing.T, args ...string) {
+	t.Helper()
+	cmd := exec.Command(env.ControlPlane.Kubectl(), append([]string{"--kubeconfig", env.Kubeconfig}, args...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
 // backAsSetUp advances the drill clock (ramp holds, the autoscalers' release) until every object
 // is byte-equal to its setup, and fails on the first difference left when time runs out.
 func backAsSetUp(t *testing.T, ns string, setup map[string]string) {
 	t.Helper()
+	backAsSetUpWith(t, ns, setup, func(m map[string]string) map[string]string { return m })
+}
+
+// backAsSetUpWith is backAsSetUp comparing view(snapshot).
+func backAsSetUpWith(t *testing.T, ns string, setup map[string]string, view func(map[string]string) map[string]string) {
+	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		now := snapshot(t, ns)
+		now := view(snapshot(t, ns))
 		var diffs []string
 		for kind, want := range setup {
 			if now[kind] != want {

@@ -128,6 +128,7 @@ func TestANamespacedInstallRunsAWholeCycleOnItsOwnRolesAndUsesEveryVerbItIsGrant
 		"watch keda.sh/scaledobjects":                             "a cluster with KEDA installed",
 		"patch gateway.networking.k8s.io/httproutes":              "a cluster with Gateway API installed (test/gatewayapi holds HTTPRoutes)",
 		"watch gateway.networking.k8s.io/httproutes":              "a cluster with Gateway API installed",
+		"watch gateway.networking.k8s.io/gateways":                "a cluster with Gateway API installed",
 		"watch networking.k8s.io/ingressclasses":                  "a cluster-wide install (cluster-scoped: a namespaced one reads none)",
 	}
 	var unused []string

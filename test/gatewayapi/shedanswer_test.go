@@ -165,7 +165,10 @@ func TestTheShedServerFollowsHTTPRoutesOnceGatewayAPIIsInstalledAfterItStarts(t 
 			t.Fatal(err)
 		}
 	}
-	neutral := eventually(t, func() (fixtures.ShedAnswer, bool) { a, err := ask(ns+".example.com", "/"); return a, err == nil && a.Code != 0 })
+	neutral := eventually(t, func() (fixtures.ShedAnswer, bool) {
+		a, err := ask(ns+".example.com", "/")
+		return a, err == nil && a.Code != 0
+	})
 	if neutral.Code == 429 {
 		t.Fatalf("answered with the policy's code before any route exists: %+v", neutral)
 	}
@@ -195,7 +198,9 @@ func TestARouteNoGatewayAcceptedMakesNoClaimUntilItIsAccepted(t *testing.T) {
 	victim, attacker := "victim-unaccepted", "attacker-unaccepted"
 	rejections.Store(attacker, "no listener allows routes from this namespace")
 	fixture(t, attacker)
-	editRoute(t, attacker, func(r *gatewayv1.HTTPRoute) { r.Spec.Hostnames = []gatewayv1.Hostname{gatewayv1.Hostname(victim + ".example.com")} })
+	editRoute(t, attacker, func(r *gatewayv1.HTTPRoute) {
+		r.Spec.Hostnames = []gatewayv1.Hostname{gatewayv1.Hostname(victim + ".example.com")}
+	})
 	create(t, policy(attacker, func(p *v1alpha1.TrafficPolicy) {
 		p.Spec.Shed = v1alpha1.ShedResponse{StatusCode: ptr.To[int32](418), RetryAfterSeconds: ptr.To[int32](1)}
 	}))
@@ -204,7 +209,9 @@ func TestARouteNoGatewayAcceptedMakesNoClaimUntilItIsAccepted(t *testing.T) {
 		p.Spec.Action, p.Spec.Shed = v1alpha1.ActionShedAll, v1alpha1.ShedResponse{StatusCode: ptr.To[int32](429), RetryAfterSeconds: ptr.To[int32](30)}
 	}))
 	eventually(t, func() (fixtures.ShedAnswer, bool) { a := ask(victim+".example.com", "/"); return a, a.Code == 429 })
-	eventuallyPolicy(t, victim, func(p *v1alpha1.TrafficPolicy) bool { return strings.HasPrefix(condition(p, v1alpha1.ConditionReady), "True") })
+	eventuallyPolicy(t, victim, func(p *v1alpha1.TrafficPolicy) bool {
+		return strings.HasPrefix(condition(p, v1alpha1.ConditionReady), "True")
+	})
 	for range 10 { // bounded: 10 asks over a second
 		if a := ask(victim+".example.com", "/"); a.Code != 429 {
 			t.Fatalf("a route its Gateway rejected chose the victim's answer: %+v", a)
@@ -221,6 +228,46 @@ func TestARouteNoGatewayAcceptedMakesNoClaimUntilItIsAccepted(t *testing.T) {
 	rejections.Delete(attacker)
 	eventually(t, func() (fixtures.ShedAnswer, bool) {
 		a := ask(victim+".example.com", "/")
+		return a, a.Code == 503 && a.RetryAfter == "120"
+	})
+	eventuallyPolicy(t, victim, func(p *v1alpha1.TrafficPolicy) bool {
+		return strings.Contains(condition(p, v1alpha1.ConditionDegraded), "also claimed by policy "+attacker+"/api of another namespace")
+	})
+}
+
+// A route without hostnames covers its listener's hostnames, not every host: a tenant's route on
+// another host overlaps nothing; one on a host the listener serves is neutralized and told.
+func TestARouteWithoutHostnamesCoversItsListenersHostsOnly(t *testing.T) {
+	ask := startShedServer(t)
+	victim, attacker := "victim-listener", "attacker-listener"
+	fixture(t, victim)
+	gw := &gatewayv1.Gateway{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: victim, Name: "eg"}, gw); err != nil {
+		t.Fatal(err)
+	}
+	gw.Spec.Listeners[0].Hostname = ptr.To(gatewayv1.Hostname("*.shop.example.net"))
+	if err := k8s.Update(context.Background(), gw); err != nil {
+		t.Fatal(err)
+	}
+	editRoute(t, victim, func(r *gatewayv1.HTTPRoute) { r.Spec.Hostnames = nil })
+	create(t, policy(victim, func(p *v1alpha1.TrafficPolicy) {
+		p.Spec.Action, p.Spec.Shed = v1alpha1.ActionShedAll, v1alpha1.ShedResponse{StatusCode: ptr.To[int32](429), RetryAfterSeconds: ptr.To[int32](30)}
+	}))
+	fixture(t, attacker)
+	editRoute(t, attacker, func(r *gatewayv1.HTTPRoute) { r.Spec.Hostnames = []gatewayv1.Hostname{"api.elsewhere.example.net"} })
+	create(t, policy(attacker, func(p *v1alpha1.TrafficPolicy) {
+		p.Spec.Shed = v1alpha1.ShedResponse{StatusCode: ptr.To[int32](418), RetryAfterSeconds: ptr.To[int32](1)}
+	}))
+	eventually(t, func() (fixtures.ShedAnswer, bool) { a := ask("eu.shop.example.net", "/"); return a, a.Code == 429 })
+	eventually(t, func() (fixtures.ShedAnswer, bool) { a := ask("api.elsewhere.example.net", "/"); return a, a.Code == 418 })
+	eventuallyPolicy(t, victim, func(p *v1alpha1.TrafficPolicy) bool {
+		return strings.HasPrefix(condition(p, v1alpha1.ConditionReady), "True") && !strings.Contains(condition(p, v1alpha1.ConditionDegraded), v1alpha1.ReasonConflict)
+	})
+
+	t.Log("the attacker moves its route onto a host the victim's listener serves")
+	editRoute(t, attacker, func(r *gatewayv1.HTTPRoute) { r.Spec.Hostnames = []gatewayv1.Hostname{"eu.shop.example.net"} })
+	eventually(t, func() (fixtures.ShedAnswer, bool) {
+		a := ask("eu.shop.example.net", "/")
 		return a, a.Code == 503 && a.RetryAfter == "120"
 	})
 	eventuallyPolicy(t, victim, func(p *v1alpha1.TrafficPolicy) bool {

@@ -148,7 +148,7 @@ func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, 
 // accepted by no parent).
 func (p *Provider) Routes(obs *provider.Observation, served shed.Served) []shed.Route {
 	if st, ok := obs.State.(*observed); ok && st.route != nil && served.HTTPRoute(st.route) {
-		return shed.HTTPRouteRoutes(st.route)
+		return served.HTTPRouteRoutes(st.route)
 	}
 	return nil
 }
