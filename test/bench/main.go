@@ -57,7 +57,9 @@ var (
 	hpas      = flag.Int("hpas", 1000, "(e) unrelated HPAs")
 	changes   = flag.Int("changes", 20, "(f) unrelated Ingress changes")
 	heyFor    = flag.Duration("hey", 10*time.Second, "(g) how long hey loads the shed server")
-	only      = flag.String("only", "abcdefg", "the figures to measure (f needs c: it runs in c's namespace)")
+	apfFleet  = flag.Int("apf-fleet", 500, "(h) Ingresses of the ShedAll timed under a flood of GETs")
+	apfReps   = flag.Int("apf-reps", 3, "(h) runs of each case, interleaved")
+	only      = flag.String("only", "abcdefgh", "the figures to measure (f needs c: it runs in c's namespace)")
 	pprofAddr = flag.String("pprof", "", "address the manager serves pprof on (go tool pprof http://ADDR/debug/pprof/profile)")
 )
 
@@ -145,7 +147,7 @@ func run() error {
 		ids string
 		run func() error
 	}{{"a", x.flipOne}, {"d", x.atRest}, {"b", x.fleetBySelector}, {"c", x.manyPolicies}, {"f", x.unrelatedChange},
-		{"e", x.memoryBesideUnrelated}, {"g", x.shedServer}}
+		{"e", x.memoryBesideUnrelated}, {"g", x.shedServer}, {"h", x.apfFlood}}
 	for _, step := range steps {
 		if !strings.Contains(*only, step.ids) {
 			continue
@@ -594,8 +596,13 @@ type process struct {
 }
 
 func (x *b) startManager(extra ...string) (*process, error) {
+	return x.startManagerWith(x.proxied, extra...)
+}
+
+// startManagerWith starts the manager binary reaching the API server with kubeconfig.
+func (x *b) startManagerWith(kubeconfig string, extra ...string) (*process, error) {
 	metrics, health := freeAddr(), freeAddr()
-	args := []string{"--kubeconfig", x.proxied, "--metrics-bind-address", metrics, "--health-probe-bind-address", health,
+	args := []string{"--kubeconfig", kubeconfig, "--metrics-bind-address", metrics, "--health-probe-bind-address", health,
 		"--shed-namespace", manager.DefaultShed.Namespace}
 	args = append(args, extra...)
 	if *pprofAddr != "" {
