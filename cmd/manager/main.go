@@ -38,9 +38,12 @@ func main() {
 	var redirectHosts string
 	flag.StringVar(&redirectHosts, "shed-redirect-hosts", os.Getenv(shed.RedirectHostsEnv),
 		"comma-separated hosts a shed answer may redirect to (*.example.com for a domain); empty: redirects off (default from $"+shed.RedirectHostsEnv+"; the shed server reads the same)")
-	regexControllers := strings.Join(registered.DefaultRegexHeaderControllers(), ",")
+	regexControllers, set := os.LookupEnv(registered.RegexHeaderControllersEnv)
+	if !set {
+		regexControllers = strings.Join(registered.DefaultRegexHeaderControllers(), ",")
+	}
 	flag.StringVar(&regexControllers, "regex-header-controllers", regexControllers,
-		"comma-separated Gateway API controllerNames known to match RegularExpression header matches with RE2/PCRE-compatible syntax: a region allowlist that needs one is refused on routes other gateways serve")
+		"comma-separated Gateway API controllerNames known to match RegularExpression header matches with RE2/PCRE-compatible syntax: a region allowlist that needs one is refused on routes other gateways serve (default from $"+registered.RegexHeaderControllersEnv+", else Envoy Gateway's)")
 	flag.DurationVar(&opts.GracefulShutdownTimeout, "graceful-shutdown-timeout", manager.DefaultGracefulShutdownTimeout, "how long a signalled manager may take to stop; the process exits by then whatever happens")
 	flag.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect a leader so only one manager acts")
 	flag.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader Lease (default: the manager's own, in a cluster)")
@@ -57,12 +60,7 @@ func main() {
 	opts.ArmQPS = float32(armQPS)
 	opts.RedirectHosts = shed.ParseRedirectHosts(redirectHosts)
 	opts.UnguardedGates = !guard
-	opts.RegexHeaderControllers = []string{}
-	for _, c := range strings.Split(regexControllers, ",") {
-		if c = strings.TrimSpace(c); c != "" {
-			opts.RegexHeaderControllers = append(opts.RegexHeaderControllers, c)
-		}
-	}
+	opts.RegexHeaderControllers = registered.ParseList(regexControllers)
 	for _, ns := range strings.Split(watch, ",") {
 		if ns = strings.TrimSpace(ns); ns != "" {
 			opts.WatchNamespaces = append(opts.WatchNamespaces, ns)

@@ -14,6 +14,7 @@ import (
 
 	"floodgate.dev/floodgate/internal/controlplane"
 	"floodgate.dev/floodgate/internal/manager"
+	"floodgate.dev/floodgate/internal/provider/registered"
 	"floodgate.dev/floodgate/internal/scheme"
 	"floodgate.dev/floodgate/internal/warp"
 )
@@ -63,6 +64,11 @@ func (e *Env) init() error {
 	}
 	if err := e.shedPods(); err != nil {
 		return fmt.Errorf("creating the shed backend's endpoints: %w", err)
+	}
+	// The drill's manager runs with the default settings; its previews read them as an install
+	// keeps them.
+	if err := e.Client.Create(context.Background(), registered.ConfigMap(manager.DefaultShed.Namespace, registered.Settings{})); err != nil {
+		return fmt.Errorf("creating the manager's settings: %w", err)
 	}
 	return e.StartManager()
 }

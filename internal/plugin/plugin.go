@@ -28,6 +28,10 @@ type Options struct {
 	// Clock is the time requests are stamped and previews are planned at (a drill warps it).
 	Clock clock.PassiveClock
 
+	// FloodgateNamespace is where the manager runs, and its settings' ConfigMap (floodgate-config)
+	// is, which a preview builds its providers from.
+	FloodgateNamespace string
+
 	Reason  string
 	DryRun  bool
 	Wait    bool
@@ -57,6 +61,8 @@ func NewCommand(streams genericiooptions.IOStreams, clk clock.PassiveClock) *cob
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)
 	o.ConfigFlags.AddFlags(root.PersistentFlags())
+	root.PersistentFlags().StringVar(&o.FloodgateNamespace, "floodgate-namespace", "floodgate-system",
+		"namespace of the Floodgate manager, whose settings (ConfigMap floodgate-config) a --dry-run preview is built from")
 
 	root.AddCommand(
 		o.leverCmd("shed", "Shed every request of every target (action ShedAll)", setAction(v1alpha1.ActionShedAll)),

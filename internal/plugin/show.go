@@ -34,7 +34,7 @@ func condition(p *v1alpha1.TrafficPolicy, t string) *metav1.Condition {
 
 // preview prints what the change would do, computed by the controller's own code.
 func (o *Options) preview(ctx context.Context, changed *v1alpha1.TrafficPolicy) error {
-	p := &pass.Pass{Client: o.client, Providers: registered.Providers(o.client)}
+	p := &pass.Pass{Client: o.client, Providers: o.providers(ctx, true)}
 	res, err := p.Preview(ctx, changed, o.Clock.Now())
 	if err != nil {
 		return fmt.Errorf("computing the preview: %w", err)
@@ -74,6 +74,19 @@ func (o *Options) preview(ctx context.Context, changed *v1alpha1.TrafficPolicy) 
 		fmt.Fprintln(o.Out, "no target object would change")
 	}
 	return nil
+}
+
+// providers are the providers built from the manager's own settings, read from the cluster, as
+// the manager builds them: a preview prints what the manager would write. When the settings
+// cannot be read, the defaults are used and, if warn, the preview says so.
+func (o *Options) providers(ctx context.Context, warn bool) *provider.Registry {
+	providers, err := registered.FromCluster(ctx, o.client, o.FloodgateNamespace)
+	if err != nil && warn {
+		fmt.Fprintf(o.ErrOut, "warning: the manager's settings could not be read (%v): this preview assumes the defaults "+
+			"(redirects off; regex header matches on Envoy Gateway only), which may differ from what the manager writes; "+
+			"pass --floodgate-namespace if the manager runs elsewhere\n", err)
+	}
+	return providers
 }
 
 // firstNames lists the first few targets' names, and how many more there are.
@@ -148,7 +161,7 @@ func (o *Options) statusCmd() *cobra.Command {
 // printTargets lists every target of the policy, however many: status lists only those with a
 // problem and the first few others when a targetSelector covers a fleet.
 func (o *Options) printTargets(ctx context.Context, policy *v1alpha1.TrafficPolicy) error {
-	p := &pass.Pass{Client: o.client, Providers: registered.Providers(o.client)}
+	p := &pass.Pass{Client: o.client, Providers: o.providers(ctx, false)}
 	states, err := p.TargetStates(ctx, policy)
 	if err != nil {
 		return fmt.Errorf("reading the targets: %w", err)

@@ -32,6 +32,7 @@ import (
 	"floodgate.dev/floodgate/internal/drill"
 	"floodgate.dev/floodgate/internal/manager"
 	"floodgate.dev/floodgate/internal/provider/gatewayapi"
+	"floodgate.dev/floodgate/internal/provider/registered"
 	"floodgate.dev/floodgate/internal/scheme"
 	"floodgate.dev/floodgate/internal/shed"
 	"floodgate.dev/floodgate/internal/warp"
@@ -89,6 +90,11 @@ func run(m *testing.M) int {
 	go func() { done <- mgr.Start(ctx) }()
 	defer func() { stop(); <-done }()
 	if err := drill.ShedPods(ctx, k8s); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	// The manager's settings, as an install keeps them, for kubectl floodgate's previews.
+	if err := k8s.Create(ctx, registered.ConfigMap(manager.DefaultShed.Namespace, registered.Settings{RedirectHosts: shed.ParseRedirectHosts(redirectHost)})); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -157,9 +157,10 @@ func TestEveryManagerFlagIsAValue(t *testing.T) {
 		t.Fatalf("the manager's flags could not be read:\n%s", help)
 	}
 	otherwise := map[string]string{
-		"kubeconfig":          "in a cluster the manager uses its ServiceAccount",
-		"shed-redirect-hosts": "set from the floodgate-config ConfigMap (shedRedirectHosts), through its environment variable",
-		"zap-devel":           "manager.extraArgs", "zap-encoder": "manager.extraArgs",
+		"kubeconfig":               "in a cluster the manager uses its ServiceAccount",
+		"shed-redirect-hosts":      "set from the floodgate-config ConfigMap (shedRedirectHosts), through its environment variable",
+		"regex-header-controllers": "set from the floodgate-config ConfigMap (manager.regexHeaderControllers), through its environment variable",
+		"zap-devel":                "manager.extraArgs", "zap-encoder": "manager.extraArgs",
 		"zap-stacktrace-level": "manager.extraArgs", "zap-time-encoding": "manager.extraArgs",
 	}
 	_, objs := render(t)
