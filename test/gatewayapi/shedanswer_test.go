@@ -259,7 +259,10 @@ func TestARouteWithoutHostnamesCoversItsListenersHostsOnly(t *testing.T) {
 		p.Spec.Shed = v1alpha1.ShedResponse{StatusCode: ptr.To[int32](418), RetryAfterSeconds: ptr.To[int32](1)}
 	}))
 	eventually(t, func() (fixtures.ShedAnswer, bool) { a := ask("eu.shop.example.net", "/"); return a, a.Code == 429 })
-	eventually(t, func() (fixtures.ShedAnswer, bool) { a := ask("api.elsewhere.example.net", "/"); return a, a.Code == 418 })
+	eventually(t, func() (fixtures.ShedAnswer, bool) {
+		a := ask("api.elsewhere.example.net", "/")
+		return a, a.Code == 418
+	})
 	eventuallyPolicy(t, victim, func(p *v1alpha1.TrafficPolicy) bool {
 		return strings.HasPrefix(condition(p, v1alpha1.ConditionReady), "True") && !strings.Contains(condition(p, v1alpha1.ConditionDegraded), v1alpha1.ReasonConflict)
 	})
