@@ -80,13 +80,19 @@ func TestCanaryAnnotationsForEachKnob(t *testing.T) {
 
 func TestCanaryCopiesEveryHostPathAndPathTypeToTheShedService(t *testing.T) {
 	got := RenderCanary(policy(), target(), knobs.ShedAll())
+	if got == nil {
+		t.Fatal("no canary rendered for ShedAll")
+	}
 	if got.Name != "api-floodgate-api-gateway" || got.Namespace != "edge" {
 		t.Fatalf("name %s/%s", got.Namespace, got.Name)
 	}
+	if len(got.Spec.Rules) != 1 || got.Spec.Rules[0].HTTP == nil {
+		t.Fatalf("rules differ from the target: %+v", got.Spec.Rules)
+	}
 	paths := got.Spec.Rules[0].HTTP.Paths
 	if got.Spec.Rules[0].Host != "api.example.com" || len(paths) != 2 ||
-		paths[0].Path != "/" || *paths[0].PathType != networkingv1.PathTypePrefix ||
-		paths[1].Path != "/health" || *paths[1].PathType != networkingv1.PathTypeExact {
+		paths[0].Path != "/" || ptr.Deref(paths[0].PathType, "") != networkingv1.PathTypePrefix ||
+		paths[1].Path != "/health" || ptr.Deref(paths[1].PathType, "") != networkingv1.PathTypeExact {
 		t.Fatalf("rules differ from the target: %+v", got.Spec.Rules)
 	}
 	for _, p := range paths {
@@ -145,7 +151,7 @@ func TestAHostOnlyRuleIsNeverCopiedIntoTheCanary(t *testing.T) {
 	ing.Spec.Rules = append(ing.Spec.Rules, networkingv1.IngressRule{Host: "bare.example.com"},
 		networkingv1.IngressRule{Host: "empty.example.com", IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{}}})
 	got := RenderCanary(policy(), ing, knobs.ShedAll())
-	if len(got.Spec.Rules) != 1 || got.Spec.Rules[0].Host != "api.example.com" {
+	if got == nil || len(got.Spec.Rules) != 1 || got.Spec.Rules[0].Host != "api.example.com" {
 		t.Fatalf("rules %+v: only the rule with paths may be copied", got.Spec.Rules)
 	}
 	for _, r := range got.Spec.Rules {
