@@ -29,7 +29,9 @@ func TestTheConditionsOfEachOutcome(t *testing.T) {
 		{"applied", shedding, "True Applied", "False Healthy", "False " + v1alpha1.ReasonShedding, "phase Shedding is applied to every target"},
 		{"a target in the way", with(func(o *Outcome) { o.Problems = []provider.Problem{conflict} }),
 			"False Conflict", "True Conflict", "False " + v1alpha1.ReasonShedding, "applied to every object but: Ingress api"},
-		{"a ramp that holds", with(func(o *Outcome) { o.Phase, o.Held, o.Problems = v1alpha1.PhaseRamping, true, []provider.Problem{conflict} }),
+		{"a ramp that holds", with(func(o *Outcome) {
+			o.Phase, o.Held, o.Problems = v1alpha1.PhaseRamping, true, []provider.Problem{conflict}
+		}),
 			"False Conflict", "True Conflict", "False " + v1alpha1.ReasonRampHeld, "the ramp holds"},
 		{"a write that failed", with(func(o *Outcome) { o.ApplyErr = errors.New("the API server is unavailable") }),
 			"False " + v1alpha1.ReasonApplyFailed, "True " + v1alpha1.ReasonApplyFailed, "False " + v1alpha1.ReasonShedding, "retrying"},

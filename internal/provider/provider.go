@@ -1,15 +1,13 @@
 // Package provider is the one small interface every kind of object Floodgate edits implements,
 // traffic targets and autoscalers alike: observe an object (reads only), render the changes the
 // knobs need as pure data, say what the object cannot take. One writer (Write) applies rendered
-// changes with the restore record, and the same render with no knobs puts an object back, so a
-// new kind is one package and one registration line (see Registry).
+// changes with the restore record, and the same render with no knobs puts an object back (see
+// Registry). This file is the seam; problems.go the typed problems, changes.go the previews'
+// changes, docs.go the knob table.
 package provider
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,7 +20,6 @@ import (
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/index"
 	"floodgate.dev/floodgate/internal/knobs"
-	"floodgate.dev/floodgate/internal/owned"
 	"floodgate.dev/floodgate/internal/restore"
 	"floodgate.dev/floodgate/internal/shed"
 )
@@ -72,108 +69,6 @@ type Desired struct {
 
 // Holds reports whether an autoscaler is to be held.
 func (d Desired) Holds() bool { return d.Knobs.HoldAutoscalers }
-
-// Problem is something that keeps one object from taking the knobs. It is reported on that
-// object; whether the rest proceeds is the controller's decision (ShedAll and Normal always do).
-type Problem struct {
-	// Reason is a condition reason (v1alpha1.Reason*).
-	Reason string
-	// Message says what is wrong and what to do, without timestamps or counters.
-	Message string
-	// Err is the error behind the problem, when there is one: what errors.Is and errors.As match.
-	Err error
-}
-
-// HasReason reports whether one of the problems has the reason.
-func HasReason(problems []Problem, reason string) bool {
-	for _, p := range problems {
-		if p.Reason == reason {
-			return true
-		}
-	}
-	return false
-}
-
-// Typed errors behind problems: conditions are decided by matching them, never by message.
-var (
-	// ErrControlledByOther: the object has another controller's controller ownerReference, and
-	// Floodgate does not edit what another controller would undo.
-	ErrControlledByOther = errors.New("controlled by another controller")
-	// ErrKindNotInstalled: the kind's CustomResourceDefinition is not installed in the cluster.
-	ErrKindNotInstalled = errors.New("the kind is not installed in this cluster")
-	// ErrForeignCanary: a canary Floodgate does not own already serves a target's rules.
-	ErrForeignCanary = errors.New("a canary Floodgate does not own serves the same rules")
-	// ErrUnsupported: the mechanism cannot honour the knobs on this object.
-	ErrUnsupported = errors.New("the mechanism cannot honour the knobs on this object")
-)
-
-// InTheWay reports whether a problem is someone else's object in the way (a Conflict): another
-// policy's record, another controller's object, a companion's name held by an object that is
-// not the policy's, a canary that is not Floodgate's.
-func InTheWay(p Problem) bool {
-	var other *restore.OwnedByOtherError
-	var notOurs *owned.NotOursError
-	return errors.As(p.Err, &other) || errors.As(p.Err, &notOurs) ||
-		errors.Is(p.Err, ErrControlledByOther) || errors.Is(p.Err, ErrForeignCanary)
-}
-
-// Unreadable reports whether a problem is a restore record that cannot be read.
-func Unreadable(p Problem) bool { return errors.Is(p.Err, restore.ErrCorrupt) }
-
-// Unsupported reports whether a problem is a limit of the mechanism.
-func Unsupported(p Problem) bool { return errors.Is(p.Err, ErrUnsupported) }
-
-// ProblemOf turns an error into the problem it causes, the condition reason decided by the
-// error's type: an unreadable record is CorruptRestoreRecord, someone else's object in the way is
-// Conflict, a limit of the mechanism or a kind not installed is UnsupportedSetting, anything else
-// is ApplyFailed (retried).
-func ProblemOf(err error) Problem {
-	p := Problem{Reason: v1alpha1.ReasonApplyFailed, Message: err.Error(), Err: err}
-	switch {
-	case Unreadable(p):
-		p.Reason = v1alpha1.ReasonCorruptRecord
-	case InTheWay(p):
-		p.Reason = v1alpha1.ReasonConflict
-	case Unsupported(p), errors.Is(err, ErrKindNotInstalled):
-		p.Reason = v1alpha1.ReasonUnsupported
-	}
-	return p
-}
-
-// problem is a problem with a message of its own and the typed error behind it.
-func problem(message string, err error) Problem {
-	p := ProblemOf(err)
-	p.Message = message
-	return p
-}
-
-// NewProblem is a problem with a message of its own, the reason decided by err's type.
-func NewProblem(message string, err error) Problem { return problem(message, err) }
-
-// EditProblems reads the restore record on an object Floodgate edits (or may edit) and says what
-// keeps this policy from editing it: a record that cannot be read, another policy's record, or,
-// when edits are wanted, another controller's ownership. A record copied from another object
-// (its UID is not this one's: KEDA copies a ScaledObject's annotations onto its HPA) is not a
-// record of this object at all.
-func EditProblems(kind string, obj metav1.Object, policy string, edits bool) (*restore.Record, []Problem) {
-	var problems []Problem
-	rec, err := restore.Read(obj)
-	switch {
-	case err != nil:
-		err = fmt.Errorf("%s %s: the restore record cannot be read (%w); fix or remove the %s annotation by hand", kind, obj.GetName(), err, restore.Annotation)
-		problems = append(problems, ProblemOf(err))
-	case rec != nil && !rec.Describes(obj):
-		rec = nil
-	case rec != nil && rec.Policy != policy:
-		problems = append(problems, problem(fmt.Sprintf("%s %s is already changed by policy %s; one policy per object", kind, obj.GetName(), rec.Policy),
-			&restore.OwnedByOtherError{Owner: rec.Policy}))
-	}
-	if owner := metav1.GetControllerOf(obj); owner != nil && edits {
-		problems = append(problems, problem(fmt.Sprintf("%s %s is controlled by %s %s; Floodgate does not edit objects another controller owns", kind, obj.GetName(), owner.Kind, owner.Name),
-			ErrControlledByOther))
-	}
-	return rec, problems
-}
 
 // Observation is what a provider read about one object before any write.
 type Observation struct {
@@ -359,91 +254,4 @@ func RecordedRefs[T any, PT interface {
 		refs = append(refs, Ref{Group: gk.Group, Kind: gk.Kind, Name: name})
 	}
 	return refs
-}
-
-// ObjectChange is what a write would do to one object, for previews (`--dry-run`): the parts a
-// user owns (labels, annotations, spec) before and after; nil when the object is absent.
-type ObjectChange struct {
-	Kind   string
-	Name   string
-	Before map[string]any
-	After  map[string]any
-}
-
-// UserView keeps the parts of an unstructured object a preview shows: labels, annotations, spec.
-func UserView(obj map[string]any) map[string]any {
-	if obj == nil {
-		return nil
-	}
-	view := map[string]any{}
-	if md, ok := obj["metadata"].(map[string]any); ok {
-		m := map[string]any{}
-		for _, k := range []string{"labels", "annotations"} {
-			if v, ok := md[k]; ok {
-				m[k] = v
-			}
-		}
-		if len(m) > 0 {
-			view["metadata"] = m
-		}
-	}
-	if spec, ok := obj["spec"]; ok {
-		view["spec"] = spec
-	}
-	return view
-}
-
-// The knobs a target provider is documented for, in the order the README's table lists them.
-const (
-	KnobShedAll        = "ShedAll"
-	KnobRedirect       = "ShedAll with `shed.redirectURL`"
-	KnobAllowlistAdmit = "region allowlist, `missingRegion: Admit`"
-	KnobAllowlistShed  = "region allowlist, `missingRegion: Shed`"
-	KnobAdmitPercent   = "`admitPercent`"
-	KnobPerClientRate  = "`perClientRequestsPerSecond`"
-	KnobUserEditKept   = "an edit of the target during the incident"
-	KnobGatewayVerdict = "the data plane's verdict"
-)
-
-// Knobs are the documented knobs, in order.
-var Knobs = []string{KnobShedAll, KnobRedirect, KnobAllowlistAdmit, KnobAllowlistShed, KnobAdmitPercent, KnobPerClientRate, KnobUserEditKept, KnobGatewayVerdict}
-
-// Mechanism is how one data plane carries out each knob: the capability data the README's
-// knob × provider table is generated from. A knob missing from How cannot be carried out.
-type Mechanism struct {
-	// Name is the data plane ("ingress-nginx", "Traefik v3.7", "Gateway API (core)").
-	Name string
-	// How says, per knob, what is written and its limits.
-	How map[string]string
-}
-
-// Documented is a target provider that says how its data planes carry out each knob.
-type Documented interface {
-	Mechanisms() []Mechanism
-}
-
-// KnobTable renders the knob × data plane table (Markdown) of the mechanisms.
-func KnobTable(mechanisms []Mechanism) string {
-	var b strings.Builder
-	b.WriteString("| knob |")
-	for _, m := range mechanisms {
-		b.WriteString(" " + m.Name + " |")
-	}
-	b.WriteString("\n|---|")
-	for range mechanisms {
-		b.WriteString("---|")
-	}
-	b.WriteString("\n")
-	for _, k := range Knobs {
-		b.WriteString("| " + k + " |")
-		for _, m := range mechanisms {
-			how, ok := m.How[k]
-			if !ok {
-				how = "**not available**"
-			}
-			b.WriteString(" " + how + " |")
-		}
-		b.WriteString("\n")
-	}
-	return b.String()
 }
