@@ -158,10 +158,14 @@ var _ = Describe("the emergency lever, whatever else is broken", func() {
 
 		setAction(ns, "api-gateway", v1alpha1.ActionShedAll)
 		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		// ShedAll is in force in status too before the next flip (a held pass of the ramp, on the
+		// corrupt record, already said Degraded and "the ramp holds" before ShedAll was pulled).
+		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseShedding))
 		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(HavePrefix("True " + v1alpha1.ReasonCorruptRecord))
 		Expect(getIngress(ns, "api-gateway").Annotations[limitRPS]).To(Equal("50"), "the record cannot be read, so the Ingress is not touched")
 
 		By("Ramp: the record must be read to change limit-rps, so the ramp holds at ShedAll")
+		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).ShouldNot(ContainSubstring("the ramp holds"))
 		setAction(ns, "api-gateway", v1alpha1.ActionRamp)
 		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("False " + v1alpha1.ReasonCorruptRecord + ": the ramp holds"))
 		Consistently(phaseOf(ns, "api-gateway"), "300ms").Should(Equal(v1alpha1.PhaseShedding))
