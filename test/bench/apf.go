@@ -14,7 +14,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
@@ -73,16 +72,11 @@ func (x *b) apfFlood() error {
 	}
 	floodCfg := mallory.Config()
 
-	ns, err := x.namespace("bench-h")
+	ns := "bench-h"
+	p, err := x.selectorFleet(ns, "apf", *apfFleet)
 	if err != nil {
 		return err
 	}
-	labels := map[string]string{"fleet": "apf"}
-	if err := x.createMany(*apfFleet, func(i int) client.Object { return ingress(ns, fmt.Sprintf("apf-%04d", i), labels) }); err != nil {
-		return err
-	}
-	p := policy(ns, "fleet")
-	p.Spec.TargetSelector = &v1alpha1.TargetSelector{MatchLabels: labels}
 	if err := x.create(p); err != nil {
 		return err
 	}

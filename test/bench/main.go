@@ -275,17 +275,27 @@ func (x *b) atRest() error {
 
 // --- (b) -----------------------------------------------------------------------------------
 
-func (x *b) fleetBySelector() error {
-	ns, err := x.namespace("bench-b")
-	if err != nil {
-		return err
+// selectorFleet creates, in namespace ns, n Ingresses labelled fleet=name and the policy "fleet"
+// (not yet created) that selects them.
+func (x *b) selectorFleet(ns, name string, n int) (*v1alpha1.TrafficPolicy, error) {
+	if _, err := x.namespace(ns); err != nil {
+		return nil, err
 	}
-	labels := map[string]string{"fleet": "edge"}
-	if err := x.createMany(*fleet, func(i int) client.Object { return ingress(ns, fmt.Sprintf("edge-%04d", i), labels) }); err != nil {
-		return err
+	labels := map[string]string{"fleet": name}
+	if err := x.createMany(n, func(i int) client.Object { return ingress(ns, fmt.Sprintf("%s-%04d", name, i), labels) }); err != nil {
+		return nil, err
 	}
 	p := policy(ns, "fleet")
 	p.Spec.TargetSelector = &v1alpha1.TargetSelector{MatchLabels: labels}
+	return p, nil
+}
+
+func (x *b) fleetBySelector() error {
+	ns := "bench-b"
+	p, err := x.selectorFleet(ns, "edge", *fleet)
+	if err != nil {
+		return err
+	}
 	armStart, beforeArm := time.Now(), x.counts.Snapshot()
 	if err := x.create(p); err != nil {
 		return err
