@@ -112,15 +112,12 @@ func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, 
 	}
 	st := &observed{route: &route, record: rec, lever: p.lever(policy, &route, knobs.Knobs{})}
 	var corrupt bool
-	st.base, corrupt = userRules(&route, rec, "", st.lever)
+	var wrote []Rule // the rules Floodgate last wrote: its own rule is one of them or none is
+	st.base, wrote, corrupt = userRules(&route, rec, "", st.lever)
 	if corrupt {
 		obs.Problems = append(obs.Problems, provider.ProblemOf(fmt.Errorf("HTTPRoute %s: the restore record does not hold the route's rules: %w", route.Name, restore.ErrCorrupt)))
 	}
 	obs.State = st
-	var wrote []Rule // the rules Floodgate last wrote: its own rule is one of them or none is
-	if rec != nil {
-		_, wrote, _ = recordedRules(rec)
-	}
 	for i, r := range route.Spec.Rules {
 		if r.Name == nil || !strings.HasPrefix(string(*r.Name), OwnRulePrefix) {
 			continue
@@ -195,26 +192,27 @@ func regexAllowed(route *gatewayv1.HTTPRoute, controllers []string) bool {
 }
 
 // userRules recovers the user's rules from the route: its rules as they are when it carries no
-// record of the policy; else without Floodgate's additions (Strip). corrupt is true when the
+// record of the policy; else without Floodgate's additions (Strip). wrote are the rules Floodgate
+// last wrote, as the record holds them (none without a readable one); corrupt is true when the
 // record does not hold rules.
-func userRules(route *gatewayv1.HTTPRoute, rec *restore.Record, recordCopy string, l Lever) (Stripped, bool) {
+func userRules(route *gatewayv1.HTTPRoute, rec *restore.Record, recordCopy string, l Lever) (base Stripped, wrote []Rule, corrupt bool) {
 	if rec == nil && recordCopy != "" {
 		// The annotation was removed while Floodgate's rules are still on the route: the copy
 		// in the policy's status stands in for it.
 		if copied, err := restore.Decode(recordCopy); err == nil && copied.Describes(route) {
 			if orig, set, ok := recordedRules(copied); ok && sameJSON(route.Spec.Rules, set) {
-				return Stripped{Rules: orig}, false
+				return Stripped{Rules: orig}, set, false
 			}
 		}
 	}
 	if rec == nil {
-		return Stripped{Rules: cloneRules(route.Spec.Rules)}, false
+		return Stripped{Rules: cloneRules(route.Spec.Rules)}, nil, false
 	}
 	orig, set, ok := recordedRules(rec)
 	if !ok {
-		return Stripped{Rules: cloneRules(route.Spec.Rules)}, true
+		return Stripped{Rules: cloneRules(route.Spec.Rules)}, nil, true
 	}
-	return Strip(route.Spec.Rules, orig, set, l), false
+	return Strip(route.Spec.Rules, orig, set, l), set, false
 }
 
 // rulesPath is where the rules are, the one field a route's restore record holds.
@@ -259,7 +257,7 @@ func (p *Provider) Render(policy *v1alpha1.TrafficPolicy, obs *provider.Observat
 	l := p.lever(policy, st.route, k)
 	base := st.base // what Observe recovered; only a status copy standing in for a lost record changes it
 	if st.record == nil && recordCopy != "" {
-		base, _ = userRules(st.route, st.record, recordCopy, l)
+		base, _, _ = userRules(st.route, st.record, recordCopy, l)
 	}
 	rules := Render(base.Rules, l)
 	ch.KeptOthers = base.Kept
