@@ -119,28 +119,12 @@ func (r *TrafficPolicyReconciler) answerProblems(ctx context.Context, policy *v1
 	return problems, nil
 }
 
-// served says which objects carry traffic (shed.Served): with FollowIngressClasses, the
-// IngressClasses that exist, from the cache.
+// served says which objects carry traffic (shed.Served), read from the cache as the shed server
+// reads it: with FollowIngressClasses, the IngressClasses that exist; where Gateway API is served,
+// the Gateways (one outside the namespaces watched cannot be read: its routes count as a
+// catch-all).
 func (r *TrafficPolicyReconciler) served(ctx context.Context) (shed.Served, error) {
-	var served shed.Served
-	if r.servesHTTPRoutes() {
-		served.Gateway = func(namespace, name string) *gatewayv1.Gateway {
-			var gw gatewayv1.Gateway
-			if err := r.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &gw); err != nil {
-				return nil // not found, or outside the namespaces watched: the route counts as a catch-all
-			}
-			return &gw
-		}
-	}
-	if !r.FollowIngressClasses {
-		return served, nil
-	}
-	var classes networkingv1.IngressClassList
-	if err := r.Client.List(ctx, &classes); err != nil {
-		return served, fmt.Errorf("listing IngressClasses: %w", err)
-	}
-	served.IngressClasses = shed.IngressClassNames(&classes)
-	return served, nil
+	return shed.ReadServed(ctx, r.Client, r.FollowIngressClasses, r.servesHTTPRoutes())
 }
 
 // hostIndexed is a target kind whose objects are indexed by the hosts they carry.

@@ -1,10 +1,13 @@
 package shed
 
 import (
+	"context"
+	"fmt"
 	"slices"
 
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
@@ -78,11 +81,36 @@ func (Served) HTTPRoute(route *gatewayv1.HTTPRoute) bool {
 	})
 }
 
-// IngressClassNames are the names of a list of IngressClasses, as Served holds them.
-func IngressClassNames(list *networkingv1.IngressClassList) map[string]bool {
+// ingressClassNames are the names of a list of IngressClasses, as Served holds them.
+func ingressClassNames(list *networkingv1.IngressClassList) map[string]bool {
 	out := make(map[string]bool, len(list.Items))
 	for _, c := range list.Items {
 		out[c.Name] = true
 	}
 	return out
+}
+
+// ReadServed reads, through c (a cache), what Served needs: the IngressClasses that exist when
+// classes (a cluster-wide reader: they are cluster-scoped), and a lookup of Gateways when
+// gateways (Gateway API is served). A Gateway that cannot be read is nil: its routes count as a
+// catch-all.
+func ReadServed(ctx context.Context, c client.Reader, classes, gateways bool) (Served, error) {
+	var served Served
+	if gateways {
+		served.Gateway = func(namespace, name string) *gatewayv1.Gateway {
+			var gw gatewayv1.Gateway
+			if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &gw); err != nil {
+				return nil
+			}
+			return &gw
+		}
+	}
+	if classes {
+		var list networkingv1.IngressClassList
+		if err := c.List(ctx, &list); err != nil {
+			return served, fmt.Errorf("listing IngressClasses: %w", err)
+		}
+		served.IngressClasses = ingressClassNames(&list)
+	}
+	return served, nil
 }

@@ -276,23 +276,10 @@ func rebuild(ctx context.Context, c client.Reader, s *Server, hosts RedirectHost
 		log.Error(err, "listing policies")
 		return
 	}
-	var served Served
-	if classes {
-		var list networkingv1.IngressClassList
-		if err := c.List(ctx, &list); err != nil {
-			log.Error(err, "listing IngressClasses")
-			return
-		}
-		served.IngressClasses = IngressClassNames(&list)
-	}
-	if httpRoutes {
-		served.Gateway = func(namespace, name string) *gatewayv1.Gateway {
-			var gw gatewayv1.Gateway
-			if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &gw); err != nil {
-				return nil
-			}
-			return &gw
-		}
+	served, err := ReadServed(ctx, c, classes, httpRoutes)
+	if err != nil {
+		log.Error(err, "reading what carries traffic")
+		return
 	}
 	var claims []Claim
 	for i := range policies.Items {
