@@ -2,6 +2,7 @@ package drill
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -112,7 +114,8 @@ func FromCluster(ctx context.Context, src Source) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the live cluster: %w", err)
 	}
-	cp := &copier{c: c, ns: src.Namespace, seen: map[string]bool{}, scalable: scaleSubresource(dc)}
+	// Discovery is asked once per group version, however many autoscalers scale that kind.
+	cp := &copier{c: c, ns: src.Namespace, seen: map[string]bool{}, scalable: scaleSubresource(memory.NewMemCacheClient(dc))}
 	policyU, err := cp.get(ctx, gvkPolicy, src.Namespace, src.Policy)
 	if err != nil {
 		return nil, err
@@ -417,7 +420,7 @@ func (cp *copier) leaveOut(policyU *unstructured.Unstructured, policy *v1alpha1.
 func scaleSubresource(dc discovery.DiscoveryInterface) func(schema.GroupVersionKind) (bool, error) {
 	return func(gvk schema.GroupVersionKind) (bool, error) {
 		list, err := dc.ServerResourcesForGroupVersion(gvk.GroupVersion().String())
-		if apierrors.IsNotFound(err) {
+		if apierrors.IsNotFound(err) || errors.Is(err, memory.ErrCacheNotFound) { // a group version the cluster does not serve
 			return false, nil
 		}
 		if err != nil {

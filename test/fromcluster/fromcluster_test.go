@@ -162,12 +162,14 @@ func TestARehearsalGoesOnPastMissingTargetsAndCopiesOnlyRealScaleTargets(t *test
 	ns := "patchy"
 	createLive(t, ns)
 	ctx := context.Background()
-	t.Log("the policy also names an Ingress and an HPA that are gone, and an HPA whose scaleTargetRef names a Role")
+	t.Log("the policy also names an Ingress and an HPA that are gone, an HPA whose scaleTargetRef names a Role, and one of a kind the cluster does not serve")
 	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "api-admin", Namespace: ns},
 		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}}}}
 	rogue := &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Name: "rogue", Namespace: ns}, Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
 		ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "Role", Name: "api-admin"}, MinReplicas: ptr.To[int32](1), MaxReplicas: 3}}
-	for _, o := range []client.Object{role, rogue} {
+	unserved := &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: metav1.ObjectMeta{Name: "widgets", Namespace: ns}, Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+		ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "widgets.example.com/v1", Kind: "Widget", Name: "w"}, MinReplicas: ptr.To[int32](1), MaxReplicas: 3}}
+	for _, o := range []client.Object{role, rogue, unserved} {
 		if err := liveClient.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +180,7 @@ func TestARehearsalGoesOnPastMissingTargetsAndCopiesOnlyRealScaleTargets(t *test
 	}
 	patch := client.MergeFrom(p.DeepCopy())
 	p.Spec.TargetRefs = append([]v1alpha1.TargetRef{{Name: "gone"}}, p.Spec.TargetRefs...)
-	p.Spec.AutoscalerRefs = append([]v1alpha1.AutoscalerRef{{Name: "gone"}}, append(p.Spec.AutoscalerRefs, v1alpha1.AutoscalerRef{Name: "rogue"})...)
+	p.Spec.AutoscalerRefs = append([]v1alpha1.AutoscalerRef{{Name: "gone"}}, append(p.Spec.AutoscalerRefs, v1alpha1.AutoscalerRef{Name: "rogue"}, v1alpha1.AutoscalerRef{Name: "widgets"})...)
 	if err := liveClient.Patch(ctx, p, patch); err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +194,7 @@ func TestARehearsalGoesOnPastMissingTargetsAndCopiesOnlyRealScaleTargets(t *test
 	}
 	text := out.String()
 	for _, want := range []string{"Not in the live cluster (the copy of the policy leaves them out): Ingress patchy/gone, HorizontalPodAutoscaler patchy/gone.",
-		"Not copied, no scale target (a kind without a scale subresource; the copy of the policy leaves its autoscaler out): Role patchy/api-admin (scaleTargetRef of HorizontalPodAutoscaler rogue).",
+		"Not copied, no scale target (a kind without a scale subresource; the copy of the policy leaves its autoscaler out): Role patchy/api-admin (scaleTargetRef of HorizontalPodAutoscaler rogue), Widget patchy/w (scaleTargetRef of HorizontalPodAutoscaler widgets).",
 		"Ingress patchy/api", "HTTPRoute patchy/web", "Deployment patchy/api", "exact restore", "PASS"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the rehearsal does not show %q:\n%s", want, text)
