@@ -61,10 +61,8 @@ func main() {
 	opts.RedirectHosts = shed.ParseRedirectHosts(redirectHosts)
 	opts.UnguardedGates = !guard
 	opts.RegexHeaderControllers = registered.ParseList(regexControllers)
-	for _, ns := range strings.Split(watch, ",") {
-		if ns = strings.TrimSpace(ns); ns != "" {
-			opts.WatchNamespaces = append(opts.WatchNamespaces, ns)
-		}
+	if ns := registered.ParseList(watch); len(ns) > 0 {
+		opts.WatchNamespaces = ns
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 
