@@ -120,11 +120,11 @@ func (r *TrafficPolicyReconciler) answerProblems(ctx context.Context, policy *v1
 }
 
 // served says which objects carry traffic (shed.Served), read from the cache as the shed server
-// reads it: with FollowIngressClasses, the IngressClasses that exist; where Gateway API is served,
+// reads it: with FollowClasses, the IngressClasses that exist; where Gateway API is served,
 // the Gateways (one outside the namespaces watched cannot be read: its routes count as a
 // catch-all).
 func (r *TrafficPolicyReconciler) served(ctx context.Context) (shed.Served, error) {
-	return shed.ReadServed(ctx, r.Client, r.FollowIngressClasses, r.servesHTTPRoutes())
+	return shed.ReadServed(ctx, r.Client, r.FollowClasses, r.servesHTTPRoutes())
 }
 
 // hostIndexed is a target kind whose objects are indexed by the hosts they carry.

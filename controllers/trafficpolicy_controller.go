@@ -70,10 +70,12 @@ const (
 // scaledobjects: KEDA's, where KEDA is installed (read live, not cached: get).
 // +kubebuilder:rbac:groups=keda.sh,resources=scaledobjects,verbs=get;list;watch;patch
 // ingressclasses: which classes exist (an Ingress of a class nobody serves makes no claim on a
-// shed answer); a cluster-wide install only (cluster-scoped).
+// shed answer) and their controllers (an Ingress's data plane); a cluster-wide install only
+// (cluster-scoped).
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=ingressclasses,verbs=list;watch
-// gateways: their listeners' hostnames, which a route without hostnames covers.
-// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gateways,verbs=list;watch
+// gateways: their listeners' hostnames, which a route without hostnames covers; gateways and
+// gatewayclasses: a route's data plane (its parents' classes' controllerName).
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gateways;gatewayclasses,verbs=list;watch
 // httproutes: Gateway API's, where its CRDs are installed.
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=list;watch;patch
 // The scale of whatever an HPA scales: Deployments, and StatefulSets and ReplicaSets.
@@ -106,10 +108,11 @@ type TrafficPolicyReconciler struct {
 	// RedirectHosts are the hosts a shed answer may redirect to, as the cluster administrator
 	// set them (empty: redirects off); the shed server reads the same list.
 	RedirectHosts shed.RedirectHosts
-	// FollowIngressClasses reads the cluster's IngressClasses (cluster-scoped: a cluster-wide
-	// install only), so an Ingress of a class that does not exist makes no claim on a shed
-	// answer; false: every Ingress counts as carrying traffic.
-	FollowIngressClasses bool
+	// FollowClasses reads the cluster's IngressClasses and GatewayClasses (cluster-scoped: a
+	// cluster-wide install only): an Ingress of a class that does not exist makes no claim on a
+	// shed answer, and a class appearing or going changes its objects' data plane. False: every
+	// Ingress counts as carrying traffic, and no data plane is read from a class.
+	FollowClasses bool
 	// Gates reads the ramp steps' workload gates from the cache (nil: gates are not read, as in
 	// previews).
 	Gates *gate.Reader
@@ -469,7 +472,9 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		}
 	}
 	// Each provider lists its kind through indexes of its own (its targets' neighbours, the
-	// objects carrying a policy's restore record), never a whole namespace.
+	// objects carrying a policy's restore record), never a whole namespace; an index two
+	// providers of a kind share (one per data plane) is registered once.
+	registered := map[string]bool{}
 	for _, role := range []provider.Role{provider.Target, provider.Autoscaler} {
 		for _, p := range r.Providers.Available(role) {
 			indexed, ok := p.(provider.Indexed)
@@ -477,6 +482,11 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 				continue
 			}
 			for _, i := range indexed.Indexes() {
+				key := fmt.Sprintf("%T %s", i.Object, i.Field)
+				if registered[key] {
+					continue
+				}
+				registered[key] = true
 				if err := index.Register(ctx, mgr.GetCache(), i.Object, i.Field, i.Extract, index.InOneNamespace); err != nil {
 					return fmt.Errorf("indexing %T by %s: %w", i.Object, i.Field, err)
 				}
@@ -506,11 +516,17 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		b = b.Watches(&gatewayv1.Gateway{}, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(everywhere, nil)),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{}))
 	}
-	if r.FollowIngressClasses {
+	if r.FollowClasses {
 		// An IngressClass created or deleted makes the Ingresses of its name start or stop
-		// claiming, in any namespace (rare: every policy is looked at again).
+		// claiming, and changes their data plane, in any namespace (rare: every policy is looked
+		// at again). A class's controller cannot change: updates wake nothing.
+		createOrDelete := predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }}
 		b = b.Watches(&networkingv1.IngressClass{}, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(everywhere, nil)),
-			builder.WithPredicates(predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }}))
+			builder.WithPredicates(createOrDelete))
+		if r.servesHTTPRoutes() {
+			b = b.Watches(&gatewayv1.GatewayClass{}, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(everywhere, nil)),
+				builder.WithPredicates(createOrDelete))
+		}
 	}
 	if r.ClockAdvanced != nil {
 		b = b.WatchesRawSource(source.Channel(r.ClockAdvanced, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(everywhere, nil))))
@@ -523,12 +539,12 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	}
 	// Every kind of autoscaler the cluster serves (HPAs; KEDA ScaledObjects where installed)
 	// wakes the policies that name it.
-	for _, p := range r.Providers.Available(provider.Autoscaler) {
+	for _, p := range r.Providers.Kinds(provider.Autoscaler) {
 		b = b.Watches(p.Object(), handler.EnqueueRequestsFromMapFunc(r.mapPolicies(namingAutoscaler(p.GroupKind().Kind), nil)))
 	}
 	// A target kind's object wakes the policies that name or select it, carry its record or a
 	// companion of its name, or whose targets it bears on; no other.
-	for _, p := range r.Providers.Available(provider.Target) {
+	for _, p := range r.Providers.Kinds(provider.Target) {
 		changed := userPartChanged()
 		if v, ok := p.(provider.Verdicted); ok {
 			changed = predicate.Or(changed, predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool { return v.VerdictChanged(e.ObjectOld, e.ObjectNew) }})

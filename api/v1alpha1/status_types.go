@@ -137,6 +137,15 @@ type TargetStatus struct {
 	// Applied is what Floodgate has put in force on the target.
 	// +optional
 	Applied AppliedKnobs `json:"applied,omitempty"`
+	// DataPlanes are the data planes serving the target, as its classes' controllers say (an
+	// Ingress's IngressClass, an HTTPRoute's parents' GatewayClasses): ingress-nginx, traefik,
+	// envoy-gateway, or a controller's own name when Floodgate does not know it (the manager's
+	// --data-plane-controllers maps more). Absent when none can be read (a namespaced install
+	// reads no IngressClass). capabilities.provider says whose settings Floodgate writes.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=253
+	DataPlanes []string `json:"dataPlanes,omitempty"`
 	// Capabilities of the provider for this target.
 	// +optional
 	Capabilities *Capabilities `json:"capabilities,omitempty"`

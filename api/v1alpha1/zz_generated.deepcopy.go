@@ -423,6 +423,11 @@ func (in *TargetSelector) DeepCopy() *TargetSelector {
 func (in *TargetStatus) DeepCopyInto(out *TargetStatus) {
 	*out = *in
 	in.Applied.DeepCopyInto(&out.Applied)
+	if in.DataPlanes != nil {
+		in, out := &in.DataPlanes, &out.DataPlanes
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.Capabilities != nil {
 		in, out := &in.Capabilities, &out.Capabilities
 		*out = new(Capabilities)

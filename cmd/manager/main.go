@@ -3,6 +3,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"strings"
 	"time"
@@ -38,12 +39,15 @@ func main() {
 	var redirectHosts string
 	flag.StringVar(&redirectHosts, "shed-redirect-hosts", os.Getenv(shed.RedirectHostsEnv),
 		"comma-separated hosts a shed answer may redirect to (*.example.com for a domain); empty: redirects off (default from $"+shed.RedirectHostsEnv+"; the shed server reads the same)")
+	var dataPlaneControllers string
 	regexControllers, set := os.LookupEnv(registered.RegexHeaderControllersEnv)
 	if !set {
 		regexControllers = strings.Join(registered.DefaultRegexHeaderControllers(), ",")
 	}
 	flag.StringVar(&regexControllers, "regex-header-controllers", regexControllers,
 		"comma-separated Gateway API controllerNames known to match RegularExpression header matches with RE2/PCRE-compatible syntax: a region allowlist that needs one is refused on routes other gateways serve (default from $"+registered.RegexHeaderControllersEnv+", else Envoy Gateway's)")
+	flag.StringVar(&dataPlaneControllers, "data-plane-controllers", os.Getenv(registered.DataPlaneControllersEnv),
+		"comma-separated controller=data-plane pairs mapping more IngressClass/GatewayClass controller names onto a data plane, for example k8s.io/ingress-nginx=traefik where Traefik's NGINX provider serves ingress-nginx's classes (default from $"+registered.DataPlaneControllersEnv+")")
 	flag.DurationVar(&opts.GracefulShutdownTimeout, "graceful-shutdown-timeout", manager.DefaultGracefulShutdownTimeout, "how long a signalled manager may take to stop; the process exits by then whatever happens")
 	flag.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect a leader so only one manager acts")
 	flag.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader Lease (default: the manager's own, in a cluster)")
@@ -61,6 +65,11 @@ func main() {
 	opts.RedirectHosts = shed.ParseRedirectHosts(redirectHosts)
 	opts.UnguardedGates = !guard
 	opts.RegexHeaderControllers = registered.ParseList(regexControllers)
+	var err error
+	if opts.DataPlaneControllers, err = registered.ParseDataPlaneControllers(dataPlaneControllers); err != nil {
+		fmt.Fprintf(os.Stderr, "--data-plane-controllers: %v\n", err)
+		os.Exit(2)
+	}
 	if ns := registered.ParseList(watch); len(ns) > 0 {
 		opts.WatchNamespaces = ns
 	}

@@ -35,6 +35,7 @@ import (
 	"floodgate.dev/floodgate/internal/arm"
 	"floodgate.dev/floodgate/internal/gate"
 	"floodgate.dev/floodgate/internal/pass"
+	"floodgate.dev/floodgate/internal/provider"
 	"floodgate.dev/floodgate/internal/provider/registered"
 	"floodgate.dev/floodgate/internal/scheme"
 	"floodgate.dev/floodgate/internal/shed"
@@ -75,6 +76,9 @@ type Options struct {
 	// RegexHeaderControllers are the Gateway API controllerNames known to match
 	// RegularExpression header matches with RE2/PCRE-compatible syntax (nil: Envoy Gateway's).
 	RegexHeaderControllers []string
+	// DataPlaneControllers map more controller names onto data planes, over
+	// registered.KnownControllers (--data-plane-controllers).
+	DataPlaneControllers map[string]provider.DataPlane
 	// UnguardedGates turns the gate egress guard off: gates may then reach loopback, link-local
 	// and the API server's addresses (tests whose webhooks and Prometheus listen on loopback).
 	UnguardedGates bool
@@ -277,7 +281,11 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	gates := &gate.Reader{Client: c, HTTP: gate.NewHTTPClient(guard)}
 	// Kinds whose CRD is not installed (KEDA, Gateway API) are not watched: a watch on a missing
 	// CRD keeps a manager from starting. A policy naming one is told which CRD is missing.
-	providers := registered.Providers(c, registered.Settings{RegexHeaderControllers: opts.RegexHeaderControllers, RedirectHosts: opts.RedirectHosts})
+	// The providers' settings, one set for the controller and the armer alike (a preview reads
+	// the same from floodgate-config). Classes are cluster-scoped: a namespaced install reads none.
+	settings := registered.Settings{RegexHeaderControllers: opts.RegexHeaderControllers, RedirectHosts: opts.RedirectHosts,
+		DataPlaneControllers: opts.DataPlaneControllers, ReadClasses: len(opts.WatchNamespaces) == 0}
+	providers := registered.Providers(c, settings)
 	for _, gk := range providers.Missing() {
 		logf.FromContext(ctx).Info("kind not installed: not watched", "kind", gk.String())
 	}
@@ -304,8 +312,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	armClient = client.WithFieldOwner(armClient, FieldManager)
 	shedBackend := shed.Backend{Namespace: opts.Shed.Namespace, ServiceName: opts.Shed.ServiceName, Port: opts.Shed.Port, Live: mgr.GetAPIReader()}
 	verdicts := make(chan event.GenericEvent, 1024)
-	armer := arm.New(&pass.Pass{Client: armClient, Providers: registered.Providers(armClient, registered.Settings{
-		RegexHeaderControllers: opts.RegexHeaderControllers, RedirectHosts: opts.RedirectHosts}), Shed: shedBackend},
+	armer := arm.New(&pass.Pass{Client: armClient, Providers: registered.Providers(armClient, settings), Shed: shedBackend},
 		mgr.GetCache(), 0, func(key types.NamespacedName) {
 			select {
 			case verdicts <- event.GenericEvent{Object: &v1alpha1.TrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
@@ -324,14 +331,13 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		Providers:     providers,
 		Shed:          shedBackend,
 		RedirectHosts: opts.RedirectHosts,
-		// IngressClasses are cluster-scoped: a namespaced install reads none.
-		FollowIngressClasses: len(opts.WatchNamespaces) == 0,
-		Gates:                gates,
-		GatePoller:           poller,
-		GateReadings:         readings,
-		Metrics:              controllers.NewMetrics(opts.Clock),
-		Armer:                armer,
-		ArmVerdicts:          verdicts,
+		FollowClasses: settings.ReadClasses,
+		Gates:         gates,
+		GatePoller:    poller,
+		GateReadings:  readings,
+		Metrics:       controllers.NewMetrics(opts.Clock),
+		Armer:         armer,
+		ArmVerdicts:   verdicts,
 	}
 	workers := opts.Workers
 	if workers <= 0 {

@@ -28,6 +28,8 @@ type object struct {
 	ref      provider.Ref
 	role     provider.Role
 	provider provider.Provider // nil when no provider can serve its kind (problems say why)
+	// resolved says which data planes serve the object and why its provider was chosen.
+	resolved provider.Resolved
 	obs      *provider.Observation
 	leftover bool
 }
@@ -169,15 +171,15 @@ func (r *Pass) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, k kn
 	return obs, r.observeShedCompanions(ctx, policy, obs.objects, k)
 }
 
-// observeOne reads one object through its kind's provider.
+// observeOne reads one object through the provider of its kind and data plane.
 func (r *Pass) observeOne(ctx context.Context, policy *v1alpha1.TrafficPolicy, obj *object, d provider.Desired, steps []core.NamedKnobs) error {
-	p, err := r.Providers.For(obj.ref)
+	res, err := r.Providers.Resolve(ctx, policy, obj.ref)
 	if err != nil {
 		obj.obs = &provider.Observation{Ref: obj.ref, Problems: []provider.Problem{provider.ProblemOf(err)}}
 		return nil
 	}
-	obj.provider = p
-	if obj.obs, err = p.Observe(ctx, policy, obj.ref, d); err != nil {
+	obj.provider, obj.resolved = res.Provider, res
+	if obj.obs, err = res.Provider.Observe(ctx, policy, obj.ref, d); err != nil {
 		return err
 	}
 	switch {

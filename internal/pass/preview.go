@@ -22,6 +22,18 @@ type PreviewResult struct {
 	Unsupported []string
 	// Targets are the targets found, named and selected.
 	Targets []provider.Ref
+	// Served says, of the first targets found (as many as status lists), whose settings are
+	// written and which data planes serve them.
+	Served []ServedTarget
+}
+
+// ServedTarget is a target's provider and data planes, as a pass resolves them.
+type ServedTarget struct {
+	Ref        provider.Ref
+	Provider   string
+	DataPlanes []string
+	// Warning says what writing another data plane's settings means ("": nothing to say).
+	Warning string
 }
 
 // Preview plans a policy (as it would be after a change) at now and returns what the reconcile
@@ -38,6 +50,9 @@ func (r *Pass) Preview(ctx context.Context, policy *v1alpha1.TrafficPolicy, now 
 	for _, obj := range obs.of(provider.Target, false) {
 		if obj.obs.Found {
 			res.Targets = append(res.Targets, obj.ref)
+			if len(res.Served) < MaxListedTargets {
+				res.Served = append(res.Served, servedTarget(obj))
+			}
 			res.Unsupported = append(res.Unsupported, UnsupportedSummary([]v1alpha1.TargetStatus{targetStatusOf(obj, obj.obs.Status)})...)
 		}
 	}
@@ -102,4 +117,13 @@ func (o Observation) LongestWindow() time.Duration {
 		return provider.DefaultStabilizationWindow
 	}
 	return longest
+}
+
+// servedTarget is what status says of an object's provider and data planes.
+func servedTarget(obj *object) ServedTarget {
+	t := ServedTarget{Ref: obj.ref, DataPlanes: obj.resolved.Strings(), Warning: obj.resolved.Warning}
+	if c := obj.obs.Status.Capabilities; c != nil {
+		t.Provider = c.Provider
+	}
+	return t
 }

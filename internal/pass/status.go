@@ -101,10 +101,18 @@ func (e *statusEntries) unwritten(policy *v1alpha1.TrafficPolicy, obj *object, h
 }
 
 func targetStatusOf(obj *object, s provider.Status) v1alpha1.TargetStatus {
-	return v1alpha1.TargetStatus{Group: obj.ref.Group, Kind: v1alpha1.TargetKind(obj.ref.Kind), Name: obj.ref.Name,
+	warnings := s.Warnings
+	if w := obj.resolved.Warning; w != "" && obj.obs.Found {
+		warnings = append(slices.Clip(warnings), w)
+	}
+	t := v1alpha1.TargetStatus{Group: obj.ref.Group, Kind: v1alpha1.TargetKind(obj.ref.Kind), Name: obj.ref.Name,
 		Found: obj.obs.Found, Applied: s.Applied, Capabilities: s.Capabilities, Companion: s.Companion,
-		SharedUpstreamIngresses: s.SharedUpstreamIngresses, Warnings: s.Warnings, RestoreRecord: s.RestoreRecord,
+		SharedUpstreamIngresses: s.SharedUpstreamIngresses, Warnings: warnings, RestoreRecord: s.RestoreRecord,
 		Unsupported: s.Unsupported}
+	if obj.obs.Found {
+		t.DataPlanes = obj.resolved.Strings()
+	}
+	return t
 }
 
 func autoscalerStatusOf(obj *object, s provider.Status) v1alpha1.AutoscalerStatus {

@@ -55,6 +55,12 @@ func (o *Options) preview(ctx context.Context, changed *v1alpha1.TrafficPolicy) 
 		fmt.Fprintf(o.Out, "cannot take: %s\n", u)
 	}
 	fmt.Fprintf(o.Out, "targets: %d%s\n", len(res.Targets), firstNames(res.Targets))
+	for _, t := range res.Served {
+		fmt.Fprintf(o.Out, "  %s %s: %s%s\n", t.Ref.Kind, t.Ref.Name, t.Provider, onDataPlanes(t.DataPlanes))
+		if t.Warning != "" {
+			fmt.Fprintf(o.Out, "    warning: %s\n", t.Warning)
+		}
+	}
 	if c := condition(changed, v1alpha1.ConditionArmed); c != nil {
 		// The API server's own verdict on every lever, from the dry runs at rest.
 		fmt.Fprintf(o.Out, "armed: %s (%s) %s\n", c.Status, c.Reason, c.Message)
@@ -87,6 +93,15 @@ func (o *Options) providers(ctx context.Context, warn bool) *provider.Registry {
 			"pass --floodgate-namespace if the manager runs elsewhere\n", err)
 	}
 	return providers
+}
+
+// onDataPlanes says which data planes serve a target, after the provider's name: " on traefik",
+// " on data plane not known" when none could be read.
+func onDataPlanes(dataPlanes []string) string {
+	if len(dataPlanes) == 0 {
+		return " (data plane not known)"
+	}
+	return " on " + strings.Join(dataPlanes, ", ")
 }
 
 // firstNames lists the first few targets' names, and how many more there are.
@@ -257,7 +272,7 @@ func printStatus(out io.Writer, p *v1alpha1.TrafficPolicy, now time.Time) {
 			if c.RateLimitStatusCode != 0 {
 				limit = fmt.Sprintf("rate limit %s, answered %d", c.RateLimitScope, c.RateLimitStatusCode)
 			}
-			fmt.Fprintf(w, "  \tvia %s: %s; requests without the region header %s\n", c.Provider, limit,
+			fmt.Fprintf(w, "  \tvia %s%s: %s; requests without the region header %s\n", c.Provider, onDataPlanes(t.DataPlanes), limit,
 				map[bool]string{true: "can be shed", false: "are always admitted"}[c.MissingRegionShed])
 		}
 		if t.Companion != "" {

@@ -11,14 +11,29 @@ import (
 // is not installed (KEDA, Gateway API) is known but unavailable: the manager does not watch it
 // (a watch on a missing CRD keeps a manager from starting), and a policy that names it is told
 // which CRD is missing.
+//
+// A kind may have several providers, one per data plane (OnDataPlane): Resolve picks an object's
+// by the controllers serving it. The first registered of a kind is its portable provider, the
+// one an object gets when its data plane has none of its own or cannot be known.
 type Registry struct {
 	providers []Provider
 	missing   map[schema.GroupKind]string
+	// controllers map controller names to the data planes they serve.
+	controllers map[string]DataPlane
 }
 
-// NewRegistry registers providers: a new kind is one package and one line here.
+// NewRegistry registers providers (registered.NewRegistry lists them), each data plane's
+// controller names with it.
 func NewRegistry(providers ...Provider) *Registry {
-	return &Registry{providers: providers, missing: map[schema.GroupKind]string{}}
+	r := &Registry{providers: providers, missing: map[schema.GroupKind]string{}, controllers: map[string]DataPlane{}}
+	for _, p := range providers {
+		if on, ok := p.(OnDataPlane); ok {
+			for _, c := range on.ControllerNames() {
+				r.controllers[c] = on.DataPlane()
+			}
+		}
+	}
+	return r
 }
 
 // Discover marks unavailable every kind the cluster does not serve (asked of its RESTMapper).
@@ -40,7 +55,7 @@ func (r *Registry) Missing() []schema.GroupKind {
 	return out
 }
 
-// For is the provider of a reference's kind; an error wrapping ErrKindNotInstalled when the
+// For is the portable provider of a reference's kind (Resolve picks an object's own); an error wrapping ErrKindNotInstalled when the
 // kind's CRD is missing, or a plain error when no provider knows the kind.
 func (r *Registry) For(ref Ref) (Provider, error) {
 	gk := ref.GroupKind()
@@ -61,11 +76,25 @@ type notInstalled string
 func (e notInstalled) Error() string { return string(e) }
 func (e notInstalled) Unwrap() error { return ErrKindNotInstalled }
 
-// Available are the providers whose kind the cluster serves, of a role.
+// Available are the providers whose kind the cluster serves, of a role: every data plane's.
 func (r *Registry) Available(role Role) []Provider {
 	var out []Provider
 	for _, p := range r.providers {
 		if _, gone := r.missing[p.GroupKind()]; !gone && p.Role() == role {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Kinds are the portable providers of the kinds the cluster serves, of a role: one per kind,
+// for what is done once per kind (watches, field indexes).
+func (r *Registry) Kinds(role Role) []Provider {
+	var out []Provider
+	seen := map[schema.GroupKind]bool{}
+	for _, p := range r.Available(role) {
+		if !seen[p.GroupKind()] {
+			seen[p.GroupKind()] = true
 			out = append(out, p)
 		}
 	}

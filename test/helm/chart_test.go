@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -21,6 +22,8 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"floodgate.dev/floodgate/internal/controlplane"
+	"floodgate.dev/floodgate/internal/provider"
+	"floodgate.dev/floodgate/internal/provider/registered"
 )
 
 var (
@@ -160,6 +163,7 @@ func TestEveryManagerFlagIsAValue(t *testing.T) {
 		"kubeconfig":               "in a cluster the manager uses its ServiceAccount",
 		"shed-redirect-hosts":      "set from the floodgate-config ConfigMap (shedRedirectHosts), through its environment variable",
 		"regex-header-controllers": "set from the floodgate-config ConfigMap (manager.regexHeaderControllers), through its environment variable",
+		"data-plane-controllers":   "set from the floodgate-config ConfigMap (manager.dataPlaneControllers), through its environment variable",
 		"zap-devel":                "manager.extraArgs", "zap-encoder": "manager.extraArgs",
 		"zap-stacktrace-level": "manager.extraArgs", "zap-time-encoding": "manager.extraArgs",
 	}
@@ -263,4 +267,20 @@ func readAll(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestTheChartsDataPlaneControllersAreWhatTheManagerReads: manager.dataPlaneControllers lands in
+// floodgate-config as the manager's --data-plane-controllers (and a preview) parses it.
+func TestTheChartsDataPlaneControllersAreWhatTheManagerReads(t *testing.T) {
+	_, objs := render(t, `manager.dataPlaneControllers.k8s\.io/ingress-nginx=traefik`, `manager.dataPlaneControllers.example\.com/gw=envoy-gateway`)
+	cm := find(objs, "ConfigMap", registered.ConfigMapName)
+	if cm == nil {
+		t.Fatal("no floodgate-config ConfigMap")
+	}
+	v, _ := cm.Object["data"].(map[string]any)[registered.KeyDataPlaneControllers].(string)
+	got, err := registered.ParseDataPlaneControllers(v)
+	want := map[string]provider.DataPlane{"k8s.io/ingress-nginx": "traefik", "example.com/gw": "envoy-gateway"}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("floodgate-config says %s=%q: read as %v, %v; want %v", registered.KeyDataPlaneControllers, v, got, err, want)
+	}
 }

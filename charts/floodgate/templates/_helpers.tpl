@@ -42,3 +42,12 @@ tolerations: {{ toYaml . | nindent 2 }}
 affinity: {{ toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{/* manager.dataPlaneControllers as --data-plane-controllers reads it: controller=data-plane, sorted. */}}
+{{- define "floodgate.dataPlaneControllers" -}}
+{{- $pairs := list -}}
+{{- range $controller, $dataPlane := .Values.manager.dataPlaneControllers -}}
+{{- $pairs = append $pairs (printf "%s=%s" $controller $dataPlane) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}

@@ -60,6 +60,9 @@ type Provider struct {
 	RegexControllers []string
 	// RedirectHosts are the hosts a shed answer may redirect to (the cluster's setting).
 	RedirectHosts shed.RedirectHosts
+	// ReadClasses reads the cluster-scoped GatewayClasses, for a route's data plane (a
+	// cluster-wide install; a namespaced one reads what the route's status says).
+	ReadClasses bool
 }
 
 var _ provider.Provider = (*Provider)(nil)

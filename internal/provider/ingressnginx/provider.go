@@ -26,6 +26,9 @@ import (
 // Provider applies knobs to Ingresses through ingress-nginx canaries.
 type Provider struct {
 	Client client.Client
+	// ReadClasses reads the cluster-scoped IngressClasses, for an Ingress's data plane (a
+	// cluster-wide install; a namespaced one cannot).
+	ReadClasses bool
 }
 
 var _ provider.Provider = (*Provider)(nil)

@@ -24,6 +24,23 @@ type Settings struct {
 	RegexHeaderControllers []string
 	// RedirectHosts are the hosts a shed answer may redirect to.
 	RedirectHosts shed.RedirectHosts
+	// DataPlaneControllers map more controller names onto data planes (the manager's
+	// --data-plane-controllers), over KnownControllers.
+	DataPlaneControllers map[string]provider.DataPlane
+	// ReadClasses reads the cluster-scoped IngressClasses and GatewayClasses for a target's data
+	// plane (a cluster-wide install; a namespaced manager cannot).
+	ReadClasses bool
+}
+
+// KnownControllers are the controller names of the data planes Floodgate knows by default,
+// beyond those of its providers' own data planes: an IngressClass's spec.controller or a
+// GatewayClass's spec.controllerName, and the data plane it is.
+func KnownControllers() map[string]provider.DataPlane {
+	return map[string]provider.DataPlane{
+		gatewayapi.EnvoyGatewayController: "envoy-gateway",
+		"traefik.io/ingress-controller":   "traefik",
+		"traefik.io/gateway-controller":   "traefik",
+	}
 }
 
 // Providers is the registry of every kind, for a client; the kinds the cluster does not serve
@@ -40,12 +57,15 @@ func NewRegistry(c client.Client, settings ...Settings) *provider.Registry {
 	if len(settings) > 0 {
 		s = settings[0]
 	}
+	// The first provider of a kind is its portable one (provider.Registry).
 	r := provider.NewRegistry(
-		&ingressnginx.Provider{Client: c},
-		&gatewayapi.Provider{Client: c, RegexControllers: s.RegexHeaderControllers, RedirectHosts: s.RedirectHosts},
+		&ingressnginx.Provider{Client: c, ReadClasses: s.ReadClasses},
+		&gatewayapi.Provider{Client: c, RegexControllers: s.RegexHeaderControllers, RedirectHosts: s.RedirectHosts, ReadClasses: s.ReadClasses},
 		&hpa.Provider{Client: c},
 		&keda.Provider{Client: c},
 	)
+	r.MapControllers(KnownControllers())
+	r.MapControllers(s.DataPlaneControllers)
 	return r
 }
 

@@ -3,6 +3,7 @@ package registered
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -27,6 +28,12 @@ const (
 	// RegexHeaderControllersEnv names the environment variable the manager reads
 	// --regex-header-controllers from by default (config/ sets it from the ConfigMap).
 	RegexHeaderControllersEnv = "FLOODGATE_REGEX_HEADER_CONTROLLERS"
+	// KeyDataPlaneControllers maps more controller names onto data planes
+	// ("controller=data-plane", comma-separated).
+	KeyDataPlaneControllers = "data-plane-controllers"
+	// DataPlaneControllersEnv names the environment variable the manager reads
+	// --data-plane-controllers from by default (config/ sets it from the ConfigMap).
+	DataPlaneControllersEnv = "FLOODGATE_DATA_PLANE_CONTROLLERS"
 )
 
 // SettingsOf are the settings a floodgate-config ConfigMap holds.
@@ -35,7 +42,38 @@ func SettingsOf(cm *corev1.ConfigMap) Settings {
 	if v, ok := cm.Data[KeyRegexHeaderControllers]; ok {
 		s.RegexHeaderControllers = ParseList(v)
 	}
+	// A ConfigMap the manager could not start with is not one it runs with: the defaults stand.
+	s.DataPlaneControllers, _ = ParseDataPlaneControllers(cm.Data[KeyDataPlaneControllers])
 	return s
+}
+
+// ParseDataPlaneControllers reads "controller=data-plane" pairs, comma-separated (the manager's
+// --data-plane-controllers): "k8s.io/ingress-nginx=traefik" says Traefik's NGINX provider serves
+// the classes of ingress-nginx's controller name.
+func ParseDataPlaneControllers(v string) (map[string]provider.DataPlane, error) {
+	var out map[string]provider.DataPlane
+	for _, pair := range ParseList(v) {
+		if out == nil {
+			out = map[string]provider.DataPlane{}
+		}
+		controller, dataPlane, ok := strings.Cut(pair, "=")
+		controller, dataPlane = strings.TrimSpace(controller), strings.TrimSpace(dataPlane)
+		if !ok || controller == "" || dataPlane == "" {
+			return nil, fmt.Errorf("%q is not controller=data-plane (for example k8s.io/ingress-nginx=traefik)", pair)
+		}
+		out[controller] = provider.DataPlane(dataPlane)
+	}
+	return out, nil
+}
+
+// FormatDataPlaneControllers writes pairs as ParseDataPlaneControllers reads them, sorted.
+func FormatDataPlaneControllers(m map[string]provider.DataPlane) string {
+	pairs := make([]string, 0, len(m))
+	for c, d := range m {
+		pairs = append(pairs, c+"="+string(d))
+	}
+	slices.Sort(pairs)
+	return strings.Join(pairs, ",")
 }
 
 // ParseList splits a comma-separated list, dropping blanks (an empty string: an empty list).
@@ -69,6 +107,8 @@ func ReadSettings(ctx context.Context, c client.Reader, namespace string) (Setti
 // when they cannot be read, from the defaults, and the error says why.
 func FromCluster(ctx context.Context, c client.Client, namespace string) (*provider.Registry, error) {
 	s, err := ReadSettings(ctx, c, namespace)
+	// A preview reads the classes a cluster-wide manager reads, where its user may.
+	s.ReadClasses = true
 	return Providers(c, s), err
 }
 
@@ -79,6 +119,9 @@ func ConfigMap(namespace string, s Settings) *corev1.ConfigMap {
 		Data: map[string]string{KeyRedirectHosts: strings.Join(s.RedirectHosts, ",")}}
 	if s.RegexHeaderControllers != nil {
 		cm.Data[KeyRegexHeaderControllers] = strings.Join(s.RegexHeaderControllers, ",")
+	}
+	if len(s.DataPlaneControllers) > 0 {
+		cm.Data[KeyDataPlaneControllers] = FormatDataPlaneControllers(s.DataPlaneControllers)
 	}
 	return cm
 }
