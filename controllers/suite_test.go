@@ -28,6 +28,7 @@ import (
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/controlplane"
 	"floodgate.dev/floodgate/internal/manager"
+	"floodgate.dev/floodgate/internal/provider"
 	"floodgate.dev/floodgate/internal/scheme"
 	"floodgate.dev/floodgate/internal/warp"
 )
@@ -83,6 +84,8 @@ func startManager() {
 	mgr, err := manager.New(ctx, cp.Config, manager.Options{
 		Clock: clk, ClockAdvanced: clk.Subscribe(), Shed: manager.DefaultShed, SkipNameValidation: true,
 		UnguardedGates: true, // the tests' webhooks listen on loopback
+		// A class controller the suite's manager is told is Traefik's (--data-plane-controllers).
+		DataPlaneControllers: map[string]provider.DataPlane{traefikByFlag: "traefik"},
 	})
 	Expect(err).NotTo(HaveOccurred())
 	stopMgr, mgrDone = cancel, make(chan struct{})
@@ -92,6 +95,10 @@ func startManager() {
 		Expect(mgr.Start(ctx)).To(Succeed())
 	}()
 }
+
+// traefikByFlag is an IngressClass controller name only the manager's --data-plane-controllers
+// says is Traefik's.
+const traefikByFlag = "example.com/nginx-by-traefik"
 
 func stopManager() {
 	stopMgr()
