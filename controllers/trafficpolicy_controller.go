@@ -65,21 +65,8 @@ const (
 // trafficpolicies/finalizers update: setting blockOwnerDeletion on a companion, where the
 // OwnerReferencesPermissionEnforcement admission plugin is on.
 // +kubebuilder:rbac:groups=traffic.floodgate.dev,resources=trafficpolicies/finalizers,verbs=update
-// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=list;watch;create;patch;delete
-// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=list;watch;patch
-// scaledobjects: KEDA's, where KEDA is installed (read live, not cached: get).
-// +kubebuilder:rbac:groups=keda.sh,resources=scaledobjects,verbs=get;list;watch;patch
-// ingressclasses: which classes exist (an Ingress of a class nobody serves makes no claim on a
-// shed answer) and their controllers (an Ingress's data plane); a cluster-wide install only
-// (cluster-scoped).
-// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingressclasses,verbs=list;watch
-// gateways: their listeners' hostnames, which a route without hostnames covers; gateways and
-// gatewayclasses: a route's data plane (its parents' classes' controllerName).
-// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gateways;gatewayclasses,verbs=list;watch
-// httproutes: Gateway API's, where its CRDs are installed.
-// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=list;watch;patch
-// The scale of whatever an HPA scales: Deployments, and StatefulSets and ReplicaSets.
-// +kubebuilder:rbac:groups=apps,resources=deployments/scale;statefulsets/scale;replicasets/scale,verbs=get
+// Each kind's own verbs are beside its provider (internal/provider/<name>, and the scale of what
+// autoscalers scale in internal/provider/scale.go). Deployments: the workload gates.
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=list;watch
 // services patch: a shed Service someone else changed is put back.
 // +kubebuilder:rbac:groups="",resources=services,verbs=list;watch;create;patch;delete

@@ -8,6 +8,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
+// The scale of whatever an autoscaler scales: Deployments, and StatefulSets and ReplicaSets.
+// +kubebuilder:rbac:groups=apps,resources=deployments/scale;statefulsets/scale;replicasets/scale,verbs=get
+
 // Replicas reads a workload's replicas from its /scale subresource: an autoscaler's own status
 // lags (and is empty where no autoscaler controller runs).
 func Replicas(ctx context.Context, c client.Client, namespace, apiVersion, kind, name string) (int32, error) {

@@ -113,7 +113,7 @@ func TestANamespacedInstallRunsAWholeCycleOnItsOwnRolesAndUsesEveryVerbItIsGrant
 		t.Fatalf("requests the granted roles did not allow:\n  %s", strings.Join(forbidden, "\n  "))
 	}
 	// Verbs whose use needs what this cycle does not do, each with why it is granted (the RBAC
-	// markers in controllers/ and config/rbac say the same).
+	// markers in controllers/ and internal/provider, and config/rbac, say the same).
 	unusedHere := map[string]string{
 		"update traffic.floodgate.dev/trafficpolicies/finalizers": "needed where the OwnerReferencesPermissionEnforcement admission plugin is on",
 		"get apps/statefulsets/scale":                             "an HPA that scales a StatefulSet",
@@ -130,6 +130,7 @@ func TestANamespacedInstallRunsAWholeCycleOnItsOwnRolesAndUsesEveryVerbItIsGrant
 		"watch gateway.networking.k8s.io/httproutes":              "a cluster with Gateway API installed",
 		"watch gateway.networking.k8s.io/gateways":                "a cluster with Gateway API installed",
 		"watch networking.k8s.io/ingressclasses":                  "a cluster-wide install (cluster-scoped: a namespaced one reads none)",
+		"watch gateway.networking.k8s.io/gatewayclasses":          "a cluster-wide install with Gateway API (cluster-scoped: a namespaced one reads none)",
 	}
 	var unused []string
 	for _, g := range granted {

@@ -48,7 +48,9 @@ func TestEachRouteNamesTheDataPlanesOfItsParents(t *testing.T) {
 		if tg.Capabilities == nil || tg.Capabilities.Provider != gatewayapi.ProviderName {
 			t.Errorf("%s is written by %v, want the portable %s (no data plane of these has a provider of its own)", tg.Name, tg.Capabilities, gatewayapi.ProviderName)
 		}
-		several := slices.ContainsFunc(tg.Warnings, func(w string) bool { return strings.Contains(w, "served by several data planes (envoy-gateway, traefik)") })
+		several := slices.ContainsFunc(tg.Warnings, func(w string) bool {
+			return strings.Contains(w, "served by several data planes (envoy-gateway, traefik)")
+		})
 		if several != (tg.Name == "mixed") {
 			t.Errorf("%s: warnings %q: only the route on two data planes says it is", tg.Name, tg.Warnings)
 		}

@@ -52,6 +52,12 @@ var Capabilities = v1alpha1.Capabilities{
 		"else one RegularExpression, compiled once per configuration by the gateway (RE2 on Envoy Gateway)",
 }
 
+// The RBAC this provider needs, where Gateway API's CRDs are installed: its routes; Gateways for
+// their listeners' hostnames (what a route without hostnames covers) and, with GatewayClasses, a
+// route's data plane (its parents' classes' controllerName).
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=list;watch;patch
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gateways;gatewayclasses,verbs=list;watch
+
 // Provider applies knobs to HTTPRoutes.
 type Provider struct {
 	Client client.Client

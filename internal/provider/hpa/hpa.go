@@ -33,6 +33,9 @@ var (
 // replicas per minute.
 var BoundedScaleDown = []any{map[string]any{"type": "Percent", "value": int64(10), "periodSeconds": int64(60)}}
 
+// The RBAC this provider needs (read from the cache: list and watch).
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=list;watch;patch
+
 // Provider holds autoscaling/v2 HorizontalPodAutoscalers.
 type Provider struct {
 	Client client.Client

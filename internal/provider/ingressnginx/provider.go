@@ -23,6 +23,13 @@ import (
 	"floodgate.dev/floodgate/internal/shed"
 )
 
+// The RBAC this provider needs (controller-gen gathers it into config/rbac/role.yaml): its
+// targets and canaries (read from the cache: list and watch), and the IngressClasses: which
+// exist (an Ingress of a class nobody serves makes no claim on a shed answer) and their
+// controllers (an Ingress's data plane); a cluster-wide install only (cluster-scoped).
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingressclasses,verbs=list;watch
+
 // Provider applies knobs to Ingresses through ingress-nginx canaries.
 type Provider struct {
 	Client client.Client

@@ -53,6 +53,10 @@ var (
 	pathBehavior = []string{"spec", "advanced", "horizontalPodAutoscalerConfig", "behavior"}
 )
 
+// The RBAC this provider needs: KEDA's ScaledObjects, where KEDA is installed (read live, not
+// cached: get).
+// +kubebuilder:rbac:groups=keda.sh,resources=scaledobjects,verbs=get;list;watch;patch
+
 // Provider holds KEDA ScaledObjects.
 type Provider struct {
 	Client client.Client
