@@ -63,6 +63,8 @@ type write struct {
 	d      provider.Desired
 	change provider.Change
 	err    error
+	// throughBackend is true when the change sends shed requests to the shed backend.
+	throughBackend bool
 }
 
 // Apply writes the knobs to every observed object that can take them, and puts back the
@@ -87,7 +89,8 @@ func (r *Pass) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, k knob
 		}
 		w := &write{obj: obj, d: d}
 		w.change, w.err = obj.provider.Render(policy, obj.obs, d, recordCopy(policy, obj))
-		if w.err == nil && obj.role == provider.Target && d.Knobs.Sheds() && obj.obs.Found {
+		w.throughBackend = obj.role == provider.Target && obj.obs.Found && provider.ShedsThroughBackend(obj.provider, policy, obj.obs, d)
+		if w.err == nil && w.throughBackend {
 			shedding = true
 		}
 		writes[i] = w
@@ -103,7 +106,7 @@ func (r *Pass) Apply(ctx context.Context, policy *v1alpha1.TrafficPolicy, k knob
 			outcome.ShedEndpoints, outcome.ShedDraining = endpoints.Ready, endpoints.Draining
 		case err != nil && shedding:
 			for _, w := range writes {
-				if w != nil && w.err == nil && w.obj.role == provider.Target && w.d.Knobs.Sheds() && w.obj.obs.Found {
+				if w != nil && w.err == nil && w.throughBackend {
 					w.err = err
 				}
 			}

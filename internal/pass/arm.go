@@ -110,7 +110,7 @@ func (r *Pass) RenderLevers(ctx context.Context, policy *v1alpha1.TrafficPolicy,
 			if err != nil {
 				continue
 			}
-			if obj.role == provider.Target && obj.obs.Found && d.Knobs.Sheds() {
+			if obj.role == provider.Target && obj.obs.Found && provider.ShedsThroughBackend(obj.provider, policy, obj.obs, d) {
 				sheds = true
 			}
 			key, err := writeKey(obj.ref, ch)

@@ -196,12 +196,12 @@ func (r *Pass) observeOne(ctx context.Context, policy *v1alpha1.TrafficPolicy, o
 	return nil
 }
 
-// observeShedCompanions reports, on every target the knobs shed, a shed Service or EndpointSlice
+// observeShedCompanions reports, on every target the knobs shed through the shed backend, a shed Service or EndpointSlice
 // name held by an object the policy does not control: no canary may route there.
 func (r *Pass) observeShedCompanions(ctx context.Context, policy *v1alpha1.TrafficPolicy, objects []*object, k knobs.Knobs) error {
 	var shedding []*object
 	for _, obj := range objects {
-		if obj.role == provider.Target && !obj.leftover && obj.obs.Found && desired(policy, obj, k).Knobs.Sheds() {
+		if obj.role == provider.Target && !obj.leftover && obj.obs.Found && provider.ShedsThroughBackend(obj.provider, policy, obj.obs, desired(policy, obj, k)) {
 			shedding = append(shedding, obj)
 		}
 	}

@@ -172,6 +172,27 @@ type Routed interface {
 	Routes(obs *Observation, served shed.Served) []shed.Route
 }
 
+// ProxyAnswered is a target provider whose data plane can answer some shed requests itself (a
+// gateway's RequestRedirect; Envoy Gateway's direct response), with no shed pod in the herd's
+// path. A provider without it sheds through the shed backend: the policy's shed Service and the
+// shed pods behind it, whose readiness then decides whether the lever holds
+// (ShedBackendUnavailable).
+type ProxyAnswered interface {
+	// ProxyAnswers reports whether the change rendered for d has the proxy answer every
+	// request it sheds (none goes to the shed backend).
+	ProxyAnswers(policy *v1alpha1.TrafficPolicy, obs *Observation, d Desired) bool
+}
+
+// ShedsThroughBackend reports whether an object's change under d sends requests to the shed
+// backend: d sheds, and its provider does not have the proxy answer them all.
+func ShedsThroughBackend(p Provider, policy *v1alpha1.TrafficPolicy, obs *Observation, d Desired) bool {
+	if !d.Knobs.Sheds() {
+		return false
+	}
+	answered, ok := p.(ProxyAnswered)
+	return !ok || !answered.ProxyAnswers(policy, obs, d)
+}
+
 // Companioned is a target provider that gives a target companion objects of its own kind: their
 // names, so an object holding one wakes the policy.
 type Companioned interface {

@@ -439,3 +439,40 @@ func TestAnHTTPRoutePolicyFollowsTheShedPods(t *testing.T) {
 		})
 	}
 }
+
+// TestARedirectedShedAllIsAnsweredByTheGatewayWhateverTheShedPods: a ShedAll redirected on a
+// route is the gateway's own RequestRedirect on every rule: no shed pod is in its path, so shed
+// pods gone do not make the lever unavailable (they do for every lever that sends to them).
+func TestARedirectedShedAllIsAnsweredByTheGatewayWhateverTheShedPods(t *testing.T) {
+	ns := fixture(t, "redirect-no-shed-pods")
+	create(t, policy(ns, func(p *v1alpha1.TrafficPolicy) {
+		p.Spec.Action, p.Spec.Shed.RedirectURL = v1alpha1.ActionShedAll, "https://"+redirectHost+"/incident"
+	}))
+	eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool {
+		return strings.HasPrefix(condition(p, v1alpha1.ConditionReady), "True "+v1alpha1.ReasonApplied)
+	})
+	restore, err := fixtures.SetShedPods(context.Background(), k8s, []discoveryv1.Endpoint{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = restore() })
+	// The pass that mirrors the shed pods into the policy's companion writes the policy's status
+	// right after; the old judgement said "not shedding" then.
+	eventually(t, func() (int, bool) {
+		slice := &discoveryv1.EndpointSlice{}
+		err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: toShed}, slice)
+		return len(slice.Endpoints), err == nil && len(slice.Endpoints) == 0
+	})
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if got := condition(getPolicy(t, ns), v1alpha1.ConditionReady); !strings.HasPrefix(got, "True "+v1alpha1.ReasonApplied) {
+			t.Fatalf("the gateway answers the redirect, yet Ready: %s", got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, r := range getRoute(t, ns).Spec.Rules {
+		if len(r.BackendRefs) != 0 || len(r.Filters) != 1 || r.Filters[0].Type != gatewayv1.HTTPRouteFilterRequestRedirect {
+			t.Fatalf("rule %v is not a redirect alone", r)
+		}
+	}
+}

@@ -159,6 +159,13 @@ func (p *Provider) Routes(obs *provider.Observation, served shed.Served) []shed.
 	return nil
 }
 
+// ProxyAnswers: a redirected ShedAll is answered by the gateway itself (RequestRedirect); every
+// other lever that sheds sends to the shed Service.
+func (p *Provider) ProxyAnswers(policy *v1alpha1.TrafficPolicy, obs *provider.Observation, d provider.Desired) bool {
+	st, ok := obs.State.(*observed)
+	return ok && p.lever(policy, st.route, d.Knobs.Traffic()).ProxyAnswers()
+}
+
 // redirectRefusal says why a ShedAll on a route is answered by the shed Service, not a redirect.
 func redirectRefusal(policy *v1alpha1.TrafficPolicy, hosts shed.RedirectHosts) string {
 	if _, err := RedirectFilter(policy.Spec.Shed.RedirectURL); err != nil {

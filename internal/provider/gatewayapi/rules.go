@@ -202,6 +202,10 @@ func Refusal(base []Rule, l Lever) string {
 	return ""
 }
 
+// ProxyAnswers reports whether the gateway answers every request the lever sheds (a ShedAll
+// redirected: every rule a RequestRedirect, no shed backendRef).
+func (l Lever) ProxyAnswers() bool { return l.Knobs.Shed && l.Redirect != nil }
+
 // Render returns the rules the lever needs on the user's rules (base), writing nothing; no knobs
 // return base as it is. It does not check limits: Refusal does.
 func Render(base []Rule, l Lever) []Rule {
