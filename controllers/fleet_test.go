@@ -14,6 +14,7 @@ import (
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/pass"
+	"floodgate.dev/floodgate/internal/provider/ingressnginx"
 	"floodgate.dev/floodgate/internal/shed"
 )
 
@@ -87,11 +88,11 @@ var _ = Describe("a policy over a fleet (targetSelector)", func() {
 		Expect(canaryOf("edge-01-floodgate-edge")()).To(BeNil())
 
 		By("the shed server's table takes the policy's answer for every selected Ingress, and for no canary")
-		selected, err := shed.TargetIngresses(context.Background(), k8s, getPolicy(ns, "edge"))
+		selected, err := shed.TargetObjects(context.Background(), k8s, getPolicy(ns, "edge"), &ingressnginx.Provider{})
 		Expect(err).NotTo(HaveOccurred())
 		var names []string
 		for _, ing := range selected {
-			names = append(names, ing.Name)
+			names = append(names, ing.GetName())
 		}
 		Expect(names).To(HaveLen(fleet))
 		Expect(names).To(HaveEach(HavePrefix("edge-")))

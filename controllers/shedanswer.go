@@ -3,16 +3,15 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 
-	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/index"
@@ -21,18 +20,17 @@ import (
 	"floodgate.dev/floodgate/internal/shed"
 )
 
-// Field indexes that find, for a host, the policies of every namespace whose targets carry it.
-const (
-	indexTargetNames    = ".spec.targetRefs.name"
-	indexIngressHosts   = ".spec.rules.host"
-	indexHTTPRouteHosts = ".spec.hostnames"
-)
+// indexTargetNames is a field index over policies by the names of their targets.
+const indexTargetNames = ".spec.targetRefs.name"
 
-// ingressGroupKind and httpRouteGroupKind are the kinds' kind.group, as indexSelecting holds it.
-const (
-	ingressGroupKind   = string(v1alpha1.TargetKindIngress) + "." + v1alpha1.GroupNetworking
-	httpRouteGroupKind = string(v1alpha1.TargetKindHTTPRoute) + "." + v1alpha1.GroupGatewayAPI
-)
+// indexHosts is the field index of a shed kind's objects by the hosts they name: with the policies
+// of every namespace whose targets carry them, it finds, for a host, who else claims it.
+func indexHosts(k shed.Kind) string { return ".shed.hosts." + k.GroupKind().String() }
+
+// hostKeys is the indexHosts index function of a kind.
+func hostKeys(k shed.Kind) client.IndexerFunc {
+	return func(o client.Object) []string { return indexKeys(hostsOf(k.NamedRoutes(o))) }
+}
 
 func targetNames(o client.Object) []string {
 	var names []string
@@ -67,19 +65,19 @@ func indexKeys(hosts []string) []string {
 	return keys
 }
 
-func ingressHosts(o client.Object) []string {
-	return indexKeys(hostsOf(shed.IngressRoutes(o.(*networkingv1.Ingress))))
+// shedKinds are the target kinds the cluster serves whose objects carry traffic by host and path.
+func (r *TrafficPolicyReconciler) shedKinds() []shed.Kind {
+	return provider.ShedKinds(r.Providers.Kinds(provider.Target))
 }
 
-func httpRouteHosts(o client.Object) []string {
-	return indexKeys(hostsOf(shed.HTTPRouteRoutes(o.(*gatewayv1.HTTPRoute))))
-}
-
-// servesHTTPRoutes reports whether the cluster serves Gateway API HTTPRoutes (their hosts are
-// then indexed and watched).
-func (r *TrafficPolicyReconciler) servesHTTPRoutes() bool {
-	_, err := r.Providers.For(provider.Ref{Group: v1alpha1.GroupGatewayAPI, Kind: string(v1alpha1.TargetKindHTTPRoute)})
-	return err == nil
+// shedKindOf is the shed kind of an object (nil: none).
+func (r *TrafficPolicyReconciler) shedKindOf(obj client.Object) shed.Kind {
+	for _, k := range r.shedKinds() {
+		if reflect.TypeOf(k.Object()) == reflect.TypeOf(obj) {
+			return k
+		}
+	}
+	return nil
 }
 
 // answerProblems say what keeps the policy's shed answer from being its own: a route its targets
@@ -91,12 +89,12 @@ func (r *TrafficPolicyReconciler) answerProblems(ctx context.Context, policy *v1
 	if msg := r.RedirectHosts.RedirectRefusal(policy); msg != "" {
 		problems = append(problems, provider.Problem{Reason: v1alpha1.ReasonRedirectNotAllowed, Message: msg})
 	}
-	served, err := r.served(ctx)
+	carriers, err := r.carriers(ctx)
 	if err != nil {
 		return problems, err
 	}
-	claims := shed.RouteClaims(policy, obs.TargetRoutes(served), r.RedirectHosts)
-	others, err := r.claimsElsewhere(ctx, policy.Namespace, claims, served)
+	claims := shed.RouteClaims(policy, obs.TargetRoutes(carriers), r.RedirectHosts)
+	others, err := r.claimsElsewhere(ctx, policy.Namespace, claims, carriers)
 	if err != nil {
 		return problems, err
 	}
@@ -119,49 +117,21 @@ func (r *TrafficPolicyReconciler) answerProblems(ctx context.Context, policy *v1
 	return problems, nil
 }
 
-// served says which objects carry traffic (shed.Served), read from the cache as the shed server
-// reads it: with FollowClasses, the IngressClasses that exist; where Gateway API is served,
-// the Gateways (one outside the namespaces watched cannot be read: its routes count as a
-// catch-all).
-func (r *TrafficPolicyReconciler) served(ctx context.Context) (shed.Served, error) {
-	return shed.ReadServed(ctx, r.Client, r.FollowClasses, r.servesHTTPRoutes())
-}
-
-// hostIndexed is a target kind whose objects are indexed by the hosts they carry.
-type hostIndexed struct {
-	kind      string // as the error says it
-	groupKind string // as indexSelecting holds it
-	field     string
-	keys      client.IndexerFunc
-	newList   func() client.ObjectList
-	routes    func(shed.Served, client.Object) []shed.Route
-	carries   func(shed.Served, client.Object) bool // whether the object carries traffic
-}
-
-// hostIndexedKinds are the target kinds the cluster serves whose hosts a shed answer covers.
-func (r *TrafficPolicyReconciler) hostIndexedKinds() []hostIndexed {
-	kinds := []hostIndexed{{kind: "Ingresses", groupKind: ingressGroupKind, field: indexIngressHosts, keys: ingressHosts,
-		newList: func() client.ObjectList { return &networkingv1.IngressList{} },
-		routes: func(_ shed.Served, o client.Object) []shed.Route {
-			return shed.IngressRoutes(o.(*networkingv1.Ingress))
-		},
-		carries: func(s shed.Served, o client.Object) bool { return s.Ingress(o.(*networkingv1.Ingress)) }}}
-	if r.servesHTTPRoutes() {
-		kinds = append(kinds, hostIndexed{kind: "HTTPRoutes", groupKind: httpRouteGroupKind, field: indexHTTPRouteHosts, keys: httpRouteHosts,
-			newList: func() client.ObjectList { return &gatewayv1.HTTPRouteList{} },
-			routes:  func(s shed.Served, o client.Object) []shed.Route { return s.HTTPRouteRoutes(o.(*gatewayv1.HTTPRoute)) },
-			carries: func(s shed.Served, o client.Object) bool { return s.HTTPRoute(o.(*gatewayv1.HTTPRoute)) }})
-	}
-	return kinds
+// carriers say which objects carry traffic, read from the cache as the shed server reads them
+// (with FollowClasses, the classes that exist; a Gateway outside the namespaces watched cannot
+// be read: its routes count as a catch-all).
+func (r *TrafficPolicyReconciler) carriers(ctx context.Context) (shed.Carriers, error) {
+	return shed.ReadCarriers(ctx, r.Client, r.shedKinds(), r.FollowClasses)
 }
 
 // claimsElsewhere are the claims of policies in other namespaces on hosts overlapping the hosts
 // of claims, in any form (shed.Overlap): found through the host indexes (shed.OverlapKeys); a
 // catch-all overlaps everything, so its lookup lists every object of each kind. An object that
-// carries no traffic (served) makes no claim.
-func (r *TrafficPolicyReconciler) claimsElsewhere(ctx context.Context, namespace string, claims []shed.Claim, served shed.Served) ([]shed.Claim, error) {
+// carries no traffic (carriers) makes no claim; nil carriers count every object on the routes it
+// names.
+func (r *TrafficPolicyReconciler) claimsElsewhere(ctx context.Context, namespace string, claims []shed.Claim, carriers shed.Carriers) ([]shed.Claim, error) {
 	var out []shed.Claim
-	kinds := r.hostIndexedKinds()
+	kinds := r.shedKinds()
 	seen := map[string]bool{}
 	looked := map[string]bool{}
 	for _, c := range claims {
@@ -176,9 +146,9 @@ func (r *TrafficPolicyReconciler) claimsElsewhere(ctx context.Context, namespace
 		}
 		for _, key := range keys {
 			for _, k := range kinds {
-				list := k.newList()
-				if err := r.listByHost(ctx, list, k.field, key, k.keys); err != nil {
-					return nil, fmt.Errorf("listing %s by host: %w", k.kind, err)
+				list := k.NewList()
+				if err := r.listByHost(ctx, list, indexHosts(k), key, hostKeys(k)); err != nil {
+					return nil, fmt.Errorf("listing %s by host: %w", k.GroupKind(), err)
 				}
 				items, err := meta.ExtractList(list)
 				if err != nil {
@@ -186,17 +156,24 @@ func (r *TrafficPolicyReconciler) claimsElsewhere(ctx context.Context, namespace
 				}
 				for _, item := range items {
 					obj := item.(client.Object)
-					id := k.groupKind + "/" + obj.GetNamespace() + "/" + obj.GetName()
-					if obj.GetNamespace() == namespace || seen[id] || !k.carries(served, obj) {
+					id := k.GroupKind().String() + "/" + obj.GetNamespace() + "/" + obj.GetName()
+					if obj.GetNamespace() == namespace || seen[id] {
 						continue
 					}
 					seen[id] = true
-					policies, err := r.policiesTargeting(ctx, k.groupKind, obj)
+					routes := k.NamedRoutes(obj)
+					if carriers != nil {
+						routes = carriers.Routes(k.GroupKind(), obj)
+					}
+					if len(routes) == 0 {
+						continue
+					}
+					policies, err := r.policiesTargeting(ctx, k.GroupKind().String(), obj)
 					if err != nil {
 						return nil, err
 					}
 					for _, p := range policies {
-						out = append(out, shed.RouteClaims(p, k.routes(served, obj), r.RedirectHosts)...)
+						out = append(out, shed.RouteClaims(p, routes, r.RedirectHosts)...)
 					}
 				}
 			}
@@ -217,30 +194,19 @@ func (r *TrafficPolicyReconciler) listByHost(ctx context.Context, list client.Ob
 // targets carry one of its hosts: a claim appearing or leaving elsewhere changes their answer.
 func (r *TrafficPolicyReconciler) mapSharedHosts(ctx context.Context, obj client.Object) []reconcile.Request {
 	var hosts []string
-	switch o := obj.(type) {
-	case *networkingv1.Ingress:
-		hosts = hostsOf(shed.IngressRoutes(o))
-	case *gatewayv1.HTTPRoute:
-		hosts = hostsOf(shed.HTTPRouteRoutes(o))
-	case *v1alpha1.TrafficPolicy:
-		targets, err := shed.TargetIngresses(ctx, r.Client, o)
-		if err != nil {
-			logf.FromContext(ctx).Error(err, "reading a policy's targets for a watched change")
-			return nil
-		}
-		for _, ing := range targets {
-			hosts = append(hosts, hostsOf(shed.IngressRoutes(ing))...)
-		}
-		if r.servesHTTPRoutes() {
-			routes, err := shed.TargetHTTPRoutes(ctx, r.Client, o)
+	if policy, ok := obj.(*v1alpha1.TrafficPolicy); ok {
+		for _, k := range r.shedKinds() {
+			targets, err := shed.TargetObjects(ctx, r.Client, policy, k)
 			if err != nil {
 				logf.FromContext(ctx).Error(err, "reading a policy's targets for a watched change")
 				return nil
 			}
-			for _, route := range routes {
-				hosts = append(hosts, hostsOf(shed.HTTPRouteRoutes(route))...)
+			for _, t := range targets {
+				hosts = append(hosts, hostsOf(k.NamedRoutes(t))...)
 			}
 		}
+	} else if k := r.shedKindOf(obj); k != nil {
+		hosts = hostsOf(k.NamedRoutes(obj))
 	}
 	var claims []shed.Claim
 	for _, h := range hosts {
@@ -248,7 +214,7 @@ func (r *TrafficPolicyReconciler) mapSharedHosts(ctx context.Context, obj client
 	}
 	// Every object counts here, served or not: a claim that stops carrying traffic changes the
 	// others' answer too.
-	others, err := r.claimsElsewhere(ctx, obj.GetNamespace(), claims, shed.Served{})
+	others, err := r.claimsElsewhere(ctx, obj.GetNamespace(), claims, nil)
 	if err != nil {
 		logf.FromContext(ctx).Error(err, "finding the policies that share a host")
 		return nil

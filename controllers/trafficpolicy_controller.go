@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"time"
 
@@ -32,7 +33,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/arm"
@@ -443,11 +443,8 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	if err := idx.IndexField(ctx, &v1alpha1.TrafficPolicy{}, indexTargetNames, targetNames); err != nil {
 		return err
 	}
-	if err := index.Register(ctx, mgr.GetCache(), &networkingv1.Ingress{}, indexIngressHosts, ingressHosts, index.AcrossNamespaces); err != nil {
-		return err
-	}
-	if r.servesHTTPRoutes() {
-		if err := index.Register(ctx, mgr.GetCache(), &gatewayv1.HTTPRoute{}, indexHTTPRouteHosts, httpRouteHosts, index.AcrossNamespaces); err != nil {
+	for _, k := range r.shedKinds() {
+		if err := index.Register(ctx, mgr.GetCache(), k.Object(), indexHosts(k), hostKeys(k), index.AcrossNamespaces); err != nil {
 			return err
 		}
 	}
@@ -491,28 +488,34 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		opts.NewQueue = newClockedQueue(r.Clock)
 	}
 	b := ctrl.NewControllerManagedBy(mgr)
-	if r.servesHTTPRoutes() {
-		// An HTTPRoute elsewhere can claim a host a policy's shed answer covers.
-		// A route that a Gateway accepts, or stops accepting, starts or stops claiming.
-		accepted := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
-			return shed.Served{}.HTTPRoute(e.ObjectOld.(*gatewayv1.HTTPRoute)) != shed.Served{}.HTTPRoute(e.ObjectNew.(*gatewayv1.HTTPRoute))
-		}}
-		b = b.Watches(&gatewayv1.HTTPRoute{}, handler.EnqueueRequestsFromMapFunc(r.mapSharedHosts), builder.WithPredicates(predicate.Or(userPartChanged(), accepted)))
-		// A Gateway's listeners' hostnames are what a route without hostnames covers (rare:
-		// every policy is looked at again).
-		b = b.Watches(&gatewayv1.Gateway{}, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(everywhere, nil)),
-			builder.WithPredicates(predicate.GenerationChangedPredicate{}))
+	// An object of a shed kind elsewhere can claim a host a policy's shed answer covers, and stop
+	// or start claiming when it stops or starts carrying traffic (a gateway's verdict).
+	watched := map[reflect.Type]bool{}
+	everyPolicy := func(obj client.Object) {
+		// Rare changes that concern objects in any namespace: every policy is looked at again.
+		if t := reflect.TypeOf(obj); !watched[t] {
+			watched[t] = true
+			b = b.Watches(obj, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(everywhere, nil)),
+				builder.WithPredicates(predicate.GenerationChangedPredicate{}))
+		}
+	}
+	for _, k := range r.shedKinds() {
+		carrying := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool { return k.CarryingChanged(e.ObjectOld, e.ObjectNew) }}
+		b = b.Watches(k.Object(), handler.EnqueueRequestsFromMapFunc(r.mapSharedHosts), builder.WithPredicates(predicate.Or(userPartChanged(), carrying)))
+		// What decides whether and where its objects carry traffic (classes, Gateways).
+		for _, obj := range k.Follows(r.FollowClasses) {
+			everyPolicy(obj)
+		}
 	}
 	if r.FollowClasses {
-		// An IngressClass created or deleted makes the Ingresses of its name start or stop
-		// claiming, and changes their data plane, in any namespace (rare: every policy is looked
-		// at again). A class's controller cannot change: updates wake nothing.
-		createOrDelete := predicate.Funcs{UpdateFunc: func(event.UpdateEvent) bool { return false }}
-		b = b.Watches(&networkingv1.IngressClass{}, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(everywhere, nil)),
-			builder.WithPredicates(createOrDelete))
-		if r.servesHTTPRoutes() {
-			b = b.Watches(&gatewayv1.GatewayClass{}, handler.EnqueueRequestsFromMapFunc(r.mapPolicies(everywhere, nil)),
-				builder.WithPredicates(createOrDelete))
+		// A class created or deleted changes its objects' data plane (a class's controller
+		// cannot change).
+		for _, p := range r.Providers.Kinds(provider.Target) {
+			if classed, ok := p.(provider.Classed); ok {
+				for _, obj := range classed.Classes() {
+					everyPolicy(obj)
+				}
+			}
 		}
 	}
 	if r.ClockAdvanced != nil {
@@ -544,8 +547,6 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		Owns(&networkingv1.Ingress{}).
 		Owns(&corev1.Service{}).
 		Owns(&discoveryv1.EndpointSlice{}).
-		// An Ingress elsewhere can claim a host a policy's shed answer covers.
-		Watches(&networkingv1.Ingress{}, handler.EnqueueRequestsFromMapFunc(r.mapSharedHosts), builder.WithPredicates(userPartChanged())).
 		Watches(&v1alpha1.TrafficPolicy{}, handler.EnqueueRequestsFromMapFunc(r.mapSharedHosts),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.mapGatedOn)).

@@ -518,6 +518,40 @@ func (s *TargetSelector) LabelSelector() (labels.Selector, error) {
 	return metav1.LabelSelectorAsSelector(sel)
 }
 
+// GroupKind is the group and kind a reference names, defaulted as the CRD defaults them (a policy
+// built in Go may leave them empty): Ingress of networking.k8s.io; an HTTPRoute's group is
+// gateway.networking.k8s.io.
+func (r TargetRef) GroupKind() (group, kind string) {
+	group, kind = r.Group, string(r.Kind)
+	if kind == "" {
+		kind = string(TargetKindIngress)
+	}
+	switch {
+	case group == "" && kind == string(TargetKindIngress):
+		group = GroupNetworking
+	case group == "" && kind == string(TargetKindHTTPRoute):
+		group = GroupGatewayAPI
+	}
+	return group, kind
+}
+
+// GroupKind is the group and kind a reference names, defaulted as the CRD defaults them (a policy
+// built in Go may leave them empty): HorizontalPodAutoscaler of autoscaling; a ScaledObject's
+// group is keda.sh.
+func (r AutoscalerRef) GroupKind() (group, kind string) {
+	group, kind = r.APIGroup, string(r.Kind)
+	if kind == "" {
+		kind = string(AutoscalerKindHPA)
+	}
+	if group == "" {
+		group = GroupAutoscaling
+		if kind == string(AutoscalerKindScaledObject) {
+			group = GroupKEDA
+		}
+	}
+	return group, kind
+}
+
 // GroupKind is the group and kind the selector selects (its defaults: networking.k8s.io Ingress).
 func (s *TargetSelector) GroupKind() (group, kind string) {
 	group, kind = s.Group, string(s.Kind)

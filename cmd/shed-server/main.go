@@ -14,6 +14,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"floodgate.dev/floodgate/internal/provider/registered"
 	"floodgate.dev/floodgate/internal/scheme"
 	"floodgate.dev/floodgate/internal/shed"
 )
@@ -53,7 +54,7 @@ func runShedServer(ctx context.Context, addr, healthAddr string, hosts shed.Redi
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return shed.SyncTable(ctx, ctrl.GetConfigOrDie(), scheme.New(), server, shed.SyncOptions{RedirectHosts: hosts, Namespaces: namespaces})
+		return shed.SyncTable(ctx, ctrl.GetConfigOrDie(), scheme.New(), server, shed.SyncOptions{RedirectHosts: hosts, Namespaces: namespaces, Kinds: registered.ShedKinds()})
 	})
 	g.Go(func() error { return shed.ServeAnswers(ctx, addr, server) })
 	g.Go(func() error { return shed.Serve(ctx, shed.HTTPServer(healthAddr, health)) })

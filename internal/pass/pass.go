@@ -71,12 +71,12 @@ func (o Observation) Targets() []*provider.Observation {
 }
 
 // TargetRoutes are the host/path routes the targets the spec names carry, each told by its
-// kind's provider (none of a target that carries no traffic, as served says).
-func (o Observation) TargetRoutes(served shed.Served) []shed.Route {
+// kind's provider (none of a target that carries no traffic, as its kind's carrier says).
+func (o Observation) TargetRoutes(carriers shed.Carriers) []shed.Route {
 	var out []shed.Route
 	for _, obj := range o.of(provider.Target, false) {
 		if routed, ok := obj.provider.(provider.Routed); ok && obj.obs.Found {
-			out = append(out, routed.Routes(obj.obs, served)...)
+			out = append(out, routed.Routes(obj.obs, carriers)...)
 		}
 	}
 	return out

@@ -16,28 +16,12 @@ import (
 // References, defaulted as the CRD defaults them (a policy built in Go may leave them empty).
 
 func targetRef(group, kind, name string) provider.Ref {
-	if kind == "" {
-		kind = string(v1alpha1.TargetKindIngress)
-	}
-	switch {
-	case group == "" && kind == string(v1alpha1.TargetKindIngress):
-		group = v1alpha1.GroupNetworking
-	case group == "" && kind == string(v1alpha1.TargetKindHTTPRoute):
-		group = v1alpha1.GroupGatewayAPI
-	}
+	group, kind = v1alpha1.TargetRef{Group: group, Kind: v1alpha1.TargetKind(kind)}.GroupKind()
 	return provider.Ref{Group: group, Kind: kind, Name: name}
 }
 
 func autoscalerRef(group, kind, name string) provider.Ref {
-	if kind == "" {
-		kind = string(v1alpha1.AutoscalerKindHPA)
-	}
-	if group == "" {
-		group = v1alpha1.GroupAutoscaling
-		if kind == string(v1alpha1.AutoscalerKindScaledObject) {
-			group = v1alpha1.GroupKEDA
-		}
-	}
+	group, kind = v1alpha1.AutoscalerRef{APIGroup: group, Kind: v1alpha1.AutoscalerKind(kind)}.GroupKind()
 	return provider.Ref{Group: group, Kind: kind, Name: name}
 }
 

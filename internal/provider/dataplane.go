@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	"floodgate.dev/floodgate/api/v1alpha1"
 )
 
@@ -25,6 +27,9 @@ type Classed interface {
 	// and writing nothing; none when none can be read (the object or its class is not found,
 	// or the install cannot read classes).
 	ServedBy(ctx context.Context, policy *v1alpha1.TrafficPolicy, ref Ref) ([]string, error)
+	// Classes are empty objects of the cluster-scoped kinds that say it (IngressClass,
+	// GatewayClass): one created or deleted changes an object's data plane.
+	Classes() []client.Object
 }
 
 // OnDataPlane is a target provider that writes one data plane's meaning of its kind (an

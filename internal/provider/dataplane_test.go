@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 )
@@ -23,6 +24,7 @@ type kindOnDataPlane struct {
 
 func (p *kindOnDataPlane) GroupKind() schema.GroupKind { return schema.GroupKind{Kind: p.kind} }
 func (p *kindOnDataPlane) Role() Role                  { return Target }
+func (p *kindOnDataPlane) Classes() []client.Object    { return nil }
 func (p *kindOnDataPlane) ServedBy(_ context.Context, _ *v1alpha1.TrafficPolicy, ref Ref) ([]string, error) {
 	return p.servedBy[ref.Name], nil
 }

@@ -165,11 +165,13 @@ type Related interface {
 	Related(ctx context.Context, obj client.Object) ([]client.Object, error)
 }
 
-// Routed is a target provider whose objects carry traffic by host and path: the routes an
-// observed object serves, for the shed server's table and the claims across namespaces (none
-// when the object carries no traffic, as served says).
+// Routed is a target provider whose objects carry traffic by host and path (shed.Kind: what
+// any object of its kind names and carries, for the shed server's table, the host indexes and
+// the claims across namespaces), and the routes an observed object carries (none when it carries
+// no traffic, as its kind's carrier says).
 type Routed interface {
-	Routes(obs *Observation, served shed.Served) []shed.Route
+	shed.Kind
+	Routes(obs *Observation, carriers shed.Carriers) []shed.Route
 }
 
 // ProxyAnswered is a target provider whose data plane can answer some shed requests itself (a

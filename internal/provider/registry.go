@@ -5,6 +5,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"floodgate.dev/floodgate/internal/shed"
 )
 
 // Registry holds a provider for every kind Floodgate edits. A kind whose CustomResourceDefinition
@@ -96,6 +98,17 @@ func (r *Registry) Kinds(role Role) []Provider {
 		if !seen[p.GroupKind()] {
 			seen[p.GroupKind()] = true
 			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// ShedKinds are those of providers whose objects carry traffic by host and path (Routed).
+func ShedKinds(providers []Provider) []shed.Kind {
+	var out []shed.Kind
+	for _, p := range providers {
+		if routed, ok := p.(Routed); ok {
+			out = append(out, routed)
 		}
 	}
 	return out

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/valyala/fasthttp"
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
@@ -26,11 +25,8 @@ func FuzzShedAnswer(f *testing.F) {
 	f.Fuzz(func(t *testing.T, code, retry int32, redirect, allow, host, path, accept string) {
 		policy := &v1alpha1.TrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "edge", Name: "api-gateway"},
 			Spec: v1alpha1.TrafficPolicySpec{Shed: v1alpha1.ShedResponse{StatusCode: &code, RetryAfterSeconds: &retry, RedirectURL: redirect}}}
-		prefix := networkingv1.PathTypePrefix
-		ing := &networkingv1.Ingress{Spec: networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{{Host: "api.example.com",
-			IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{Path: "/", PathType: &prefix}}}}}}}}
 		hosts := ParseRedirectHosts(allow)
-		table, _ := NewTable(ClaimsOf(policy, []*networkingv1.Ingress{ing}, hosts))
+		table, _ := NewTable(RouteClaims(policy, []Route{{Host: "api.example.com", Path: "/"}}, hosts))
 		s := NewServer()
 		s.SetTable(table)
 

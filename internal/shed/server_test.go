@@ -14,7 +14,6 @@ import (
 	"github.com/valyala/fasthttp"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 )
@@ -23,13 +22,12 @@ import (
 func claims(policy, host string, paths map[string]networkingv1.PathType, answer v1alpha1.ShedResponse, hosts RedirectHosts) []Claim {
 	ns, name, _ := strings.Cut(policy, "/")
 	p := &v1alpha1.TrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: v1alpha1.TrafficPolicySpec{Shed: answer}}
-	rule := networkingv1.IngressRule{Host: host, IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{}}}
+	// The routes of an Ingress rule of host and paths (ingressnginx.ShedRoutes).
+	var routes []Route
 	for path, t := range paths {
-		pt := t
-		rule.HTTP.Paths = append(rule.HTTP.Paths, networkingv1.HTTPIngressPath{Path: path, PathType: &pt})
+		routes = append(routes, Route{Host: strings.ToLower(host), Path: path, Exact: t == networkingv1.PathTypeExact})
 	}
-	ing := &networkingv1.Ingress{Spec: networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{rule}}}
-	return ClaimsOf(p, []*networkingv1.Ingress{ing}, hosts)
+	return RouteClaims(p, routes, hosts)
 }
 
 func table(all ...[]Claim) *Table {
@@ -220,12 +218,9 @@ func TestNoNamespaceSteersAnothersAnswerByAnyHostForm(t *testing.T) {
 		{"a wildcard covering the victim's host, at a longer path", victim("api.example.com"), claims("evil/x", "*.example.com", longer, answer(418, 1), nil), "api.example.com"},
 		{"a catch-all", victim("api.example.com"), claims("evil/x", "", prefix, answer(418, 1), nil), "api.example.com"},
 		{"a trailing dot falling through to a catch-all", victim("api.example.com"), claims("evil/x", "", prefix, answer(418, 1), nil), "api.example.com."},
-		{"a route with no hostnames", victim("shop.example.org"), RouteClaims(policyNamed("evil/x", answer(418, 1)), HTTPRouteRoutes(&gatewayv1.HTTPRoute{
-			Spec: gatewayv1.HTTPRouteSpec{Rules: []gatewayv1.HTTPRouteRule{{}}}}), nil), "shop.example.org:8080"},
-		{"an exact host over a victim route with no hostnames", RouteClaims(policyNamed("shop/api", answer(429, 30)), HTTPRouteRoutes(&gatewayv1.HTTPRoute{
-			Spec: gatewayv1.HTTPRouteSpec{Rules: []gatewayv1.HTTPRouteRule{{}}}}), nil), claims("evil/x", "shop.example.org", prefix, answer(418, 1), nil), "shop.example.org"},
-		{"a wildcard hostname over an exact one", victim("shop.example.org"), RouteClaims(policyNamed("evil/x", answer(418, 1)), HTTPRouteRoutes(&gatewayv1.HTTPRoute{
-			Spec: gatewayv1.HTTPRouteSpec{Hostnames: []gatewayv1.Hostname{"*.example.org"}, Rules: []gatewayv1.HTTPRouteRule{{}}}}), nil), "shop.example.org"},
+		{"a route with no hostnames", victim("shop.example.org"), RouteClaims(policyNamed("evil/x", answer(418, 1)), []Route{{Path: "/"}}, nil), "shop.example.org:8080"},
+		{"an exact host over a victim route with no hostnames", RouteClaims(policyNamed("shop/api", answer(429, 30)), []Route{{Path: "/"}}, nil), claims("evil/x", "shop.example.org", prefix, answer(418, 1), nil), "shop.example.org"},
+		{"a wildcard hostname over an exact one", victim("shop.example.org"), RouteClaims(policyNamed("evil/x", answer(418, 1)), []Route{{Host: "*.example.org", Path: "/"}}, nil), "shop.example.org"},
 		{"two wildcards, one covering the other", claims("shop/api", "*.shop.example.org", prefix, answer(429, 30), nil),
 			claims("evil/x", "*.example.org", prefix, answer(418, 1), nil), "eu.shop.example.org"},
 	} {

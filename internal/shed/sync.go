@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -19,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 )
@@ -29,16 +27,6 @@ import (
 func IsCompanion(obj metav1.Object) bool {
 	owner := metav1.GetControllerOf(obj)
 	return owner != nil && owner.Kind == "TrafficPolicy" && strings.HasPrefix(owner.APIVersion, v1alpha1.GroupVersion.Group+"/")
-}
-
-// ClaimsOf are a policy's claims on the routes its targets carry, with its answer. targets are
-// the policy's target Ingresses that exist.
-func ClaimsOf(policy *v1alpha1.TrafficPolicy, targets []*networkingv1.Ingress, hosts RedirectHosts) []Claim {
-	var routes []Route
-	for _, ing := range targets {
-		routes = append(routes, IngressRoutes(ing)...)
-	}
-	return RouteClaims(policy, routes, hosts)
 }
 
 // RouteClaims are a policy's claims on routes, with its answer.
@@ -52,100 +40,27 @@ func RouteClaims(policy *v1alpha1.TrafficPolicy, routes []Route, hosts RedirectH
 	return out
 }
 
-// TargetHTTPRoutes reads a policy's target HTTPRoutes that exist, in its namespace: those it
-// names and those its targetSelector selects.
-func TargetHTTPRoutes(ctx context.Context, c client.Reader, policy *v1alpha1.TrafficPolicy) ([]*gatewayv1.HTTPRoute, error) {
-	var out []*gatewayv1.HTTPRoute
-	seen := map[string]bool{}
-	if sel := policy.Spec.TargetSelector; sel != nil && sel.SelectsKind(v1alpha1.GroupGatewayAPI, string(v1alpha1.TargetKindHTTPRoute)) {
-		selector, err := sel.LabelSelector()
-		if err != nil {
-			return nil, fmt.Errorf("targetSelector of %s/%s: %w", policy.Namespace, policy.Name, err)
-		}
-		var list gatewayv1.HTTPRouteList
-		if err := c.List(ctx, &list, client.InNamespace(policy.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
-			return nil, fmt.Errorf("listing the HTTPRoutes %s/%s selects: %w", policy.Namespace, policy.Name, err)
-		}
-		for i := range list.Items {
-			seen[list.Items[i].Name] = true
-			out = append(out, &list.Items[i])
-		}
-	}
-	for _, ref := range policy.Spec.TargetRefs {
-		if seen[ref.Name] || ref.Kind != v1alpha1.TargetKindHTTPRoute {
-			continue
-		}
-		var route gatewayv1.HTTPRoute
-		err := c.Get(ctx, client.ObjectKey{Namespace: policy.Namespace, Name: ref.Name}, &route)
-		if client.IgnoreNotFound(err) != nil {
-			return nil, fmt.Errorf("reading HTTPRoute %s/%s: %w", policy.Namespace, ref.Name, err)
-		}
-		if err == nil {
-			out = append(out, &route)
-		}
-	}
-	return out, nil
-}
-
-// TargetIngresses reads a policy's target Ingresses that exist, in its namespace: those it
-// names and those its targetSelector selects (never a companion a TrafficPolicy controls).
-func TargetIngresses(ctx context.Context, c client.Reader, policy *v1alpha1.TrafficPolicy) ([]*networkingv1.Ingress, error) {
-	var out []*networkingv1.Ingress
-	seen := map[string]bool{}
-	if sel := policy.Spec.TargetSelector; sel != nil && sel.SelectsKind(v1alpha1.GroupNetworking, string(v1alpha1.TargetKindIngress)) {
-		selector, err := sel.LabelSelector()
-		if err != nil {
-			return nil, fmt.Errorf("targetSelector of %s/%s: %w", policy.Namespace, policy.Name, err)
-		}
-		var list networkingv1.IngressList
-		if err := c.List(ctx, &list, client.InNamespace(policy.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
-			return nil, fmt.Errorf("listing the Ingresses %s/%s selects: %w", policy.Namespace, policy.Name, err)
-		}
-		for i := range list.Items {
-			if IsCompanion(&list.Items[i]) {
-				continue
-			}
-			seen[list.Items[i].Name] = true
-			out = append(out, &list.Items[i])
-		}
-	}
-	for _, ref := range policy.Spec.TargetRefs {
-		if seen[ref.Name] {
-			continue
-		}
-		if ref.Kind != "" && ref.Kind != v1alpha1.TargetKindIngress {
-			continue
-		}
-		var ing networkingv1.Ingress
-		err := c.Get(ctx, client.ObjectKey{Namespace: policy.Namespace, Name: ref.Name}, &ing)
-		if client.IgnoreNotFound(err) != nil {
-			return nil, fmt.Errorf("reading Ingress %s/%s: %w", policy.Namespace, ref.Name, err)
-		}
-		if err == nil {
-			out = append(out, &ing)
-		}
-	}
-	return out, nil
-}
-
 // SyncOptions are what SyncTable follows.
 type SyncOptions struct {
 	// RedirectHosts are the hosts a shed answer may redirect to.
 	RedirectHosts RedirectHosts
 	// Namespaces limit the policies and targets followed (empty: cluster-wide).
 	Namespaces []string
-	// KindCheckEvery is how often a cluster that does not serve Gateway API HTTPRoutes is asked
-	// again whether it does (0: DefaultKindCheckEvery), so a CRD installed after the shed server
-	// starts is followed without a restart.
+	// Kinds are the target kinds whose objects carry traffic by host and path, each told by its
+	// provider (registered.ShedKinds).
+	Kinds []Kind
+	// KindCheckEvery is how often a cluster that does not serve one of the kinds (Gateway API
+	// HTTPRoutes) is asked again whether it does (0: DefaultKindCheckEvery), so a CRD installed
+	// after the shed server starts is followed without a restart.
 	KindCheckEvery time.Duration
 }
 
-// DefaultKindCheckEvery is how often the shed server asks whether HTTPRoutes are served yet.
+// DefaultKindCheckEvery is how often the shed server asks whether a kind is served yet.
 const DefaultKindCheckEvery = 30 * time.Second
 
-// SyncTable keeps the server's table in step with every TrafficPolicy and its target Ingresses
-// and HTTPRoutes (where Gateway API is installed, or once it is), cluster-wide (or in the
-// namespaces listed), until ctx ends. Changes are coalesced: the table is rebuilt once per burst.
+// SyncTable keeps the server's table in step with every TrafficPolicy and its targets of each
+// kind (a kind whose CRD is not installed once it is), cluster-wide (or in the namespaces
+// listed), until ctx ends. Changes are coalesced: the table is rebuilt once per burst.
 func SyncTable(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, s *Server, o SyncOptions) error {
 	log := logf.FromContext(ctx)
 	opts := cache.Options{Scheme: scheme}
@@ -178,59 +93,64 @@ func SyncTable(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, s 
 		})
 		return err
 	}
-	// IngressClasses are cluster-scoped: followed by a cluster-wide shed server only (namespaced,
-	// every Ingress counts as carrying traffic).
-	classes := len(o.Namespaces) == 0
-	watched := []client.Object{&v1alpha1.TrafficPolicy{}, &networkingv1.Ingress{}}
-	if classes {
-		watched = append(watched, &networkingv1.IngressClass{})
+	// Cluster-scoped objects (classes) are followed by a cluster-wide shed server only.
+	clusterWide := len(o.Namespaces) == 0
+	if err := follow(&v1alpha1.TrafficPolicy{}); err != nil {
+		return err
 	}
-	for _, obj := range watched {
-		if err := follow(obj); err != nil {
-			return err
-		}
-	}
-	var routes atomic.Bool
-	// HTTPRoutes and their Gateways (whose listeners' hostnames a route without hostnames covers).
-	followRoutes := func() error {
-		for _, obj := range []client.Object{&gatewayv1.HTTPRoute{}, &gatewayv1.Gateway{}} {
+	var mu sync.Mutex
+	var followed []Kind // the kinds the cluster serves, followed
+	followKind := func(k Kind) error {
+		for _, obj := range append([]client.Object{k.Object()}, k.Follows(clusterWide)...) {
 			if err := follow(obj); err != nil {
 				return err
 			}
 		}
+		mu.Lock()
+		followed = append(followed, k)
+		mu.Unlock()
 		return nil
 	}
-	if servesHTTPRoutes(cfg) {
-		if err := followRoutes(); err != nil {
+	var missing []Kind
+	for _, k := range o.Kinds {
+		if !serves(cfg, k) {
+			missing = append(missing, k)
+			continue
+		}
+		if err := followKind(k); err != nil {
 			return err
 		}
-		routes.Store(true)
-	} else {
+	}
+	if len(missing) > 0 {
 		every := cmp.Or(o.KindCheckEvery, DefaultKindCheckEvery)
-		log.Info("this cluster serves no Gateway API HTTPRoutes: a route's host gets the neutral answer until it does; asking again periodically", "every", every)
+		for _, k := range missing {
+			log.Info("this cluster does not serve a target kind: its hosts get the neutral answer until it does; asking again periodically",
+				"kind", k.GroupKind().String(), "every", every)
+		}
 		go func() {
 			if !c.WaitForCacheSync(ctx) {
 				return
 			}
 			t := time.NewTicker(every)
 			defer t.Stop()
-			for {
+			for len(missing) > 0 {
 				select {
 				case <-ctx.Done():
 					return
 				case <-t.C:
 				}
-				if !servesHTTPRoutes(cfg) {
-					continue
-				}
-				if err := followRoutes(); err != nil {
-					log.Error(err, "Gateway API HTTPRoutes are served now, but cannot be watched; asking again")
-					continue
-				}
-				routes.Store(true)
-				log.Info("Gateway API HTTPRoutes are served now: following them")
-				poke()
-				return
+				missing = slices.DeleteFunc(missing, func(k Kind) bool {
+					if !serves(cfg, k) {
+						return false
+					}
+					if err := followKind(k); err != nil {
+						log.Error(err, "a target kind is served now, but cannot be watched; asking again", "kind", k.GroupKind().String())
+						return false
+					}
+					log.Info("a target kind is served now: following it", "kind", k.GroupKind().String())
+					poke()
+					return true
+				})
 			}
 		}()
 	}
@@ -244,16 +164,19 @@ func SyncTable(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, s 
 			case <-ctx.Done():
 				return
 			case <-changed:
-				rebuild(ctx, c, s, o.RedirectHosts, routes.Load(), classes)
+				mu.Lock()
+				kinds := slices.Clone(followed)
+				mu.Unlock()
+				rebuild(ctx, c, s, o.RedirectHosts, kinds, clusterWide)
 			}
 		}
 	}()
 	return c.Start(ctx)
 }
 
-// servesHTTPRoutes reports whether the cluster serves Gateway API HTTPRoutes (a watch on a kind
-// the cluster does not serve keeps the cache from starting).
-func servesHTTPRoutes(cfg *rest.Config) bool {
+// serves reports whether the cluster serves a kind (a watch on a kind the cluster does not serve
+// keeps the cache from starting).
+func serves(cfg *rest.Config, k Kind) bool {
 	httpClient, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return false
@@ -262,21 +185,21 @@ func servesHTTPRoutes(cfg *rest.Config) bool {
 	if err != nil {
 		return false
 	}
-	_, err = mapper.RESTMapping(gatewayv1.SchemeGroupVersion.WithKind("HTTPRoute").GroupKind())
+	_, err = mapper.RESTMapping(k.GroupKind())
 	return err == nil
 }
 
-// rebuild builds the table again from every policy and the targets it names or selects that carry
-// traffic (Served): an Ingress of a class that does not exist (classes: IngressClasses are
-// followed), a route no Gateway accepted, makes no claim.
-func rebuild(ctx context.Context, c client.Reader, s *Server, hosts RedirectHosts, httpRoutes, classes bool) {
+// rebuild builds the table again from every policy and the targets of each kind it names or
+// selects, on the routes each carries (Carrier): an Ingress of a class that does not exist, a
+// route no Gateway accepted, makes no claim.
+func rebuild(ctx context.Context, c client.Reader, s *Server, hosts RedirectHosts, kinds []Kind, clusterWide bool) {
 	log := logf.FromContext(ctx)
 	var policies v1alpha1.TrafficPolicyList
 	if err := c.List(ctx, &policies); err != nil {
 		log.Error(err, "listing policies")
 		return
 	}
-	served, err := ReadServed(ctx, c, classes, httpRoutes)
+	carriers, err := ReadCarriers(ctx, c, kinds, clusterWide)
 	if err != nil {
 		log.Error(err, "reading what carries traffic")
 		return
@@ -284,26 +207,15 @@ func rebuild(ctx context.Context, c client.Reader, s *Server, hosts RedirectHost
 	var claims []Claim
 	for i := range policies.Items {
 		p := &policies.Items[i]
-		targets, err := TargetIngresses(ctx, c, p)
-		if err != nil {
-			log.Error(err, "reading a policy's targets", "policy", client.ObjectKeyFromObject(p))
-			return
-		}
-		targets = slices.DeleteFunc(targets, func(ing *networkingv1.Ingress) bool { return !served.Ingress(ing) })
-		claims = append(claims, ClaimsOf(p, targets, hosts)...)
-		if !httpRoutes {
-			continue
-		}
-		routes, err := TargetHTTPRoutes(ctx, c, p)
-		if err != nil {
-			log.Error(err, "reading a policy's targets", "policy", client.ObjectKeyFromObject(p))
-			return
-		}
-		for _, route := range routes {
-			if !served.HTTPRoute(route) {
-				continue
+		for _, k := range kinds {
+			targets, err := TargetObjects(ctx, c, p, k)
+			if err != nil {
+				log.Error(err, "reading a policy's targets", "policy", client.ObjectKeyFromObject(p))
+				return
 			}
-			claims = append(claims, RouteClaims(p, served.HTTPRouteRoutes(route), hosts)...)
+			for _, obj := range targets {
+				claims = append(claims, RouteClaims(p, carriers.Routes(k.GroupKind(), obj), hosts)...)
+			}
 		}
 	}
 	table, conflicts := NewTable(claims)

@@ -8,9 +8,7 @@ import (
 	"sort"
 	"strings"
 
-	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 )
@@ -53,68 +51,6 @@ type Claim struct {
 type Conflict struct {
 	Route    Route
 	Policies []types.NamespacedName
-}
-
-// IngressRoutes are the routes an Ingress carries: every host and path of its rules, and a
-// catch-all for its default backend (or when it has no rules).
-func IngressRoutes(ing *networkingv1.Ingress) []Route {
-	var out []Route
-	for _, rule := range ing.Spec.Rules {
-		if rule.HTTP == nil {
-			continue
-		}
-		for _, p := range rule.HTTP.Paths {
-			out = append(out, Route{Host: strings.ToLower(rule.Host), Path: p.Path,
-				Exact: p.PathType != nil && *p.PathType == networkingv1.PathTypeExact})
-		}
-	}
-	if ing.Spec.DefaultBackend != nil || len(ing.Spec.Rules) == 0 {
-		out = append(out, Route{Path: "/"})
-	}
-	return out
-}
-
-// HTTPRouteRoutes are the routes an HTTPRoute carries: each of its hostnames (none: every host)
-// with the path of each match of each rule (a rule without matches: every path). A path matched
-// by a regular expression is claimed as the whole host: the table does not evaluate regexes.
-func HTTPRouteRoutes(route *gatewayv1.HTTPRoute) []Route {
-	return httpRouteRoutesOn(route, route.Spec.Hostnames)
-}
-
-// httpRouteRoutesOn are the routes an HTTPRoute carries on hostnames (none: every host).
-func httpRouteRoutesOn(route *gatewayv1.HTTPRoute, hostnames []gatewayv1.Hostname) []Route {
-	hosts := []string{""}
-	if len(hostnames) > 0 {
-		hosts = hosts[:0]
-		for _, h := range hostnames {
-			hosts = append(hosts, strings.ToLower(string(h)))
-		}
-	}
-	var paths []Route
-	for _, rule := range route.Spec.Rules {
-		if len(rule.Matches) == 0 {
-			paths = append(paths, Route{Path: "/"})
-		}
-		for _, m := range rule.Matches {
-			switch {
-			case m.Path == nil || m.Path.Value == nil:
-				paths = append(paths, Route{Path: "/"})
-			case m.Path.Type != nil && *m.Path.Type == gatewayv1.PathMatchRegularExpression:
-				paths = append(paths, Route{Path: "/"})
-			default:
-				paths = append(paths, Route{Path: *m.Path.Value, Exact: m.Path.Type != nil && *m.Path.Type == gatewayv1.PathMatchExact})
-			}
-		}
-	}
-	var out []Route
-	for _, h := range hosts {
-		for _, p := range paths {
-			if r := (Route{Host: h, Path: p.Path, Exact: p.Exact}); !slices.Contains(out, r) {
-				out = append(out, r)
-			}
-		}
-	}
-	return out
 }
 
 // RedirectHostsEnv names the environment variable both the manager and the shed server read the

@@ -448,8 +448,13 @@ func TestARedirectedShedAllIsAnsweredByTheGatewayWhateverTheShedPods(t *testing.
 	create(t, policy(ns, func(p *v1alpha1.TrafficPolicy) {
 		p.Spec.Action, p.Spec.Shed.RedirectURL = v1alpha1.ActionShedAll, "https://"+redirectHost+"/incident"
 	}))
-	eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool {
-		return strings.HasPrefix(condition(p, v1alpha1.ConditionReady), "True "+v1alpha1.ReasonApplied)
+	// The redirect is written and its gateway accepted it, and the policy says so.
+	eventually(t, func() (string, bool) {
+		r := getRoute(t, ns)
+		redirected := len(r.Spec.Rules) > 0 && len(r.Spec.Rules[0].Filters) == 1 && r.Spec.Rules[0].Filters[0].Type == gatewayv1.HTTPRouteFilterRequestRedirect
+		judged := len(r.Status.Parents) > 0 && slices.IndexFunc(r.Status.Parents[0].Conditions, func(c metav1.Condition) bool { return c.ObservedGeneration == r.Generation }) >= 0
+		ready := condition(getPolicy(t, ns), v1alpha1.ConditionReady)
+		return ready, redirected && judged && strings.HasPrefix(ready, "True "+v1alpha1.ReasonApplied)
 	})
 	restore, err := fixtures.SetShedPods(context.Background(), k8s, []discoveryv1.Endpoint{})
 	if err != nil {

@@ -11,6 +11,10 @@ import (
 	"floodgate.dev/floodgate/internal/provider"
 )
 
+// Classes: a GatewayClass says a route's data plane (through its Gateways, followed for the
+// shed answers already).
+func (p *Provider) Classes() []client.Object { return []client.Object{&gatewayv1.GatewayClass{}} }
+
 // ServedBy are the controllerNames of the route's parents' GatewayClasses: a parent Gateway's
 // class where classes are read (a cluster-wide install), else (or when that Gateway or class
 // cannot be read) the controllerName its gateway wrote in the route's status for that parent.

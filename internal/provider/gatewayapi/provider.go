@@ -152,9 +152,9 @@ func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, 
 
 // Routes are the host/path routes of the HTTPRoute an observation read (none: not found, or
 // accepted by no parent).
-func (p *Provider) Routes(obs *provider.Observation, served shed.Served) []shed.Route {
-	if st, ok := obs.State.(*observed); ok && st.route != nil && served.HTTPRoute(st.route) {
-		return served.HTTPRouteRoutes(st.route)
+func (p *Provider) Routes(obs *provider.Observation, carriers shed.Carriers) []shed.Route {
+	if st, ok := obs.State.(*observed); ok && st.route != nil {
+		return carriers.Routes(p.GroupKind(), st.route)
 	}
 	return nil
 }

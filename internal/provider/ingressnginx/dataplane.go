@@ -32,6 +32,9 @@ func (p *Provider) DataPlane() provider.DataPlane { return DataPlane }
 // ControllerNames are ingress-nginx's IngressClass controller.
 func (p *Provider) ControllerNames() []string { return []string{Controller} }
 
+// Classes: an IngressClass says an Ingress's data plane.
+func (p *Provider) Classes() []client.Object { return []client.Object{&networkingv1.IngressClass{}} }
+
 // ServedBy is the controller of the Ingress's IngressClass: the one spec.ingressClassName (or
 // the legacy annotation) names, else the default classes'. None when classes are not read (a
 // namespaced install) or cannot be: the Ingress then gets the kind's portable provider, as it

@@ -371,9 +371,9 @@ func toUnstructured(obj *networkingv1.Ingress) *unstructured.Unstructured {
 
 // Routes are the host/path routes of the Ingress an observation read (none: not found, or of a
 // class nobody serves).
-func (p *Provider) Routes(obs *provider.Observation, served shed.Served) []shed.Route {
-	if ing, ok := obs.State.(*networkingv1.Ingress); ok && served.Ingress(ing) {
-		return shed.IngressRoutes(ing)
+func (p *Provider) Routes(obs *provider.Observation, carriers shed.Carriers) []shed.Route {
+	if ing, ok := obs.State.(*networkingv1.Ingress); ok {
+		return carriers.Routes(p.GroupKind(), ing)
 	}
 	return nil
 }

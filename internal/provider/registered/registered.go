@@ -69,6 +69,12 @@ func NewRegistry(c client.Client, settings ...Settings) *provider.Registry {
 	return r
 }
 
+// ShedKinds are the target kinds whose objects carry traffic by host and path, as their
+// providers tell it: what the shed server follows (shed.SyncOptions.Kinds).
+func ShedKinds() []shed.Kind {
+	return provider.ShedKinds(NewRegistry(nil).Kinds(provider.Target))
+}
+
 // DefaultRegexHeaderControllers are the Gateway API controllerNames known to match
 // RegularExpression header matches with RE2/PCRE-compatible syntax, by default (the manager's
 // --regex-header-controllers).

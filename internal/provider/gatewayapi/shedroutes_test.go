@@ -1,10 +1,9 @@
-package shed
+package gatewayapi
 
 import (
 	"slices"
 	"testing"
 
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -23,7 +22,7 @@ func TestARouteWithoutHostnamesCoversItsListenersHostnames(t *testing.T) {
 			listener("shop", 80, "shop.example.org"), listener("eu", 80, "*.eu.example.org"), listener("admin", 8080, "admin.example.org")}}},
 		"infra/open": {Spec: gatewayv1.GatewaySpec{Listeners: []gatewayv1.Listener{listener("http", 80, "")}}},
 	}
-	served := Served{Gateway: func(ns, name string) *gatewayv1.Gateway { return gateways[ns+"/"+name] }}
+	gateway := func(ns, name string) *gatewayv1.Gateway { return gateways[ns+"/"+name] }
 	parent := func(name string, edit func(*gatewayv1.ParentReference)) gatewayv1.ParentReference {
 		p := gatewayv1.ParentReference{Name: gatewayv1.ObjectName(name)}
 		if edit != nil {
@@ -46,7 +45,7 @@ func TestARouteWithoutHostnamesCoversItsListenersHostnames(t *testing.T) {
 			route := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: "shop"},
 				Spec: gatewayv1.HTTPRouteSpec{CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: c.parents}, Rules: []gatewayv1.HTTPRouteRule{{}}}}
 			var got []string
-			for _, r := range served.HTTPRouteRoutes(route) {
+			for _, r := range Carried(route, gateway) {
 				got = append(got, r.Host)
 			}
 			if !slices.Equal(got, c.want) {
@@ -56,26 +55,16 @@ func TestARouteWithoutHostnamesCoversItsListenersHostnames(t *testing.T) {
 	}
 }
 
-func TestOnlyObjectsThatCarryTrafficAreServed(t *testing.T) {
-	served := Served{IngressClasses: map[string]bool{"nginx": true}}
-	ingress := func(class *string) *networkingv1.Ingress {
-		return &networkingv1.Ingress{Spec: networkingv1.IngressSpec{IngressClassName: class}}
-	}
-	if !served.Ingress(ingress(ptr.To("nginx"))) || served.Ingress(ingress(ptr.To("ghost"))) || !served.Ingress(ingress(nil)) {
-		t.Fatal("an Ingress is served by a class that exists, or when it names none")
-	}
-	if !(Served{}).Ingress(ingress(ptr.To("ghost"))) {
-		t.Fatal("classes not known: every Ingress counts")
-	}
+func TestARouteCarriesTrafficOnceAParentAcceptedIt(t *testing.T) {
 	route := &gatewayv1.HTTPRoute{}
-	if served.HTTPRoute(route) {
+	if Accepted(route) {
 		t.Fatal("a route without status is accepted by nobody")
 	}
 	route.Status.Parents = []gatewayv1.RouteParentStatus{
 		{Conditions: []metav1.Condition{{Type: string(gatewayv1.RouteConditionAccepted), Status: metav1.ConditionFalse}}},
 		{Conditions: []metav1.Condition{{Type: string(gatewayv1.RouteConditionAccepted), Status: metav1.ConditionTrue}}},
 	}
-	if !served.HTTPRoute(route) {
+	if !Accepted(route) {
 		t.Fatal("one parent accepting it is enough")
 	}
 }
