@@ -43,16 +43,10 @@ type Source struct {
 	CRDDir string
 }
 
-// Kinds a rehearsal copies.
+// Kinds a rehearsal copies besides the providers' kinds.
 var (
-	gvkPolicy       = v1alpha1.GroupVersion.WithKind("TrafficPolicy")
-	gvkIngress      = schema.GroupVersionKind{Group: "networking.k8s.io", Version: "v1", Kind: "Ingress"}
-	gvkHTTPRoute    = schema.GroupVersionKind{Group: v1alpha1.GroupGatewayAPI, Version: "v1", Kind: "HTTPRoute"}
-	gvkGateway      = schema.GroupVersionKind{Group: v1alpha1.GroupGatewayAPI, Version: "v1", Kind: "Gateway"}
-	gvkGatewayClass = schema.GroupVersionKind{Group: v1alpha1.GroupGatewayAPI, Version: "v1", Kind: "GatewayClass"}
-	gvkHPA          = schema.GroupVersionKind{Group: "autoscaling", Version: "v2", Kind: "HorizontalPodAutoscaler"}
-	gvkScaledObject = schema.GroupVersionKind{Group: v1alpha1.GroupKEDA, Version: "v1alpha1", Kind: "ScaledObject"}
-	gvkService      = schema.GroupVersionKind{Version: "v1", Kind: "Service"}
+	gvkService    = schema.GroupVersionKind{Version: "v1", Kind: "Service"}
+	gvkDeployment = schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}
 )
 
 // copier reads, read-only, the objects a policy bears on from the live cluster.
@@ -71,6 +65,8 @@ type copier struct {
 	leftOutTargets, leftOutAutoscalers []int
 	// scalable says whether the live cluster serves a scale subresource for a kind.
 	scalable func(schema.GroupVersionKind) (bool, error)
+	// kinds are the providers' kinds: what a policy's targets and autoscalers are.
+	kinds []kind
 }
 
 // get copies one object (once); nil when the cluster does not have it (or does not serve its kind).
@@ -115,7 +111,8 @@ func FromCluster(ctx context.Context, src Source) (*File, error) {
 		return nil, fmt.Errorf("connecting to the live cluster: %w", err)
 	}
 	// Discovery is asked once per group version, however many autoscalers scale that kind.
-	cp := &copier{c: c, ns: src.Namespace, seen: map[string]bool{}, scalable: scaleSubresource(memory.NewMemCacheClient(dc))}
+	cp := &copier{c: c, ns: src.Namespace, seen: map[string]bool{}, scalable: scaleSubresource(memory.NewMemCacheClient(dc)),
+		kinds: providerKinds(c)}
 	policyU, err := cp.get(ctx, gvkPolicy, src.Namespace, src.Policy)
 	if err != nil {
 		return nil, err
@@ -162,13 +159,9 @@ func FromCluster(ctx context.Context, src Source) (*File, error) {
 	if len(cp.notScaled) > 0 {
 		f.Description += " Not copied, no scale target (a kind without a scale subresource; the copy of the policy leaves its autoscaler out): " + strings.Join(cp.notScaled, ", ") + "."
 	}
-	var sets []string
-	if cp.has(gvkHTTPRoute.Kind) || cp.has(gvkGateway.Kind) {
-		sets = append(sets, crds.GatewayAPI)
-		f.Gateway = &Gateway{}
-	}
-	if cp.has(gvkScaledObject.Kind) {
-		sets = append(sets, crds.KEDA)
+	sets, verdicted := cp.rehearsalNeeds()
+	if verdicted {
+		f.Gateway = &Gateway{} // the drill plays the controllers whose verdict those objects wait for
 	}
 	if f.CRDs, err = crds.Write(src.CRDDir, sets...); err != nil {
 		return nil, err
@@ -198,13 +191,28 @@ func orDefault(s, d string) string {
 	return s
 }
 
-func (cp *copier) has(kind string) bool {
+// rehearsalNeeds are the CRD sets the copied objects' kinds need, and whether any of them
+// waits for a controller's verdict in its status (provider.Verdicted).
+func (cp *copier) rehearsalNeeds() (sets []string, verdicted bool) {
 	for _, o := range cp.objects {
-		if o.GetKind() == kind {
-			return true
+		k, ok := cp.kindOf(o)
+		if !ok {
+			continue
+		}
+		if c, ok := k.provider.(crdSetted); ok && !slices.Contains(sets, c.CRDSet()) {
+			sets = append(sets, c.CRDSet())
+		}
+		if _, ok := k.provider.(provider.Verdicted); ok {
+			verdicted = true
 		}
 	}
-	return false
+	return sets, verdicted
+}
+
+// kindOf is the provider's kind of a copied object, when a provider edits its kind.
+func (cp *copier) kindOf(o *unstructured.Unstructured) (kind, bool) {
+	gvk := o.GroupVersionKind()
+	return kindNamed(cp.kinds, gvk.Group, gvk.Kind)
 }
 
 func (cp *copier) names() []string {
@@ -224,11 +232,12 @@ func (cp *copier) copyTargets(ctx context.Context, policy *v1alpha1.TrafficPolic
 		if err != nil {
 			return err
 		}
-		list := &unstructured.UnstructuredList{}
-		gvk := gvkIngress
-		if kind == gvkHTTPRoute.Kind {
-			gvk = gvkHTTPRoute
+		k, ok := kindNamed(cp.kinds, group, kind)
+		if !ok {
+			return fmt.Errorf("the targetSelector selects %s of group %s, which no provider edits", kind, group)
 		}
+		gvk := k.gvk
+		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
 		if err := cp.c.List(ctx, list, client.InNamespace(cp.ns), client.MatchingLabelsSelector{Selector: selector}); err != nil && !meta.IsNoMatchError(err) {
 			return fmt.Errorf("listing the %s targetSelector selects: %w", kind, err)
@@ -240,88 +249,20 @@ func (cp *copier) copyTargets(ctx context.Context, policy *v1alpha1.TrafficPolic
 		}
 	}
 	for i, ref := range refs {
-		switch ref.Kind {
-		case gvkIngress.Kind:
-			ing, err := cp.get(ctx, gvkIngress, cp.ns, ref.Name)
-			if err != nil {
-				return err
-			}
-			if ing == nil {
-				cp.leaveOutTarget(i, policy) // named in missing; the other targets are still copied
-				continue
-			}
-			if err := cp.copyIngressServices(ctx, ing); err != nil {
-				return err
-			}
-		case gvkHTTPRoute.Kind:
-			route, err := cp.get(ctx, gvkHTTPRoute, cp.ns, ref.Name)
-			if err != nil {
-				return err
-			}
-			if route == nil {
-				cp.leaveOutTarget(i, policy)
-				continue
-			}
-			if err := cp.copyRouteNeighbours(ctx, route); err != nil {
-				return err
-			}
+		k, ok := kindNamed(cp.kinds, ref.Group, ref.Kind)
+		if !ok {
+			continue // a kind no provider edits: the pass says so; nothing to copy
 		}
-	}
-	return nil
-}
-
-func (cp *copier) copyIngressServices(ctx context.Context, ing *unstructured.Unstructured) error {
-	var names []string
-	if n, ok, _ := unstructured.NestedString(ing.Object, "spec", "defaultBackend", "service", "name"); ok {
-		names = append(names, n)
-	}
-	rules, _, _ := unstructured.NestedSlice(ing.Object, "spec", "rules")
-	for _, r := range rules {
-		paths, _, _ := unstructured.NestedSlice(r.(map[string]any), "http", "paths")
-		for _, p := range paths {
-			if n, ok, _ := unstructured.NestedString(p.(map[string]any), "backend", "service", "name"); ok {
-				names = append(names, n)
-			}
-		}
-	}
-	for _, n := range names {
-		if _, err := cp.get(ctx, gvkService, cp.ns, n); err != nil {
+		target, err := cp.get(ctx, k.gvk, cp.ns, ref.Name)
+		if err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// copyRouteNeighbours copies an HTTPRoute's backend Services and its parent Gateways and their
-// GatewayClasses.
-func (cp *copier) copyRouteNeighbours(ctx context.Context, route *unstructured.Unstructured) error {
-	rules, _, _ := unstructured.NestedSlice(route.Object, "spec", "rules")
-	for _, r := range rules {
-		refs, _, _ := unstructured.NestedSlice(r.(map[string]any), "backendRefs")
-		for _, b := range refs {
-			m := b.(map[string]any)
-			if kind, _ := m["kind"].(string); kind != "" && kind != "Service" {
-				continue
-			}
-			ns, _ := m["namespace"].(string)
-			if _, err := cp.get(ctx, gvkService, orDefault(ns, cp.ns), fmt.Sprint(m["name"])); err != nil {
-				return err
-			}
-		}
-	}
-	parents, _, _ := unstructured.NestedSlice(route.Object, "spec", "parentRefs")
-	for _, p := range parents {
-		m := p.(map[string]any)
-		if kind, _ := m["kind"].(string); kind != "" && kind != "Gateway" {
+		if target == nil {
+			cp.leaveOutTarget(i, policy) // named in missing; the other targets are still copied
 			continue
 		}
-		ns, _ := m["namespace"].(string)
-		gw, err := cp.get(ctx, gvkGateway, orDefault(ns, cp.ns), fmt.Sprint(m["name"]))
-		if err != nil || gw == nil {
-			return err
-		}
-		if class, ok, _ := unstructured.NestedString(gw.Object, "spec", "gatewayClassName"); ok {
-			if _, err := cp.get(ctx, gvkGatewayClass, "", class); err != nil {
+		if r, ok := k.provider.(rehearsed); ok {
+			if err := r.CopyNeighbours(ctx, target, cp.get); err != nil {
 				return err
 			}
 		}
@@ -332,10 +273,11 @@ func (cp *copier) copyRouteNeighbours(ctx context.Context, route *unstructured.U
 // copyAutoscalers copies the policy's autoscalers and what they scale.
 func (cp *copier) copyAutoscalers(ctx context.Context, policy *v1alpha1.TrafficPolicy) error {
 	for i, ref := range pass.AutoscalerRefs(policy.Spec) {
-		gvk := gvkHPA
-		if ref.Kind == gvkScaledObject.Kind {
-			gvk = gvkScaledObject
+		k, ok := kindNamed(cp.kinds, ref.Group, ref.Kind)
+		if !ok {
+			continue // a kind no provider edits: the pass says so; nothing to copy
 		}
+		gvk := k.gvk
 		a, err := cp.get(ctx, gvk, cp.ns, ref.Name)
 		if err != nil {
 			return err
@@ -353,11 +295,11 @@ func (cp *copier) copyAutoscalers(ctx context.Context, policy *v1alpha1.TrafficP
 			continue
 		}
 		scaled := gv.WithKind(orDefault(kind, "Deployment"))
-		ok, err := cp.scalable(scaled)
+		scalable, err := cp.scalable(scaled)
 		if err != nil {
 			return err
 		}
-		if !ok {
+		if !scalable {
 			cp.notScaled = append(cp.notScaled, fmt.Sprintf("%s %s/%s (scaleTargetRef of %s %s)", scaled.Kind, cp.ns, name, gvk.Kind, ref.Name))
 			cp.leftOutAutoscalers = append(cp.leftOutAutoscalers, i)
 			cp.drop(a)
@@ -447,7 +389,7 @@ func (cp *copier) copyGateWorkloads(ctx context.Context, policy *v1alpha1.Traffi
 	for _, s := range policy.Spec.Ramp.Steps {
 		for _, g := range s.Gates {
 			if g.WorkloadReady != nil && g.WorkloadReady.Name != "" {
-				if _, err := cp.get(ctx, schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}, cp.ns, g.WorkloadReady.Name); err != nil {
+				if _, err := cp.get(ctx, gvkDeployment, cp.ns, g.WorkloadReady.Name); err != nil {
 					return err
 				}
 			}
@@ -471,10 +413,19 @@ func (cp *copier) notAtRest(ctx context.Context, policy *v1alpha1.TrafficPolicy)
 			why = append(why, fmt.Sprintf("%s %s carries a restore record (%s)", o.GetKind(), o.GetName(), restore.Annotation))
 		}
 	}
-	for _, gvk := range []schema.GroupVersionKind{gvkIngress, gvkService} {
+	// Floodgate's companions: the shed Service, and those of the providers that give targets some.
+	companionKinds := []schema.GroupVersionKind{gvkService}
+	for _, k := range cp.kinds {
+		if _, ok := k.provider.(provider.Companioned); ok {
+			companionKinds = append(companionKinds, k.gvk)
+		}
+	}
+	for _, gvk := range companionKinds {
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-		if err := cp.c.List(ctx, list, client.InNamespace(cp.ns), client.MatchingLabels{"traffic.floodgate.dev/policy": policy.Name}); err != nil {
+		if err := cp.c.List(ctx, list, client.InNamespace(cp.ns), client.MatchingLabels{"traffic.floodgate.dev/policy": policy.Name}); meta.IsNoMatchError(err) {
+			continue
+		} else if err != nil {
 			return nil, fmt.Errorf("listing the policy's companions: %w", err)
 		}
 		for _, o := range list.Items {

@@ -12,10 +12,14 @@ import (
 
 	"github.com/mattn/go-shellwords"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"floodgate.dev/floodgate/internal/plugin"
@@ -84,7 +88,12 @@ func RunWith(ctx context.Context, f *File, out io.Writer, opts Options) (*Result
 		defer stop()
 		go registered.PlayGateways(gwCtx, env.Client, f.Gateway.ControllerName, 20*time.Millisecond)
 	}
-	r := &runner{env: env, f: f, out: out, began: time.Now(), start: start, res: &Result{Name: f.Name}}
+	dc, err := discovery.NewDiscoveryClientForConfig(env.ControlPlane.Config)
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{env: env, f: f, out: out, began: time.Now(), start: start, res: &Result{Name: f.Name},
+		kinds: providerKinds(env.Client), mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}
 	res, err := r.run(ctx)
 	time.Sleep(opts.Linger)
 	return res, err
@@ -100,6 +109,11 @@ type runner struct {
 	setup    map[string]map[string]any // user view right after setup, by object key
 	watched  map[string]bool           // namespaces whose objects the timeline follows
 	snapshot map[string]map[string]string
+	// kinds are the providers' kinds the control plane serves: what the timeline follows.
+	kinds []kind
+	// mapper names the kind of a reference without an apiVersion, from the control plane's
+	// discovery.
+	mapper meta.RESTMapper
 }
 
 func (r *runner) run(ctx context.Context) (*Result, error) {
@@ -231,9 +245,9 @@ func describe(s Step) string {
 			sub = " (" + s.Patch.Subresource + ")"
 		}
 		if s.Patch.Operations != nil {
-			return prefix + fmt.Sprintf("patch --type=json %s %s%s %s", s.Patch.Kind, refKey(s.Patch.Ref), sub, compactJSON(s.Patch.Operations))
+			return prefix + fmt.Sprintf("patch --type=json %s %s%s %s", s.Patch.Kind, refKey(s.Patch.Ref), sub, provider.CompactJSON(s.Patch.Operations))
 		}
-		return prefix + fmt.Sprintf("patch %s %s%s %s", s.Patch.Kind, refKey(s.Patch.Ref), sub, compactJSON(s.Patch.Patch))
+		return prefix + fmt.Sprintf("patch %s %s%s %s", s.Patch.Kind, refKey(s.Patch.Ref), sub, provider.CompactJSON(s.Patch.Patch))
 	case s.Apply != nil:
 		return prefix + fmt.Sprintf("apply %d objects", len(s.Apply))
 	case s.Delete != nil:
@@ -301,31 +315,27 @@ func (r *runner) apply(ctx context.Context, objs []map[string]any) error {
 
 func (r *runner) object(ref Ref) *unstructured.Unstructured {
 	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(gvk(ref))
+	u.SetGroupVersionKind(r.gvk(ref))
 	u.SetNamespace(ref.Namespace)
 	u.SetName(ref.Name)
 	return u
 }
 
-func gvk(ref Ref) schema.GroupVersionKind {
+// gvk is the kind a reference names: at its apiVersion, else as the control plane serves it (a
+// provider's kind at the version its provider reads; any other at its group's preferred
+// version), else a core kind.
+func (r *runner) gvk(ref Ref) schema.GroupVersionKind {
 	if ref.APIVersion != "" {
 		return schema.FromAPIVersionAndKind(ref.APIVersion, ref.Kind)
 	}
-	switch ref.Kind {
-	case "TrafficPolicy":
-		return schema.GroupVersionKind{Group: "traffic.floodgate.dev", Version: "v1alpha1", Kind: ref.Kind}
-	case "Ingress":
-		return schema.GroupVersionKind{Group: "networking.k8s.io", Version: "v1", Kind: ref.Kind}
-	case "HorizontalPodAutoscaler":
-		return schema.GroupVersionKind{Group: "autoscaling", Version: "v2", Kind: ref.Kind}
-	case "Deployment":
-		return schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: ref.Kind}
-	case "EndpointSlice":
-		return schema.GroupVersionKind{Group: "discovery.k8s.io", Version: "v1", Kind: ref.Kind}
-	case "ScaledObject":
-		return schema.GroupVersionKind{Group: "keda.sh", Version: "v1alpha1", Kind: ref.Kind}
-	case "HTTPRoute", "Gateway", "GatewayClass":
-		return schema.GroupVersionKind{Group: "gateway.networking.k8s.io", Version: "v1", Kind: ref.Kind}
+	if ref.Kind == gvkPolicy.Kind {
+		return gvkPolicy
+	}
+	if k, ok := kindNamed(r.kinds, "", ref.Kind); ok {
+		return k.gvk
+	}
+	if gvk, err := r.mapper.KindFor(schema.GroupVersionResource{Resource: strings.ToLower(ref.Kind)}); err == nil {
+		return gvk
 	}
 	return schema.GroupVersionKind{Version: "v1", Kind: ref.Kind}
 }

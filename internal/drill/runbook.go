@@ -96,8 +96,7 @@ func defaultRunbook(policy *v1alpha1.TrafficPolicy, cp *copier) []Step {
 	steps = append(steps, Step{Name: "the lever is back at rest", Expect: &Expect{Ref: ref, Fields: map[string]any{"status.phase": string(done)}}})
 	var kept []*unstructured.Unstructured
 	for _, o := range cp.objects {
-		switch o.GetKind() {
-		case gvkIngress.Kind, gvkHTTPRoute.Kind, gvkHPA.Kind, gvkScaledObject.Kind:
+		if _, ok := cp.kindOf(o); ok { // what the policy's levers change
 			kept = append(kept, o)
 		}
 	}

@@ -4,9 +4,7 @@ import (
 	"context"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sort"
-	"strings"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
@@ -61,29 +59,18 @@ func (r *runner) state(ctx context.Context) *State {
 	}
 	if len(p.Status.Autoscalers) > 0 {
 		a := p.Status.Autoscalers[0]
-		kind := string(a.Kind)
-		if kind == "" {
-			kind = string(v1alpha1.AutoscalerKindHPA)
+		group, kindName := v1alpha1.AutoscalerRef{APIGroup: a.APIGroup, Kind: a.Kind}.GroupKind()
+		k, ok := kindNamed(r.kinds, group, kindName)
+		if !ok {
+			return s
 		}
-		s.Autoscaler = kind + " " + a.Name
-		obj := r.object(Ref{Kind: kind, Namespace: p.Namespace, Name: a.Name})
-		if err := r.env.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err == nil {
-			s.MinReplicas, s.ScaleDownDisabled = autoscalerHold(obj)
+		s.Autoscaler = k.gvk.Kind + " " + a.Name
+		obj := r.object(Ref{APIVersion: k.gvk.GroupVersion().String(), Kind: k.gvk.Kind, Namespace: p.Namespace, Name: a.Name})
+		if h, ok := k.provider.(held); ok {
+			if err := r.env.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err == nil {
+				s.MinReplicas, s.ScaleDownDisabled = h.Hold(obj)
+			}
 		}
 	}
 	return s
-}
-
-// autoscalerHold is an HPA's or a ScaledObject's minimum and whether its scale-down is off.
-func autoscalerHold(o *unstructured.Unstructured) (int64, bool) {
-	if o.GetKind() == string(v1alpha1.AutoscalerKindScaledObject) {
-		min, _, _ := unstructured.NestedInt64(o.Object, "spec", "minReplicaCount")
-		return min, o.GetAnnotations()["autoscaling.keda.sh/paused-scale-in"] == "true"
-	}
-	min, found, _ := unstructured.NestedInt64(o.Object, "spec", "minReplicas")
-	if !found {
-		min = 1
-	}
-	policy, _, _ := unstructured.NestedString(o.Object, "spec", "behavior", "scaleDown", "selectPolicy")
-	return min, strings.EqualFold(policy, "Disabled")
 }

@@ -2,7 +2,6 @@ package drill
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -14,39 +13,39 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/provider"
 	"floodgate.dev/floodgate/internal/restore"
 )
 
-// followed are the kinds the timeline reports changes of.
-var followed = []Ref{
-	{APIVersion: "traffic.floodgate.dev/v1alpha1", Kind: "TrafficPolicy"},
-	{APIVersion: "networking.k8s.io/v1", Kind: "Ingress"},
-	{APIVersion: "autoscaling/v2", Kind: "HorizontalPodAutoscaler"},
-	{APIVersion: "keda.sh/v1alpha1", Kind: "ScaledObject"},          // where the drill installs KEDA's CRD
-	{APIVersion: "gateway.networking.k8s.io/v1", Kind: "HTTPRoute"}, // where the drill installs Gateway API's CRDs
-}
+// gvkPolicy is the kind of the drill's own objects, which the timeline follows beside the
+// providers' kinds.
+var gvkPolicy = v1alpha1.GroupVersion.WithKind("TrafficPolicy")
 
-// take reads the followed objects of the watched namespaces, each flattened to the fields a
-// responder cares about.
+// take reads the followed objects of the watched namespaces (the policies and every provider's
+// kind the control plane serves), each flattened to the fields a responder cares about.
 func (r *runner) take(ctx context.Context) map[string]map[string]string {
 	snap := map[string]map[string]string{}
+	followed := append([]kind{{gvk: gvkPolicy}}, r.kinds...)
 	for ns := range r.watched {
-		for _, ref := range followed {
+		for _, k := range followed {
 			list := &unstructured.UnstructuredList{}
-			list.SetGroupVersionKind(gvk(ref).GroupVersion().WithKind(ref.Kind + "List"))
+			list.SetGroupVersionKind(k.gvk.GroupVersion().WithKind(k.gvk.Kind + "List"))
 			if err := r.env.Client.List(ctx, list, client.InNamespace(ns)); err != nil {
 				continue
 			}
 			for i := range list.Items {
 				o := &list.Items[i]
-				snap[ref.Kind+" "+objKey(o)] = flatten(ref.Kind, o)
+				snap[k.gvk.Kind+" "+objKey(o)] = flatten(k, o)
 			}
 		}
 	}
 	return snap
 }
 
-func flatten(kind string, o *unstructured.Unstructured) map[string]string {
+// flatten is what a timeline prints of an object: its annotations but Floodgate's own, and the
+// fields its kind prints (a policy's lever and status; a provider's, as it says).
+func flatten(k kind, o *unstructured.Unstructured) map[string]string {
 	f := map[string]string{}
 	for k, v := range o.GetAnnotations() {
 		switch {
@@ -57,48 +56,27 @@ func flatten(kind string, o *unstructured.Unstructured) map[string]string {
 			f["annotations["+k+"]"] = v
 		}
 	}
-	put := func(name string, path ...string) {
-		if v, found, _ := unstructured.NestedFieldNoCopy(o.Object, path...); found {
-			f[name] = compactJSON(v)
+	if k.provider != nil {
+		maps.Copy(f, k.timelineFields(o))
+		return f
+	}
+	put := func(name string, path ...string) { provider.Fields(f).Put(o, name, path...) }
+	put("action", "spec", "action")
+	put("paused", "spec", "ramp", "paused")
+	put("allowRegions", "spec", "allowRegions")
+	put("phase", "status", "phase")
+	put("step", "status", "progress")
+	put("keptChanges", "status", "keptChanges")
+	gates, _, _ := unstructured.NestedSlice(o.Object, "status", "ramp", "gates")
+	for _, g := range gates {
+		if m, ok := g.(map[string]any); ok {
+			f[fmt.Sprintf("gate %v", m["name"])] = fmt.Sprintf("%v %v", m["verdict"], m["reading"])
 		}
 	}
-	switch kind {
-	case "TrafficPolicy":
-		put("action", "spec", "action")
-		put("paused", "spec", "ramp", "paused")
-		put("allowRegions", "spec", "allowRegions")
-		put("phase", "status", "phase")
-		put("step", "status", "progress")
-		put("keptChanges", "status", "keptChanges")
-		gates, _, _ := unstructured.NestedSlice(o.Object, "status", "ramp", "gates")
-		for _, g := range gates {
-			if m, ok := g.(map[string]any); ok {
-				f[fmt.Sprintf("gate %v", m["name"])] = fmt.Sprintf("%v %v", m["verdict"], m["reading"])
-			}
+	for _, t := range []string{"Ready", "Degraded", "GateUnknown", "LeverStale", "Armed"} {
+		if c := conditionOf(o, t); c != "absent" {
+			f[t] = c
 		}
-		for _, t := range []string{"Ready", "Degraded", "GateUnknown", "LeverStale", "Armed"} {
-			if c := conditionOf(o, t); c != "absent" {
-				f[t] = c
-			}
-		}
-	case "HorizontalPodAutoscaler":
-		put("minReplicas", "spec", "minReplicas")
-		put("scaleDown.selectPolicy", "spec", "behavior", "scaleDown", "selectPolicy")
-	case "HTTPRoute":
-		rules, _, _ := unstructured.NestedSlice(o.Object, "spec", "rules")
-		for i, rule := range rules {
-			if m, ok := rule.(map[string]any); ok {
-				f[fmt.Sprintf("rule %d", i)] = describeRule(m)
-			}
-		}
-		put("gateway", "status", "parents")
-		if v, ok := f["gateway"]; ok {
-			f["gateway"] = routeVerdict(o, v)
-		}
-	case "ScaledObject":
-		put("minReplicaCount", "spec", "minReplicaCount")
-		put("paused-scale-in", "metadata", "annotations", "autoscaling.keda.sh/paused-scale-in")
-		put("scaleDown.selectPolicy", "spec", "advanced", "horizontalPodAutoscalerConfig", "behavior", "scaleDown", "selectPolicy")
 	}
 	return f
 }
@@ -204,86 +182,4 @@ func diffViews(before, after map[string]any) string {
 		}
 	}
 	return strings.Join(lines, "; ")
-}
-
-func compactJSON(v any) string {
-	if s, ok := v.(string); ok {
-		return s
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Sprint(v)
-	}
-	return string(b)
-}
-
-// describeRule says in one line what an HTTPRoute rule matches and where it sends:
-// "floodgate-api: / [CF-IPCountry ~ ^(...)$] → floodgate-shed-api".
-func describeRule(rule map[string]any) string {
-	var matches []string
-	ms, _, _ := unstructured.NestedSlice(rule, "matches")
-	for _, m := range ms {
-		mm, _ := m.(map[string]any)
-		path, _, _ := unstructured.NestedString(mm, "path", "value")
-		if t, _, _ := unstructured.NestedString(mm, "path", "type"); t == "Exact" {
-			path = "=" + path
-		}
-		hs, _, _ := unstructured.NestedSlice(mm, "headers")
-		for _, h := range hs {
-			hm, _ := h.(map[string]any)
-			op := "="
-			if hm["type"] == "RegularExpression" {
-				op = "~"
-			}
-			path += fmt.Sprintf(" [%v %s %v]", hm["name"], op, hm["value"])
-		}
-		matches = append(matches, path)
-	}
-	var to []string
-	bs, _, _ := unstructured.NestedSlice(rule, "backendRefs")
-	for _, b := range bs {
-		bm, _ := b.(map[string]any)
-		if w, ok := bm["weight"]; ok && len(bs) > 1 {
-			to = append(to, fmt.Sprintf("%v×%v", bm["name"], w))
-		} else {
-			to = append(to, fmt.Sprint(bm["name"]))
-		}
-	}
-	fs, _, _ := unstructured.NestedSlice(rule, "filters")
-	for _, fl := range fs {
-		fm, _ := fl.(map[string]any)
-		if fm["type"] == "RequestRedirect" {
-			host, _, _ := unstructured.NestedString(fm, "requestRedirect", "hostname")
-			to = append(to, "302 to "+host)
-			continue
-		}
-		to = append(to, fmt.Sprintf("(%v)", fm["type"]))
-	}
-	out := strings.Join(matches, ", ") + " → " + strings.Join(to, " ")
-	if name, ok := rule["name"].(string); ok {
-		out = name + ": " + out
-	}
-	return out
-}
-
-// routeVerdict is the gateways' verdict on the route's current generation, in a word.
-func routeVerdict(o *unstructured.Unstructured, _ string) string {
-	parents, _, _ := unstructured.NestedSlice(o.Object, "status", "parents")
-	verdict := "accepted"
-	for _, p := range parents {
-		pm, _ := p.(map[string]any)
-		conds, _, _ := unstructured.NestedSlice(pm, "conditions")
-		for _, c := range conds {
-			cm, _ := c.(map[string]any)
-			if cm["type"] != "Accepted" && cm["type"] != "ResolvedRefs" {
-				continue
-			}
-			if g, _ := cm["observedGeneration"].(int64); g < o.GetGeneration() {
-				verdict = "pending"
-			} else if cm["status"] != "True" {
-				return fmt.Sprintf("rejected (%v)", cm["message"])
-			}
-		}
-	}
-	return fmt.Sprintf("%s (generation %d)", verdict, o.GetGeneration())
 }
