@@ -13,7 +13,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -478,7 +477,7 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		}
 	}
 	// A policy's companions are listed by their controller ownerReference, not their label.
-	for _, obj := range []client.Object{&networkingv1.Ingress{}, &corev1.Service{}, &discoveryv1.EndpointSlice{}} {
+	for _, obj := range r.ownedKinds() {
 		if err := idx.IndexField(ctx, obj, owned.IndexController, owned.ControllerUID); err != nil {
 			return err
 		}
@@ -541,12 +540,12 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		}
 		b = b.Watches(p.Object(), handler.EnqueueRequestsFromMapFunc(r.mapTarget(p)), builder.WithPredicates(changed))
 	}
+	for _, obj := range r.ownedKinds() {
+		b = b.Owns(obj)
+	}
 	return b.
 		For(&v1alpha1.TrafficPolicy{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletingPredicate()))).
-		Owns(&networkingv1.Ingress{}).
-		Owns(&corev1.Service{}).
-		Owns(&discoveryv1.EndpointSlice{}).
 		Watches(&v1alpha1.TrafficPolicy{}, handler.EnqueueRequestsFromMapFunc(r.mapSharedHosts),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.mapGatedOn)).
@@ -650,4 +649,17 @@ func orUnknown(s string) string {
 		return "unknown"
 	}
 	return s
+}
+
+// ownedKinds are the kinds of a policy's companions, which it owns as their controller: the shed
+// Service and its EndpointSlice, and the companions target providers give targets of their kind
+// (provider.Companioned).
+func (r *TrafficPolicyReconciler) ownedKinds() []client.Object {
+	out := []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}}
+	for _, p := range r.Providers.Kinds(provider.Target) {
+		if _, ok := p.(provider.Companioned); ok {
+			out = append(out, p.Object())
+		}
+	}
+	return out
 }

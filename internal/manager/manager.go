@@ -7,13 +7,12 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -162,21 +161,26 @@ func cacheOptions(opts Options) cache.Options {
 	return out
 }
 
-// cachedKinds are the kinds the controller reads through the cache.
-func cachedKinds() []client.Object {
-	return []client.Object{&v1alpha1.TrafficPolicy{}, &networkingv1.Ingress{}, &autoscalingv2.HorizontalPodAutoscaler{},
-		&corev1.Service{}, &discoveryv1.EndpointSlice{}, &appsv1.Deployment{}}
+// cachedKinds are the kinds the controller reads through the cache: its own, the shed's and the
+// gates', and every provider's kind the cluster serves.
+func cachedKinds(providers *provider.Registry) []client.Object {
+	out := []client.Object{&v1alpha1.TrafficPolicy{}, &corev1.Service{}, &discoveryv1.EndpointSlice{}, &appsv1.Deployment{}}
+	for _, p := range slices.Concat(providers.Kinds(provider.Target), providers.Kinds(provider.Autoscaler)) {
+		out = append(out, p.Object())
+	}
+	return out
 }
 
 // CachesSynced is a ready check that fails until the cache of every kind the controller reads has
 // synced: a manager is not ready while it would act on a partial view. It starts the informers it
 // asks about, so a standby replica warms its cache before it leads.
-func CachesSynced(c cache.Cache) healthz.Checker {
-	return func(req *http.Request) error { return cachesSynced(req.Context(), c) }
+func CachesSynced(c cache.Cache, providers *provider.Registry) healthz.Checker {
+	kinds := cachedKinds(providers)
+	return func(req *http.Request) error { return cachesSynced(req.Context(), c, kinds) }
 }
 
-func cachesSynced(ctx context.Context, c cache.Cache) error {
-	for _, obj := range cachedKinds() {
+func cachesSynced(ctx context.Context, c cache.Cache, kinds []client.Object) error {
+	for _, obj := range kinds {
 		informer, err := c.GetInformer(ctx, obj, cache.BlockUntilSynced(false))
 		if err != nil {
 			return fmt.Errorf("the cache of %T: %w", obj, err)
@@ -278,7 +282,6 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 			guard.Denied = append(guard.Denied, gate.APIServerAddresses(ctx, host)...)
 		}
 	}
-	gates := &gate.Reader{Client: c, HTTP: gate.NewHTTPClient(guard)}
 	// Kinds whose CRD is not installed (KEDA, Gateway API) are not watched: a watch on a missing
 	// CRD keeps a manager from starting. A policy naming one is told which CRD is missing.
 	// The providers' settings, one set for the controller and the armer alike (a preview reads
@@ -286,6 +289,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	settings := registered.Settings{RegexHeaderControllers: opts.RegexHeaderControllers, RedirectHosts: opts.RedirectHosts,
 		DataPlaneControllers: opts.DataPlaneControllers, ReadClasses: len(opts.WatchNamespaces) == 0}
 	providers := registered.Providers(c, settings)
+	gates := &gate.Reader{Client: c, HTTP: gate.NewHTTPClient(guard), Autoscalers: providers}
 	for _, gk := range providers.Missing() {
 		logf.FromContext(ctx).Info("kind not installed: not watched", "kind", gk.String())
 	}

@@ -12,8 +12,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"floodgate.dev/floodgate/internal/controlplane"
+	"floodgate.dev/floodgate/internal/provider/registered"
 	"floodgate.dev/floodgate/internal/scheme"
 )
 
@@ -29,7 +31,12 @@ func TestNotReadyUntilEveryCacheHasSynced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ready := CachesSynced(c)
+	cl, err := client.New(cp.Config, client.Options{Scheme: scheme.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	providers := registered.Providers(cl)
+	ready := CachesSynced(c, providers)
 	req := httptest.NewRequest("GET", "/readyz", nil)
 	if err := ready(req); err == nil {
 		t.Fatal("ready before the cache started")
@@ -44,7 +51,7 @@ func TestNotReadyUntilEveryCacheHasSynced(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	for _, obj := range cachedKinds() {
+	for _, obj := range cachedKinds(providers) {
 		informer, err := c.GetInformer(ctx, obj)
 		if err != nil || !informer.HasSynced() {
 			t.Fatalf("ready, but the cache of %T has not synced (%v)", obj, err)

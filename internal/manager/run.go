@@ -9,9 +9,12 @@ import (
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	ctrlmanager "sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"floodgate.dev/floodgate/internal/provider/registered"
 )
 
 // DefaultGracefulShutdownTimeout is how long a signalled manager may take to stop.
@@ -75,11 +78,12 @@ func start(ctx context.Context, cfg *rest.Config, opts Options, started chan<- s
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("adding the health check: %w", err)
 	}
-	if err := mgr.AddReadyzCheck("caches-synced", CachesSynced(mgr.GetCache())); err != nil {
+	providers := registered.Providers(mgr.GetClient())
+	if err := mgr.AddReadyzCheck("caches-synced", CachesSynced(mgr.GetCache(), providers)); err != nil {
 		return fmt.Errorf("adding the ready check: %w", err)
 	}
 	if err := mgr.Add(ctrlmanager.RunnableFunc(func(ctx context.Context) error {
-		releaseListPeak(ctx, mgr.GetCache())
+		releaseListPeak(ctx, mgr.GetCache(), cachedKinds(providers))
 		<-ctx.Done()
 		return nil
 	})); err != nil {
@@ -100,8 +104,8 @@ func start(ctx context.Context, cfg *rest.Config, opts Options, started chan<- s
 // initial lists took: they peak the heap at several times what the caches keep (every object
 // decoded before the transform strips it), and the runtime would otherwise hand it back only over
 // minutes.
-func releaseListPeak(ctx context.Context, c cache.Cache) {
-	for cachesSynced(ctx, c) != nil {
+func releaseListPeak(ctx context.Context, c cache.Cache, kinds []client.Object) {
+	for cachesSynced(ctx, c, kinds) != nil {
 		select {
 		case <-ctx.Done():
 			return
