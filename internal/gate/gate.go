@@ -14,12 +14,12 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 	appsv1 "k8s.io/api/apps/v1"
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/provider"
 )
 
 // Reading is one gate's verdict with what was read and why.
@@ -39,6 +39,9 @@ type Reader struct {
 	Client client.Client
 	// HTTP calls webhooks and Prometheus.
 	HTTP *http.Client
+	// Autoscalers are the providers of the autoscalers' kinds: a workloadReady gate without a
+	// name reads the Deployment the first autoscaler scales, as its provider tells.
+	Autoscalers *provider.Registry
 }
 
 // DefaultMaxAge is how old a Prometheus sample may be unless the gate says otherwise.
@@ -82,15 +85,33 @@ func (r *Reader) workloadName(ctx context.Context, policy *v1alpha1.TrafficPolic
 	if len(policy.Spec.AutoscalerRefs) == 0 {
 		return "", "workloadReady names no Deployment and the policy holds no autoscaler"
 	}
-	var hpa autoscalingv2.HorizontalPodAutoscaler
-	ref := policy.Spec.AutoscalerRefs[0].Name
-	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: policy.Namespace, Name: ref}, &hpa); err != nil {
-		return "", fmt.Sprintf("reading HorizontalPodAutoscaler %s: %v", ref, err)
+	a := policy.Spec.AutoscalerRefs[0]
+	group, kind := a.GroupKind()
+	if r.Autoscalers == nil {
+		return "", fmt.Sprintf("workloadReady names no Deployment and this reader knows no autoscaler kinds to read %s %s", kind, a.Name)
 	}
-	if hpa.Spec.ScaleTargetRef.Kind != "Deployment" {
-		return "", fmt.Sprintf("HorizontalPodAutoscaler %s scales a %s; workloadReady reads Deployments", ref, hpa.Spec.ScaleTargetRef.Kind)
+	p, err := r.Autoscalers.For(provider.Ref{Group: group, Kind: kind, Name: a.Name})
+	if err != nil {
+		return "", fmt.Sprintf("reading %s %s: %v", kind, a.Name, err)
 	}
-	return hpa.Spec.ScaleTargetRef.Name, ""
+	scaled, ok := p.(scaleTargeted)
+	if !ok {
+		return "", fmt.Sprintf("workloadReady names no Deployment and a %s names no workload it scales", kind)
+	}
+	targetKind, target, err := scaled.ScaleTarget(ctx, policy.Namespace, a.Name)
+	if err != nil {
+		return "", fmt.Sprintf("reading %s %s: %v", kind, a.Name, err)
+	}
+	if targetKind != "Deployment" {
+		return "", fmt.Sprintf("%s %s scales a %s; workloadReady reads Deployments", kind, a.Name, targetKind)
+	}
+	return target, ""
+}
+
+// scaleTargeted is an autoscaler provider that says which workload an autoscaler of its kind
+// scales: the Deployment a workloadReady gate without a name reads.
+type scaleTargeted interface {
+	ScaleTarget(ctx context.Context, namespace, name string) (kind, target string, err error)
 }
 
 func (r *Reader) workload(ctx context.Context, namespace, name string, minPercent int32) Reading {

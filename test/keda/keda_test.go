@@ -193,6 +193,28 @@ func TestShedDryRunPrintsTheScaledObjectDiffFromTheSameRenderCode(t *testing.T) 
 
 // fixture creates a namespace with a Deployment at 6 replicas, a ScaledObject scaling it (min
 // 2, max 20), the HPA KEDA would generate for it, and an Ingress.
+func TestAWorkloadGateWithoutANameReadsTheDeploymentTheScaledObjectScales(t *testing.T) {
+	ns := fixture(t, "keda-gate")
+	var d appsv1.Deployment
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "api"}, &d); err != nil {
+		t.Fatal(err)
+	}
+	d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 6, ReadyReplicas: 6, AvailableReplicas: 6}
+	if err := k8s.Status().Update(context.Background(), &d); err != nil {
+		t.Fatal(err)
+	}
+	policy := samplePolicy(ns, v1alpha1.ActionRamp)
+	policy.Spec.Ramp = &v1alpha1.Ramp{Steps: []v1alpha1.RampStep{{AdmitPercent: ptr.To[int32](50), Hold: metav1.Duration{Duration: time.Hour},
+		Gates: []v1alpha1.Gate{{Name: "fleet", WorkloadReady: &v1alpha1.WorkloadReadyGate{MinAvailablePercent: 90}}}}}}
+	create(t, policy)
+	p := eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool {
+		return p.Status.Ramp != nil && len(p.Status.Ramp.Gates) == 1 && p.Status.Ramp.Gates[0].Verdict != ""
+	})
+	if g := p.Status.Ramp.Gates[0]; g.Verdict != v1alpha1.VerdictPass || g.Reading != "6/6 available (need 90%)" {
+		t.Fatalf("the gate must read Deployment api, which the ScaledObject scales: %+v", g)
+	}
+}
+
 func fixture(t *testing.T, name string) string {
 	t.Helper()
 	ctx := context.Background()

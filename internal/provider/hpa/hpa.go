@@ -266,3 +266,13 @@ func toUnstructured(obj *autoscalingv2.HorizontalPodAutoscaler) *unstructured.Un
 	}
 	return u
 }
+
+// ScaleTarget is the kind and name of the workload an HPA of the namespace scales (its
+// scaleTargetRef), read from the cache.
+func (h *Provider) ScaleTarget(ctx context.Context, namespace, name string) (kind, target string, err error) {
+	var hpa autoscalingv2.HorizontalPodAutoscaler
+	if err := h.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &hpa); err != nil {
+		return "", "", err
+	}
+	return hpa.Spec.ScaleTargetRef.Kind, hpa.Spec.ScaleTargetRef.Name, nil
+}

@@ -221,16 +221,35 @@ func heldMin(rec *restore.Record) int32 {
 
 // targetReplicas reads the scale target's replicas from its /scale subresource.
 func (p *Provider) targetReplicas(ctx context.Context, so *unstructured.Unstructured) (int32, error) {
-	apiVersion, _, _ := unstructured.NestedString(so.Object, "spec", "scaleTargetRef", "apiVersion")
-	kind, _, _ := unstructured.NestedString(so.Object, "spec", "scaleTargetRef", "kind")
-	name, _, _ := unstructured.NestedString(so.Object, "spec", "scaleTargetRef", "name")
+	apiVersion, kind, name := scaleTargetRef(so)
+	return provider.Replicas(ctx, p.Client, so.GetNamespace(), apiVersion, kind, name)
+}
+
+// scaleTargetRef is what a ScaledObject scales, defaulted as KEDA defaults it (apps/v1
+// Deployment).
+func scaleTargetRef(so *unstructured.Unstructured) (apiVersion, kind, name string) {
+	apiVersion, _, _ = unstructured.NestedString(so.Object, "spec", "scaleTargetRef", "apiVersion")
+	kind, _, _ = unstructured.NestedString(so.Object, "spec", "scaleTargetRef", "kind")
+	name, _, _ = unstructured.NestedString(so.Object, "spec", "scaleTargetRef", "name")
 	if apiVersion == "" {
 		apiVersion = "apps/v1"
 	}
 	if kind == "" {
 		kind = "Deployment"
 	}
-	return provider.Replicas(ctx, p.Client, so.GetNamespace(), apiVersion, kind, name)
+	return apiVersion, kind, name
+}
+
+// ScaleTarget is the kind and name of the workload a ScaledObject of the namespace scales (its
+// scaleTargetRef), read from the cache.
+func (p *Provider) ScaleTarget(ctx context.Context, namespace, name string) (kind, target string, err error) {
+	so := &unstructured.Unstructured{}
+	so.SetGroupVersionKind(GVK)
+	if err := p.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, so); err != nil {
+		return "", "", err
+	}
+	_, kind, target = scaleTargetRef(so)
+	return kind, target, nil
 }
 
 func stabilizationWindow(behavior any) time.Duration {
