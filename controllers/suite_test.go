@@ -29,6 +29,7 @@ import (
 	"floodgate.dev/floodgate/internal/controlplane"
 	"floodgate.dev/floodgate/internal/manager"
 	"floodgate.dev/floodgate/internal/provider"
+	"floodgate.dev/floodgate/internal/provider/registered"
 	"floodgate.dev/floodgate/internal/scheme"
 	"floodgate.dev/floodgate/internal/warp"
 )
@@ -66,6 +67,8 @@ var _ = BeforeSuite(func() {
 	// carries no traffic, and makes no claim on a shed answer).
 	Expect(k8s.Create(context.Background(), &networkingv1.IngressClass{ObjectMeta: metav1.ObjectMeta{Name: "nginx"},
 		Spec: networkingv1.IngressClassSpec{Controller: "k8s.io/ingress-nginx"}})).To(Succeed())
+	// What the manager runs with, where kubectl floodgate reads it (the chart's floodgate-config).
+	Expect(k8s.Create(context.Background(), registered.ConfigMap(manager.DefaultShed.Namespace, registered.Settings{DataPlaneControllers: suiteDataPlaneControllers}))).To(Succeed())
 	clk = warp.New(time.Date(2024, 11, 12, 9, 0, 0, 0, time.UTC))
 	startManager()
 })
@@ -85,7 +88,7 @@ func startManager() {
 		Clock: clk, ClockAdvanced: clk.Subscribe(), Shed: manager.DefaultShed, SkipNameValidation: true,
 		UnguardedGates: true, // the tests' webhooks listen on loopback
 		// A class controller the suite's manager is told is Traefik's (--data-plane-controllers).
-		DataPlaneControllers: map[string]provider.DataPlane{traefikByFlag: "traefik"},
+		DataPlaneControllers: suiteDataPlaneControllers,
 	})
 	Expect(err).NotTo(HaveOccurred())
 	stopMgr, mgrDone = cancel, make(chan struct{})
@@ -99,6 +102,9 @@ func startManager() {
 // traefikByFlag is an IngressClass controller name only the manager's --data-plane-controllers
 // says is Traefik's.
 const traefikByFlag = "example.com/nginx-by-traefik"
+
+// suiteDataPlaneControllers is the suite manager's --data-plane-controllers.
+var suiteDataPlaneControllers = map[string]provider.DataPlane{traefikByFlag: "traefik"}
 
 func stopManager() {
 	stopMgr()
