@@ -87,7 +87,7 @@ func (r *TrafficPolicyReconciler) shedKindOf(obj client.Object) shed.Kind {
 func (r *TrafficPolicyReconciler) answerProblems(ctx context.Context, policy *v1alpha1.TrafficPolicy, obs pass.Observation) ([]provider.Problem, error) {
 	var problems []provider.Problem
 	if msg := r.RedirectHosts.RedirectRefusal(policy); msg != "" {
-		problems = append(problems, provider.Problem{Reason: v1alpha1.ReasonRedirectNotAllowed, Message: msg})
+		problems = append(problems, provider.NewProblem(msg, provider.ErrRedirectNotAllowed))
 	}
 	carriers, err := r.carriers(ctx)
 	if err != nil {
@@ -110,9 +110,9 @@ func (r *TrafficPolicyReconciler) answerProblems(ctx context.Context, policy *v1
 				rivals = append(rivals, p.String())
 			}
 		}
-		problems = append(problems, provider.Problem{Reason: v1alpha1.ReasonConflict, Message: fmt.Sprintf(
+		problems = append(problems, provider.NewProblem(fmt.Sprintf(
 			"route %s is also claimed by policy %s of another namespace: shed requests to it get the neutral answer (503, Retry-After 120), not this policy's",
-			c.Route, strings.Join(rivals, ", "))})
+			c.Route, strings.Join(rivals, ", ")), provider.ErrClaimedElsewhere))
 	}
 	return problems, nil
 }

@@ -105,7 +105,7 @@ func progressingCondition(o Outcome) metav1.Condition {
 func degradedCondition(o Outcome) metav1.Condition {
 	c := metav1.Condition{Type: v1alpha1.ConditionDegraded, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonHealthy, Message: "nothing keeps the policy from being applied"}
 	// A gateway that has not reported on a change yet is a change under way, not a fault.
-	problems := slices.DeleteFunc(slices.Clone(o.Problems), func(p provider.Problem) bool { return p.Reason == v1alpha1.ReasonAwaitingGateway })
+	problems := slices.DeleteFunc(slices.Clone(o.Problems), provider.Awaiting)
 	switch {
 	case len(problems) > 0:
 		msgs := make([]string, 0, len(problems))

@@ -10,14 +10,15 @@ import (
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/provider"
+	"floodgate.dev/floodgate/internal/restore"
 )
 
 // verdict is a condition as the table reads it: "True Reason" or "False Reason".
 func verdict(c metav1.Condition) string { return string(c.Status) + " " + c.Reason }
 
 func TestTheConditionsOfEachOutcome(t *testing.T) {
-	conflict := provider.Problem{Reason: v1alpha1.ReasonConflict, Message: "Ingress api: another policy's record"}
-	awaiting := provider.Problem{Reason: v1alpha1.ReasonAwaitingGateway, Message: "HTTPRoute api: not reported on yet"}
+	conflict := provider.NewProblem("Ingress api: another policy's record", &restore.OwnedByOtherError{Owner: "other"})
+	awaiting := provider.NewProblem("HTTPRoute api: not reported on yet", provider.ErrAwaitingDataPlane)
 	shedding := Outcome{Phase: v1alpha1.PhaseShedding, ShedEndpoints: 2}
 	with := func(edit func(*Outcome)) Outcome { o := shedding; edit(&o); return o }
 	for _, c := range []struct {

@@ -184,12 +184,12 @@ func (r *Pass) observeOne(ctx context.Context, policy *v1alpha1.TrafficPolicy, o
 	}
 	switch {
 	case !obj.obs.Found && !obj.leftover:
-		reason := v1alpha1.ReasonTargetNotFound
+		notFound := provider.ErrTargetNotFound
 		if obj.role == provider.Autoscaler {
-			reason = v1alpha1.ReasonAutoscalerNotFound
+			notFound = provider.ErrAutoscalerNotFound
 		}
-		obj.obs.Problems = append(obj.obs.Problems, provider.Problem{Reason: reason,
-			Message: fmt.Sprintf("%s not found in namespace %s", obj.ref, policy.Namespace)})
+		obj.obs.Problems = append(obj.obs.Problems, provider.NewProblem(
+			fmt.Sprintf("%s not found in namespace %s", obj.ref, policy.Namespace), notFound))
 	case obj.obs.Found && obj.role == provider.Target && !obj.leftover:
 		obj.obs.Status.Unsupported = unsupportedSteps(policy, obj, steps)
 	}

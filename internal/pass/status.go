@@ -83,7 +83,7 @@ func (e *statusEntries) written(obj *object, st provider.Status) {
 func (e *statusEntries) unwritten(policy *v1alpha1.TrafficPolicy, obj *object, held bool) {
 	reason, message := summary(obj.obs.Problems)
 	if obj.leftover {
-		failed := slices.ContainsFunc(obj.obs.Problems, func(p provider.Problem) bool { return p.Reason == v1alpha1.ReasonApplyFailed })
+		failed := slices.ContainsFunc(obj.obs.Problems, provider.WriteFailed)
 		if !held && len(Corrupt(obj.obs.Problems)) == 0 && !failed {
 			return
 		}

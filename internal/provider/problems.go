@@ -13,23 +13,16 @@ import (
 
 // Problem is something that keeps one object from taking the knobs. It is reported on that
 // object; whether the rest proceeds is the controller's decision (ShedAll and Normal always do).
+// Problems are made one way, by ProblemOf or NewProblem from the typed error behind them: the
+// reason is decided by that error, and code decides by matching the error (InTheWay, Unreadable,
+// Unsupported, Awaiting, WriteFailed), never by comparing the reason.
 type Problem struct {
-	// Reason is a condition reason (v1alpha1.Reason*).
+	// Reason is the condition reason (v1alpha1.Reason*) the error behind the problem makes.
 	Reason string
 	// Message says what is wrong and what to do, without timestamps or counters.
 	Message string
-	// Err is the error behind the problem, when there is one: what errors.Is and errors.As match.
+	// Err is the error behind the problem: what errors.Is and errors.As match.
 	Err error
-}
-
-// HasReason reports whether one of the problems has the reason.
-func HasReason(problems []Problem, reason string) bool {
-	for _, p := range problems {
-		if p.Reason == reason {
-			return true
-		}
-	}
-	return false
 }
 
 // Typed errors behind problems: conditions are decided by matching them, never by message.
@@ -41,8 +34,25 @@ var (
 	ErrKindNotInstalled = errors.New("the kind is not installed in this cluster")
 	// ErrForeignCanary: a canary Floodgate does not own already serves a target's rules.
 	ErrForeignCanary = errors.New("a canary Floodgate does not own serves the same rules")
-	// ErrUnsupported: the mechanism cannot honour the knobs on this object.
+	// ErrUnsupported: the mechanism cannot honour the knobs on this object; the object keeps
+	// the lever in force as it was.
 	ErrUnsupported = errors.New("the mechanism cannot honour the knobs on this object")
+	// ErrRedirectNotTaken: the object cannot carry the policy's redirect; it is shed through the
+	// shed backend instead (the lever is still written).
+	ErrRedirectNotTaken = errors.New("the object cannot carry the redirect")
+	// ErrRedirectNotAllowed: the manager does not allow the policy's redirect host.
+	ErrRedirectNotAllowed = errors.New("the redirect host is not allowed")
+	// ErrClaimedElsewhere: a route the policy's targets carry is claimed by a policy of another
+	// namespace, so the shed server answers it with the neutral answer.
+	ErrClaimedElsewhere = errors.New("a route is claimed by a policy of another namespace")
+	// ErrTargetNotFound and ErrAutoscalerNotFound: an object the spec names does not exist.
+	ErrTargetNotFound     = errors.New("target not found")
+	ErrAutoscalerNotFound = errors.New("autoscaler not found")
+	// ErrRejectedByDataPlane: the data plane reported Floodgate's change as not accepted.
+	ErrRejectedByDataPlane = errors.New("rejected by its data plane")
+	// ErrAwaitingDataPlane: the data plane has not reported on Floodgate's change yet; a change
+	// under way, not a fault.
+	ErrAwaitingDataPlane = errors.New("the data plane has not reported on the change yet")
 )
 
 // InTheWay reports whether a problem is someone else's object in the way (a Conflict): another
@@ -58,24 +68,56 @@ func InTheWay(p Problem) bool {
 // Unreadable reports whether a problem is a restore record that cannot be read.
 func Unreadable(p Problem) bool { return errors.Is(p.Err, restore.ErrCorrupt) }
 
-// Unsupported reports whether a problem is a limit of the mechanism.
+// Unsupported reports whether a problem is a limit of the mechanism that keeps the object from
+// the knobs.
 func Unsupported(p Problem) bool { return errors.Is(p.Err, ErrUnsupported) }
 
-// ProblemOf turns an error into the problem it causes, the condition reason decided by the
-// error's type: an unreadable record is CorruptRestoreRecord, someone else's object in the way is
-// Conflict, a limit of the mechanism or a kind not installed is UnsupportedSetting, anything else
-// is ApplyFailed (retried).
-func ProblemOf(err error) Problem {
-	p := Problem{Reason: v1alpha1.ReasonApplyFailed, Message: err.Error(), Err: err}
-	switch {
-	case Unreadable(p):
-		p.Reason = v1alpha1.ReasonCorruptRecord
-	case InTheWay(p):
-		p.Reason = v1alpha1.ReasonConflict
-	case Unsupported(p), errors.Is(err, ErrKindNotInstalled):
-		p.Reason = v1alpha1.ReasonUnsupported
+// Awaiting reports whether a problem is a data plane that has not reported on a change yet.
+func Awaiting(p Problem) bool { return errors.Is(p.Err, ErrAwaitingDataPlane) }
+
+// WriteFailed reports whether a problem is an error no type explains (a failed read or write,
+// ApplyFailed): it is retried.
+func WriteFailed(p Problem) bool {
+	_, typed := reasonOf(p.Err)
+	return p.Err != nil && !typed
+}
+
+// reasons are the typed errors and the condition reason each makes, in the order they are
+// matched; an error none of them matches is ApplyFailed.
+var reasons = []struct {
+	is     func(error) bool
+	reason string
+}{
+	{func(err error) bool { return errors.Is(err, restore.ErrCorrupt) }, v1alpha1.ReasonCorruptRecord},
+	{func(err error) bool { return InTheWay(Problem{Err: err}) || errors.Is(err, ErrClaimedElsewhere) }, v1alpha1.ReasonConflict},
+	{func(err error) bool {
+		return errors.Is(err, ErrUnsupported) || errors.Is(err, ErrKindNotInstalled) || errors.Is(err, ErrRedirectNotTaken)
+	}, v1alpha1.ReasonUnsupported},
+	{func(err error) bool { return errors.Is(err, ErrRedirectNotAllowed) }, v1alpha1.ReasonRedirectNotAllowed},
+	{func(err error) bool { return errors.Is(err, ErrTargetNotFound) }, v1alpha1.ReasonTargetNotFound},
+	{func(err error) bool { return errors.Is(err, ErrAutoscalerNotFound) }, v1alpha1.ReasonAutoscalerNotFound},
+	{func(err error) bool { return errors.Is(err, ErrRejectedByDataPlane) }, v1alpha1.ReasonRejectedByGateway},
+	{func(err error) bool { return errors.Is(err, ErrAwaitingDataPlane) }, v1alpha1.ReasonAwaitingGateway},
+}
+
+// reasonOf is the condition reason err makes, and whether a type explains it (else it is
+// ApplyFailed).
+func reasonOf(err error) (string, bool) {
+	for _, r := range reasons {
+		if r.is(err) {
+			return r.reason, true
+		}
 	}
-	return p
+	return v1alpha1.ReasonApplyFailed, false
+}
+
+// ProblemOf turns an error into the problem it causes, the condition reason decided by the
+// error's type (reasons): an unreadable record is CorruptRestoreRecord, someone else's object in
+// the way is Conflict, a limit of the mechanism or a kind not installed is UnsupportedSetting,
+// anything no type explains is ApplyFailed (retried).
+func ProblemOf(err error) Problem {
+	reason, _ := reasonOf(err)
+	return Problem{Reason: reason, Message: err.Error(), Err: err}
 }
 
 // problem is a problem with a message of its own and the typed error behind it.

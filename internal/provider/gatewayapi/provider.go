@@ -142,7 +142,7 @@ func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, 
 		obs.Problems = append(obs.Problems, provider.NewProblem("HTTPRoute "+route.Name+": "+why, provider.ErrUnsupported))
 	}
 	if l.Knobs.Shed && policy.Spec.Shed.RedirectURL != "" && l.Redirect == nil {
-		obs.Problems = append(obs.Problems, provider.Problem{Reason: v1alpha1.ReasonUnsupported, Message: "HTTPRoute " + route.Name + ": " + redirectRefusal(policy, p.RedirectHosts)})
+		obs.Problems = append(obs.Problems, provider.NewProblem("HTTPRoute "+route.Name+": "+redirectRefusal(policy, p.RedirectHosts), provider.ErrRedirectNotTaken))
 	}
 	if rec != nil {
 		obs.Problems = append(obs.Problems, verdictProblems(&route)...)
@@ -267,7 +267,7 @@ func (p *Provider) Render(policy *v1alpha1.TrafficPolicy, obs *provider.Observat
 	if !ok {
 		return ch, nil
 	}
-	if provider.HasReason(obs.Problems, v1alpha1.ReasonCorruptRecord) {
+	if slices.ContainsFunc(obs.Problems, provider.Unreadable) {
 		return ch, nil
 	}
 	l := p.lever(policy, st.route, k)

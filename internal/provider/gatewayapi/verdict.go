@@ -10,7 +10,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/provider"
 )
 
@@ -63,12 +62,12 @@ func verdictProblems(route *gatewayv1.HTTPRoute) []provider.Problem {
 	v := VerdictOf(route)
 	var out []provider.Problem
 	if len(v.Rejected) > 0 {
-		out = append(out, provider.Problem{Reason: v1alpha1.ReasonRejectedByGateway, Message: fmt.Sprintf(
-			"HTTPRoute %s (generation %d) was rejected by its gateway: %s", route.Name, route.Generation, strings.Join(v.Rejected, "; "))})
+		out = append(out, provider.NewProblem(fmt.Sprintf(
+			"HTTPRoute %s (generation %d) was rejected by its gateway: %s", route.Name, route.Generation, strings.Join(v.Rejected, "; ")), provider.ErrRejectedByDataPlane))
 	}
 	if len(v.Pending) > 0 {
-		out = append(out, provider.Problem{Reason: v1alpha1.ReasonAwaitingGateway, Message: fmt.Sprintf(
-			"HTTPRoute %s: waiting for %s to accept generation %d", route.Name, strings.Join(v.Pending, ", "), route.Generation)})
+		out = append(out, provider.NewProblem(fmt.Sprintf(
+			"HTTPRoute %s: waiting for %s to accept generation %d", route.Name, strings.Join(v.Pending, ", "), route.Generation), provider.ErrAwaitingDataPlane))
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -290,7 +291,7 @@ func (p *Provider) Render(policy *v1alpha1.TrafficPolicy, obs *provider.Observat
 		ch.Status.Companion = ""
 	}
 	ch.Status.Applied = appliedKnobs(k)
-	if provider.HasReason(obs.Problems, v1alpha1.ReasonCorruptRecord) {
+	if slices.ContainsFunc(obs.Problems, provider.Unreadable) {
 		ch.Status.Applied.PerClientRequestsPerSecond = 0
 		return ch, nil
 	}
