@@ -4,11 +4,8 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"reflect"
-	"slices"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -38,7 +35,6 @@ import (
 	"floodgate.dev/floodgate/internal/core"
 	"floodgate.dev/floodgate/internal/gate"
 	"floodgate.dev/floodgate/internal/index"
-	"floodgate.dev/floodgate/internal/knobs"
 	"floodgate.dev/floodgate/internal/owned"
 	"floodgate.dev/floodgate/internal/pass"
 	"floodgate.dev/floodgate/internal/patch"
@@ -118,18 +114,22 @@ type TrafficPolicyReconciler struct {
 	written writtenVersions
 }
 
-// Reconcile runs one pass for a policy.
+// Reconcile runs one pass for a policy: the lever's stages while it lives, the restore's once it
+// is deleted (leverStages, restoreStages), then the one status writer (summarize).
 func (r *TrafficPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	policy, err := r.readPolicy(ctx, req.NamespacedName)
 	if err != nil || policy == nil {
 		return ctrl.Result{}, err
 	}
 	r.Metrics.pass(policy)
-	if !policy.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.finalize(ctx, policy)
-	}
-	// The finalizer is in place before anything is touched; the pass goes on once it is.
-	if !controllerutil.ContainsFinalizer(policy, Finalizer) {
+	stages := r.leverStages()
+	switch {
+	case !policy.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(policy, Finalizer):
+		return ctrl.Result{}, nil
+	case !policy.DeletionTimestamp.IsZero():
+		stages = r.restoreStages()
+	case !controllerutil.ContainsFinalizer(policy, Finalizer):
+		// The finalizer is in place before anything is touched; the pass goes on once it is.
 		before := policy.DeepCopy()
 		controllerutil.AddFinalizer(policy, Finalizer)
 		if err := r.Client.Patch(ctx, policy, patch.From(before)); err != nil {
@@ -137,22 +137,8 @@ func (r *TrafficPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		}
 		r.written.note(policy)
 	}
-
-	before := policy.DeepCopy()
-	var n notices
-	result, err := r.reconcile(ctx, policy, &n)
-	r.noteArmed(policy)
-	if perr := r.patchStatus(ctx, before, policy); perr != nil {
-		// A pass on a stale copy conflicts here and is retried; it tells nothing.
-		return ctrl.Result{}, errors.Join(err, perr)
-	}
-	n.send()
-	if r.Armer != nil {
-		// What the levers would write may have changed with what this pass saw: the armer
-		// renders them again, and asks the API server only when they differ.
-		r.Armer.Poke(policy)
-	}
-	return result, err
+	s := &passState{before: policy.DeepCopy(), policy: policy, now: r.Clock.Now()}
+	return r.summarize(ctx, s, runStages(ctx, s, stages))
 }
 
 // noteArmed files the armer's last verdict on the policy's levers into its status.
@@ -200,109 +186,9 @@ func (n notices) send() {
 	}
 }
 
-func (r *TrafficPolicyReconciler) reconcile(ctx context.Context, policy *v1alpha1.TrafficPolicy, n *notices) (ctrl.Result, error) {
-	log := logf.FromContext(ctx)
-	now := r.Clock.Now()
-	plan, obs, err := r.planAndObserve(ctx, policy, now)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	r.readNewStepGates(policy, &plan, now)
-	answer, err := r.answerProblems(ctx, policy, obs)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	outcome := core.Outcome{Phase: plan.Phase, ShedEndpoints: -1, AnswerProblems: answer,
-		UnknownGate: gateReason(plan.Ramp, plan.UnknownGate()), StaleFor: plan.StaleFor}
-
-	if blockers := obs.RampBlockers(); pass.IsRampStep(plan.Phase) && len(blockers) > 0 {
-		// Nothing of a ramp step is half applied: the ramp holds where it is (its previous
-		// step, or the lever before the ramp) until every target and autoscaler can take it.
-		// The watches on them bring the policy back when they change.
-		outcome.Phase, outcome.Held, outcome.Problems = policy.Status.Phase, true, blockers
-		pass.NoteHeld(policy, obs)
-		if req := core.PendingRequest(policy); req != nil {
-			policy.Status.HeldRequest = req.Raw
-		}
-		outcome.Unsupported = pass.UnsupportedSummary(policy.Status.Targets)
-		r.setConditions(policy, outcome, n)
-		log.Info("ramp holds", "reason", blockers[0].Reason, "message", blockers[0].Message)
-		return ctrl.Result{}, nil
-	}
-
-	err = r.pass().Apply(ctx, policy, plan.Knobs, obs, &outcome)
-	outcome.Unsupported = pass.UnsupportedSummary(policy.Status.Targets)
-	switch {
-	case err != nil && pass.StaleRead(err):
-		return ctrl.Result{}, fmt.Errorf("the pass read an object older than the API server's; retrying: %w", err)
-	case err != nil && pass.IsRampStep(plan.Phase):
-		// A step that failed to write somewhere is not committed: the next pass tries it again.
-		outcome.ApplyErr, outcome.Phase = err, policy.Status.Phase
-		r.setConditions(policy, outcome, n)
-		return ctrl.Result{}, err
-	}
-	// A lever (ShedAll, Normal, a release) is committed even when some object failed: status
-	// says what each object has, and the failure is retried.
-	outcome.ApplyErr = err
-	policy.Status.HeldRequest = ""
-	r.commit(policy, plan, outcome, n)
-	if plan.RequeueAfter > 0 {
-		log.V(1).Info("next look", "after", plan.RequeueAfter, "phase", plan.Phase)
-	}
-	return ctrl.Result{RequeueAfter: plan.RequeueAfter}, err
-}
-
-// planAndObserve plans the policy at now, with the gate readings of the step in force, and
-// reads every object for that plan.
-func (r *TrafficPolicyReconciler) planAndObserve(ctx context.Context, policy *v1alpha1.TrafficPolicy, now time.Time) (core.Plan, pass.Observation, error) {
-	readings, pending := r.gateReadings(policy, now)
-	return r.pass().PlanAndObserve(ctx, policy, core.PlanInput{Spec: policy.Spec, Status: policy.Status, Now: now,
-		Request: core.PendingRequest(policy), GateReadings: readings, PendingGates: pending})
-}
-
 // pass is a pass over the policy's objects, with the reconciler's client and providers.
 func (r *TrafficPolicyReconciler) pass() *pass.Pass {
 	return &pass.Pass{Client: r.Client, Providers: r.Providers, Shed: r.Shed}
-}
-
-// commit writes the plan into status, with a history entry and an Event per transition.
-func (r *TrafficPolicyReconciler) commit(policy *v1alpha1.TrafficPolicy, plan core.Plan, outcome core.Outcome, n *notices) {
-	st := &policy.Status
-	prevAction := st.ObservedAction
-	if plan.ObservedAction != st.ObservedAction && len(st.KeptChanges) > 0 {
-		st.KeptChangesEarlier = true // kept for the record: the next change kept replaces them
-	}
-	plan.WriteDecisions(st)
-	st.History = core.AppendHistory(st.History, plan.Transitions...)
-	if plan.HandledRequest != "" {
-		st.LastHandledRequest = plan.HandledRequest
-	}
-	for _, t := range plan.Transitions {
-		note := t.Message
-		if t.By != "" || t.Note != "" {
-			note = fmt.Sprintf("%s (by %s: %s)", t.Message, orUnknown(t.By), t.Note)
-		}
-		reason := t.Reason
-		n.add(func() { r.Recorder.Eventf(policy, nil, corev1.EventTypeNormal, reason, "Transition", "%s", note) })
-	}
-	for _, f := range outcome.KeptOthers {
-		if st.KeptChangesEarlier {
-			st.KeptChanges, st.KeptChangesEarlier = nil, false
-		}
-		if !slices.Contains(st.KeptChanges, f) && len(st.KeptChanges) < maxKeptChanges {
-			st.KeptChanges = append(st.KeptChanges, f)
-			n.add(func() {
-				r.Recorder.Eventf(policy, nil, corev1.EventTypeWarning, v1alpha1.ReasonFieldChanged, "Restore",
-					"%s was changed by someone else after Floodgate; their value is kept", f)
-			})
-		}
-	}
-	outcome.KeptOthers = nil
-	if !st.KeptChangesEarlier {
-		outcome.KeptOthers = st.KeptChanges
-	}
-	r.setConditions(policy, outcome, n)
-	n.add(func() { r.Metrics.record(policy, prevAction) })
 }
 
 // setConditions sets the conditions and sends a Warning Event when a warning condition (Degraded,
@@ -338,58 +224,6 @@ func gateReason(r *v1alpha1.RampStatus, name string) string {
 		}
 	}
 	return "gate " + name + ": not read yet"
-}
-
-// finalize restores every target and autoscaler, then lets the policy go. The finalizer is
-// removed only after the restore succeeded.
-func (r *TrafficPolicyReconciler) finalize(ctx context.Context, policy *v1alpha1.TrafficPolicy) error {
-	if !controllerutil.ContainsFinalizer(policy, Finalizer) {
-		return nil
-	}
-	before := policy.DeepCopy()
-	obs, err := r.pass().Observe(ctx, policy, knobs.Knobs{})
-	outcome := core.Outcome{Phase: v1alpha1.PhaseRestoring, ShedEndpoints: -1}
-	if err == nil {
-		// Everything that can be put back is, whatever else is wrong.
-		err = r.pass().Apply(ctx, policy, knobs.Knobs{}, obs, &outcome)
-	}
-	if err != nil && pass.StaleRead(err) {
-		return fmt.Errorf("restoring before deletion read an object older than the API server's; retrying: %w", err)
-	}
-	// What keeps the policy: a record that cannot be read (a human must mend it) or a failed write.
-	unread := append(pass.Corrupt(obs.Problems()), obs.LeftoverProblems()...)
-	if err != nil || len(unread) > 0 {
-		outcome.ApplyErr, outcome.Problems, outcome.Leftovers = err, unread, nil
-		policy.Status.Phase = v1alpha1.PhaseRestoring
-		var n notices
-		r.setConditions(policy, outcome, &n)
-		if perr := r.patchStatus(ctx, before, policy); perr != nil {
-			err = errors.Join(err, perr)
-		} else {
-			n.send()
-		}
-		if err == nil {
-			return nil // a corrupt record needs a human; the target's watch brings us back
-		}
-		return fmt.Errorf("restoring before deletion: %w", err)
-	}
-	controllerutil.RemoveFinalizer(policy, Finalizer)
-	if err := r.Client.Patch(ctx, policy, patch.From(before)); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("removing finalizer: %w", err)
-	}
-	for _, f := range outcome.KeptOthers {
-		r.Recorder.Eventf(policy, nil, corev1.EventTypeWarning, v1alpha1.ReasonFieldChanged, "Restore",
-			"%s was changed by someone else after Floodgate; their value is kept", f)
-	}
-	r.Recorder.Eventf(policy, nil, corev1.EventTypeNormal, v1alpha1.ReasonRestored, "Delete", "every target is back to its original; the policy can go")
-	r.Metrics.forget(policy)
-	if r.Armer != nil {
-		r.Armer.Forget(client.ObjectKeyFromObject(policy))
-	}
-	if r.GatePoller != nil {
-		r.GatePoller.Forget(client.ObjectKeyFromObject(policy))
-	}
-	return nil
 }
 
 // patchStatus writes status when it changed (steady state makes no write), on the condition that

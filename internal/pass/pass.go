@@ -191,7 +191,7 @@ func (r *Pass) observeOne(ctx context.Context, policy *v1alpha1.TrafficPolicy, o
 		obj.obs.Problems = append(obj.obs.Problems, provider.NewProblem(
 			fmt.Sprintf("%s not found in namespace %s", obj.ref, policy.Namespace), notFound))
 	case obj.obs.Found && obj.role == provider.Target && !obj.leftover:
-		obj.obs.Status.Unsupported = unsupportedSteps(policy, obj, steps)
+		obj.obs.Status.Target.Unsupported = unsupportedSteps(policy, obj, steps)
 	}
 	return nil
 }

@@ -87,23 +87,34 @@ func gatesInStatus(policy *v1alpha1.TrafficPolicy) []v1alpha1.GateStatus {
 	return policy.Status.Ramp.Gates
 }
 
-// PlanAndObserve plans the policy and reads every object for that plan. The autoscalers'
-// stabilization window, known only once they are read, is the least release time: when it
-// differs from the one assumed, the (pure) plan is made again.
+// PlanAndObserve plans the policy and reads every object for that plan (Plan, Observe, Settle).
 func (r *Pass) PlanAndObserve(ctx context.Context, policy *v1alpha1.TrafficPolicy, in core.PlanInput) (core.Plan, Observation, error) {
-	if in.DefaultReleaseAfter == 0 {
-		in.DefaultReleaseAfter = provider.DefaultStabilizationWindow
-	}
-	plan := core.MakePlan(in)
+	plan := Plan(&in)
 	obs, err := r.Observe(ctx, policy, plan.Knobs)
 	if err != nil {
 		return plan, obs, err
 	}
+	return Settle(&in, plan, obs), obs, nil
+}
+
+// Plan plans the policy before its objects are read, assuming the default stabilization window
+// when in names none.
+func Plan(in *core.PlanInput) core.Plan {
+	if in.DefaultReleaseAfter == 0 {
+		in.DefaultReleaseAfter = provider.DefaultStabilizationWindow
+	}
+	return core.MakePlan(*in)
+}
+
+// Settle settles a plan on what its objects are: the autoscalers' stabilization window, known
+// only once they are read, is the least release time; when it differs from the one assumed,
+// the (pure) plan is made again.
+func Settle(in *core.PlanInput, plan core.Plan, obs Observation) core.Plan {
 	if window := obs.LongestWindow(); window != in.DefaultReleaseAfter {
 		in.DefaultReleaseAfter = window
-		plan = core.MakePlan(in)
+		return core.MakePlan(*in)
 	}
-	return plan, obs, nil
+	return plan
 }
 
 // LongestWindow is the longest scale-down stabilization window of the held autoscalers: a hold
@@ -122,7 +133,7 @@ func (o Observation) LongestWindow() time.Duration {
 // servedTarget is what status says of an object's provider and data planes.
 func servedTarget(obj *object) ServedTarget {
 	t := ServedTarget{Ref: obj.ref, DataPlanes: obj.resolved.Strings(), Warning: obj.resolved.Warning}
-	if c := obj.obs.Status.Capabilities; c != nil {
+	if c := obj.obs.Status.Target.Capabilities; c != nil {
 		t.Provider = c.Provider
 	}
 	return t

@@ -106,9 +106,9 @@ func targetStatusOf(obj *object, s provider.Status) v1alpha1.TargetStatus {
 		warnings = append(slices.Clip(warnings), w)
 	}
 	t := v1alpha1.TargetStatus{Group: obj.ref.Group, Kind: v1alpha1.TargetKind(obj.ref.Kind), Name: obj.ref.Name,
-		Found: obj.obs.Found, Applied: s.Applied, Capabilities: s.Capabilities, Companion: s.Companion,
-		SharedUpstreamIngresses: s.SharedUpstreamIngresses, Warnings: warnings, RestoreRecord: s.RestoreRecord,
-		Unsupported: s.Unsupported}
+		Found: obj.obs.Found, Applied: s.Target.Applied, Capabilities: s.Target.Capabilities, Companion: s.Target.Companion,
+		SharedUpstreamIngresses: s.Target.SharedUpstreamIngresses, Warnings: warnings, RestoreRecord: s.RestoreRecord,
+		Unsupported: s.Target.Unsupported}
 	if obj.obs.Found {
 		t.DataPlanes = obj.resolved.Strings()
 	}
@@ -117,7 +117,7 @@ func targetStatusOf(obj *object, s provider.Status) v1alpha1.TargetStatus {
 
 func autoscalerStatusOf(obj *object, s provider.Status) v1alpha1.AutoscalerStatus {
 	return v1alpha1.AutoscalerStatus{APIGroup: obj.ref.Group, Kind: v1alpha1.AutoscalerKind(obj.ref.Kind), Name: obj.ref.Name,
-		Found: obj.obs.Found, Held: s.Held, HeldMinReplicas: s.HeldMinReplicas, MinReplicas: s.MinReplicas,
+		Found: obj.obs.Found, Held: s.Autoscaler.Held, HeldMinReplicas: s.Autoscaler.HeldMinReplicas, MinReplicas: s.Autoscaler.MinReplicas,
 		RestoreRecord: s.RestoreRecord, Warnings: s.Warnings}
 }
 

@@ -47,9 +47,9 @@ func RenderHold(policy *v1alpha1.TrafficPolicy, obs *Observation, obj *unstructu
 	ch.KeptOthers = out.KeptOthers
 	if out.Record != nil {
 		ch.Status.RestoreRecord = out.Record.Encode()
-		ch.Status.Held, ch.Status.HeldMinReplicas = held, h.Peak
+		ch.Status.Autoscaler.Held, ch.Status.Autoscaler.HeldMinReplicas = held, h.Peak
 		if v, found, _ := unstructured.NestedInt64(ch.After.Object, h.MinPath...); found {
-			ch.Status.MinReplicas = int32(v)
+			ch.Status.Autoscaler.MinReplicas = int32(v)
 		}
 	}
 	return ch, nil

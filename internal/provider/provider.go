@@ -86,24 +86,46 @@ type Observation struct {
 	State any
 }
 
-// Status is what one object reports in the policy's status (targets and autoscalers alike; the
-// controller files it under status.targets or status.autoscalers by the provider's role).
+// Status is what one object reports in the policy's status: its role's part (the controller
+// files it under status.targets or status.autoscalers by the provider's role) and what both
+// roles report.
 type Status struct {
+	// Found is whether the object exists.
 	Found bool
-	// Targets.
-	Applied                 v1alpha1.AppliedKnobs
-	Capabilities            *v1alpha1.Capabilities
-	Companion               string
-	SharedUpstreamIngresses []string
-	Unsupported             []string
-	// Autoscalers.
-	Held            bool
-	HeldMinReplicas int32
-	MinReplicas     int32
-	// Both.
-	Warnings        []string
-	RestoreRecord   string
+	// Target is what a target reports.
+	Target TargetStatus
+	// Autoscaler is what an autoscaler reports.
+	Autoscaler AutoscalerStatus
+	// Warnings are things worth knowing that keep nothing from the knobs.
+	Warnings []string
+	// RestoreRecord is the record Floodgate keeps on the object, as status copies it.
+	RestoreRecord string
+	// Reason and Message say what keeps the object from its knobs ("" when nothing does).
 	Reason, Message string
+}
+
+// TargetStatus is what a target reports.
+type TargetStatus struct {
+	// Applied are the knobs the target carries.
+	Applied v1alpha1.AppliedKnobs
+	// Capabilities are what the target's mechanism can take.
+	Capabilities *v1alpha1.Capabilities
+	// Companion names the object Floodgate owns beside the target (a canary Ingress).
+	Companion string
+	// SharedUpstreamIngresses are other Ingresses sharing the target's upstream.
+	SharedUpstreamIngresses []string
+	// Unsupported names the steps the target cannot take.
+	Unsupported []string
+}
+
+// AutoscalerStatus is what an autoscaler reports.
+type AutoscalerStatus struct {
+	// Held is whether Floodgate holds the autoscaler's floor.
+	Held bool
+	// HeldMinReplicas is the floor it is held at.
+	HeldMinReplicas int32
+	// MinReplicas is the autoscaler's floor as it is now.
+	MinReplicas int32
 }
 
 // Change is what one object needs for the knobs: pure data, written by Write and printed by

@@ -104,7 +104,7 @@ type observed struct {
 // Observe reads the route and judges it: who else edits it, what the lever would need that it
 // cannot take, and whether its gateway accepted Floodgate's last change.
 func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, ref provider.Ref, d provider.Desired) (*provider.Observation, error) {
-	obs := &provider.Observation{Ref: ref, Status: provider.Status{Capabilities: Capabilities.DeepCopy()}}
+	obs := &provider.Observation{Ref: ref, Status: provider.Status{Target: provider.TargetStatus{Capabilities: Capabilities.DeepCopy()}}}
 	var route gatewayv1.HTTPRoute
 	err := p.Client.Get(ctx, client.ObjectKey{Namespace: policy.Namespace, Name: ref.Name}, &route)
 	if apierrors.IsNotFound(err) {
@@ -277,7 +277,7 @@ func (p *Provider) Render(policy *v1alpha1.TrafficPolicy, obs *provider.Observat
 	}
 	rules := Render(base.Rules, l)
 	ch.KeptOthers = base.Kept
-	ch.Status.Applied = appliedKnobs(k)
+	ch.Status.Target.Applied = appliedKnobs(k)
 
 	u, err := restore.FromTyped(st.route, GVK)
 	if err != nil {

@@ -55,7 +55,7 @@ func (p *Provider) Role() provider.Role { return provider.Target }
 // Observe reads the target Ingress and the other Ingresses of its namespace.
 func (p *Provider) Observe(ctx context.Context, policy *v1alpha1.TrafficPolicy, ref provider.Ref, d provider.Desired) (*provider.Observation, error) {
 	k := d.Knobs.Traffic()
-	obs := &provider.Observation{Ref: ref, Status: provider.Status{Capabilities: Capabilities.DeepCopy()}}
+	obs := &provider.Observation{Ref: ref, Status: provider.Status{Target: provider.TargetStatus{Capabilities: Capabilities.DeepCopy()}}}
 	var target networkingv1.Ingress
 	err := p.Client.Get(ctx, client.ObjectKey{Namespace: policy.Namespace, Name: ref.Name}, &target)
 	if apierrors.IsNotFound(err) {
@@ -169,7 +169,7 @@ func (p *Provider) observeNeighbours(ctx context.Context, policy *v1alpha1.Traff
 			}
 		}
 	}
-	obs.Status.SharedUpstreamIngresses = sets.List(shared)
+	obs.Status.Target.SharedUpstreamIngresses = sets.List(shared)
 	if len(shared) > 0 {
 		obs.Status.Warnings = append(obs.Status.Warnings,
 			"a canary applies to the whole Service and port upstream: the Ingresses in sharedUpstreamIngresses are shed too")
@@ -285,14 +285,14 @@ func (p *Provider) Render(policy *v1alpha1.TrafficPolicy, obs *provider.Observat
 	}
 	if canary := RenderCanary(policy, target, k); canary != nil {
 		ch.Ensure = []provider.Companion{{Desired: canary, Sync: syncCanary}}
-		ch.Status.Companion = canaryName
+		ch.Status.Target.Companion = canaryName
 	} else {
 		ch.Remove = []client.Object{&networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Name: canaryName, Namespace: policy.Namespace}}}
-		ch.Status.Companion = ""
+		ch.Status.Target.Companion = ""
 	}
-	ch.Status.Applied = appliedKnobs(k)
+	ch.Status.Target.Applied = appliedKnobs(k)
 	if slices.ContainsFunc(obs.Problems, provider.Unreadable) {
-		ch.Status.Applied.PerClientRequestsPerSecond = 0
+		ch.Status.Target.Applied.PerClientRequestsPerSecond = 0
 		return ch, nil
 	}
 	main := toUnstructured(target)
