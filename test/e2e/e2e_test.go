@@ -27,6 +27,7 @@ import (
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/drill"
+	"floodgate.dev/floodgate/test/fixtures"
 )
 
 var (
@@ -206,11 +207,5 @@ func getPolicy(t *testing.T, ns string) *v1alpha1.TrafficPolicy {
 
 func eventually(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 20s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	fixtures.Eventually(t, func() (string, bool) { return "the condition is not met", cond() })
 }

@@ -36,6 +36,7 @@ import (
 	"floodgate.dev/floodgate/internal/scheme"
 	"floodgate.dev/floodgate/internal/shed"
 	"floodgate.dev/floodgate/internal/warp"
+	"floodgate.dev/floodgate/test/fixtures"
 )
 
 var (
@@ -225,38 +226,16 @@ func editPolicy(t *testing.T, ns string, edit func(*v1alpha1.TrafficPolicy)) {
 
 func eventuallyPolicy(t *testing.T, ns string, ok func(*v1alpha1.TrafficPolicy) bool) *v1alpha1.TrafficPolicy {
 	t.Helper()
-	return eventually(t, func() (*v1alpha1.TrafficPolicy, bool) {
-		p := &v1alpha1.TrafficPolicy{}
-		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "api"}, p); err != nil {
-			return p, false
-		}
-		return p, ok(p)
-	})
+	return fixtures.EventuallyPolicy(t, k8s, client.ObjectKey{Namespace: ns, Name: "api"}, ok)
 }
 
-func condition(p *v1alpha1.TrafficPolicy, t string) string {
-	for _, c := range p.Status.Conditions {
-		if c.Type == t {
-			return string(c.Status) + " " + c.Reason + ": " + c.Message
-		}
-	}
-	return ""
-}
-
+// eventually is fixtures.Eventually.
 func eventually[T any](t *testing.T, f func() (T, bool)) T {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		v, ok := f()
-		if ok {
-			return v
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 30s; last: %+v", v)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return fixtures.Eventually(t, f)
 }
+
+func condition(p *v1alpha1.TrafficPolicy, t string) string { return fixtures.Condition(p, t) }
 
 func create(t *testing.T, objs ...client.Object) {
 	t.Helper()
