@@ -1,7 +1,7 @@
 // Package applied proves that restore is byte-exact for objects created the way most users create
 // them: with the real `kubectl apply`, whose last-applied-configuration annotation Floodgate's
-// cache never holds. An HPA, an Ingress, an HTTPRoute and a ScaledObject, carrying no other
-// annotation, go through ShedAll → Normal and a full ramp, and come back byte-equal (what the
+// cache never holds. An HPA, an Ingress, an HTTPRoute and a ScaledObject, carrying labels and
+// annotations of their own, go through ShedAll → Normal and a full ramp, and come back byte-equal (what the
 // API server bumps aside: resourceVersion, generation, managedFields; and status, which is the
 // controllers'); then a `kubectl apply` of the manifests with a field removed prunes it.
 package applied
@@ -57,8 +57,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// manifests are the user's objects as they keep them in git. Each object carries no annotation
-// but the one kubectl apply adds; each has a field (marked "pruned") the second apply removes.
+// manifests are the user's objects as they keep them in git. Each object Floodgate edits carries
+// labels and annotations of its own (on the Ingress, an ingress-nginx annotation too) beside the
+// one kubectl apply adds; each has a field (marked "pruned") the second apply removes.
 const manifests = `
 apiVersion: v1
 kind: Namespace
@@ -86,7 +87,11 @@ spec:
 ---
 apiVersion: networking.k8s.io/v1
 kind: Ingress
-metadata: {name: api, namespace: NS}
+metadata:
+  name: api
+  namespace: NS
+  labels: {app.kubernetes.io/part-of: shop, team: payments}
+  annotations: {example.com/owner: "sre@example.com", example.com/runbook: "https://runbooks.example.com/api", nginx.ingress.kubernetes.io/proxy-body-size: 8m}
 spec:
   ingressClassName: nginx
   rules:
@@ -110,7 +115,11 @@ spec:
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
-metadata: {name: api, namespace: NS}
+metadata:
+  name: api
+  namespace: NS
+  labels: {app.kubernetes.io/part-of: shop, team: payments}
+  annotations: {example.com/owner: "sre@example.com", example.com/runbook: "https://runbooks.example.com/route"}
 spec:
   parentRefs: [{name: eg}]
   hostnames: [route.NS.example.com]
@@ -121,7 +130,11 @@ spec:
 ---
 apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
-metadata: {name: api, namespace: NS}
+metadata:
+  name: api
+  namespace: NS
+  labels: {app.kubernetes.io/part-of: shop, team: payments}
+  annotations: {example.com/owner: "sre@example.com", example.com/runbook: "https://runbooks.example.com/hpa"}
 spec:
   scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: api}
   minReplicas: 2
@@ -131,7 +144,11 @@ spec:
 ---
 apiVersion: keda.sh/v1alpha1
 kind: ScaledObject
-metadata: {name: worker, namespace: NS}
+metadata:
+  name: worker
+  namespace: NS
+  labels: {app.kubernetes.io/part-of: shop, team: payments}
+  annotations: {example.com/owner: "sre@example.com", example.com/runbook: "https://runbooks.example.com/worker"}
 spec:
   scaleTargetRef: {name: worker}
   minReplicaCount: 2
@@ -189,6 +206,9 @@ func TestObjectsCreatedByKubectlApplyAreRestoredByteForByteAndApplyStillPrunes(t
 	for kind, bytes := range setup {
 		if !strings.Contains(bytes, "kubectl.kubernetes.io/last-applied-configuration") {
 			t.Fatalf("%s was not created by kubectl apply: %s", kind, bytes)
+		}
+		if !strings.Contains(bytes, `"team":"payments"`) || !strings.Contains(bytes, `"example.com/owner":"sre@example.com"`) {
+			t.Fatalf("%s does not carry the user's own labels and annotations: %s", kind, bytes)
 		}
 	}
 
