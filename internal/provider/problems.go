@@ -58,11 +58,12 @@ var (
 // InTheWay reports whether a problem is someone else's object in the way (a Conflict): another
 // policy's record, another controller's object, a companion's name held by an object that is
 // not the policy's, a canary that is not Floodgate's.
-func InTheWay(p Problem) bool {
+func InTheWay(p Problem) bool { return inTheWay(p.Err) }
+
+func inTheWay(err error) bool {
 	var other *restore.OwnedByOtherError
 	var notOurs *owned.NotOursError
-	return errors.As(p.Err, &other) || errors.As(p.Err, &notOurs) ||
-		errors.Is(p.Err, ErrControlledByOther) || errors.Is(p.Err, ErrForeignCanary)
+	return errors.As(err, &other) || errors.As(err, &notOurs) || isAny(ErrControlledByOther, ErrForeignCanary)(err)
 }
 
 // Unreadable reports whether a problem is a restore record that cannot be read.
@@ -82,22 +83,32 @@ func WriteFailed(p Problem) bool {
 	return p.Err != nil && !typed
 }
 
+// isAny matches an error that is one of targets.
+func isAny(targets ...error) func(error) bool {
+	return func(err error) bool {
+		for _, t := range targets {
+			if errors.Is(err, t) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
 // reasons are the typed errors and the condition reason each makes, in the order they are
 // matched; an error none of them matches is ApplyFailed.
 var reasons = []struct {
 	is     func(error) bool
 	reason string
 }{
-	{func(err error) bool { return errors.Is(err, restore.ErrCorrupt) }, v1alpha1.ReasonCorruptRecord},
-	{func(err error) bool { return InTheWay(Problem{Err: err}) || errors.Is(err, ErrClaimedElsewhere) }, v1alpha1.ReasonConflict},
-	{func(err error) bool {
-		return errors.Is(err, ErrUnsupported) || errors.Is(err, ErrKindNotInstalled) || errors.Is(err, ErrRedirectNotTaken)
-	}, v1alpha1.ReasonUnsupported},
-	{func(err error) bool { return errors.Is(err, ErrRedirectNotAllowed) }, v1alpha1.ReasonRedirectNotAllowed},
-	{func(err error) bool { return errors.Is(err, ErrTargetNotFound) }, v1alpha1.ReasonTargetNotFound},
-	{func(err error) bool { return errors.Is(err, ErrAutoscalerNotFound) }, v1alpha1.ReasonAutoscalerNotFound},
-	{func(err error) bool { return errors.Is(err, ErrRejectedByDataPlane) }, v1alpha1.ReasonRejectedByGateway},
-	{func(err error) bool { return errors.Is(err, ErrAwaitingDataPlane) }, v1alpha1.ReasonAwaitingGateway},
+	{isAny(restore.ErrCorrupt), v1alpha1.ReasonCorruptRecord},
+	{func(err error) bool { return inTheWay(err) || errors.Is(err, ErrClaimedElsewhere) }, v1alpha1.ReasonConflict},
+	{isAny(ErrUnsupported, ErrKindNotInstalled, ErrRedirectNotTaken), v1alpha1.ReasonUnsupported},
+	{isAny(ErrRedirectNotAllowed), v1alpha1.ReasonRedirectNotAllowed},
+	{isAny(ErrTargetNotFound), v1alpha1.ReasonTargetNotFound},
+	{isAny(ErrAutoscalerNotFound), v1alpha1.ReasonAutoscalerNotFound},
+	{isAny(ErrRejectedByDataPlane), v1alpha1.ReasonRejectedByGateway},
+	{isAny(ErrAwaitingDataPlane), v1alpha1.ReasonAwaitingGateway},
 }
 
 // reasonOf is the condition reason err makes, and whether a type explains it (else it is
