@@ -72,7 +72,11 @@ func TestCanaryAnnotationsForEachKnob(t *testing.T) {
 	}
 	for _, c := range cases {
 		got := RenderCanary(policy(), target(), c.knobs)
-		if got == nil || !reflect.DeepEqual(got.Annotations, c.want) {
+		if got == nil {
+			t.Errorf("%s: no canary rendered", c.name)
+			continue
+		}
+		if !reflect.DeepEqual(got.Annotations, c.want) {
 			t.Errorf("%s: annotations\n got %v\nwant %v", c.name, got.Annotations, c.want)
 		}
 	}
@@ -151,7 +155,10 @@ func TestAHostOnlyRuleIsNeverCopiedIntoTheCanary(t *testing.T) {
 	ing.Spec.Rules = append(ing.Spec.Rules, networkingv1.IngressRule{Host: "bare.example.com"},
 		networkingv1.IngressRule{Host: "empty.example.com", IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{}}})
 	got := RenderCanary(policy(), ing, knobs.ShedAll())
-	if got == nil || len(got.Spec.Rules) != 1 || got.Spec.Rules[0].Host != "api.example.com" {
+	if got == nil {
+		t.Fatal("no canary rendered for ShedAll")
+	}
+	if len(got.Spec.Rules) != 1 || got.Spec.Rules[0].Host != "api.example.com" {
 		t.Fatalf("rules %+v: only the rule with paths may be copied", got.Spec.Rules)
 	}
 	for _, r := range got.Spec.Rules {
