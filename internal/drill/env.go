@@ -27,23 +27,37 @@ type Env struct {
 	Kubeconfig   string
 	// MetricsAddr is where the manager serves /metrics ("" or "0": nowhere).
 	MetricsAddr string
+	options     EnvOptions
 	dir         string
 	stop        context.CancelFunc
 	done        chan error
 }
 
+// EnvOptions are what an environment's manager runs with beyond the defaults.
+type EnvOptions struct {
+	// MetricsAddr is where the manager serves /metrics ("" or "0": nowhere).
+	MetricsAddr string
+	// Settings are the manager's provider settings (its redirect hosts, regex-header and
+	// data-plane controllers); the environment's floodgate-config says the same, for previews.
+	Settings registered.Settings
+	// UnguardedGates lets gates reach loopback (suites whose webhooks and Prometheus listen there).
+	UnguardedGates bool
+}
+
 // StartEnv starts the control plane (with Floodgate's CRDs and those in the files named) and the
 // manager, with the clock at start.
 func StartEnv(start time.Time, crdFiles ...string) (*Env, error) {
-	return startEnv(start, Options{}, crdFiles...)
+	return StartEnvWith(start, EnvOptions{}, crdFiles...)
 }
 
-func startEnv(start time.Time, opts Options, crdFiles ...string) (*Env, error) {
+// StartEnvWith starts an environment as StartEnv does, its manager run with o: the one way the
+// drills and the test suites start a control plane and a manager.
+func StartEnvWith(start time.Time, o EnvOptions, crdFiles ...string) (*Env, error) {
 	cp, err := controlplane.Start(crdFiles...)
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{ControlPlane: cp, Clock: warp.New(start), MetricsAddr: opts.MetricsAddr}
+	e := &Env{ControlPlane: cp, Clock: warp.New(start), MetricsAddr: o.MetricsAddr, options: o}
 	if err := e.init(); err != nil {
 		e.Close()
 		return nil, err
@@ -65,9 +79,8 @@ func (e *Env) init() error {
 	if err := e.shedPods(); err != nil {
 		return fmt.Errorf("creating the shed backend's endpoints: %w", err)
 	}
-	// The drill's manager runs with the default settings; its previews read them as an install
-	// keeps them.
-	if err := e.Client.Create(context.Background(), registered.ConfigMap(manager.DefaultShed.Namespace, registered.Settings{})); err != nil {
+	// The previews read the manager's settings as an install keeps them.
+	if err := e.Client.Create(context.Background(), registered.ConfigMap(manager.DefaultShed.Namespace, e.options.Settings)); err != nil {
 		return fmt.Errorf("creating the manager's settings: %w", err)
 	}
 	return e.StartManager()
@@ -78,7 +91,11 @@ func (e *Env) StartManager() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	mgr, err := manager.New(ctx, e.ControlPlane.Config, manager.Options{
 		Clock: e.Clock, ClockAdvanced: e.Clock.Subscribe(), Shed: manager.DefaultShed, SkipNameValidation: true,
-		MetricsAddr: e.MetricsAddr,
+		MetricsAddr:            e.MetricsAddr,
+		RedirectHosts:          e.options.Settings.RedirectHosts,
+		RegexHeaderControllers: e.options.Settings.RegexHeaderControllers,
+		DataPlaneControllers:   e.options.Settings.DataPlaneControllers,
+		UnguardedGates:         e.options.UnguardedGates,
 	})
 	if err != nil {
 		cancel()
@@ -89,16 +106,22 @@ func (e *Env) StartManager() error {
 	return nil
 }
 
-// StopManager stops the manager (the control plane keeps running).
-func (e *Env) StopManager() {
-	if e.stop != nil {
-		e.stop()
-		<-e.done
-		e.stop = nil
+// StopManager stops the manager (the control plane keeps running) and returns what its Start
+// returned.
+func (e *Env) StopManager() error {
+	if e.stop == nil {
+		return nil
 	}
+	e.stop()
+	err := <-e.done
+	e.stop = nil
+	return err
 }
 
 func (e *Env) shedPods() error { return ShedPods(context.Background(), e.Client) }
+
+// ShedPodsSlice is the name of the shed pods' EndpointSlice ShedPods creates.
+var ShedPodsSlice = manager.DefaultShed.ServiceName + "-pods"
 
 // ShedPods stands in for the shed Deployment's pods (envtest runs no pods): their namespace and
 // their Service's EndpointSlice, which Floodgate mirrors into each policy's namespace.
@@ -107,12 +130,13 @@ func ShedPods(ctx context.Context, c client.Client) error {
 		return err
 	}
 	return c.Create(ctx, &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Name: manager.DefaultShed.ServiceName + "-pods", Namespace: manager.DefaultShed.Namespace,
+		ObjectMeta: metav1.ObjectMeta{Name: ShedPodsSlice, Namespace: manager.DefaultShed.Namespace,
 			Labels: map[string]string{discoveryv1.LabelServiceName: manager.DefaultShed.ServiceName}},
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Endpoints: []discoveryv1.Endpoint{
-			{Addresses: []string{"10.96.0.10"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}},
+			// Not in order: the copy in each policy's namespace is sorted.
 			{Addresses: []string{"10.96.0.11"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}},
+			{Addresses: []string{"10.96.0.10"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}},
 		},
 		Ports: []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(manager.DefaultShed.Port)}},
 	})
@@ -120,7 +144,7 @@ func ShedPods(ctx context.Context, c client.Client) error {
 
 // Close stops the manager and the control plane.
 func (e *Env) Close() {
-	e.StopManager()
+	_ = e.StopManager()
 	_ = e.ControlPlane.Stop()
 	if e.dir != "" {
 		_ = os.RemoveAll(e.dir)

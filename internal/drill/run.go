@@ -77,7 +77,7 @@ func RunWith(ctx context.Context, f *File, out io.Writer, opts Options) (*Result
 	if f.Start != nil {
 		start = f.Start.Time
 	}
-	env, err := startEnv(start, opts, f.CRDs...)
+	env, err := StartEnvWith(start, EnvOptions{MetricsAddr: opts.MetricsAddr}, f.CRDs...)
 	if err != nil {
 		return nil, err
 	}

@@ -43,6 +43,7 @@ import (
 	"floodgate.dev/floodgate/internal/controlplane"
 	"floodgate.dev/floodgate/internal/manager"
 	"floodgate.dev/floodgate/internal/scheme"
+	"floodgate.dev/floodgate/test/fixtures"
 )
 
 var (
@@ -127,9 +128,8 @@ func run() error {
 		return err
 	}
 	for _, cmd := range []string{"cmd/manager", "cmd/shed-server", "test/bench/floor"} {
-		build := exec.Command("go", "build", "-o", filepath.Join(dir, filepath.Base(cmd)), "./"+cmd)
-		if out, err := build.CombinedOutput(); err != nil {
-			return fmt.Errorf("building %s: %v\n%s", cmd, err, out)
+		if _, err := fixtures.Build(dir, cmd); err != nil {
+			return err
 		}
 	}
 	if x.counts, x.proxied, err = apicount.Proxy(cp.Config, dir); err != nil {

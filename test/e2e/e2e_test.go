@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -53,11 +52,8 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(binDir)
-	root, _ := filepath.Abs(filepath.Join("..", ".."))
-	build := exec.Command("go", "build", "-o", filepath.Join(binDir, "kubectl-floodgate"), "./cmd/kubectl-floodgate")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("building the plugin: %v\n%s", err, out)
+	if _, err := fixtures.Build(binDir, "cmd/kubectl-floodgate"); err != nil {
+		return 0, err
 	}
 	// The plugin binary reads the real clock: the warped clock starts at real now, so "hold left"
 	// agrees until a test advances it.

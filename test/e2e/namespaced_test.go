@@ -44,7 +44,7 @@ func TestANamespacedInstallRunsAWholeCycleOnItsOwnRolesAndUsesEveryVerbItIsGrant
 	must(t, "apply", "--server-side", "--force-conflicts", "-k", filepath.Join(root, "config", "namespaced"))
 	granted := grantedByTheOverlay(t, root)
 
-	env.StopManager()
+	_ = env.StopManager()
 	defer func() {
 		if err := env.StartManager(); err != nil {
 			t.Fatal(err)

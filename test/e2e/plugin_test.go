@@ -176,7 +176,7 @@ func TestRBACDeniedSaysWhatIsMissing(t *testing.T) {
 
 func TestWaitSaysWhenTheControllerDoesNotAnswer(t *testing.T) {
 	ns := fixture(t, nil)
-	env.StopManager()
+	_ = env.StopManager()
 	defer func() {
 		if err := env.StartManager(); err != nil {
 			t.Fatal(err)

@@ -39,6 +39,7 @@ import (
 	"floodgate.dev/floodgate/internal/controlplane"
 	"floodgate.dev/floodgate/internal/manager"
 	"floodgate.dev/floodgate/internal/scheme"
+	"floodgate.dev/floodgate/test/fixtures"
 )
 
 var managerBin string
@@ -49,12 +50,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	managerBin = filepath.Join(dir, "manager")
-	root, _ := filepath.Abs(filepath.Join("..", ".."))
-	build := exec.Command("go", "build", "-o", managerBin, "./cmd/manager")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building the manager: %v\n%s", err, out)
+	if managerBin, err = fixtures.Build(dir, "cmd/manager"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()

@@ -36,6 +36,7 @@ import (
 	"floodgate.dev/floodgate/internal/restore"
 	"floodgate.dev/floodgate/internal/scheme"
 	"floodgate.dev/floodgate/test/crds"
+	"floodgate.dev/floodgate/test/fixtures"
 )
 
 var (
@@ -58,9 +59,8 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "floodgate")
-	if out, err := exec.Command("go", "build", "-o", binary, filepath.Join("..", "..", "cmd", "floodgate")).CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building floodgate: %v\n%s", err, out)
+	if binary, err = fixtures.Build(dir, "cmd/floodgate"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	paths, err := crds.Write(dir, crds.GatewayAPI)

@@ -30,10 +30,8 @@ import (
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/controlplane"
 	"floodgate.dev/floodgate/internal/drill"
-	"floodgate.dev/floodgate/internal/manager"
 	"floodgate.dev/floodgate/internal/provider/gatewayapi"
 	"floodgate.dev/floodgate/internal/provider/registered"
-	"floodgate.dev/floodgate/internal/scheme"
 	"floodgate.dev/floodgate/internal/shed"
 	"floodgate.dev/floodgate/internal/warp"
 	"floodgate.dev/floodgate/test/fixtures"
@@ -63,42 +61,16 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if cp, err = controlplane.Start(gatewayCRDs()...); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = cp.Stop() }()
-	if k8s, err = client.New(cp.Config, client.Options{Scheme: scheme.New()}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	dir, _ := os.MkdirTemp("", "floodgate-gatewayapi")
-	defer os.RemoveAll(dir)
-	if kubeconfig, err = cp.Kubeconfig(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	clk = warp.New(time.Date(2024, 11, 12, 9, 0, 0, 0, time.UTC))
-	mgr, err := manager.New(ctx, cp.Config, manager.Options{Clock: clk, ClockAdvanced: clk.Subscribe(), Shed: manager.DefaultShed,
-		SkipNameValidation: true, RedirectHosts: shed.ParseRedirectHosts(redirectHost)})
+	env, err := drill.StartEnvWith(time.Date(2024, 11, 12, 9, 0, 0, 0, time.UTC),
+		drill.EnvOptions{Settings: registered.Settings{RedirectHosts: shed.ParseRedirectHosts(redirectHost)}}, gatewayCRDs()...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	defer func() { stop(); <-done }()
-	if err := drill.ShedPods(ctx, k8s); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	// The manager's settings, as an install keeps them, for kubectl floodgate's previews.
-	if err := k8s.Create(ctx, registered.ConfigMap(manager.DefaultShed.Namespace, registered.Settings{RedirectHosts: shed.ParseRedirectHosts(redirectHost)})); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
+	defer env.Close()
+	cp, k8s, clk, kubeconfig = env.ControlPlane, env.Client, env.Clock, env.Kubeconfig
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
 	if err := k8s.Create(ctx, &gatewayv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "eg"},
 		Spec: gatewayv1.GatewayClassSpec{ControllerName: gatewayapi.EnvoyGatewayController}}); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -34,7 +34,6 @@ import (
 	"floodgate.dev/floodgate/internal/plugin"
 	"floodgate.dev/floodgate/internal/provider/keda"
 	"floodgate.dev/floodgate/internal/restore"
-	"floodgate.dev/floodgate/internal/scheme"
 	"floodgate.dev/floodgate/internal/warp"
 	"floodgate.dev/floodgate/test/fixtures"
 )
@@ -52,37 +51,14 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	var err error
-	if cp, err = controlplane.Start(filepath.Join("..", "crds", "keda", "keda.sh_scaledobjects.yaml")); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = cp.Stop() }()
-	if k8s, err = client.New(cp.Config, client.Options{Scheme: scheme.New()}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	dir, _ := os.MkdirTemp("", "floodgate-keda")
-	defer os.RemoveAll(dir)
-	if kubeconfig, err = cp.Kubeconfig(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	clk = warp.New(time.Date(2024, 11, 12, 9, 0, 0, 0, time.UTC))
-	mgr, err := manager.New(ctx, cp.Config, manager.Options{Clock: clk, ClockAdvanced: clk.Subscribe(), Shed: manager.DefaultShed, SkipNameValidation: true})
+	env, err := drill.StartEnvWith(time.Date(2024, 11, 12, 9, 0, 0, 0, time.UTC), drill.EnvOptions{},
+		filepath.Join("..", "crds", "keda", "keda.sh_scaledobjects.yaml"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	defer func() { stop(); <-done }()
-	if err := drill.ShedPods(context.Background(), k8s); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
+	defer env.Close()
+	cp, k8s, clk, kubeconfig = env.ControlPlane, env.Client, env.Clock, env.Kubeconfig
 	return m.Run()
 }
 

@@ -24,6 +24,7 @@ import (
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/drill"
+	"floodgate.dev/floodgate/test/fixtures"
 )
 
 var (
@@ -43,9 +44,8 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	plugin = filepath.Join(dir, "kubectl-floodgate")
-	if out, err := exec.Command("go", "build", "-o", plugin, filepath.Join("..", "..", "cmd", "kubectl-floodgate")).CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building the plugin: %v\n%s", err, out)
+	if plugin, err = fixtures.Build(dir, "cmd/kubectl-floodgate"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	if _, err := exec.LookPath("tmux"); err != nil {
