@@ -2,8 +2,8 @@ package controllers_test
 
 import (
 	"context"
+	"testing"
 
-	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -12,19 +12,19 @@ import (
 	"floodgate.dev/floodgate/internal/provider/ingressnginx"
 )
 
-var _ = Describe("Data planes", func() {
+func TestDataPlanes(t *testing.T) {
 	// dataPlanesOf are the data planes status names for each target, by name.
 	dataPlanesOf := func(ns string) func() map[string][]string {
 		return func() map[string][]string {
 			out := map[string][]string{}
-			for _, t := range getPolicy(ns, "api-gateway").Status.Targets {
+			for _, t := range getPolicy(t, ns, "api-gateway").Status.Targets {
 				out[t.Name] = t.DataPlanes
 			}
 			return out
 		}
 	}
 	warningsOf := func(ns, target string) []string {
-		for _, t := range getPolicy(ns, "api-gateway").Status.Targets {
+		for _, t := range getPolicy(t, ns, "api-gateway").Status.Targets {
 			if t.Name == target {
 				return t.Warnings
 			}
@@ -40,60 +40,63 @@ var _ = Describe("Data planes", func() {
 		return ing
 	}
 
-	It("names each Ingress's data plane from its class's controller, the manager's mapping included, and says when another data plane's settings are written", func() {
-		ns := newNamespace()
+	t.Run("names each Ingress's data plane from its class's controller, the manager's mapping included, and says when another data plane's settings are written", func(t *testing.T) {
+		g := NewWithT(t)
+		ns := newNamespace(t)
 		traefik, mapped, other := "traefik-"+ns, "mapped-"+ns, "other-"+ns
-		create(class(traefik, "traefik.io/ingress-controller"), class(mapped, traefikByFlag), class(other, "example.com/"+other))
+		create(t, class(traefik, "traefik.io/ingress-controller"), class(mapped, traefikByFlag), class(other, "example.com/"+other))
 		legacy := ingressWithHost(ns, "legacy", "legacy."+ns+".test")
 		legacy.Spec.IngressClassName = nil
 		legacy.Annotations = map[string]string{ingressnginx.AnnotationLegacyClass: traefik}
-		create(sampleIngress(ns), ingressOfClass(ns, "on-traefik", traefik), ingressOfClass(ns, "on-mapped", mapped),
+		create(t, sampleIngress(ns), ingressOfClass(ns, "on-traefik", traefik), ingressOfClass(ns, "on-mapped", mapped),
 			ingressOfClass(ns, "on-other", other), legacy)
 		p := samplePolicy(ns, v1alpha1.ActionNormal)
 		p.Spec.AutoscalerRefs = nil
 		for _, name := range []string{"on-traefik", "on-mapped", "on-other", "legacy"} {
 			p.Spec.TargetRefs = append(p.Spec.TargetRefs, v1alpha1.TargetRef{Kind: v1alpha1.TargetKindIngress, Name: name})
 		}
-		create(p)
+		create(t, p)
 
-		Eventually(dataPlanesOf(ns)).Should(Equal(map[string][]string{
+		g.Eventually(dataPlanesOf(ns)).Should(Equal(map[string][]string{
 			"api-gateway": {"ingress-nginx"}, "on-traefik": {"traefik"}, "on-mapped": {"traefik"},
 			"on-other": {"example.com/" + other}, "legacy": {"traefik"},
 		}))
-		Expect(warningsOf(ns, "on-traefik")).To(ContainElement(ContainSubstring(
+		g.Expect(warningsOf(ns, "on-traefik")).To(ContainElement(ContainSubstring(
 			"served by traefik, which has no provider of its own in Floodgate: ingress-nginx's settings are written")))
-		Expect(warningsOf(ns, "api-gateway")).NotTo(ContainElement(ContainSubstring("served by")))
-		for _, t := range getPolicy(ns, "api-gateway").Status.Targets {
-			Expect(t.Capabilities).NotTo(BeNil())
-			Expect(t.Capabilities.Provider).To(Equal(ingressnginx.ProviderName), "every Ingress is written by the kind's one provider")
+		g.Expect(warningsOf(ns, "api-gateway")).NotTo(ContainElement(ContainSubstring("served by")))
+		for _, t := range getPolicy(t, ns, "api-gateway").Status.Targets {
+			g.Expect(t.Capabilities).NotTo(BeNil())
+			g.Expect(t.Capabilities.Provider).To(Equal(ingressnginx.ProviderName), "every Ingress is written by the kind's one provider")
 		}
 	})
 
-	It("learns an Ingress's data plane when its class is created", func() {
-		ns := newNamespace()
+	t.Run("learns an Ingress's data plane when its class is created", func(t *testing.T) {
+		g := NewWithT(t)
+		ns := newNamespace(t)
 		late := "late-" + ns
-		create(ingressOfClass(ns, "api-gateway", late))
+		create(t, ingressOfClass(ns, "api-gateway", late))
 		p := samplePolicy(ns, v1alpha1.ActionNormal)
 		p.Spec.AutoscalerRefs = nil
-		create(p)
-		Eventually(func() bool { return getPolicy(ns, "api-gateway").Status.ObservedGeneration == 1 }).Should(BeTrue())
-		Expect(dataPlanesOf(ns)()).To(HaveKeyWithValue("api-gateway", BeEmpty()), "no class, no known data plane")
+		create(t, p)
+		g.Eventually(func() bool { return getPolicy(t, ns, "api-gateway").Status.ObservedGeneration == 1 }).Should(BeTrue())
+		g.Expect(dataPlanesOf(ns)()).To(HaveKeyWithValue("api-gateway", BeEmpty()), "no class, no known data plane")
 
-		Expect(k8s.Create(context.Background(), class(late, "traefik.io/ingress-controller"))).To(Succeed())
-		Eventually(dataPlanesOf(ns)).Should(HaveKeyWithValue("api-gateway", Equal([]string{"traefik"})))
+		g.Expect(k8s.Create(context.Background(), class(late, "traefik.io/ingress-controller"))).To(Succeed())
+		g.Eventually(dataPlanesOf(ns)).Should(HaveKeyWithValue("api-gateway", Equal([]string{"traefik"})))
 	})
 
-	It("reads the default class's controller for an Ingress that names no class", func() {
-		ns := newNamespace()
+	t.Run("reads the default class's controller for an Ingress that names no class", func(t *testing.T) {
+		g := NewWithT(t)
+		ns := newNamespace(t)
 		def := class("default-"+ns, "traefik.io/ingress-controller")
 		def.Annotations = map[string]string{ingressnginx.AnnotationDefaultClass: "true"}
-		create(def)
-		DeferCleanup(func() { Expect(k8s.Delete(context.Background(), def)).To(Succeed()) })
+		create(t, def)
+		t.Cleanup(func() { g.Expect(k8s.Delete(context.Background(), def)).To(Succeed()) })
 		ing := sampleIngress(ns)
 		ing.Spec.IngressClassName = nil
 		p := samplePolicy(ns, v1alpha1.ActionNormal)
 		p.Spec.AutoscalerRefs = nil
-		create(ing, p)
-		Eventually(dataPlanesOf(ns)).Should(HaveKeyWithValue("api-gateway", Equal([]string{"traefik"})))
+		create(t, ing, p)
+		g.Eventually(dataPlanesOf(ns)).Should(HaveKeyWithValue("api-gateway", Equal([]string{"traefik"})))
 	})
-})
+}

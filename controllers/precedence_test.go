@@ -3,9 +3,9 @@ package controllers_test
 import (
 	"context"
 	"errors"
+	"testing"
 	"time"
 
-	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -31,200 +31,209 @@ import (
 
 // Lever precedence: ShedAll and Normal are applied to every object that exists and is ours,
 // whatever else is wrong; a ramp step holds instead of being half applied.
-var _ = Describe("the emergency lever, whatever else is broken", func() {
-	var ns string
-	BeforeEach(func() { ns = newNamespace() })
+func TestTheEmergencyLeverWhateverElseIsBroken(t *testing.T) {
 
-	It("with an autoscaler gone mid-ramp: the ramp holds and says why, ShedAll and Normal still act on the targets", func() {
+	t.Run("with an autoscaler gone mid-ramp: the ramp holds and says why, ShedAll and Normal still act on the targets", func(t *testing.T) {
+		g := NewWithT(t)
+		ns := newNamespace(t)
 		ingress := sampleIngress(ns)
 		hpa := sampleHPA(ns, nil)
-		create(ingress, sampleDeployment(ns, 4), hpa, samplePolicy(ns, v1alpha1.ActionRamp))
-		ingressBefore := viewOf(ingress)
-		Eventually(progressOf(ns, "api-gateway")).Should(Equal("Ramping 1/3"))
-		Eventually(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }).Should(Equal("50"))
+		create(t, ingress, sampleDeployment(ns, 4), hpa, samplePolicy(ns, v1alpha1.ActionRamp))
+		ingressBefore := viewOf(t, ingress)
+		g.Eventually(progressOf(t, ns, "api-gateway")).Should(Equal("Ramping 1/3"))
+		g.Eventually(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }).Should(Equal("50"))
 
-		By("the HPA is deleted, and step 1's hold ends: the ramp holds at step 1 and names the autoscaler")
-		Expect(k8s.Delete(ctx, hpa)).To(Succeed())
+		t.Log("the HPA is deleted, and step 1's hold ends: the ramp holds at step 1 and names the autoscaler")
+		g.Expect(k8s.Delete(ctx, hpa)).To(Succeed())
 		// The hold ends only once the manager has seen the HPA gone (a pass reports it), else the
 		// step could advance on a cache that still holds it.
-		Eventually(func() []v1alpha1.AutoscalerStatus { return getPolicy(ns, "api-gateway").Status.Autoscalers }).Should(
+		g.Eventually(func() []v1alpha1.AutoscalerStatus { return getPolicy(t, ns, "api-gateway").Status.Autoscalers }).Should(
 			ConsistOf(HaveField("Found", false)))
 		clk.Advance(5 * time.Minute)
-		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(Equal("False " + v1alpha1.ReasonAutoscalerNotFound +
+		g.Eventually(conditionOf(t, ns, v1alpha1.ConditionReady)).Should(Equal("False " + v1alpha1.ReasonAutoscalerNotFound +
 			": the ramp holds: its next step cannot be applied everywhere: HorizontalPodAutoscaler api-gateway not found in namespace " + ns))
-		Expect(conditionOf(ns, v1alpha1.ConditionProgressing)()).To(HavePrefix("False " + v1alpha1.ReasonRampHeld))
-		Consistently(progressOf(ns, "api-gateway"), "300ms").Should(Equal("Ramping 1/3"))
-		Expect(getIngress(ns, "api-gateway").Annotations[limitRPS]).To(Equal("50"), "step 2 is not half applied")
+		g.Expect(conditionOf(t, ns, v1alpha1.ConditionProgressing)()).To(HavePrefix("False " + v1alpha1.ReasonRampHeld))
+		g.Consistently(progressOf(t, ns, "api-gateway"), "300ms").Should(Equal("Ramping 1/3"))
+		g.Expect(getIngress(ns, "api-gateway").Annotations[limitRPS]).To(Equal("50"), "step 2 is not half applied")
 
-		By("ShedAll: every target is shed at once, the missing autoscaler is reported")
-		setAction(ns, "api-gateway", v1alpha1.ActionShedAll)
-		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
-		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseShedding))
-		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(Equal("True " + v1alpha1.ReasonAutoscalerNotFound +
+		t.Log("ShedAll: every target is shed at once, the missing autoscaler is reported")
+		setAction(t, ns, "api-gateway", v1alpha1.ActionShedAll)
+		g.Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		g.Eventually(phaseOf(t, ns, "api-gateway")).Should(Equal(v1alpha1.PhaseShedding))
+		g.Eventually(conditionOf(t, ns, v1alpha1.ConditionDegraded)).Should(Equal("True " + v1alpha1.ReasonAutoscalerNotFound +
 			": HorizontalPodAutoscaler api-gateway not found in namespace " + ns))
-		Expect(getPolicy(ns, "api-gateway").Status.Autoscalers).To(ConsistOf(And(
+		g.Expect(getPolicy(t, ns, "api-gateway").Status.Autoscalers).To(ConsistOf(And(
 			HaveField("Name", "api-gateway"), HaveField("Found", false), HaveField("Reason", v1alpha1.ReasonAutoscalerNotFound))))
 
-		By("Normal: the targets get their originals back at once")
-		setAction(ns, "api-gateway", v1alpha1.ActionNormal)
-		Eventually(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }).Should(BeNil())
-		Eventually(func() userView { return viewOf(ingress) }).Should(Equal(ingressBefore))
+		t.Log("Normal: the targets get their originals back at once")
+		setAction(t, ns, "api-gateway", v1alpha1.ActionNormal)
+		g.Eventually(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }).Should(BeNil())
+		g.Eventually(func() userView { return viewOf(t, ingress) }).Should(Equal(ingressBefore))
 	})
 
-	It("with a foreign canary on one target: the other targets are shed, the ramp holds, each target says what it has", func() {
+	t.Run("with a foreign canary on one target: the other targets are shed, the ramp holds, each target says what it has", func(t *testing.T) {
+		g := NewWithT(t)
+		ns := newNamespace(t)
 		other := ingressWithHost(ns, "admin", "admin.example.com")
 		foreign := ingressWithHost(ns, "admin-v2-canary", "admin.example.com")
 		foreign.Annotations = map[string]string{ingressnginx.AnnotationCanary: "true", ingressnginx.AnnotationWeight: "10"}
 		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
 		policy.Spec.AutoscalerRefs = nil
 		policy.Spec.TargetRefs = append(policy.Spec.TargetRefs, v1alpha1.TargetRef{Kind: v1alpha1.TargetKindIngress, Name: "admin"})
-		create(sampleIngress(ns), other, foreign, policy)
+		create(t, sampleIngress(ns), other, foreign, policy)
 
-		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
-		Eventually(func() []v1alpha1.TargetStatus { return getPolicy(ns, "api-gateway").Status.Targets }).Should(ConsistOf(
+		g.Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		g.Eventually(func() []v1alpha1.TargetStatus { return getPolicy(t, ns, "api-gateway").Status.Targets }).Should(ConsistOf(
 			And(HaveField("Name", "api-gateway"), HaveField("Applied.Shed", true), HaveField("Reason", "")),
 			And(HaveField("Name", "admin"), HaveField("Applied.Shed", false), HaveField("Reason", v1alpha1.ReasonConflict),
 				HaveField("Message", "canary Ingress admin-v2-canary already serves rules of Ingress admin; ingress-nginx allows one canary per rule")),
 		))
-		Expect(getIngress(ns, "admin-floodgate-api-gateway")).To(BeNil())
-		Expect(getIngress(ns, "admin-v2-canary").Annotations).To(HaveKeyWithValue(ingressnginx.AnnotationWeight, "10"), "the foreign canary is untouched")
+		g.Expect(getIngress(ns, "admin-floodgate-api-gateway")).To(BeNil())
+		g.Expect(getIngress(ns, "admin-v2-canary").Annotations).To(HaveKeyWithValue(ingressnginx.AnnotationWeight, "10"), "the foreign canary is untouched")
 
-		By("Ramp: step 1 cannot be applied to admin, so the ramp holds at ShedAll")
-		setAction(ns, "api-gateway", v1alpha1.ActionRamp)
-		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("False " + v1alpha1.ReasonConflict + ": the ramp holds"))
-		Consistently(phaseOf(ns, "api-gateway"), "300ms").Should(Equal(v1alpha1.PhaseShedding))
-		Expect(canaryAnnotations(ns)()).To(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
-		Expect(getPolicy(ns, "api-gateway").Status.HeldRequest).To(BeEmpty(), "no request was made through the plugin")
+		t.Log("Ramp: step 1 cannot be applied to admin, so the ramp holds at ShedAll")
+		setAction(t, ns, "api-gateway", v1alpha1.ActionRamp)
+		g.Eventually(conditionOf(t, ns, v1alpha1.ConditionReady)).Should(HavePrefix("False " + v1alpha1.ReasonConflict + ": the ramp holds"))
+		g.Consistently(phaseOf(t, ns, "api-gateway"), "300ms").Should(Equal(v1alpha1.PhaseShedding))
+		g.Expect(canaryAnnotations(ns)()).To(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		g.Expect(getPolicy(t, ns, "api-gateway").Status.HeldRequest).To(BeEmpty(), "no request was made through the plugin")
 
-		By("Normal: the target in conflict needs no canary, and the other is restored")
-		setAction(ns, "api-gateway", v1alpha1.ActionNormal)
-		Eventually(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }).Should(BeNil())
-		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseNormal))
-		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("True"))
+		t.Log("Normal: the target in conflict needs no canary, and the other is restored")
+		setAction(t, ns, "api-gateway", v1alpha1.ActionNormal)
+		g.Eventually(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }).Should(BeNil())
+		g.Eventually(phaseOf(t, ns, "api-gateway")).Should(Equal(v1alpha1.PhaseNormal))
+		g.Eventually(conditionOf(t, ns, v1alpha1.ConditionReady)).Should(HavePrefix("True"))
 
-		By("the team removes its canary: a ramp starts on both targets")
-		setAction(ns, "api-gateway", v1alpha1.ActionRamp)
-		Expect(k8s.Delete(ctx, foreign)).To(Succeed())
-		Eventually(progressOf(ns, "api-gateway")).Should(Equal("Ramping 1/3"))
-		Eventually(func() *networkingv1.Ingress { return getIngress(ns, "admin-floodgate-api-gateway") }).ShouldNot(BeNil())
-		Eventually(func() string { return getIngress(ns, "admin").Annotations[limitRPS] }).Should(Equal("50"))
+		t.Log("the team removes its canary: a ramp starts on both targets")
+		setAction(t, ns, "api-gateway", v1alpha1.ActionRamp)
+		g.Expect(k8s.Delete(ctx, foreign)).To(Succeed())
+		g.Eventually(progressOf(t, ns, "api-gateway")).Should(Equal("Ramping 1/3"))
+		g.Eventually(func() *networkingv1.Ingress { return getIngress(ns, "admin-floodgate-api-gateway") }).ShouldNot(BeNil())
+		g.Eventually(func() string { return getIngress(ns, "admin").Annotations[limitRPS] }).Should(Equal("50"))
 	})
 
-	It("on a target another controller owns: ShedAll works, and a step it cannot take is reported up front and holds the ramp", func() {
+	t.Run("on a target another controller owns: ShedAll works, and a step it cannot take is reported up front and holds the ramp", func(t *testing.T) {
+		g := NewWithT(t)
+		ns := newNamespace(t)
 		ingress := sampleIngress(ns)
 		ingress.OwnerReferences = []metav1.OwnerReference{{APIVersion: "gitops.example.com/v1", Kind: "Route", Name: "api", UID: "5678", Controller: ptr.To(true)}}
 		policy := samplePolicy(ns, v1alpha1.ActionNormal)
 		policy.Spec.AutoscalerRefs = nil
-		create(ingress, policy)
-		ingressBefore := viewOf(ingress)
+		create(t, ingress, policy)
+		ingressBefore := viewOf(t, ingress)
 
-		By("at rest, before any incident: steps 1 and 2 rate-limit, which this target cannot take")
+		t.Log("at rest, before any incident: steps 1 and 2 rate-limit, which this target cannot take")
 		want := "step 1 on Ingress api-gateway: perClientRequestsPerSecond needs limit-rps on Ingress api-gateway itself, which is controlled by Route api"
-		Eventually(conditionOf(ns, v1alpha1.ConditionStepUnsupported)).Should(And(
+		g.Eventually(conditionOf(t, ns, v1alpha1.ConditionStepUnsupported)).Should(And(
 			HavePrefix("True "+v1alpha1.ReasonUnsupported+": "+want), HaveSuffix("(and 1 more: see status.targets[].unsupported)")))
-		Expect(getPolicy(ns, "api-gateway").Status.Targets[0].Unsupported).To(HaveLen(2))
-		Expect(getPolicy(ns, "api-gateway").Status.Targets[0].Unsupported[1]).To(HavePrefix("step 2: perClientRequestsPerSecond"))
+		g.Expect(getPolicy(t, ns, "api-gateway").Status.Targets[0].Unsupported).To(HaveLen(2))
+		g.Expect(getPolicy(t, ns, "api-gateway").Status.Targets[0].Unsupported[1]).To(HavePrefix("step 2: perClientRequestsPerSecond"))
 
-		By("ShedAll needs no edit of the target: it is shed through Floodgate's own canary")
-		setAction(ns, "api-gateway", v1alpha1.ActionShedAll)
-		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
-		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("True"))
+		t.Log("ShedAll needs no edit of the target: it is shed through Floodgate's own canary")
+		setAction(t, ns, "api-gateway", v1alpha1.ActionShedAll)
+		g.Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		g.Eventually(conditionOf(t, ns, v1alpha1.ConditionReady)).Should(HavePrefix("True"))
 
-		By("Ramp: step 1 would edit limit-rps, so the ramp holds at ShedAll and says why")
-		setAction(ns, "api-gateway", v1alpha1.ActionRamp)
-		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("False " + v1alpha1.ReasonUnsupported + ": the ramp holds"))
-		Consistently(phaseOf(ns, "api-gateway"), "300ms").Should(Equal(v1alpha1.PhaseShedding))
-		Expect(viewOf(ingress)).To(Equal(ingressBefore))
+		t.Log("Ramp: step 1 would edit limit-rps, so the ramp holds at ShedAll and says why")
+		setAction(t, ns, "api-gateway", v1alpha1.ActionRamp)
+		g.Eventually(conditionOf(t, ns, v1alpha1.ConditionReady)).Should(HavePrefix("False " + v1alpha1.ReasonUnsupported + ": the ramp holds"))
+		g.Consistently(phaseOf(t, ns, "api-gateway"), "300ms").Should(Equal(v1alpha1.PhaseShedding))
+		g.Expect(viewOf(t, ingress)).To(Equal(ingressBefore))
 
-		By("the runbook is fixed (no rate limit on this target): the ramp runs")
-		p := getPolicy(ns, "api-gateway")
+		t.Log("the runbook is fixed (no rate limit on this target): the ramp runs")
+		p := getPolicy(t, ns, "api-gateway")
 		before := p.DeepCopy()
 		p.Spec.Ramp.Steps[0].PerClientRequestsPerSecond, p.Spec.Ramp.Steps[1].PerClientRequestsPerSecond = nil, nil
-		Expect(k8s.Patch(ctx, p, client.MergeFrom(before))).To(Succeed())
-		Eventually(progressOf(ns, "api-gateway")).Should(Equal("Ramping 1/3"))
-		Eventually(conditionOf(ns, v1alpha1.ConditionStepUnsupported)).Should(HavePrefix("False " + v1alpha1.ReasonAllSupported))
+		g.Expect(k8s.Patch(ctx, p, client.MergeFrom(before))).To(Succeed())
+		g.Eventually(progressOf(t, ns, "api-gateway")).Should(Equal("Ramping 1/3"))
+		g.Eventually(conditionOf(t, ns, v1alpha1.ConditionStepUnsupported)).Should(HavePrefix("False " + v1alpha1.ReasonAllSupported))
 	})
 
-	It("with a corrupt restore record: ShedAll and Normal still act through the canary, the user's Ingress is left for a human", func() {
+	t.Run("with a corrupt restore record: ShedAll and Normal still act through the canary, the user's Ingress is left for a human", func(t *testing.T) {
+		g := NewWithT(t)
+		ns := newNamespace(t)
 		policy := samplePolicy(ns, v1alpha1.ActionRamp)
 		policy.Spec.AutoscalerRefs = nil
-		create(sampleIngress(ns), policy)
-		Eventually(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }).Should(Equal("50"))
+		create(t, sampleIngress(ns), policy)
+		g.Eventually(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }).Should(Equal("50"))
 		ing := getIngress(ns, "api-gateway")
 		good := ing.Annotations[restore.Annotation]
 		before := ing.DeepCopy()
 		ing.Annotations[restore.Annotation] = "{not json"
-		Expect(k8s.Patch(ctx, ing, client.MergeFrom(before))).To(Succeed())
+		g.Expect(k8s.Patch(ctx, ing, client.MergeFrom(before))).To(Succeed())
 
-		setAction(ns, "api-gateway", v1alpha1.ActionShedAll)
-		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		setAction(t, ns, "api-gateway", v1alpha1.ActionShedAll)
+		g.Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
 		// ShedAll is in force in status too before the next flip (a held pass of the ramp, on the
 		// corrupt record, already said Degraded and "the ramp holds" before ShedAll was pulled).
-		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseShedding))
-		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(HavePrefix("True " + v1alpha1.ReasonCorruptRecord))
-		Expect(getIngress(ns, "api-gateway").Annotations[limitRPS]).To(Equal("50"), "the record cannot be read, so the Ingress is not touched")
+		g.Eventually(phaseOf(t, ns, "api-gateway")).Should(Equal(v1alpha1.PhaseShedding))
+		g.Eventually(conditionOf(t, ns, v1alpha1.ConditionDegraded)).Should(HavePrefix("True " + v1alpha1.ReasonCorruptRecord))
+		g.Expect(getIngress(ns, "api-gateway").Annotations[limitRPS]).To(Equal("50"), "the record cannot be read, so the Ingress is not touched")
 
-		By("Ramp: the record must be read to change limit-rps, so the ramp holds at ShedAll")
-		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).ShouldNot(ContainSubstring("the ramp holds"))
-		setAction(ns, "api-gateway", v1alpha1.ActionRamp)
-		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("False " + v1alpha1.ReasonCorruptRecord + ": the ramp holds"))
-		Consistently(phaseOf(ns, "api-gateway"), "300ms").Should(Equal(v1alpha1.PhaseShedding))
+		t.Log("Ramp: the record must be read to change limit-rps, so the ramp holds at ShedAll")
+		g.Eventually(conditionOf(t, ns, v1alpha1.ConditionReady)).ShouldNot(ContainSubstring("the ramp holds"))
+		setAction(t, ns, "api-gateway", v1alpha1.ActionRamp)
+		g.Eventually(conditionOf(t, ns, v1alpha1.ConditionReady)).Should(HavePrefix("False " + v1alpha1.ReasonCorruptRecord + ": the ramp holds"))
+		g.Consistently(phaseOf(t, ns, "api-gateway"), "300ms").Should(Equal(v1alpha1.PhaseShedding))
 
-		setAction(ns, "api-gateway", v1alpha1.ActionNormal)
-		Eventually(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }).Should(BeNil())
-		Consistently(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }, "300ms").Should(Equal("50"))
+		setAction(t, ns, "api-gateway", v1alpha1.ActionNormal)
+		g.Eventually(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }).Should(BeNil())
+		g.Consistently(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }, "300ms").Should(Equal("50"))
 
-		By("once the record is mended, the original comes back")
+		t.Log("once the record is mended, the original comes back")
 		ing = getIngress(ns, "api-gateway")
 		before = ing.DeepCopy()
 		ing.Annotations[restore.Annotation] = good
-		Expect(k8s.Patch(ctx, ing, client.MergeFrom(before))).To(Succeed())
-		Eventually(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }).Should(Equal("1000"))
-		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(HavePrefix("False"))
+		g.Expect(k8s.Patch(ctx, ing, client.MergeFrom(before))).To(Succeed())
+		g.Eventually(func() string { return getIngress(ns, "api-gateway").Annotations[limitRPS] }).Should(Equal("1000"))
+		g.Eventually(conditionOf(t, ns, v1alpha1.ConditionDegraded)).Should(HavePrefix("False"))
 	})
-})
+}
 
-var _ = Describe("a kind whose CRD is not installed", func() {
-	It("is reported on the policy that names it, which still acts on everything else (this control plane has no KEDA)", func() {
-		ns := newNamespace()
+func TestAKindWhoseCRDIsNotInstalled(t *testing.T) {
+	t.Run("is reported on the policy that names it, which still acts on everything else (this control plane has no KEDA)", func(t *testing.T) {
+		g := NewWithT(t)
+		ns := newNamespace(t)
 		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
 		policy.Spec.AutoscalerRefs = []v1alpha1.AutoscalerRef{{APIGroup: v1alpha1.GroupKEDA, Kind: v1alpha1.AutoscalerKindScaledObject, Name: "api"}}
-		create(sampleIngress(ns), policy)
-		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
-		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(Equal("True " + v1alpha1.ReasonUnsupported +
+		create(t, sampleIngress(ns), policy)
+		g.Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		g.Eventually(conditionOf(t, ns, v1alpha1.ConditionDegraded)).Should(Equal("True " + v1alpha1.ReasonUnsupported +
 			": ScaledObject api: its CustomResourceDefinition is not installed in this cluster (no ScaledObject in API group keda.sh): install it, then restart the Floodgate manager"))
-		Expect(getPolicy(ns, "api-gateway").Status.Autoscalers).To(ConsistOf(And(
+		g.Expect(getPolicy(t, ns, "api-gateway").Status.Autoscalers).To(ConsistOf(And(
 			HaveField("Kind", v1alpha1.AutoscalerKindScaledObject), HaveField("Reason", v1alpha1.ReasonUnsupported))))
 
-		By("a ramp holds: the hold cannot be applied")
-		setAction(ns, "api-gateway", v1alpha1.ActionRamp)
-		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("False " + v1alpha1.ReasonUnsupported + ": the ramp holds"))
+		t.Log("a ramp holds: the hold cannot be applied")
+		setAction(t, ns, "api-gateway", v1alpha1.ActionRamp)
+		g.Eventually(conditionOf(t, ns, v1alpha1.ConditionReady)).Should(HavePrefix("False " + v1alpha1.ReasonUnsupported + ": the ramp holds"))
 	})
 
-	It("is reported for an HTTPRoute target on a cluster without Gateway API (the manager started without its CRDs)", func() {
-		ns := newNamespace()
+	t.Run("is reported for an HTTPRoute target on a cluster without Gateway API (the manager started without its CRDs)", func(t *testing.T) {
+		g := NewWithT(t)
+		ns := newNamespace(t)
 		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
 		policy.Spec.AutoscalerRefs = nil
 		policy.Spec.TargetRefs = append(policy.Spec.TargetRefs, v1alpha1.TargetRef{Group: v1alpha1.GroupGatewayAPI, Kind: v1alpha1.TargetKindHTTPRoute, Name: "api"})
-		create(sampleIngress(ns), policy)
-		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
-		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(Equal("True " + v1alpha1.ReasonUnsupported +
+		create(t, sampleIngress(ns), policy)
+		g.Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		g.Eventually(conditionOf(t, ns, v1alpha1.ConditionDegraded)).Should(Equal("True " + v1alpha1.ReasonUnsupported +
 			": HTTPRoute api: its CustomResourceDefinition is not installed in this cluster (no HTTPRoute in API group gateway.networking.k8s.io): install it, then restart the Floodgate manager"))
 	})
-})
+}
 
-var _ = Describe("a write that fails on one target", func() {
-	It("does not keep ShedAll from the others: they are written, the failure is reported on its target and retried", func() {
-		ns := newNamespace()
-		stopManager()
-		DeferCleanup(startManager) // before the namespace's cleanup, which needs the controller
+func TestAWriteThatFailsOnOneTarget(t *testing.T) {
+	t.Run("does not keep ShedAll from the others: they are written, the failure is reported on its target and retried", func(t *testing.T) {
+		g := NewWithT(t)
+		ns := newNamespace(t)
+		stopManager(t)
+		t.Cleanup(func() { startManager(t) }) // before the namespace's cleanup, which needs the controller
 		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
 		policy.Spec.AutoscalerRefs = nil
 		policy.Spec.TargetRefs = append(policy.Spec.TargetRefs, v1alpha1.TargetRef{Kind: v1alpha1.TargetKindIngress, Name: "admin"})
-		create(sampleIngress(ns), ingressWithHost(ns, "admin", "admin.example.com"), policy)
+		create(t, sampleIngress(ns), ingressWithHost(ns, "admin", "admin.example.com"), policy)
 
 		direct, err := client.NewWithWatch(cp.Config, client.Options{Scheme: scheme.New()})
-		Expect(err).NotTo(HaveOccurred())
+		g.Expect(err).NotTo(HaveOccurred())
 		broken := interceptor.NewClient(direct, interceptor.Funcs{
 			Create: func(ctx context.Context, cl client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
 				if obj.GetName() == canaryName {
@@ -239,55 +248,56 @@ var _ = Describe("a write that fails on one target", func() {
 		}
 		req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: "api-gateway"}}
 		_, err = r.Reconcile(ctx, req) // adds the finalizer
-		for err == nil && len(getPolicy(ns, "api-gateway").Status.Targets) == 0 {
+		for err == nil && len(getPolicy(t, ns, "api-gateway").Status.Targets) == 0 {
 			_, err = r.Reconcile(ctx, req)
 		}
-		Expect(err).To(MatchError(ContainSubstring("etcdserver: request timed out")), "the failure is returned, so the pass is retried")
-		Expect(getIngress(ns, "admin-floodgate-api-gateway").Annotations).To(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
-		p := getPolicy(ns, "api-gateway")
-		Expect(p.Status.Phase).To(Equal(v1alpha1.PhaseShedding))
-		Expect(p.Status.Targets).To(ConsistOf(
+		g.Expect(err).To(MatchError(ContainSubstring("etcdserver: request timed out")), "the failure is returned, so the pass is retried")
+		g.Expect(getIngress(ns, "admin-floodgate-api-gateway").Annotations).To(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		p := getPolicy(t, ns, "api-gateway")
+		g.Expect(p.Status.Phase).To(Equal(v1alpha1.PhaseShedding))
+		g.Expect(p.Status.Targets).To(ConsistOf(
 			And(HaveField("Name", "api-gateway"), HaveField("Reason", v1alpha1.ReasonApplyFailed), HaveField("Message", ContainSubstring("request timed out"))),
 			And(HaveField("Name", "admin"), HaveField("Applied.Shed", true), HaveField("Reason", "")),
 		))
 	})
-})
+}
 
-var _ = Describe("deleting a policy whose objects are missing", func() {
-	It("restores what exists and lets go at once: a missing target or autoscaler has nothing to restore", func() {
-		ns := newNamespace()
+func TestDeletingAPolicyWhoseObjectsAreMissing(t *testing.T) {
+	t.Run("restores what exists and lets go at once: a missing target or autoscaler has nothing to restore", func(t *testing.T) {
+		g := NewWithT(t)
+		ns := newNamespace(t)
 		ingress := sampleIngress(ns)
-		create(ingress, sampleDeployment(ns, 4), sampleHPA(ns, nil), samplePolicy(ns, v1alpha1.ActionShedAll))
-		ingressBefore := viewOf(ingress)
-		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
-		Eventually(func() int32 { return *getHPA(ns).Spec.MinReplicas }).Should(BeEquivalentTo(4))
-		Expect(k8s.Delete(ctx, getHPA(ns))).To(Succeed())
-		p := getPolicy(ns, "api-gateway")
+		create(t, ingress, sampleDeployment(ns, 4), sampleHPA(ns, nil), samplePolicy(ns, v1alpha1.ActionShedAll))
+		ingressBefore := viewOf(t, ingress)
+		g.Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		g.Eventually(func() int32 { return *getHPA(t, ns).Spec.MinReplicas }).Should(BeEquivalentTo(4))
+		g.Expect(k8s.Delete(ctx, getHPA(t, ns))).To(Succeed())
+		p := getPolicy(t, ns, "api-gateway")
 		before := p.DeepCopy()
 		p.Spec.TargetRefs = append(p.Spec.TargetRefs, v1alpha1.TargetRef{Kind: v1alpha1.TargetKindIngress, Name: "never-created"})
-		Expect(k8s.Patch(ctx, p, client.MergeFrom(before))).To(Succeed())
-		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(ContainSubstring("not found"))
+		g.Expect(k8s.Patch(ctx, p, client.MergeFrom(before))).To(Succeed())
+		g.Eventually(conditionOf(t, ns, v1alpha1.ConditionDegraded)).Should(ContainSubstring("not found"))
 
-		Expect(k8s.Delete(ctx, getPolicy(ns, "api-gateway"))).To(Succeed())
-		Eventually(func() error {
+		g.Expect(k8s.Delete(ctx, getPolicy(t, ns, "api-gateway"))).To(Succeed())
+		g.Eventually(func() error {
 			return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "api-gateway"}, &v1alpha1.TrafficPolicy{})
 		}).Should(Satisfy(apierrors.IsNotFound))
-		Expect(getIngress(ns, canaryName)).To(BeNil())
-		Expect(viewOf(ingress)).To(Equal(ingressBefore))
+		g.Expect(getIngress(ns, canaryName)).To(BeNil())
+		g.Expect(viewOf(t, ingress)).To(Equal(ingressBefore))
 	})
-})
+}
 
 // Ownership is the controller ownerReference's UID; the label is for selection only.
-var _ = Describe("companions", func() {
-	var ns string
-	BeforeEach(func() { ns = newNamespace() })
+func TestCompanions(t *testing.T) {
 
-	It("stay ours without their labels: a canary whose label was removed is still removed, a shed Service and EndpointSlice get theirs back", func() {
+	t.Run("stay ours without their labels: a canary whose label was removed is still removed, a shed Service and EndpointSlice get theirs back", func(t *testing.T) {
+		g := NewWithT(t)
+		ns := newNamespace(t)
 		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
 		policy.Spec.AutoscalerRefs = nil
-		create(sampleIngress(ns), policy)
-		Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
-		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseShedding))
+		create(t, sampleIngress(ns), policy)
+		g.Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
+		g.Eventually(phaseOf(t, ns, "api-gateway")).Should(Equal(v1alpha1.PhaseShedding))
 
 		// Without its labels the EndpointSlice is outside the manager's cache (which holds only
 		// Floodgate's slices): it is found live.
@@ -296,53 +306,55 @@ var _ = Describe("companions", func() {
 			if _, ing := obj.(*networkingv1.Ingress); ing {
 				name = canaryName
 			}
-			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj)).To(Succeed())
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj)).To(Succeed())
 			patch := client.MergeFrom(obj.DeepCopyObject().(client.Object))
 			obj.SetLabels(nil)
-			Expect(k8s.Patch(ctx, obj, patch)).To(Succeed())
+			g.Expect(k8s.Patch(ctx, obj, patch)).To(Succeed())
 		}
 
-		setAction(ns, "api-gateway", v1alpha1.ActionNormal)
-		Eventually(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }).Should(BeNil())
+		setAction(t, ns, "api-gateway", v1alpha1.ActionNormal)
+		g.Eventually(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }).Should(BeNil())
 		for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}} {
-			Eventually(func() map[string]string {
-				Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, obj)).To(Succeed())
+			g.Eventually(func() map[string]string {
+				g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, obj)).To(Succeed())
 				return obj.GetLabels()
 			}).Should(HaveKeyWithValue(owned.PolicyLabel, "api-gateway"), "%T stands ready for the next lever, labelled again", obj)
 		}
-		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseNormal))
-		Expect(conditionOf(ns, v1alpha1.ConditionReady)()).To(HavePrefix("True"))
-		Expect(conditionOf(ns, v1alpha1.ConditionDegraded)()).To(HavePrefix("False"))
+		g.Eventually(phaseOf(t, ns, "api-gateway")).Should(Equal(v1alpha1.PhaseNormal))
+		g.Expect(conditionOf(t, ns, v1alpha1.ConditionReady)()).To(HavePrefix("True"))
+		g.Expect(conditionOf(t, ns, v1alpha1.ConditionDegraded)()).To(HavePrefix("False"))
 
-		By("the policy deleted: its shed Service and EndpointSlice go with it")
-		Expect(k8s.Delete(ctx, getPolicy(ns, "api-gateway"))).To(Succeed())
+		t.Log("the policy deleted: its shed Service and EndpointSlice go with it")
+		g.Expect(k8s.Delete(ctx, getPolicy(t, ns, "api-gateway"))).To(Succeed())
 		for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}} {
-			Eventually(func() error {
+			g.Eventually(func() error {
 				return k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "floodgate-shed-api-gateway"}, obj)
 			}).Should(Satisfy(apierrors.IsNotFound), "%T", obj)
 		}
 	})
 
-	It("are not ours by label alone: an object with the canary's name and the policy label but no ownerReference is reported and left alone", func() {
+	t.Run("are not ours by label alone: an object with the canary's name and the policy label but no ownerReference is reported and left alone", func(t *testing.T) {
+		g := NewWithT(t)
+		ns := newNamespace(t)
 		impostor := ingressWithHost(ns, canaryName, "api.example.com")
 		impostor.Labels = map[string]string{owned.PolicyLabel: "api-gateway"}
 		impostor.Annotations = map[string]string{"team": "someone"}
 		policy := samplePolicy(ns, v1alpha1.ActionShedAll)
 		policy.Spec.AutoscalerRefs = nil
-		create(sampleIngress(ns), impostor, policy)
+		create(t, sampleIngress(ns), impostor, policy)
 
-		Eventually(conditionOf(ns, v1alpha1.ConditionDegraded)).Should(Equal("True " + v1alpha1.ReasonConflict + ": canary Ingress " + canaryName +
+		g.Eventually(conditionOf(t, ns, v1alpha1.ConditionDegraded)).Should(Equal("True " + v1alpha1.ReasonConflict + ": canary Ingress " + canaryName +
 			": Ingress " + canaryName + " exists and is not controlled by this policy (no controller ownerReference to its UID); Floodgate leaves it alone: remove it by hand if it is a leftover"))
-		Expect(getIngress(ns, canaryName).Annotations).To(Equal(map[string]string{"team": "someone"}))
-		Expect(getIngress(ns, canaryName).OwnerReferences).To(BeEmpty())
+		g.Expect(getIngress(ns, canaryName).Annotations).To(Equal(map[string]string{"team": "someone"}))
+		g.Expect(getIngress(ns, canaryName).OwnerReferences).To(BeEmpty())
 
-		setAction(ns, "api-gateway", v1alpha1.ActionRamp)
-		Eventually(conditionOf(ns, v1alpha1.ConditionReady)).Should(HavePrefix("False " + v1alpha1.ReasonConflict + ": the ramp holds"))
-		Consistently(phaseOf(ns, "api-gateway"), "300ms").Should(Equal(v1alpha1.PhaseShedding))
-		Expect(getIngress(ns, canaryName).Annotations).To(Equal(map[string]string{"team": "someone"}))
+		setAction(t, ns, "api-gateway", v1alpha1.ActionRamp)
+		g.Eventually(conditionOf(t, ns, v1alpha1.ConditionReady)).Should(HavePrefix("False " + v1alpha1.ReasonConflict + ": the ramp holds"))
+		g.Consistently(phaseOf(t, ns, "api-gateway"), "300ms").Should(Equal(v1alpha1.PhaseShedding))
+		g.Expect(getIngress(ns, canaryName).Annotations).To(Equal(map[string]string{"team": "someone"}))
 
-		setAction(ns, "api-gateway", v1alpha1.ActionNormal)
-		Eventually(phaseOf(ns, "api-gateway")).Should(Equal(v1alpha1.PhaseNormal))
-		Consistently(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }, "300ms").ShouldNot(BeNil(), "not ours to delete")
+		setAction(t, ns, "api-gateway", v1alpha1.ActionNormal)
+		g.Eventually(phaseOf(t, ns, "api-gateway")).Should(Equal(v1alpha1.PhaseNormal))
+		g.Consistently(func() *networkingv1.Ingress { return getIngress(ns, canaryName) }, "300ms").ShouldNot(BeNil(), "not ours to delete")
 	})
-})
+}

@@ -3,9 +3,9 @@ package controllers_test
 import (
 	"context"
 	"encoding/json"
+	"testing"
 	"time"
 
-	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -24,7 +24,7 @@ import (
 // A preview is the write, on Ingresses and HPAs: for every lever, each object kubectl
 // floodgate's --dry-run renders (its providers built from the manager's settings, read from the
 // cluster) is, once the API server has defaulted it, exactly the object the manager writes.
-var _ = Describe("a preview of every lever on an Ingress and its HPA", func() {
+func TestAPreviewOfEveryLeverOnAnIngressAndItsHPA(t *testing.T) {
 	gvkOf := map[string]schema.GroupVersionKind{
 		"Ingress":                 {Group: "networking.k8s.io", Version: "v1", Kind: "Ingress"},
 		"HorizontalPodAutoscaler": {Group: "autoscaling", Version: "v2", Kind: "HorizontalPodAutoscaler"},
@@ -64,32 +64,48 @@ var _ = Describe("a preview of every lever on an Ingress and its HPA", func() {
 		return provider.UserView(candidate.Object), provider.UserView(live.Object), err
 	}
 
-	DescribeTable("the manager writes what the preview shows",
-		func(pull func(*v1alpha1.TrafficPolicy)) {
+	levers := []struct {
+		name string
+		pull func(*v1alpha1.TrafficPolicy)
+	}{
+		{"ShedAll", func(p *v1alpha1.TrafficPolicy) { p.Spec.Action = v1alpha1.ActionShedAll }},
+		{"the first ramp step: AU only, 50 requests/s per client", func(p *v1alpha1.TrafficPolicy) { p.Spec.Action = v1alpha1.ActionRamp }},
+		{"an allowlist, requests without the header shed", func(p *v1alpha1.TrafficPolicy) {
+			p.Spec.AllowRegions, p.Spec.MissingRegion = []string{"AU", "NZ"}, v1alpha1.MissingRegionShed
+		}},
+		{"a ramp step admitting a share", func(p *v1alpha1.TrafficPolicy) {
+			p.Spec.Action = v1alpha1.ActionRamp
+			p.Spec.Ramp = &v1alpha1.Ramp{Steps: []v1alpha1.RampStep{{AdmitPercent: ptr.To[int32](30), Hold: metav1.Duration{Duration: time.Minute}}}}
+		}},
+	}
+	for _, lever := range levers {
+		t.Run("the manager writes what the preview shows: "+lever.name, func(t *testing.T) {
+			g := NewWithT(t)
+			pull := lever.pull
 			ctx := context.Background()
-			ns := newNamespace()
-			create(sampleIngress(ns), sampleDeployment(ns, 4), sampleHPA(ns, nil), samplePolicy(ns, v1alpha1.ActionNormal))
+			ns := newNamespace(t)
+			create(t, sampleIngress(ns), sampleDeployment(ns, 4), sampleHPA(ns, nil), samplePolicy(ns, v1alpha1.ActionNormal))
 			var at *v1alpha1.TrafficPolicy
-			Eventually(func() bool {
-				at = getPolicy(ns, "api-gateway")
+			g.Eventually(func() bool {
+				at = getPolicy(t, ns, "api-gateway")
 				return at.Status.Phase == v1alpha1.PhaseNormal && at.Status.ObservedGeneration == at.Generation
 			}).Should(BeTrue())
 
-			By("the preview, built as kubectl floodgate builds it")
+			t.Log("the preview, built as kubectl floodgate builds it")
 			providers, err := registered.FromCluster(ctx, k8s, manager.DefaultShed.Namespace)
-			Expect(err).NotTo(HaveOccurred())
+			g.Expect(err).NotTo(HaveOccurred())
 			changed := at.DeepCopy()
 			pull(changed)
 			res, err := (&pass.Pass{Client: k8s, Providers: providers}).Preview(ctx, changed, clk.Now())
-			Expect(err).NotTo(HaveOccurred())
-			Expect(res.Changes).NotTo(BeEmpty(), "the preview changes nothing")
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(res.Changes).NotTo(BeEmpty(), "the preview changes nothing")
 
-			By("the manager's write of each object, and the preview as the API server would store it")
-			p := getPolicy(ns, "api-gateway")
+			t.Log("the manager's write of each object, and the preview as the API server would store it")
+			p := getPolicy(t, ns, "api-gateway")
 			pull(p)
-			Expect(k8s.Update(ctx, p)).To(Succeed())
+			g.Expect(k8s.Update(ctx, p)).To(Succeed())
 			for _, c := range res.Changes {
-				Eventually(func() string {
+				g.Eventually(func() string {
 					previewed, written, err := stored(ns, c)
 					if err != nil {
 						return err.Error()
@@ -102,15 +118,6 @@ var _ = Describe("a preview of every lever on an Ingress and its HPA", func() {
 					return c.Kind + " " + c.Name + "\nwritten:   " + string(a) + "\npreviewed: " + string(b)
 				}).Should(BeEmpty())
 			}
-		},
-		Entry("ShedAll", func(p *v1alpha1.TrafficPolicy) { p.Spec.Action = v1alpha1.ActionShedAll }),
-		Entry("the first ramp step: AU only, 50 requests/s per client", func(p *v1alpha1.TrafficPolicy) { p.Spec.Action = v1alpha1.ActionRamp }),
-		Entry("an allowlist, requests without the header shed", func(p *v1alpha1.TrafficPolicy) {
-			p.Spec.AllowRegions, p.Spec.MissingRegion = []string{"AU", "NZ"}, v1alpha1.MissingRegionShed
-		}),
-		Entry("a ramp step admitting a share", func(p *v1alpha1.TrafficPolicy) {
-			p.Spec.Action = v1alpha1.ActionRamp
-			p.Spec.Ramp = &v1alpha1.Ramp{Steps: []v1alpha1.RampStep{{AdmitPercent: ptr.To[int32](30), Hold: metav1.Duration{Duration: time.Minute}}}}
-		}),
-	)
-})
+		})
+	}
+}

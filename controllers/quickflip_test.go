@@ -2,8 +2,8 @@ package controllers_test
 
 import (
 	"context"
+	"testing"
 
-	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	"k8s.io/apimachinery/pkg/types"
@@ -19,22 +19,23 @@ import (
 	"floodgate.dev/floodgate/internal/scheme"
 )
 
-var _ = Describe("a lever flipped while a pass writes", func() {
-	It("keeps what the pass wrote, so the hold is still released gradually", func() {
-		ns := newNamespace()
-		stopManager()
-		DeferCleanup(startManager) // before the namespace's cleanup, which needs the controller
-		create(sampleIngress(ns), sampleDeployment(ns, 10), sampleHPA(ns, nil), samplePolicy(ns, v1alpha1.ActionShedAll))
+func TestALeverFlippedWhileAPassWrites(t *testing.T) {
+	t.Run("keeps what the pass wrote, so the hold is still released gradually", func(t *testing.T) {
+		g := NewWithT(t)
+		ns := newNamespace(t)
+		stopManager(t)
+		t.Cleanup(func() { startManager(t) }) // before the namespace's cleanup, which needs the controller
+		create(t, sampleIngress(ns), sampleDeployment(ns, 10), sampleHPA(ns, nil), samplePolicy(ns, v1alpha1.ActionShedAll))
 
-		By("the responder flips to Normal after the targets are written, before the status is")
+		t.Log("the responder flips to Normal after the targets are written, before the status is")
 		flipped := false
 		direct, err := client.NewWithWatch(cp.Config, client.Options{Scheme: scheme.New()})
-		Expect(err).NotTo(HaveOccurred())
+		g.Expect(err).NotTo(HaveOccurred())
 		c := interceptor.NewClient(direct, interceptor.Funcs{
 			SubResourcePatch: func(ctx context.Context, cl client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
 				if sub == "status" && !flipped {
 					flipped = true
-					setAction(ns, "api-gateway", v1alpha1.ActionNormal)
+					setAction(t, ns, "api-gateway", v1alpha1.ActionNormal)
 				}
 				return cl.SubResource(sub).Patch(ctx, obj, patch, opts...)
 			},
@@ -45,21 +46,21 @@ var _ = Describe("a lever flipped while a pass writes", func() {
 		}
 		req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: "api-gateway"}}
 		_, err = r.Reconcile(ctx, req)
-		Expect(err).NotTo(HaveOccurred())
-		Expect(flipped).To(BeTrue())
-		p := getPolicy(ns, "api-gateway")
-		Expect(p.Status.Phase).To(Equal(v1alpha1.PhaseShedding), "the status says what the pass did")
-		Expect(p.Status.ObservedGeneration).To(Equal(p.Generation-1), "with the generation it saw")
-		Expect(*getHPA(ns).Spec.MinReplicas).To(BeEquivalentTo(10))
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(flipped).To(BeTrue())
+		p := getPolicy(t, ns, "api-gateway")
+		g.Expect(p.Status.Phase).To(Equal(v1alpha1.PhaseShedding), "the status says what the pass did")
+		g.Expect(p.Status.ObservedGeneration).To(Equal(p.Generation-1), "with the generation it saw")
+		g.Expect(*getHPA(t, ns).Spec.MinReplicas).To(BeEquivalentTo(10))
 
-		By("the next pass sees ShedAll → Normal: a bounded scale-down first, not the originals at once")
+		t.Log("the next pass sees ShedAll → Normal: a bounded scale-down first, not the originals at once")
 		_, err = r.Reconcile(ctx, req)
-		Expect(err).NotTo(HaveOccurred())
-		Expect(getPolicy(ns, "api-gateway").Status.Phase).To(Equal(v1alpha1.PhaseReleasing))
-		h := getHPA(ns)
-		Expect(h.Spec.Behavior).NotTo(BeNil())
-		Expect(*h.Spec.Behavior.ScaleDown.SelectPolicy).To(Equal(autoscalingv2.MaxChangePolicySelect))
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(getPolicy(t, ns, "api-gateway").Status.Phase).To(Equal(v1alpha1.PhaseReleasing))
+		h := getHPA(t, ns)
+		g.Expect(h.Spec.Behavior).NotTo(BeNil())
+		g.Expect(*h.Spec.Behavior.ScaleDown.SelectPolicy).To(Equal(autoscalingv2.MaxChangePolicySelect))
 		// The first of 4 release stages from the peak (10) to the original (2): 2 + ⌈8·3/4⌉.
-		Expect(*h.Spec.MinReplicas).To(BeEquivalentTo(8))
+		g.Expect(*h.Spec.MinReplicas).To(BeEquivalentTo(8))
 	})
-})
+}

@@ -10,13 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/google/go-cmp/cmp"
-	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,77 +26,23 @@ import (
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/controlplane"
-	"floodgate.dev/floodgate/internal/manager"
+	"floodgate.dev/floodgate/internal/drill"
 	"floodgate.dev/floodgate/internal/provider"
 	"floodgate.dev/floodgate/internal/provider/registered"
-	"floodgate.dev/floodgate/internal/scheme"
 	"floodgate.dev/floodgate/internal/warp"
+	"floodgate.dev/floodgate/test/fixtures"
 )
 
 // The suite runs one embedded control plane (real kube-apiserver and etcd) and one manager on a
-// warped clock; each test works in a namespace of its own.
+// warped clock, started as the drills start theirs; each test works in a namespace of its own.
+// Tests are plain `testing` with Gomega's matchers (NewWithT), as in the other suites.
 var (
+	env        *drill.Env
 	cp         *controlplane.ControlPlane
 	k8s        client.Client
 	clk        *warp.Clock
-	stopMgr    context.CancelFunc
-	mgrDone    chan struct{}
 	kubeconfig string
 )
-
-func TestControllers(t *testing.T) {
-	RegisterFailHandler(Fail)
-	SetDefaultEventuallyTimeout(30 * time.Second)
-	SetDefaultEventuallyPollingInterval(20 * time.Millisecond)
-	RunSpecs(t, "TrafficPolicy controller (envtest)")
-}
-
-var _ = BeforeSuite(func() {
-	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
-	var err error
-	cp, err = controlplane.Start()
-	Expect(err).NotTo(HaveOccurred())
-	k8s, err = client.New(cp.Config, client.Options{Scheme: scheme.New()})
-	Expect(err).NotTo(HaveOccurred())
-	kubeconfig, err = cp.Kubeconfig(GinkgoT().TempDir())
-	Expect(err).NotTo(HaveOccurred())
-
-	createShedBackend()
-	// The class the sample Ingresses name is served (an Ingress of a class that does not exist
-	// carries no traffic, and makes no claim on a shed answer).
-	Expect(k8s.Create(context.Background(), &networkingv1.IngressClass{ObjectMeta: metav1.ObjectMeta{Name: "nginx"},
-		Spec: networkingv1.IngressClassSpec{Controller: "k8s.io/ingress-nginx"}})).To(Succeed())
-	// What the manager runs with, where kubectl floodgate reads it (the chart's floodgate-config).
-	Expect(k8s.Create(context.Background(), registered.ConfigMap(manager.DefaultShed.Namespace, registered.Settings{DataPlaneControllers: suiteDataPlaneControllers}))).To(Succeed())
-	clk = warp.New(time.Date(2024, 11, 12, 9, 0, 0, 0, time.UTC))
-	startManager()
-})
-
-var _ = AfterSuite(func() {
-	if stopMgr != nil {
-		stopManager()
-	}
-	if cp != nil {
-		Expect(cp.Stop()).To(Succeed())
-	}
-})
-
-func startManager() {
-	ctx, cancel := context.WithCancel(context.Background())
-	mgr, err := manager.New(ctx, cp.Config, manager.Options{
-		Clock: clk, ClockAdvanced: clk.Subscribe(), Shed: manager.DefaultShed, SkipNameValidation: true,
-		UnguardedGates: true, // the tests' webhooks listen on loopback
-		// A class controller the suite's manager is told is Traefik's (--data-plane-controllers).
-		DataPlaneControllers: suiteDataPlaneControllers,
-	})
-	Expect(err).NotTo(HaveOccurred())
-	stopMgr, mgrDone = cancel, make(chan struct{})
-	go func() {
-		defer GinkgoRecover()
-		defer close(mgrDone)
-		Expect(mgr.Start(ctx)).To(Succeed())
-	}()
-}
 
 // traefikByFlag is an IngressClass controller name only the manager's --data-plane-controllers
 // says is Traefik's.
@@ -106,41 +51,70 @@ const traefikByFlag = "example.com/nginx-by-traefik"
 // suiteDataPlaneControllers is the suite manager's --data-plane-controllers.
 var suiteDataPlaneControllers = map[string]provider.DataPlane{traefikByFlag: "traefik"}
 
-func stopManager() {
-	stopMgr()
-	Eventually(mgrDone).Should(BeClosed())
+func TestMain(m *testing.M) {
+	// FLOODGATE_TEST_LOG=1 shows the manager's log.
+	if os.Getenv("FLOODGATE_TEST_LOG") != "" {
+		logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true)))
+	} else {
+		logf.SetLogger(logr.Discard())
+	}
+	SetDefaultEventuallyTimeout(fixtures.Within)
+	SetDefaultEventuallyPollingInterval(fixtures.Poll)
+	code, err := run(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "controllers suite:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
 }
 
-// createShedBackend stands in for the shed Deployment's pods: their Service's EndpointSlice.
-func createShedBackend() {
-	ctx := context.Background()
-	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: manager.DefaultShed.Namespace}})).To(Succeed())
-	Expect(k8s.Create(ctx, &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Name: "floodgate-shed-abc", Namespace: manager.DefaultShed.Namespace,
-			Labels: map[string]string{discoveryv1.LabelServiceName: manager.DefaultShed.ServiceName}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints: []discoveryv1.Endpoint{
-			{Addresses: []string{"10.0.0.2"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}},
-			{Addresses: []string{"10.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}},
-		},
-		Ports: []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080)}},
-	})).To(Succeed())
+func run(m *testing.M) (int, error) {
+	var err error
+	env, err = drill.StartEnvWith(time.Date(2024, 11, 12, 9, 0, 0, 0, time.UTC), drill.EnvOptions{
+		UnguardedGates: true, // the tests' webhooks listen on loopback
+		// A class controller the suite's manager is told is Traefik's (--data-plane-controllers).
+		Settings: registered.Settings{DataPlaneControllers: suiteDataPlaneControllers},
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer env.Close()
+	cp, k8s, clk, kubeconfig = env.ControlPlane, env.Client, env.Clock, env.Kubeconfig
+	// The class the sample Ingresses name is served (an Ingress of a class that does not exist
+	// carries no traffic, and makes no claim on a shed answer).
+	if err := k8s.Create(context.Background(), &networkingv1.IngressClass{ObjectMeta: metav1.ObjectMeta{Name: "nginx"},
+		Spec: networkingv1.IngressClassSpec{Controller: "k8s.io/ingress-nginx"}}); err != nil {
+		return 0, err
+	}
+	return m.Run(), nil
+}
+
+// startManager starts the suite's manager again after stopManager.
+func startManager(t testing.TB) {
+	NewWithT(t).Expect(env.StartManager()).To(Succeed())
+}
+
+// stopManager stops the suite's manager (a test that runs passes by hand); the control plane
+// keeps running.
+func stopManager(t testing.TB) {
+	NewWithT(t).Expect(env.StopManager()).To(Succeed())
 }
 
 // newNamespace creates a namespace for one test and deletes its policies afterwards (envtest
 // has no garbage collector and no namespace controller).
-func newNamespace() string {
+func newNamespace(t testing.TB) string {
+	g := NewWithT(t)
 	ctx := context.Background()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "t-"}}
-	Expect(k8s.Create(ctx, ns)).To(Succeed())
-	DeferCleanup(func() {
+	g.Expect(k8s.Create(ctx, ns)).To(Succeed())
+	t.Cleanup(func() {
 		var list v1alpha1.TrafficPolicyList
-		Expect(k8s.List(ctx, &list, client.InNamespace(ns.Name))).To(Succeed())
+		g.Expect(k8s.List(ctx, &list, client.InNamespace(ns.Name))).To(Succeed())
 		for i := range list.Items {
 			_ = k8s.Delete(ctx, &list.Items[i])
 		}
-		Eventually(func() int {
-			Expect(k8s.List(ctx, &list, client.InNamespace(ns.Name))).To(Succeed())
+		g.Eventually(func() int {
+			g.Expect(k8s.List(ctx, &list, client.InNamespace(ns.Name))).To(Succeed())
 			return len(list.Items)
 		}).Should(BeZero(), "policies must restore and let go when deleted")
 	})
@@ -236,9 +210,10 @@ type userView struct {
 	Annotations map[string]string
 }
 
-func viewOf(obj client.Object) userView {
+func viewOf(t testing.TB, obj client.Object) userView {
+	g := NewWithT(t)
 	ctx := context.Background()
-	Expect(k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj)).To(Succeed())
+	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj)).To(Succeed())
 	ann := map[string]string{}
 	for k, v := range obj.GetAnnotations() {
 		if !strings.HasPrefix(k, "traffic.floodgate.dev/") {
@@ -252,34 +227,36 @@ func viewOf(obj client.Object) userView {
 	case *autoscalingv2.HorizontalPodAutoscaler:
 		spec = o.Spec.DeepCopy()
 	default:
-		Fail(fmt.Sprintf("no user view for %T", obj))
+		t.Fatalf("no user view for %T", obj)
 	}
 	return userView{Spec: spec, Labels: obj.GetLabels(), Annotations: ann}
 }
 
-func getPolicy(ns, name string) *v1alpha1.TrafficPolicy {
+func getPolicy(t testing.TB, ns, name string) *v1alpha1.TrafficPolicy {
+	g := NewWithT(t)
 	p := &v1alpha1.TrafficPolicy{}
-	Expect(k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, p)).To(Succeed())
+	g.Expect(k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, p)).To(Succeed())
 	return p
 }
 
-func phaseOf(ns, name string) func() v1alpha1.Phase {
-	return func() v1alpha1.Phase { return getPolicy(ns, name).Status.Phase }
+func phaseOf(t testing.TB, ns, name string) func() v1alpha1.Phase {
+	return func() v1alpha1.Phase { return getPolicy(t, ns, name).Status.Phase }
 }
 
-func progressOf(ns, name string) func() string {
+func progressOf(t testing.TB, ns, name string) func() string {
 	return func() string {
-		p := getPolicy(ns, name)
+		p := getPolicy(t, ns, name)
 		return string(p.Status.Phase) + " " + p.Status.Progress
 	}
 }
 
 // setAction flips the lever the way a responder's kubectl patch does.
-func setAction(ns, name string, action v1alpha1.Action) {
-	p := getPolicy(ns, name)
+func setAction(t testing.TB, ns, name string, action v1alpha1.Action) {
+	g := NewWithT(t)
+	p := getPolicy(t, ns, name)
 	before := p.DeepCopy()
 	p.Spec.Action = action
-	Expect(k8s.Patch(context.Background(), p, client.MergeFrom(before))).To(Succeed())
+	g.Expect(k8s.Patch(context.Background(), p, client.MergeFrom(before))).To(Succeed())
 }
 
 func getIngress(ns, name string) *networkingv1.Ingress {
@@ -300,33 +277,36 @@ func canaryAnnotations(ns string) func() map[string]string {
 	}
 }
 
-func getHPA(ns string) *autoscalingv2.HorizontalPodAutoscaler {
+func getHPA(t testing.TB, ns string) *autoscalingv2.HorizontalPodAutoscaler {
+	g := NewWithT(t)
 	h := &autoscalingv2.HorizontalPodAutoscaler{}
-	Expect(k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "api-gateway"}, h)).To(Succeed())
+	g.Expect(k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "api-gateway"}, h)).To(Succeed())
 	return h
 }
 
 // kubectl runs the kubectl matching the embedded API server against it.
-func kubectl(args ...string) string {
+func kubectl(t testing.TB, args ...string) string {
+	g := NewWithT(t)
 	cmd := exec.Command(cp.Kubectl(), append([]string{"--kubeconfig", kubeconfig}, args...)...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	out, err := cmd.CombinedOutput()
-	Expect(err).NotTo(HaveOccurred(), string(out))
+	g.Expect(err).NotTo(HaveOccurred(), string(out))
 	return string(out)
 }
 
-func create(objs ...client.Object) {
+func create(t testing.TB, objs ...client.Object) {
+	g := NewWithT(t)
 	for _, o := range objs {
-		Expect(k8s.Create(context.Background(), o)).To(Succeed())
+		g.Expect(k8s.Create(context.Background(), o)).To(Succeed())
 	}
 }
 
-// eventsv1List lists the Events of a namespace (events.k8s.io/v1, what the recorder writes).
-type eventsv1List struct{}
-
-func (eventsv1List) reasons(ns string) []string {
+// eventReasons are the reasons of a namespace's Events (events.k8s.io/v1, what the recorder
+// writes).
+func eventReasons(t testing.TB, ns string) []string {
+	g := NewWithT(t)
 	var list eventsv1.EventList
-	Expect(k8s.List(context.Background(), &list, client.InNamespace(ns))).To(Succeed())
+	g.Expect(k8s.List(context.Background(), &list, client.InNamespace(ns))).To(Succeed())
 	var out []string
 	for _, e := range list.Items {
 		out = append(out, e.Reason)
@@ -334,9 +314,10 @@ func (eventsv1List) reasons(ns string) []string {
 	return out
 }
 
-func mustListen(addr string) net.Listener {
+func mustListen(t testing.TB, addr string) net.Listener {
+	g := NewWithT(t)
 	var l net.Listener
-	Eventually(func() error {
+	g.Eventually(func() error {
 		var err error
 		l, err = net.Listen("tcp", addr)
 		return err
