@@ -27,6 +27,7 @@ import (
 	"floodgate.dev/floodgate/internal/drill"
 	"floodgate.dev/floodgate/internal/provider/registered"
 	"floodgate.dev/floodgate/test/crds"
+	"floodgate.dev/floodgate/test/fixtures"
 )
 
 var env *drill.Env
@@ -388,30 +389,16 @@ func setAction(t *testing.T, ns string, action v1alpha1.Action) {
 // eventuallyPolicies waits until every policy is what ok says.
 func eventuallyPolicies(t *testing.T, ns, what string, ok func(*v1alpha1.TrafficPolicy) bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
 	for _, name := range policies {
-		for {
-			p := &v1alpha1.TrafficPolicy{}
-			err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, p)
-			if err == nil && ok(p) {
-				break
-			}
-			if time.Now().After(deadline) {
-				b, _ := json.Marshal(p.Status)
-				t.Fatalf("policy %s is not %s within 30s: %s", name, what, b)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		t.Logf("awaiting policy %s: %s", name, what)
+		fixtures.EventuallyPolicy(t, env.Client, client.ObjectKey{Namespace: ns, Name: name}, ok)
 	}
 }
 
+// condition is the status of a policy's condition of type typ ("" when it has none).
 func condition(p *v1alpha1.TrafficPolicy, typ string) string {
-	for _, c := range p.Status.Conditions {
-		if c.Type == typ {
-			return string(c.Status)
-		}
-	}
-	return ""
+	status, _, _ := strings.Cut(fixtures.Condition(p, typ), " ")
+	return status
 }
 
 func everyTarget(p *v1alpha1.TrafficPolicy, ok func(v1alpha1.TargetStatus) bool) bool {

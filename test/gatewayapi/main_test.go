@@ -211,9 +211,5 @@ func condition(p *v1alpha1.TrafficPolicy, t string) string { return fixtures.Con
 
 func create(t *testing.T, objs ...client.Object) {
 	t.Helper()
-	for _, o := range objs {
-		if err := k8s.Create(context.Background(), o); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fixtures.Create(t, k8s, objs...)
 }

@@ -320,9 +320,5 @@ func eventually[T any](t *testing.T, f func() (T, bool)) T {
 
 func create(t *testing.T, objs ...client.Object) {
 	t.Helper()
-	for _, o := range objs {
-		if err := k8s.Create(context.Background(), o); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fixtures.Create(t, k8s, objs...)
 }
