@@ -116,8 +116,7 @@ func TestARampThatAdvancesOnEvidence(t *testing.T) {
 		since := getPolicy(t, ns, "api-gateway").Status.Ramp.GatesPassingSince
 		g.Expect(since).NotTo(BeNil())
 
-		stopManager(t)
-		startManager(t)
+		restartManager(t)
 		clk.Advance(6 * time.Minute)
 		g.Eventually(func() *metav1.Time { return getPolicy(t, ns, "api-gateway").Status.Ramp.Gates[0].ReadAt }).Should(
 			Satisfy(func(t *metav1.Time) bool { return !t.Time.Before(clk.Now()) }))

@@ -23,8 +23,7 @@ func TestALeverFlippedWhileAPassWrites(t *testing.T) {
 	t.Run("keeps what the pass wrote, so the hold is still released gradually", func(t *testing.T) {
 		g := NewWithT(t)
 		ns := newNamespace(t)
-		stopManager(t)
-		t.Cleanup(func() { startManager(t) }) // before the namespace's cleanup, which needs the controller
+		passesByHand(t)
 		create(t, sampleIngress(ns), sampleDeployment(ns, 10), sampleHPA(ns, nil), samplePolicy(ns, v1alpha1.ActionShedAll))
 
 		t.Log("the responder flips to Normal after the targets are written, before the status is")

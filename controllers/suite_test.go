@@ -89,15 +89,20 @@ func run(m *testing.M) (int, error) {
 	return m.Run(), nil
 }
 
-// startManager starts the suite's manager again after stopManager.
-func startManager(t testing.TB) {
-	NewWithT(t).Expect(env.StartManager()).To(Succeed())
+// restartManager stops the suite's manager and starts a new one, as a rollout or a crash does.
+func restartManager(t testing.TB) {
+	g := NewWithT(t)
+	g.Expect(env.StopManager()).To(Succeed())
+	g.Expect(env.StartManager()).To(Succeed())
 }
 
-// stopManager stops the suite's manager (a test that runs passes by hand); the control plane
-// keeps running.
-func stopManager(t testing.TB) {
-	NewWithT(t).Expect(env.StopManager()).To(Succeed())
+// passesByHand stops the suite's manager for a test that runs its passes itself (the control
+// plane keeps running), and starts it again when the test ends, before the cleanup of the
+// test's namespace, which needs the controller.
+func passesByHand(t testing.TB) {
+	g := NewWithT(t)
+	g.Expect(env.StopManager()).To(Succeed())
+	t.Cleanup(func() { g.Expect(env.StartManager()).To(Succeed()) })
 }
 
 // newNamespace creates a namespace for one test and deletes its policies afterwards (envtest

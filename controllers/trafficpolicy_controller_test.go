@@ -206,8 +206,7 @@ func TestTheSamplePolicy(t *testing.T) {
 		g.Eventually(progressOf(t, ns, "api-gateway")).Should(Equal("Ramping 1/3"))
 		clk.Advance(3 * time.Minute)
 
-		stopManager(t)
-		startManager(t)
+		restartManager(t)
 
 		g.Consistently(progressOf(t, ns, "api-gateway"), "300ms").Should(Equal("Ramping 1/3"))
 		clk.Advance(2 * time.Minute)
