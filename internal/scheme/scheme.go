@@ -5,12 +5,13 @@ package scheme
 import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/provider/registered"
 )
 
-// New returns a scheme with the Kubernetes types, Gateway API v1 and the TrafficPolicy API.
+// New returns a scheme with the Kubernetes types, the TrafficPolicy API, and the Go types each
+// provider brings of its own (Gateway API v1's, from the HTTPRoute provider).
 func New() *runtime.Scheme {
 	s := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(s); err != nil {
@@ -19,7 +20,7 @@ func New() *runtime.Scheme {
 	if err := v1alpha1.AddToScheme(s); err != nil {
 		panic(err)
 	}
-	if err := gatewayv1.Install(s); err != nil {
+	if err := registered.AddToScheme(s); err != nil {
 		panic(err)
 	}
 	return s

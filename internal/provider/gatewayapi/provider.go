@@ -21,6 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -371,3 +372,7 @@ func (p *Provider) Recorded(ctx context.Context, policy *v1alpha1.TrafficPolicy)
 }
 
 func key(policy *v1alpha1.TrafficPolicy) string { return policy.Namespace + "/" + policy.Name }
+
+// AddToScheme installs Gateway API v1's Go types (the scheme the manager, the shed server, the
+// plugin and the drills share takes them from here).
+func (*Provider) AddToScheme(s *runtime.Scheme) error { return gatewayv1.Install(s) }

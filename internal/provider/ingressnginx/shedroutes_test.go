@@ -6,11 +6,11 @@ import (
 
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"floodgate.dev/floodgate/internal/controlplane"
-	"floodgate.dev/floodgate/internal/scheme"
 )
 
 // TestAnIngressOfAClassThatDoesNotExistCarriesNoTraffic reads the classes from a real API server
@@ -22,7 +22,7 @@ func TestAnIngressOfAClassThatDoesNotExistCarriesNoTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cp.Stop() })
-	c, err := client.New(cp.Config, client.Options{Scheme: scheme.New()})
+	c, err := client.New(cp.Config, client.Options{Scheme: clientgoscheme.Scheme})
 	if err != nil {
 		t.Fatal(err)
 	}

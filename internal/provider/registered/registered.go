@@ -4,9 +4,11 @@ package registered
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"floodgate.dev/floodgate/internal/provider"
@@ -57,16 +59,41 @@ func NewRegistry(c client.Client, settings ...Settings) *provider.Registry {
 	if len(settings) > 0 {
 		s = settings[0]
 	}
-	// The first provider of a kind is its portable one (provider.Registry).
-	r := provider.NewRegistry(
+	r := provider.NewRegistry(all(c, s)...)
+	r.MapControllers(KnownControllers())
+	r.MapControllers(s.DataPlaneControllers)
+	return r
+}
+
+// all are the providers, built for a client with the settings. The first provider of a kind is
+// its portable one (provider.Registry).
+func all(c client.Client, s Settings) []provider.Provider {
+	return []provider.Provider{
 		&ingressnginx.Provider{Client: c, ReadClasses: s.ReadClasses},
 		&gatewayapi.Provider{Client: c, RegexControllers: s.RegexHeaderControllers, RedirectHosts: s.RedirectHosts, ReadClasses: s.ReadClasses},
 		&hpa.Provider{Client: c},
 		&keda.Provider{Client: c},
-	)
-	r.MapControllers(KnownControllers())
-	r.MapControllers(s.DataPlaneControllers)
-	return r
+	}
+}
+
+// schemed is a provider whose kinds are Go types of a module's own, not client-go's: it installs
+// them into a scheme.
+type schemed interface {
+	AddToScheme(*runtime.Scheme) error
+}
+
+// AddToScheme installs into s the Go types of every provider that has its own (Gateway API's
+// for the HTTPRoute provider); internal/scheme calls it, so a new provider's types come with its
+// package.
+func AddToScheme(s *runtime.Scheme) error {
+	for _, p := range all(nil, Settings{}) {
+		if t, ok := p.(schemed); ok {
+			if err := t.AddToScheme(s); err != nil {
+				return fmt.Errorf("installing the Go types of %s: %w", p.GroupKind(), err)
+			}
+		}
+	}
+	return nil
 }
 
 // ShedKinds are the target kinds whose objects carry traffic by host and path, as their
