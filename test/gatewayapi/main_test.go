@@ -21,6 +21,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -117,6 +118,7 @@ func fixture(t *testing.T, name string) string {
 		&gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "eg", Namespace: ns}, Spec: gatewayv1.GatewaySpec{
 			GatewayClassName: "eg", Listeners: []gatewayv1.Listener{{Name: "http", Protocol: gatewayv1.HTTPProtocolType, Port: 80}}}},
 		service(ns, "api", 80), service(ns, "api-v2", 80), userRoute(ns))
+	reportedOn(t, ns)
 	t.Cleanup(func() {
 		var list v1alpha1.TrafficPolicyList
 		_ = k8s.List(context.Background(), &list, client.InNamespace(ns))
@@ -125,6 +127,22 @@ func fixture(t *testing.T, name string) string {
 		}
 	})
 	return ns
+}
+
+// reportedOn awaits the played gateway's verdict on the current generation of the route api, as
+// a responder's cluster has it before any lever: what a provider may write on a route (a
+// RegularExpression header match) depends on the gateways its status names.
+func reportedOn(t *testing.T, ns string) {
+	t.Helper()
+	eventually(t, func() (string, bool) {
+		r := getRoute(t, ns)
+		for _, parent := range r.Status.Parents {
+			if c := meta.FindStatusCondition(parent.Conditions, string(gatewayv1.RouteConditionAccepted)); c != nil && c.ObservedGeneration == r.Generation {
+				return "", true
+			}
+		}
+		return fmt.Sprintf("no gateway has reported on generation %d of HTTPRoute %s/api: %+v", r.Generation, ns, r.Status.Parents), false
+	})
 }
 
 func userRoute(ns string) *gatewayv1.HTTPRoute {
