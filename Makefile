@@ -45,9 +45,11 @@ envtest-assets: ## Get kube-apiserver, etcd and kubectl for envtest (cached per 
 	@bash hack/envtest-assets.sh >/dev/null
 
 .PHONY: gateway-api-crds
-gateway-api-crds: ## Refresh test/crds/gateway-api from the Gateway API module go.mod names (standard channel).
+gateway-api-crds: ## Refresh test/crds/gateway-api{,-routes} from the Gateway API module go.mod names (standard channel).
 	@dir=$$($(GO) list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api) && for f in gatewayclasses gateways httproutes referencegrants; do \
-	  install -m 644 $$dir/config/crd/standard/gateway.networking.k8s.io_$$f.yaml test/crds/gateway-api/; done
+	  install -m 644 $$dir/config/crd/standard/gateway.networking.k8s.io_$$f.yaml test/crds/gateway-api/; done && \
+	  for f in grpcroutes tlsroutes backendtlspolicies; do \
+	  install -m 644 $$dir/config/crd/standard/gateway.networking.k8s.io_$$f.yaml test/crds/gateway-api-routes/; done
 
 .PHONY: egctl
 egctl: ## Get egctl (Envoy Gateway's CLI, whose translator the HTTPRoute tests route through; cached per user, built once).

@@ -201,8 +201,9 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
-// TestTheCRDCopiesAreTheModules: test/crds/gateway-api holds the CRDs of the Gateway API
-// version go.mod names, unchanged.
+// TestTheCRDCopiesAreTheModules: test/crds/gateway-api (the kinds Floodgate reads and writes)
+// and test/crds/gateway-api-routes (the further kinds a real gateway, Traefik's, watches) hold the
+// CRDs of the Gateway API version go.mod names, unchanged.
 func TestTheCRDCopiesAreTheModules(t *testing.T) {
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api").Output()
 	if err != nil {
@@ -210,10 +211,11 @@ func TestTheCRDCopiesAreTheModules(t *testing.T) {
 	}
 	dir := strings.TrimSpace(string(out))
 	copies, _ := filepath.Glob(filepath.Join("..", "..", "..", "test", "crds", "gateway-api", "*.yaml"))
-	if len(copies) != 4 {
-		t.Fatalf("%d copies", len(copies))
+	routes, _ := filepath.Glob(filepath.Join("..", "..", "..", "test", "crds", "gateway-api-routes", "*.yaml"))
+	if len(copies) != 4 || len(routes) != 3 {
+		t.Fatalf("%d and %d copies, want 4 and 3", len(copies), len(routes))
 	}
-	for _, c := range copies {
+	for _, c := range append(copies, routes...) {
 		mine, _ := os.ReadFile(c)
 		theirs, err := os.ReadFile(filepath.Join(dir, "config", "crd", "standard", filepath.Base(c)))
 		if err != nil || string(mine) != string(theirs) {
