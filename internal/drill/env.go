@@ -42,6 +42,9 @@ type EnvOptions struct {
 	Settings registered.Settings
 	// UnguardedGates lets gates reach loopback (suites whose webhooks and Prometheus listen there).
 	UnguardedGates bool
+	// ShedPodAddresses are the addresses the shed pods' EndpointSlice lists, where a suite runs real
+	// shed servers (default: two addresses no one listens on).
+	ShedPodAddresses []string
 }
 
 // StartEnv starts the control plane (with Floodgate's CRDs and those in the files named) and the
@@ -118,26 +121,35 @@ func (e *Env) StopManager() error {
 	return err
 }
 
-func (e *Env) shedPods() error { return ShedPods(context.Background(), e.Client) }
+func (e *Env) shedPods() error {
+	return ShedPodsAt(context.Background(), e.Client, e.options.ShedPodAddresses...)
+}
 
 // ShedPodsSlice is the name of the shed pods' EndpointSlice ShedPods creates.
 var ShedPodsSlice = manager.DefaultShed.ServiceName + "-pods"
 
 // ShedPods stands in for the shed Deployment's pods (envtest runs no pods): their namespace and
 // their Service's EndpointSlice, which Floodgate mirrors into each policy's namespace.
-func ShedPods(ctx context.Context, c client.Client) error {
+func ShedPods(ctx context.Context, c client.Client) error { return ShedPodsAt(ctx, c) }
+
+// ShedPodsAt is ShedPods with the pods at addresses (none: 10.96.0.11 and 10.96.0.10, listed out
+// of order, as the copy in each policy's namespace is sorted).
+func ShedPodsAt(ctx context.Context, c client.Client, addresses ...string) error {
+	if len(addresses) == 0 {
+		addresses = []string{"10.96.0.11", "10.96.0.10"}
+	}
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: manager.DefaultShed.Namespace}}); err != nil {
 		return err
+	}
+	endpoints := make([]discoveryv1.Endpoint, 0, len(addresses))
+	for _, a := range addresses {
+		endpoints = append(endpoints, discoveryv1.Endpoint{Addresses: []string{a}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
 	}
 	return c.Create(ctx, &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Name: ShedPodsSlice, Namespace: manager.DefaultShed.Namespace,
 			Labels: map[string]string{discoveryv1.LabelServiceName: manager.DefaultShed.ServiceName}},
 		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints: []discoveryv1.Endpoint{
-			// Not in order: the copy in each policy's namespace is sorted.
-			{Addresses: []string{"10.96.0.11"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}},
-			{Addresses: []string{"10.96.0.10"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}},
-		},
+		Endpoints:   endpoints,
 		Ports: []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(manager.DefaultShed.Port)}},
 	})
 }
