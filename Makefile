@@ -55,13 +55,17 @@ gateway-api-crds: ## Refresh test/crds/gateway-api{,-routes} from the Gateway AP
 egctl: ## Get egctl (Envoy Gateway's CLI, whose translator the HTTPRoute tests route through; cached per user, built once).
 	@bash hack/egctl.sh >/dev/null
 
+.PHONY: traefik
+traefik: ## Get Traefik (the real proxy test/traffic sends requests through; built once from its Go module, cached per user).
+	@bash hack/traefik.sh >/dev/null
+
 .PHONY: test-deps
 test-deps: ## Install the Debian packages the tests use, when missing.
-	@bash hack/ensure-debs.sh pcre2grep=pcre2-utils prometheus=prometheus envsubst=gettext-base chromium=chromium tmux=tmux
+	@bash hack/ensure-debs.sh pcre2grep=pcre2-utils prometheus=prometheus envsubst=gettext-base chromium=chromium tmux=tmux ip=iproute2
 
 .PHONY: test
-test: manifests generate vet envtest-assets egctl $(HELM) $(KREW) test-deps ## Run every test (unit, envtest, drills, chart, dashboard, krew).
-	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh)" EGCTL="$$(bash hack/egctl.sh)" HELM="$(HELM)" KREW="$(KREW)" \
+test: manifests generate vet envtest-assets egctl traefik $(HELM) $(KREW) test-deps ## Run every test (unit, envtest, drills, chart, dashboard, krew, real traffic through Traefik).
+	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh)" EGCTL="$$(bash hack/egctl.sh)" TRAEFIK="$$(bash hack/traefik.sh)" HELM="$(HELM)" KREW="$(KREW)" \
 	  $(GO) test ./... -count=1 -timeout 20m
 
 .PHONY: drill

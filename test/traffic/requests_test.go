@@ -1,0 +1,127 @@
+package traffic
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// An answer is what one request got, in a word a count can key on: "app" (the app answered),
+// "shed 503 retry-after=120" (the shed server, or the proxy, answered with a code and its
+// Retry-After), "302 https://…" (a redirect), or "error: …" (no answer: a broken connection).
+type answer string
+
+const app answer = "app"
+
+// tally counts answers.
+type tally map[answer]int
+
+func (t tally) String() string {
+	keys := make([]string, 0, len(t))
+	for k := range t {
+		keys = append(keys, string(k))
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, t[answer(k)]))
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+// total is how many requests the tally counts.
+func (t tally) total() int {
+	n := 0
+	for _, c := range t {
+		n += c
+	}
+	return n
+}
+
+// request is one request through the proxy: the Host it names, its path, and its headers.
+type request struct {
+	host, path string
+	header     http.Header
+}
+
+func get(host string) request { return request{host: host, path: "/"} }
+
+// with is the request with one more header (an empty value is sent as an empty header).
+func (r request) with(name, value string) request {
+	h := r.header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	h[http.CanonicalHeaderKey(name)] = []string{value}
+	r.header = h
+	return r
+}
+
+// httpClient sends the suite's requests: to Traefik, never following a redirect, with a timeout so
+// a request loop is bounded in time as well as count.
+var httpClient = &http.Client{
+	Timeout:       5 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// send sends n requests through the proxy and counts what they got.
+func send(r request, n int) tally {
+	got := tally{}
+	for range n {
+		got[do(r)]++
+	}
+	return got
+}
+
+func do(r request) answer {
+	req, err := http.NewRequest(http.MethodGet, "http://"+proxy+r.path, nil)
+	if err != nil {
+		return answer("error: " + err.Error())
+	}
+	req.Host = r.host
+	for k, v := range r.header {
+		req.Header[k] = v
+	}
+	res, err := httpClient.Do(req)
+	if err != nil {
+		return answer("error: " + err.Error())
+	}
+	defer res.Body.Close()
+	_, _ = io.Copy(io.Discard, res.Body)
+	switch {
+	case res.StatusCode == http.StatusOK && res.Header.Get(AppHeader) == "app":
+		return app
+	case res.StatusCode >= 300 && res.StatusCode < 400:
+		return answer(fmt.Sprintf("%d %s", res.StatusCode, res.Header.Get("Location")))
+	default:
+		return answer(fmt.Sprintf("%d retry-after=%s", res.StatusCode, res.Header.Get("Retry-After")))
+	}
+}
+
+// shed is the shed server's answer for a policy's default shed response.
+func shed(code, retryAfter int) answer { return answer(fmt.Sprintf("%d retry-after=%d", code, retryAfter)) }
+
+// settle waits, up to a minute, until a batch of 20 requests all get want: the proxy has
+// programmed what Floodgate wrote. Then the counts that follow measure a settled data plane.
+func settle(t *testing.T, r request, want answer) {
+	t.Helper()
+	var last tally
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if last = send(r, 20); last[want] == 20 {
+			return
+		}
+	}
+	t.Fatalf("requests to %s%s %v never all got %q within a minute; the last 20 got %v", r.host, r.path, r.header, want, last)
+}
+
+// all sends n requests and fails unless every one got want.
+func all(t *testing.T, r request, n int, want answer) {
+	t.Helper()
+	if got := send(r, n); got[want] != n {
+		t.Fatalf("%d requests to %s%s %v: want all %q, got %v", n, r.host, r.path, r.header, want, got)
+	}
+}
