@@ -2,13 +2,11 @@ package traffic
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"strconv"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -86,33 +84,4 @@ func routeUnchanged(t *testing.T, ns string, was gatewayv1.HTTPRouteSpec) {
 	if now := getRoute(t, ns).Spec; !equality.Semantic.DeepEqual(now, was) {
 		t.Fatalf("HTTPRoute %s/api is not as it was set up:\nwas %+v\nnow %+v", ns, was, now)
 	}
-}
-
-// acceptedBy is Traefik's verdict on the route, for a failure's message.
-func acceptedBy(t *testing.T, ns string) string {
-	r := getRoute(t, ns)
-	for _, parent := range r.Status.Parents {
-		if c := meta.FindStatusCondition(parent.Conditions, string(gatewayv1.RouteConditionAccepted)); c != nil {
-			return fmt.Sprintf("%s: %s %s (%s)", parent.ControllerName, c.Status, c.Reason, c.Message)
-		}
-	}
-	return "no verdict"
-}
-
-// TestAShedAllOnAnHTTPRouteSendsEveryRequestToTheShedServerAndRestoreGivesThemBack: on Traefik's
-// Gateway provider, `kubectl floodgate shed` makes every request the shed server's answer, and
-// `restore` gives every request back to the app with the route as it was.
-func TestAShedAllOnAnHTTPRouteSendsEveryRequestToTheShedServerAndRestoreGivesThemBack(t *testing.T) {
-	ns, was := routeFixture(t, "shed-route", nil)
-	r := get(ns + ".example.com")
-
-	floodgate(t, "shed", "api", "-n", ns, "--reason", "herd", "--wait")
-	settle(t, r, shed(503, 120))
-	all(t, r, 200, shed(503, 120))
-
-	floodgate(t, "restore", "api", "-n", ns, "--wait")
-	settle(t, r, app)
-	all(t, r, 200, app)
-	routeUnchanged(t, ns, was)
-	t.Log(acceptedBy(t, ns))
 }

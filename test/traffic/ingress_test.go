@@ -103,20 +103,3 @@ func unchanged(t *testing.T, was *networkingv1.Ingress) {
 		t.Fatalf("Ingress %s/%s is not as it was set up:\nwas %+v %v\nnow %+v %v", was.Namespace, was.Name, was.Spec, was.Annotations, now.Spec, now.Annotations)
 	}
 }
-
-// TestAShedAllOnAnIngressSendsEveryRequestToTheShedServerAndRestoreGivesThemBack: on Traefik's
-// NGINX provider, `kubectl floodgate shed` makes every request the shed server's answer (503,
-// Retry-After 120), and `restore` gives every request back to the app with the Ingress as it was.
-func TestAShedAllOnAnIngressSendsEveryRequestToTheShedServerAndRestoreGivesThemBack(t *testing.T) {
-	ns, was := ingressFixture(t, "shed-ingress", nil)
-	r := get(ns + ".example.com")
-
-	floodgate(t, "shed", "api", "-n", ns, "--reason", "herd", "--wait")
-	settle(t, r, shed(503, 120))
-	all(t, r, 200, shed(503, 120))
-
-	floodgate(t, "restore", "api", "-n", ns, "--wait")
-	settle(t, r, app)
-	all(t, r, 200, app)
-	unchanged(t, was)
-}

@@ -33,6 +33,8 @@ import (
 
 	"floodgate.dev/floodgate/internal/drill"
 	"floodgate.dev/floodgate/internal/manager"
+	"floodgate.dev/floodgate/internal/provider/registered"
+	"floodgate.dev/floodgate/internal/shed"
 	"floodgate.dev/floodgate/test/fixtures"
 )
 
@@ -94,8 +96,14 @@ func run(m *testing.M) (int, error) {
 	}
 	defer host.Close()
 
-	// The plugin reads the real clock: the manager's starts at real now.
-	if env, err = drill.StartEnvWith(time.Now(), drill.EnvOptions{ShedPodAddresses: []string{host.HostAddress}}, gatewayCRDs()...); err != nil {
+	// The plugin reads the real clock: the manager's starts at real now. Traefik matches a
+	// RegularExpression header with Go's regexp, which takes the allowlist's pattern: the manager
+	// is told so (--regex-header-controllers), as a cluster running it would be.
+	settings := registered.Settings{
+		RedirectHosts:          shed.ParseRedirectHosts(redirectHost),
+		RegexHeaderControllers: []string{traefikGatewayController},
+	}
+	if env, err = drill.StartEnvWith(time.Now(), drill.EnvOptions{Settings: settings, ShedPodAddresses: []string{host.HostAddress}}, gatewayCRDs()...); err != nil {
 		return 0, err
 	}
 	defer env.Close()
@@ -125,7 +133,8 @@ func run(m *testing.M) (int, error) {
 
 	// The shed pods: the shed server's binary, on this side of the test host's veth.
 	shedAddr := net.JoinHostPort(host.HostAddress, fmt.Sprint(manager.DefaultShed.Port))
-	shedServer := exec.CommandContext(ctx, filepath.Join(binDir, "shed-server"), "--listen", shedAddr, "--health-listen", "127.0.0.1:0")
+	shedServer := exec.CommandContext(ctx, filepath.Join(binDir, "shed-server"), "--listen", shedAddr, "--health-listen", "127.0.0.1:0",
+		"--shed-redirect-hosts", redirectHost)
 	shedServer.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig)
 	if err := start(shedServer, "shed-server.log"); err != nil {
 		return 0, err

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -102,8 +104,8 @@ func do(r request) answer {
 	}
 }
 
-// shed is the shed server's answer for a policy's default shed response.
-func shed(code, retryAfter int) answer { return answer(fmt.Sprintf("%d retry-after=%d", code, retryAfter)) }
+// shedAnswer is the shed server's answer with a status code and a Retry-After.
+func shedAnswer(code, retryAfter int) answer { return answer(fmt.Sprintf("%d retry-after=%d", code, retryAfter)) }
 
 // settle waits, up to a minute, until a batch of 20 requests all get want: the proxy has
 // programmed what Floodgate wrote. Then the counts that follow measure a settled data plane.
@@ -124,4 +126,39 @@ func all(t *testing.T, r request, n int, want answer) {
 	if got := send(r, n); got[want] != n {
 		t.Fatalf("%d requests to %s%s %v: want all %q, got %v", n, r.host, r.path, r.header, want, got)
 	}
+}
+
+// during runs flip while a client sends requests in a loop (one at a time, at most 20,000 and for
+// at most two minutes), then waits until they all get settled, and fails if any request in
+// between got something other than an answer in allowed: a connection error, a 404 or a 502
+// mid-flip is what a responder must never cause.
+func during(t *testing.T, r request, allowed []answer, settled answer, flip func()) {
+	t.Helper()
+	stop, done := make(chan struct{}), make(chan tally)
+	go func() {
+		got := tally{}
+		for deadline := time.Now().Add(2 * time.Minute); got.total() < 20000 && time.Now().Before(deadline); {
+			select {
+			case <-stop:
+				done <- got
+				return
+			default:
+				got[do(r)]++
+			}
+		}
+		<-stop
+		done <- got
+	}()
+	var got tally
+	stopLoop := sync.OnceFunc(func() { close(stop); got = <-done })
+	defer stopLoop() // a flip or a settle that fails still ends the loop
+	flip()
+	settle(t, r, settled)
+	stopLoop()
+	for a, n := range got {
+		if !slices.Contains(allowed, a) {
+			t.Errorf("during the flip, %d of %d requests got %q (only %q are answers): %v", n, got.total(), a, allowed, got)
+		}
+	}
+	t.Logf("during the flip: %v", got)
 }

@@ -1,0 +1,166 @@
+package traffic
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+)
+
+// redirectURL is where a redirected shed sends clients; its host is on the cluster's
+// shed-redirect-hosts (the manager's and the shed server's).
+const (
+	redirectHost = "status.example.com"
+	redirectURL  = "https://" + redirectHost + "/incident"
+)
+
+// A target is one kind of target set up for the levers: its fixture, and how to check it is as
+// it was set up.
+type target struct {
+	kind string
+	// setUp creates the app, the target and a Normal policy api on it (edit applied), waits until
+	// the app answers through Traefik, and returns the namespace and a check that the target is
+	// as it was set up.
+	setUp func(t *testing.T, name string, edit func(*v1alpha1.TrafficPolicy)) (ns string, unchanged func(*testing.T))
+}
+
+var targets = []target{
+	{kind: "Ingress", setUp: func(t *testing.T, name string, edit func(*v1alpha1.TrafficPolicy)) (string, func(*testing.T)) {
+		ns, was := ingressFixture(t, name, edit)
+		return ns, func(t *testing.T) { unchanged(t, was) }
+	}},
+	{kind: "HTTPRoute", setUp: func(t *testing.T, name string, edit func(*v1alpha1.TrafficPolicy)) (string, func(*testing.T)) {
+		ns, was := routeFixture(t, name, edit)
+		return ns, func(t *testing.T) { routeUnchanged(t, ns, was) }
+	}},
+}
+
+// restore pulls the policy back to Normal with kubectl floodgate, and proves on requests that
+// every one gets the app again, with the target as it was set up and nothing but the app or
+// shedding's answer in between.
+func restore(t *testing.T, ns string, r request, shedding answer, unchanged func(*testing.T)) {
+	t.Helper()
+	during(t, r, []answer{shedding, app}, app, func() { floodgate(t, "restore", "api", "-n", ns, "--wait") })
+	all(t, r, 200, app)
+	unchanged(t)
+}
+
+// TestShedAllSendsEveryRequestToTheShedServer: on both of Traefik's providers, `kubectl floodgate
+// shed` makes every request the shed server's answer (503, Retry-After 120), with no other answer
+// during the flip, and `restore` gives every request back to the app.
+func TestShedAllSendsEveryRequestToTheShedServer(t *testing.T) {
+	for _, target := range targets {
+		t.Run(target.kind, func(t *testing.T) {
+			ns, unchanged := target.setUp(t, "shed-"+lower(target.kind), nil)
+			r := get(ns + ".example.com")
+			during(t, r, []answer{app, shedAnswer(503, 120)}, shedAnswer(503, 120), func() {
+				floodgate(t, "shed", "api", "-n", ns, "--reason", "herd", "--wait")
+			})
+			all(t, r, 200, shedAnswer(503, 120))
+			restore(t, ns, r, shedAnswer(503, 120), unchanged)
+		})
+	}
+}
+
+// TestARedirectedShedAnswers302ToTheStatusPage: a ShedAll with shed.redirectURL answers every
+// request 302 to the URL: the shed server on an Ingress, Traefik itself (RequestRedirect) on an
+// HTTPRoute.
+func TestARedirectedShedAnswers302ToTheStatusPage(t *testing.T) {
+	redirected := answer("302 " + redirectURL)
+	for _, target := range targets {
+		t.Run(target.kind, func(t *testing.T) {
+			ns, unchanged := target.setUp(t, "redirect-"+lower(target.kind), func(p *v1alpha1.TrafficPolicy) {
+				p.Spec.Shed.RedirectURL = redirectURL
+			})
+			r := get(ns + ".example.com")
+			during(t, r, []answer{app, redirected}, redirected, func() {
+				floodgate(t, "shed", "api", "-n", ns, "--reason", "herd", "--wait")
+			})
+			all(t, r, 200, redirected)
+			restore(t, ns, r, redirected, unchanged)
+		})
+	}
+}
+
+// TestTheAllowlistAdmitsOnlyTheRegionsListed: with `kubectl floodgate allow api AU`, a request
+// whose CF-IPCountry is AU reaches the app; US, an empty header and lower-case au get the shed
+// answer (codes are compared exactly: CDNs send upper case); a request without the header is
+// admitted (missingRegion: Admit).
+func TestTheAllowlistAdmitsOnlyTheRegionsListed(t *testing.T) {
+	for _, target := range targets {
+		t.Run(target.kind, func(t *testing.T) {
+			ns, unchanged := target.setUp(t, "allow-"+lower(target.kind), nil)
+			r := get(ns + ".example.com")
+			us := r.with("CF-IPCountry", "US")
+			during(t, us, []answer{app, shedAnswer(503, 120)}, shedAnswer(503, 120), func() {
+				floodgate(t, "allow", "api", "AU", "-n", ns, "--reason", "AU first", "--wait")
+			})
+			for _, c := range []struct {
+				name string
+				r    request
+				want answer
+			}{
+				{"AU", r.with("CF-IPCountry", "AU"), app},
+				{"US", us, shedAnswer(503, 120)},
+				{"empty", r.with("CF-IPCountry", ""), shedAnswer(503, 120)},
+				{"absent", r, app},
+				{"lower case", r.with("CF-IPCountry", "au"), shedAnswer(503, 120)},
+			} {
+				if got := send(c.r, 100); got[c.want] != 100 {
+					t.Errorf("CF-IPCountry %s: want all 100 %q, got %v", c.name, c.want, got)
+				}
+			}
+			during(t, us, []answer{shedAnswer(503, 120), app}, app, func() {
+				floodgate(t, "allow", "api", "-n", ns, "--reason", "every region", "--wait")
+			})
+			unchanged(t)
+		})
+	}
+}
+
+// TestAdmitPercentAdmitsItsShare: a ramp step of admitPercent 30 admits a share of 2,000
+// requests inside the binomial 95% interval around 30%, and sheds the rest.
+func TestAdmitPercentAdmitsItsShare(t *testing.T) {
+	for _, target := range targets {
+		t.Run(target.kind, func(t *testing.T) {
+			ns, unchanged := target.setUp(t, "admit-"+lower(target.kind), func(p *v1alpha1.TrafficPolicy) {
+				p.Spec.Ramp = &v1alpha1.Ramp{Steps: []v1alpha1.RampStep{{AdmitPercent: ptr.To[int32](30), Hold: metav1.Duration{Duration: time.Hour}}}}
+			})
+			r := get(ns + ".example.com")
+			floodgate(t, "ramp", "api", "-n", ns, "--reason", "admit 30%", "--wait")
+			// Settled when the share is being shed at all: a batch of 20 sees both answers.
+			settleShare(t, r)
+			const n, p = 2000, 0.30
+			got := send(r, n)
+			half := 1.96 * math.Sqrt(n*p*(1-p))
+			if float64(got[app]) < n*p-half || float64(got[app]) > n*p+half || got[app]+got[shedAnswer(503, 120)] != n {
+				t.Fatalf("admitPercent 30 over %d requests: want %.0f±%.0f app and the rest shed, got %v", n, n*p, half, got)
+			}
+			t.Logf("admitPercent 30 over %d requests: %v", n, got)
+			restore(t, ns, r, shedAnswer(503, 120), unchanged)
+		})
+	}
+}
+
+// settleShare waits until a batch of 20 requests gets both the app and the shed answer.
+func settleShare(t *testing.T, r request) {
+	t.Helper()
+	var last tally
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if last = send(r, 20); last[app] > 0 && last[shedAnswer(503, 120)] > 0 {
+			return
+		}
+	}
+	t.Fatalf("a share was never shed within a minute; the last 20 requests got %v", last)
+}
+
+func lower(kind string) string {
+	if kind == "HTTPRoute" {
+		return "route"
+	}
+	return "ingress"
+}
