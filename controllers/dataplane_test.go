@@ -56,7 +56,7 @@ func TestTheDataPlane(t *testing.T) {
 
 		g.Eventually(canaryAnnotations(ns)).Should(HaveKeyWithValue(ingressnginx.AnnotationWeight, "100"))
 		g.Eventually(conditionOf(t, ns, v1alpha1.ConditionReady)).Should(HavePrefix("False " + v1alpha1.ReasonNoShedBackend +
-			": not shedding: the shed backend has no ready endpoints, and ingress-nginx skips a canary whose backend has none"))
+			": not shedding: the shed backend has no ready endpoints, and ingress-nginx (and Traefik's NGINX provider) skips a canary whose backend has none"))
 		g.Expect(conditionOf(t, ns, v1alpha1.ConditionDegraded)()).To(HavePrefix("True " + v1alpha1.ReasonNoShedBackend))
 
 		setShedPodsReady(t, true)

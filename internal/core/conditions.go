@@ -76,11 +76,12 @@ func readyCondition(o Outcome) metav1.Condition {
 // noShedBackend says what a shed backend without ready endpoints means for the lever, on each
 // data plane: draining endpoints are terminating but still serving.
 func noShedBackend(draining int) string {
-	msg := "not shedding: the shed backend has no ready endpoints, and ingress-nginx skips a canary whose " +
-		"backend has none, so requests still reach the main backend; a gateway answers a shed rule whose backend has " +
-		"none with its own 5xx and no Retry-After"
+	msg := "not shedding: the shed backend has no ready endpoints, and ingress-nginx (and Traefik's NGINX provider) " +
+		"skips a canary whose backend has none, so requests still reach the main backend; a gateway answers a shed rule " +
+		"whose backend has none with its own 5xx and no Retry-After"
 	if draining > 0 {
-		msg += fmt.Sprintf("; %d terminating shed endpoint(s) still serve, and Traefik and Envoy send to them until they go", draining)
+		msg += fmt.Sprintf("; %d terminating shed endpoint(s) still serve: Envoy sends to them until they go, Traefik "+
+			"does not (it answers 503 itself, on an Ingress too)", draining)
 	}
 	return msg + "; check the floodgate-shed Deployment in the shed namespace"
 }

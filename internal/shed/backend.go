@@ -58,8 +58,9 @@ func CompanionServiceName(policy string) string {
 type Endpoints struct {
 	// Ready endpoints take new requests on every data plane.
 	Ready int
-	// Draining endpoints are terminating but still serving: some data planes (Traefik, Envoy)
-	// send requests to them while no endpoint is ready; ingress-nginx never does.
+	// Draining endpoints are terminating but still serving: Envoy sends requests to them while
+	// no endpoint is ready; ingress-nginx and Traefik v3.7 never do (Traefik fences them and
+	// answers 503 itself, as test/traffic measures).
 	Draining int
 }
 

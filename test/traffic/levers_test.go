@@ -2,6 +2,7 @@ package traffic
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -163,4 +164,44 @@ func lower(kind string) string {
 		return "route"
 	}
 	return "ingress"
+}
+
+// TestAPerClientLimitOnAnIngressAdmitsItsRateAndAnswersTheRest429: a ramp step of
+// perClientRequestsPerSecond 20 (limit-rps on the Ingress) admits, once Traefik's burst is spent,
+// about 20 requests a second from one client, and answers the rest 429 with Retry-After.
+func TestAPerClientLimitOnAnIngressAdmitsItsRateAndAnswersTheRest429(t *testing.T) {
+	ns, was := ingressFixture(t, "rate-ingress", func(p *v1alpha1.TrafficPolicy) {
+		p.Spec.Ramp = &v1alpha1.Ramp{Steps: []v1alpha1.RampStep{{PerClientRequestsPerSecond: ptr.To[int32](20), Hold: metav1.Duration{Duration: time.Hour}}}}
+	})
+	r := get(ns + ".example.com")
+	floodgate(t, "ramp", "api", "-n", ns, "--reason", "20 rps per client", "--wait")
+	limited := settleLimited(t, r)
+	// Three seconds of requests as fast as one client sends them, counted per second.
+	for second := range 3 {
+		got := tally{}
+		for end := time.Now().Add(time.Second); time.Now().Before(end) && got.total() < 20000; {
+			got[do(r)]++
+		}
+		t.Logf("second %d: %v", second+1, got)
+		if got[app] < 15 || got[app] > 25 || got[app]+got[limited] != got.total() {
+			t.Errorf("second %d of a 20 rps limit: want 15 to 25 app and the rest %q, got %v", second+1, limited, got)
+		}
+	}
+	restore(t, ns, r, limited, func(t *testing.T) { unchanged(t, was) })
+}
+
+// settleLimited waits until a request is refused by the rate limit and returns that answer.
+func settleLimited(t *testing.T, r request) answer {
+	t.Helper()
+	var last tally
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+		last = send(r, 50)
+		for a := range last {
+			if strings.HasPrefix(string(a), "429 ") {
+				return a
+			}
+		}
+	}
+	t.Fatalf("no request was rate limited within a minute; the last 50 got %v", last)
+	return ""
 }

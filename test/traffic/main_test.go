@@ -46,11 +46,14 @@ const appListenEnv = "FLOODGATE_TRAFFIC_APP_LISTEN"
 const AppHeader = "X-Served-By"
 
 var (
-	env    *drill.Env
-	k8s    client.Client
-	host   *fixtures.TestHost
-	proxy  string // Traefik's web entry point, host:port on loopback
-	binDir string
+	env   *drill.Env
+	k8s   client.Client
+	host  *fixtures.TestHost
+	proxy string // Traefik's web entry point, host:port on loopback
+	// rolledShedPod is the address of the second shed server, which no EndpointSlice lists
+	// until a test rolls the shed pods to it.
+	rolledShedPod string
+	binDir        string
 )
 
 func TestMain(m *testing.M) {
@@ -131,13 +134,21 @@ func run(m *testing.M) (int, error) {
 		return nil
 	}
 
-	// The shed pods: the shed server's binary, on this side of the test host's veth.
-	shedAddr := net.JoinHostPort(host.HostAddress, fmt.Sprint(manager.DefaultShed.Port))
-	shedServer := exec.CommandContext(ctx, filepath.Join(binDir, "shed-server"), "--listen", shedAddr, "--health-listen", "127.0.0.1:0",
-		"--shed-redirect-hosts", redirectHost)
-	shedServer.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig)
-	if err := start(shedServer, "shed-server.log"); err != nil {
+	// The shed pods: the shed server's binary, twice, on this side of the test host's veth. The
+	// shed pods' EndpointSlice lists the first; the second is where a rollout moves them.
+	if rolledShedPod, err = host.AddHostAddress(3); err != nil {
 		return 0, err
+	}
+	listens := map[string]string{}
+	for i, address := range []string{host.HostAddress, rolledShedPod} {
+		addr := net.JoinHostPort(address, fmt.Sprint(manager.DefaultShed.Port))
+		shedServer := exec.CommandContext(ctx, filepath.Join(binDir, "shed-server"), "--listen", addr, "--health-listen", "127.0.0.1:0",
+			"--shed-redirect-hosts", redirectHost)
+		shedServer.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig)
+		if err := start(shedServer, fmt.Sprintf("shed-server-%d.log", i+1)); err != nil {
+			return 0, err
+		}
+		listens[fmt.Sprintf("shed server %d", i+1)] = addr
 	}
 	// The app, in the test host.
 	appAddr := net.JoinHostPort(host.PeerAddress, fmt.Sprint(appPort))
@@ -169,7 +180,8 @@ func run(m *testing.M) (int, error) {
 	if err := start(proxyCmd, "traefik.log"); err != nil {
 		return 0, err
 	}
-	for what, addr := range map[string]string{"the shed server": shedAddr, "the app": appAddr, "Traefik": proxy} {
+	listens["the app"], listens["Traefik"] = appAddr, proxy
+	for what, addr := range listens {
 		if err := listening(addr); err != nil {
 			return 0, fmt.Errorf("%s: %w (its log: %s)", what, err, binDir)
 		}
@@ -184,7 +196,7 @@ func run(m *testing.M) (int, error) {
 	}
 	code := m.Run()
 	if code != 0 {
-		for _, log := range []string{"traefik.log", "shed-server.log", "app.log"} {
+		for _, log := range []string{"traefik.log", "shed-server-1.log", "shed-server-2.log", "app.log"} {
 			if b, err := os.ReadFile(filepath.Join(binDir, log)); err == nil {
 				fmt.Fprintf(os.Stderr, "--- %s (last 4 KiB)\n%s\n", log, tail(b, 4096))
 			}
@@ -200,11 +212,15 @@ const ingressClass = "nginx"
 // appPort is where the app listens in the test host.
 const appPort = 8080
 
-// traefikConfig is Traefik's static configuration: one entry point for traffic, one for its
-// ping, the two providers, and a short provider throttle (the default, 2 s, is measured in
+// traefikConfig is Traefik's static configuration: no version check or usage report (the suite
+// reaches nothing off this machine), one entry point for traffic, one for its ping, the two
+// providers, and a short provider throttle (the default, 2 s, is measured in
 // make bench, not here).
 func traefikConfig(web, ping string) string {
-	return fmt.Sprintf(`entryPoints:
+	return fmt.Sprintf(`global:
+  checkNewVersion: false
+  sendAnonymousUsage: false
+entryPoints:
   web:
     address: %q
   ping:

@@ -105,7 +105,9 @@ func do(r request) answer {
 }
 
 // shedAnswer is the shed server's answer with a status code and a Retry-After.
-func shedAnswer(code, retryAfter int) answer { return answer(fmt.Sprintf("%d retry-after=%d", code, retryAfter)) }
+func shedAnswer(code, retryAfter int) answer {
+	return answer(fmt.Sprintf("%d retry-after=%d", code, retryAfter))
+}
 
 // settle waits, up to a minute, until a batch of 20 requests all get want: the proxy has
 // programmed what Floodgate wrote. Then the counts that follow measure a settled data plane.
