@@ -10,6 +10,7 @@ import (
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/provider/ingressnginx"
+	traefikprovider "floodgate.dev/floodgate/internal/provider/traefik"
 )
 
 func TestDataPlanes(t *testing.T) {
@@ -58,15 +59,25 @@ func TestDataPlanes(t *testing.T) {
 		create(t, p)
 
 		g.Eventually(dataPlanesOf(ns)).Should(Equal(map[string][]string{
-			"api-gateway": {"ingress-nginx"}, "on-traefik": {"traefik"}, "on-mapped": {"traefik"},
-			"on-other": {"example.com/" + other}, "legacy": {"traefik"},
+			"api-gateway": {"ingress-nginx"}, "on-traefik": {"traefik.io/ingress-controller"}, "on-mapped": {"traefik"},
+			"on-other": {"example.com/" + other}, "legacy": {"traefik.io/ingress-controller"},
 		}))
 		g.Expect(warningsOf(ns, "on-traefik")).To(ContainElement(ContainSubstring(
-			"served by traefik, which has no provider of its own in Floodgate: ingress-nginx's settings are written")))
+			"served by traefik.io/ingress-controller, which has no provider of its own in Floodgate: ingress-nginx's settings are written")))
 		g.Expect(warningsOf(ns, "api-gateway")).NotTo(ContainElement(ContainSubstring("served by")))
+		g.Expect(warningsOf(ns, "on-mapped")).NotTo(ContainElement(ContainSubstring("served by")))
+		providers := map[string]v1alpha1.Capabilities{}
 		for _, t := range getPolicy(t, ns, "api-gateway").Status.Targets {
 			g.Expect(t.Capabilities).NotTo(BeNil())
-			g.Expect(t.Capabilities.Provider).To(Equal(ingressnginx.ProviderName), "every Ingress is written by the kind's one provider")
+			providers[t.Name] = *t.Capabilities
+		}
+		// Traefik's NGINX provider (the mapped class) has Floodgate's Traefik provider: the same
+		// writes, Traefik's answer to an over-limit client.
+		g.Expect(providers["on-mapped"].Provider).To(Equal(traefikprovider.ProviderName))
+		g.Expect(providers["on-mapped"].RateLimitStatusCode).To(BeEquivalentTo(429))
+		for _, name := range []string{"api-gateway", "on-traefik", "on-other", "legacy"} {
+			g.Expect(providers[name].Provider).To(Equal(ingressnginx.ProviderName), name)
+			g.Expect(providers[name].RateLimitStatusCode).To(BeEquivalentTo(503), name)
 		}
 	})
 
@@ -81,14 +92,14 @@ func TestDataPlanes(t *testing.T) {
 		g.Eventually(func() bool { return getPolicy(t, ns, "api-gateway").Status.ObservedGeneration == 1 }).Should(BeTrue())
 		g.Expect(dataPlanesOf(ns)()).To(HaveKeyWithValue("api-gateway", BeEmpty()), "no class, no known data plane")
 
-		g.Expect(k8s.Create(context.Background(), class(late, "traefik.io/ingress-controller"))).To(Succeed())
+		g.Expect(k8s.Create(context.Background(), class(late, traefikByFlag))).To(Succeed())
 		g.Eventually(dataPlanesOf(ns)).Should(HaveKeyWithValue("api-gateway", Equal([]string{"traefik"})))
 	})
 
 	t.Run("reads the default class's controller for an Ingress that names no class", func(t *testing.T) {
 		g := NewWithT(t)
 		ns := newNamespace(t)
-		def := class("default-"+ns, "traefik.io/ingress-controller")
+		def := class("default-"+ns, traefikByFlag)
 		def.Annotations = map[string]string{ingressnginx.AnnotationDefaultClass: "true"}
 		create(t, def)
 		t.Cleanup(func() { g.Expect(k8s.Delete(context.Background(), def)).To(Succeed()) })

@@ -150,7 +150,7 @@ func ShedPodsAt(ctx context.Context, c client.Client, addresses ...string) error
 			Labels: map[string]string{discoveryv1.LabelServiceName: manager.DefaultShed.ServiceName}},
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Endpoints:   endpoints,
-		Ports: []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(manager.DefaultShed.Port)}},
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(manager.DefaultShed.Port)}},
 	})
 }
 

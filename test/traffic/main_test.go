@@ -33,6 +33,7 @@ import (
 
 	"floodgate.dev/floodgate/internal/drill"
 	"floodgate.dev/floodgate/internal/manager"
+	"floodgate.dev/floodgate/internal/provider"
 	"floodgate.dev/floodgate/internal/provider/registered"
 	"floodgate.dev/floodgate/internal/shed"
 	"floodgate.dev/floodgate/test/fixtures"
@@ -102,9 +103,12 @@ func run(m *testing.M) (int, error) {
 	// The plugin reads the real clock: the manager's starts at real now. Traefik matches a
 	// RegularExpression header with Go's regexp, which takes the allowlist's pattern: the manager
 	// is told so (--regex-header-controllers), as a cluster running it would be.
+	// Its NGINX provider serves ingress-nginx's classes: the manager is told this cluster moved
+	// (--data-plane-controllers k8s.io/ingress-nginx=traefik), as the README says to.
 	settings := registered.Settings{
 		RedirectHosts:          shed.ParseRedirectHosts(redirectHost),
 		RegexHeaderControllers: []string{traefikGatewayController},
+		DataPlaneControllers:   map[string]provider.DataPlane{"k8s.io/ingress-nginx": "traefik"},
 	}
 	if env, err = drill.StartEnvWith(time.Now(), drill.EnvOptions{Settings: settings, ShedPodAddresses: []string{host.HostAddress}}, gatewayCRDs()...); err != nil {
 		return 0, err

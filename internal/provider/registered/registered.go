@@ -16,6 +16,7 @@ import (
 	"floodgate.dev/floodgate/internal/provider/hpa"
 	"floodgate.dev/floodgate/internal/provider/ingressnginx"
 	"floodgate.dev/floodgate/internal/provider/keda"
+	"floodgate.dev/floodgate/internal/provider/traefik"
 	"floodgate.dev/floodgate/internal/shed"
 )
 
@@ -36,11 +37,13 @@ type Settings struct {
 
 // KnownControllers are the controller names of the data planes Floodgate knows by default,
 // beyond those of its providers' own data planes: an IngressClass's spec.controller or a
-// GatewayClass's spec.controllerName, and the data plane it is.
+// GatewayClass's spec.controllerName, and the data plane it is. Traefik's own Ingress provider
+// (traefik.io/ingress-controller) is not Traefik's data plane for Ingresses: it reads none of
+// ingress-nginx's annotations, so it is named by its controller name and warned about; Traefik's
+// NGINX provider serves k8s.io/ingress-nginx classes, mapped onto traefik by the manager's flag.
 func KnownControllers() map[string]provider.DataPlane {
 	return map[string]provider.DataPlane{
 		gatewayapi.EnvoyGatewayController: "envoy-gateway",
-		"traefik.io/ingress-controller":   "traefik",
 		"traefik.io/gateway-controller":   "traefik",
 	}
 }
@@ -70,6 +73,7 @@ func NewRegistry(c client.Client, settings ...Settings) *provider.Registry {
 func all(c client.Client, s Settings) []provider.Provider {
 	return []provider.Provider{
 		&ingressnginx.Provider{Client: c, ReadClasses: s.ReadClasses},
+		&traefik.IngressProvider{Provider: ingressnginx.Provider{Client: c, ReadClasses: s.ReadClasses}},
 		&gatewayapi.Provider{Client: c, RegexControllers: s.RegexHeaderControllers, RedirectHosts: s.RedirectHosts, ReadClasses: s.ReadClasses},
 		&hpa.Provider{Client: c},
 		&keda.Provider{Client: c},
