@@ -24,7 +24,7 @@ const (
 )
 
 // routeFixture creates the app, a Gateway of Traefik's class listening on the proxy's entry
-// point, the HTTPRoute api (host NAME.example.com, / to the app), and a policy api on it with
+// point, the HTTPRoute api (host NAMESPACE.example.com, / to the app), and a policy api on it with
 // edit applied (Normal), and waits until the app answers through Traefik. It returns the
 // namespace and the route's spec as created.
 func routeFixture(t *testing.T, name string, edit func(*v1alpha1.TrafficPolicy)) (string, gatewayv1.HTTPRouteSpec) {

@@ -2,9 +2,11 @@ package traffic
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -20,10 +22,14 @@ import (
 	"floodgate.dev/floodgate/test/fixtures"
 )
 
-// appBackend creates, in a new namespace, the app's Service (port 80 to the app's 8080) and its
-// EndpointSlice (the app in the test host), and returns the namespace.
+// namespaces counts the namespaces the suite made, so each has a name of its own (-count=N).
+var namespaces atomic.Int32
+
+// appBackend creates, in a new namespace (NAME-N), the app's Service (port 80 to the app's 8080)
+// and its EndpointSlice (the app in the test host), and returns the namespace.
 func appBackend(t *testing.T, name string) string {
 	t.Helper()
+	name = fmt.Sprintf("%s-%d", name, namespaces.Add(1))
 	fixtures.Create(t, k8s,
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: name}, Spec: corev1.ServiceSpec{
@@ -44,7 +50,7 @@ func appBackend(t *testing.T, name string) string {
 	return name
 }
 
-// ingressFixture creates the app, the Ingress api (host NAME.example.com, / to the app) of
+// ingressFixture creates the app, the Ingress api (host NAMESPACE.example.com, / to the app) of
 // ingress-nginx's class, and a policy api on it with edit applied (Normal), and waits until the
 // app answers through Traefik. It returns the namespace and the Ingress as created.
 func ingressFixture(t *testing.T, name string, edit func(*v1alpha1.TrafficPolicy)) (string, *networkingv1.Ingress) {

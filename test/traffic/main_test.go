@@ -100,15 +100,13 @@ func run(m *testing.M) (int, error) {
 	}
 	defer host.Close()
 
-	// The plugin reads the real clock: the manager's starts at real now. Traefik matches a
-	// RegularExpression header with Go's regexp, which takes the allowlist's pattern: the manager
-	// is told so (--regex-header-controllers), as a cluster running it would be.
-	// Its NGINX provider serves ingress-nginx's classes: the manager is told this cluster moved
+	// The plugin reads the real clock: the manager's starts at real now. Traefik's Gateway
+	// provider is one the manager knows to match a RegularExpression header (by default). Its
+	// NGINX provider serves ingress-nginx's classes: the manager is told this cluster moved
 	// (--data-plane-controllers k8s.io/ingress-nginx=traefik), as the README says to.
 	settings := registered.Settings{
-		RedirectHosts:          shed.ParseRedirectHosts(redirectHost),
-		RegexHeaderControllers: []string{traefikGatewayController},
-		DataPlaneControllers:   map[string]provider.DataPlane{"k8s.io/ingress-nginx": "traefik"},
+		RedirectHosts:        shed.ParseRedirectHosts(redirectHost),
+		DataPlaneControllers: map[string]provider.DataPlane{"k8s.io/ingress-nginx": "traefik"},
 	}
 	if env, err = drill.StartEnvWith(time.Now(), drill.EnvOptions{Settings: settings, ShedPodAddresses: []string{host.HostAddress}}, gatewayCRDs()...); err != nil {
 		return 0, err

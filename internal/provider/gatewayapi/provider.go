@@ -40,9 +40,14 @@ const ProviderName = "gateway-api"
 // RE2 regular expressions (Envoy's safe_regex).
 const EnvoyGatewayController = "gateway.envoyproxy.io/gatewayclass-controller"
 
+// TraefikGatewayController is Traefik's GatewayClass controllerName (its kubernetesGateway
+// provider's default): it matches headers by Go's regexp (RE2), which test/traffic proves on the
+// allowlist's pattern with real requests.
+const TraefikGatewayController = "traefik.io/gateway-controller"
+
 // DefaultRegexControllers are the controllerNames known to match RegularExpression header
 // matches with RE2/PCRE-compatible syntax.
-var DefaultRegexControllers = []string{EnvoyGatewayController}
+var DefaultRegexControllers = []string{EnvoyGatewayController, TraefikGatewayController}
 
 // Capabilities are what core Gateway API can and cannot do, published in status.
 var Capabilities = v1alpha1.Capabilities{

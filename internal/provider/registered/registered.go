@@ -43,8 +43,8 @@ type Settings struct {
 // NGINX provider serves k8s.io/ingress-nginx classes, mapped onto traefik by the manager's flag.
 func KnownControllers() map[string]provider.DataPlane {
 	return map[string]provider.DataPlane{
-		gatewayapi.EnvoyGatewayController: "envoy-gateway",
-		"traefik.io/gateway-controller":   "traefik",
+		gatewayapi.EnvoyGatewayController:   "envoy-gateway",
+		gatewayapi.TraefikGatewayController: "traefik",
 	}
 }
 
