@@ -35,7 +35,7 @@ flock 9
 if [ -x "$DEST/traefik" ]; then
   echo "$DEST/traefik"; exit 0
 fi
-echo "traefik: building github.com/traefik/traefik/v3@$version from its Go module (once, about 20 minutes on 2 cores; cached in $DEST)" >&2
+echo "traefik: building github.com/traefik/traefik/v3@$version from its Go module (once, 10 to 20 minutes on 2 cores; cached in $DEST)" >&2
 start=$(date +%s)
 work=$(mktemp -d)
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
