@@ -119,13 +119,7 @@ func fixture(t *testing.T, name string) string {
 			GatewayClassName: "eg", Listeners: []gatewayv1.Listener{{Name: "http", Protocol: gatewayv1.HTTPProtocolType, Port: 80}}}},
 		service(ns, "api", 80), service(ns, "api-v2", 80), userRoute(ns))
 	reportedOn(t, ns)
-	t.Cleanup(func() {
-		var list v1alpha1.TrafficPolicyList
-		_ = k8s.List(context.Background(), &list, client.InNamespace(ns))
-		for i := range list.Items {
-			_ = k8s.Delete(context.Background(), &list.Items[i])
-		}
-	})
+	fixtures.DeletePoliciesWhenDone(t, k8s, ns)
 	return ns
 }
 

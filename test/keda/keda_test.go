@@ -194,7 +194,6 @@ func TestAWorkloadGateWithoutANameReadsTheDeploymentTheScaledObjectScales(t *tes
 
 func fixture(t *testing.T, name string) string {
 	t.Helper()
-	ctx := context.Background()
 	ns := name
 	labels := map[string]string{"app": "api"}
 	prefix := networkingv1.PathTypePrefix
@@ -230,13 +229,7 @@ func fixture(t *testing.T, name string) string {
 			MinReplicas:    ptr.To[int32](2), MaxReplicas: 20,
 		},
 	})
-	t.Cleanup(func() {
-		var list v1alpha1.TrafficPolicyList
-		_ = k8s.List(ctx, &list, client.InNamespace(ns))
-		for i := range list.Items {
-			_ = k8s.Delete(ctx, &list.Items[i])
-		}
-	})
+	fixtures.DeletePoliciesWhenDone(t, k8s, ns)
 	return ns
 }
 

@@ -40,13 +40,7 @@ func appBackend(t *testing.T, name string) string {
 			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{host.PeerAddress}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
 			Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](appPort)}},
 		})
-	t.Cleanup(func() {
-		var list v1alpha1.TrafficPolicyList
-		_ = k8s.List(context.Background(), &list, client.InNamespace(name))
-		for i := range list.Items {
-			_ = k8s.Delete(context.Background(), &list.Items[i])
-		}
-	})
+	fixtures.DeletePoliciesWhenDone(t, k8s, name)
 	return name
 }
 
