@@ -185,7 +185,8 @@ func run(m *testing.M) (int, error) {
 	listens["the app"], listens["Traefik"] = appAddr, proxy
 	for what, addr := range listens {
 		if err := listening(addr); err != nil {
-			return 0, fmt.Errorf("%s: %w (its log: %s)", what, err, binDir)
+			printLogs()
+			return 0, fmt.Errorf("%s: %w", what, err)
 		}
 	}
 	if err := k8s.Create(ctx, &networkingv1.IngressClass{ObjectMeta: metav1.ObjectMeta{Name: ingressClass},
@@ -198,13 +199,18 @@ func run(m *testing.M) (int, error) {
 	}
 	code := m.Run()
 	if code != 0 {
-		for _, log := range []string{"traefik.log", "shed-server-1.log", "shed-server-2.log", "app.log"} {
-			if b, err := os.ReadFile(filepath.Join(binDir, log)); err == nil {
-				fmt.Fprintf(os.Stderr, "--- %s (last 4 KiB)\n%s\n", log, tail(b, 4096))
-			}
-		}
+		printLogs()
 	}
 	return code, nil
+}
+
+// printLogs prints the end of each process's log (they go with the suite's directory).
+func printLogs() {
+	for _, log := range []string{"traefik.log", "shed-server-1.log", "shed-server-2.log", "app.log"} {
+		if b, err := os.ReadFile(filepath.Join(binDir, log)); err == nil {
+			fmt.Fprintf(os.Stderr, "--- %s (last 4 KiB)\n%s\n", log, tail(b, 4096))
+		}
+	}
 }
 
 // ingressClass is the class of the suite's Ingresses: ingress-nginx's controller name, which
