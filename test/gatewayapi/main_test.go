@@ -12,9 +12,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -58,7 +56,7 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) int {
 	var err error
-	if egctl, err = egctlPath(); err != nil {
+	if egctl, err = fixtures.Tool("EGCTL", "egctl.sh"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -94,18 +92,6 @@ func gatewayCRDs() []string {
 		crds = append(crds, filepath.Join("..", "crds", "gateway-api", "gateway.networking.k8s.io_"+f+".yaml"))
 	}
 	return crds
-}
-
-// egctlPath is the egctl binary: $EGCTL (make test sets it), else hack/egctl.sh's cached build.
-func egctlPath() (string, error) {
-	if p := os.Getenv("EGCTL"); p != "" {
-		return p, nil
-	}
-	out, err := exec.Command("bash", filepath.Join("..", "..", "hack", "egctl.sh")).Output()
-	if err != nil {
-		return "", fmt.Errorf("egctl: %w (run make egctl)", err)
-	}
-	return strings.TrimSpace(string(out)), nil
 }
 
 // fixture creates a namespace with a Gateway of the eg class, Services api and api-v2, and the

@@ -19,7 +19,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -82,7 +81,7 @@ func serveApp(addr string) {
 }
 
 func run(m *testing.M) (int, error) {
-	traefik, err := traefikPath()
+	traefik, err := fixtures.Tool("TRAEFIK", "traefik.sh")
 	if err != nil {
 		return 0, err
 	}
@@ -242,19 +241,6 @@ providers:
 log:
   level: INFO
 `, web, ping)
-}
-
-// traefikPath is the Traefik binary: $TRAEFIK (make test sets it), else hack/traefik.sh's cached
-// build.
-func traefikPath() (string, error) {
-	if p := os.Getenv("TRAEFIK"); p != "" {
-		return p, nil
-	}
-	out, err := exec.Command("bash", filepath.Join("..", "..", "hack", "traefik.sh")).Output()
-	if err != nil {
-		return "", fmt.Errorf("traefik: %w (run make traefik)", err)
-	}
-	return strings.TrimSpace(string(out)), nil
 }
 
 // gatewayCRDs are Gateway API's CRDs Traefik's Gateway provider watches.
