@@ -59,6 +59,12 @@ egctl: ## Get egctl (Envoy Gateway's CLI, whose translator the HTTPRoute tests r
 traefik: ## Get Traefik (the real proxy test/traffic sends requests through; built once from its Go module, cached per user).
 	@bash hack/traefik.sh >/dev/null
 
+.PHONY: traefik-crds
+traefik-crds: ## Refresh test/crds/traefik from the Traefik module hack/traefik.sh builds.
+	@v=$$(sed -n 's/^version=\$${TRAEFIK_VERSION:-\(.*\)}$$/\1/p' hack/traefik.sh) && \
+	  dir=$$(GOFLAGS=-mod=mod $(GO) mod download -json github.com/traefik/traefik/v3@$$v | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p') && \
+	  install -m 644 $$dir/docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml test/crds/traefik/
+
 .PHONY: test-deps
 test-deps: ## Install the Debian packages the tests use, when missing.
 	@bash hack/ensure-debs.sh pcre2grep=pcre2-utils prometheus=prometheus envsubst=gettext-base chromium=chromium tmux=tmux ip=iproute2

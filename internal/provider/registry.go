@@ -38,9 +38,20 @@ func NewRegistry(providers ...Provider) *Registry {
 	return r
 }
 
-// Discover marks unavailable every kind the cluster does not serve (asked of its RESTMapper).
+// Discovering is a provider that writes, beside its own kind, objects of a kind the cluster may
+// not serve (Traefik's Middleware): Discover asks the cluster once, as the registry is built, as
+// it does for the providers' own kinds.
+type Discovering interface {
+	Discover(mapper meta.RESTMapper)
+}
+
+// Discover marks unavailable every kind the cluster does not serve (asked of its RESTMapper), and
+// tells the providers that write other kinds (Discovering).
 func (r *Registry) Discover(mapper meta.RESTMapper) {
 	for _, p := range r.providers {
+		if d, ok := p.(Discovering); ok {
+			d.Discover(mapper)
+		}
 		gk := p.GroupKind()
 		if _, err := mapper.RESTMapping(gk); meta.IsNoMatchError(err) {
 			r.missing[gk] = fmt.Sprintf("its CustomResourceDefinition is not installed in this cluster (no %s in API group %s): install it, then restart the Floodgate manager", gk.Kind, gk.Group)

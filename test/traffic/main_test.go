@@ -1,6 +1,6 @@
 // Package traffic proves the levers on real requests through a real proxy. Traefik (built from its
-// Go module by hack/traefik.sh) runs with its kubernetesIngressNGINX and kubernetesGateway
-// providers against an embedded control plane, beside the real manager, the real shed server
+// Go module by hack/traefik.sh) runs with its kubernetesIngressNGINX, kubernetesGateway and
+// kubernetesCRD (for the Middleware of a per-client limit on an HTTPRoute) providers against an embedded control plane, beside the real manager, the real shed server
 // binary and `kubectl floodgate`. A tiny app answers what gets through.
 //
 // Every address is loopback or on a test host the suite creates (fixtures.TestHost, a network
@@ -107,7 +107,7 @@ func run(m *testing.M) (int, error) {
 		RedirectHosts:        shed.ParseRedirectHosts(redirectHost),
 		DataPlaneControllers: map[string]provider.DataPlane{"k8s.io/ingress-nginx": "traefik"},
 	}
-	if env, err = drill.StartEnvWith(time.Now(), drill.EnvOptions{Settings: settings, ShedPodAddresses: []string{host.HostAddress}}, gatewayCRDs()...); err != nil {
+	if env, err = drill.StartEnvWith(time.Now(), drill.EnvOptions{Settings: settings, ShedPodAddresses: []string{host.HostAddress}}, proxyCRDs()...); err != nil {
 		return 0, err
 	}
 	defer env.Close()
@@ -220,7 +220,7 @@ const ingressClass = "nginx"
 const appPort = 8080
 
 // traefikConfig is Traefik's static configuration: no version check or usage report (the suite
-// reaches nothing off this machine), one entry point for traffic, one for its ping, the two
+// reaches nothing off this machine), one entry point for traffic, one for its ping, the three
 // providers, and a short provider throttle (the default, 2 s, is measured in
 // make bench, not here).
 func traefikConfig(web, ping string) string {
@@ -238,13 +238,14 @@ providers:
   providersThrottleDuration: 100ms
   kubernetesIngressNGINX: {}
   kubernetesGateway: {}
+  kubernetesCRD: {}
 log:
   level: INFO
 `, web, ping)
 }
 
-// gatewayCRDs are Gateway API's CRDs Traefik's Gateway provider watches.
-func gatewayCRDs() []string {
+// proxyCRDs are the CRDs Traefik's providers watch: Gateway API's, and Traefik's own.
+func proxyCRDs() []string {
 	var files []string
 	for _, f := range []string{"gatewayclasses", "gateways", "httproutes", "referencegrants"} {
 		files = append(files, filepath.Join("..", "crds", "gateway-api", "gateway.networking.k8s.io_"+f+".yaml"))
@@ -252,7 +253,7 @@ func gatewayCRDs() []string {
 	for _, f := range []string{"grpcroutes", "tlsroutes", "backendtlspolicies"} {
 		files = append(files, filepath.Join("..", "crds", "gateway-api-routes", "gateway.networking.k8s.io_"+f+".yaml"))
 	}
-	return files
+	return append(files, filepath.Join("..", "crds", "traefik", "kubernetes-crd-definition-v1.yml"))
 }
 
 func freeLoopbackPort() (string, error) {

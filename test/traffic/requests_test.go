@@ -113,13 +113,20 @@ func shedAnswer(code, retryAfter int) answer {
 // programmed what Floodgate wrote. Then the counts that follow measure a settled data plane.
 func settle(t *testing.T, r request, want answer) {
 	t.Helper()
+	settleWhen(t, r, fmt.Sprintf("all got %q", want), func(got tally) bool { return got[want] == got.total() })
+}
+
+// settleWhen waits, up to a minute, until a batch of 20 requests satisfies settled (what says it
+// in a failure).
+func settleWhen(t *testing.T, r request, what string, settled func(tally) bool) {
+	t.Helper()
 	var last tally
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if last = send(r, 20); last[want] == 20 {
+		if last = send(r, 20); settled(last) {
 			return
 		}
 	}
-	t.Fatalf("requests to %s%s %v never all got %q within a minute; the last 20 got %v", r.host, r.path, r.header, want, last)
+	t.Fatalf("requests to %s%s %v never %s within a minute; the last 20 got %v", r.host, r.path, r.header, what, last)
 }
 
 // all sends n requests and fails unless every one got want.
@@ -135,6 +142,12 @@ func all(t *testing.T, r request, n int, want answer) {
 // between got something other than an answer in allowed: a connection error, a 404 or a 502
 // mid-flip is what a responder must never cause.
 func during(t *testing.T, r request, allowed []answer, settled answer, flip func()) {
+	t.Helper()
+	duringUntil(t, r, allowed, func() { settle(t, r, settled) }, flip)
+}
+
+// duringUntil is during, settled when settle returns.
+func duringUntil(t *testing.T, r request, allowed []answer, settle func(), flip func()) {
 	t.Helper()
 	stop, done := make(chan struct{}), make(chan tally)
 	go func() {
@@ -155,7 +168,7 @@ func during(t *testing.T, r request, allowed []answer, settled answer, flip func
 	stopLoop := sync.OnceFunc(func() { close(stop); got = <-done })
 	defer stopLoop() // a flip or a settle that fails still ends the loop
 	flip()
-	settle(t, r, settled)
+	settle()
 	stopLoop()
 	for a, n := range got {
 		if !slices.Contains(allowed, a) {

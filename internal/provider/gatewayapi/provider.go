@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"k8s.io/utils/ptr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
@@ -75,7 +76,23 @@ type Provider struct {
 	// ReadClasses reads the cluster-scoped GatewayClasses, for a route's data plane (a
 	// cluster-wide install; a namespaced one reads what the route's status says).
 	ReadClasses bool
+	// PerClient is the route's data plane's own per-client rate limit (nil: core Gateway API,
+	// which has none).
+	PerClient PerClientLimit
 }
+
+// PerClientLimit is a data plane's own per-client rate limit on HTTPRoutes, which core Gateway
+// API lacks: an ExtensionRef filter each of the user's rules gets while a step limits. The object
+// it references is the data plane provider's to keep (traefik.RouteProvider): it must exist
+// before any rule references it, and outlive the last reference.
+type PerClientLimit interface {
+	// Unavailable says why the cluster cannot take the limit ("" when it can): the kind is not
+	// served.
+	Unavailable() string
+	// Filter is the ExtensionRef filter every rule of the route gets.
+	Filter(policy *v1alpha1.TrafficPolicy, route string) gatewayv1.HTTPRouteFilter
+}
+
 
 var _ provider.Provider = (*Provider)(nil)
 
@@ -189,7 +206,19 @@ func (p *Provider) lever(policy *v1alpha1.TrafficPolicy, route *gatewayv1.HTTPRo
 	if url := policy.Spec.Shed.RedirectURL; url != "" && p.RedirectHosts.Allows(url) {
 		l.Redirect, _ = RedirectFilter(url)
 	}
+	if p.PerClient != nil {
+		l.Limit = ptr.To(p.PerClient.Filter(policy, route.Name))
+		l.LimitRefusal = p.PerClient.Unavailable()
+	}
 	return l
+}
+
+// ObservedRoute is the HTTPRoute an observation read (nil: not found).
+func ObservedRoute(obs *provider.Observation) *gatewayv1.HTTPRoute {
+	if st, ok := obs.State.(*observed); ok {
+		return st.route
+	}
+	return nil
 }
 
 func (p *Provider) regexControllers() []string {
@@ -283,7 +312,7 @@ func (p *Provider) Render(policy *v1alpha1.TrafficPolicy, obs *provider.Observat
 	}
 	rules := Render(base.Rules, l)
 	ch.KeptOthers = base.Kept
-	ch.Status.Target.Applied = appliedKnobs(k)
+	ch.Status.Target.Applied = appliedKnobs(l)
 
 	u, err := restore.FromTyped(st.route, GVK)
 	if err != nil {
@@ -343,11 +372,17 @@ func setRules(u *unstructured.Unstructured, rules []Rule) error {
 	return unstructured.SetNestedSlice(u.Object, v, rulesPath...)
 }
 
-func appliedKnobs(k knobs.Knobs) v1alpha1.AppliedKnobs {
+// appliedKnobs are the knobs the lever writes into the route (a per-client limit only where the
+// data plane has one).
+func appliedKnobs(l Lever) v1alpha1.AppliedKnobs {
+	k := l.Knobs
 	a := v1alpha1.AppliedKnobs{Shed: k.Shed}
 	if !k.Shed {
 		a.AllowRegions = k.AllowRegions
 		a.AdmitPercent = k.AdmitPercent
+	}
+	if l.Limits() && l.Limit != nil && l.LimitRefusal == "" {
+		a.PerClientRequestsPerSecond = k.PerClientRequestsPerSecond
 	}
 	return a
 }

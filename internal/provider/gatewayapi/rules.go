@@ -25,6 +25,7 @@ const (
 	MaxMatchesPerRule   = 64
 	MaxMatchesPerRoute  = 128
 	MaxHeadersPerMatch  = 16
+	MaxFiltersPerRule   = 16
 	MaxBackendRefWeight = 1_000_000
 )
 
@@ -45,6 +46,13 @@ type Lever struct {
 	// RegexAllowed: the route's gateway is known to match headers by RE2/PCRE-compatible regular
 	// expressions.
 	RegexAllowed bool
+	// Limit, when set, is the filter that carries a per-client rate limit on the route's data
+	// plane (an ExtensionRef to an object of its own; core Gateway API has none): every rule of
+	// the user's gets it while a step limits.
+	Limit *gatewayv1.HTTPRouteFilter
+	// LimitRefusal says why the route's data plane cannot take the limit now ("" when it can or
+	// has no limit at all).
+	LimitRefusal string
 }
 
 // hasRule reports whether one of rules is named name.
@@ -184,9 +192,10 @@ func shapeOf(base []Rule, l Lever) (regionShape, string) {
 // of the moment.
 func Refusal(base []Rule, l Lever) string {
 	k := l.Knobs
-	if !k.Shed && k.PerClientRequestsPerSecond > 0 {
-		return "perClientRequestsPerSecond is not available in core Gateway API (HTTPRoute has no rate limit): " +
-			"use a step without it for this route, or an implementation's own rate-limit policy"
+	if l.Limits() {
+		if why := limitRefusal(base, l); why != "" {
+			return why
+		}
 	}
 	_, why := shapeOf(base, l)
 	if why != "" {
@@ -197,6 +206,27 @@ func Refusal(base []Rule, l Lever) string {
 			if _, err := scaledBackends(r.BackendRefs, k.AdmitPercent, l); err != nil {
 				return fmt.Sprintf("rule %s: %v", ruleID(r, i), err)
 			}
+		}
+	}
+	return ""
+}
+
+// Limits reports whether the lever asks for a per-client rate limit.
+func (l Lever) Limits() bool { return !l.Knobs.Shed && l.Knobs.PerClientRequestsPerSecond > 0 }
+
+// limitRefusal says why the route cannot take the lever's per-client limit ("" when it can).
+func limitRefusal(base []Rule, l Lever) string {
+	switch {
+	case l.Limit == nil:
+		return "perClientRequestsPerSecond is not available in core Gateway API (HTTPRoute has no rate limit): " +
+			"use a step without it for this route, or an implementation's own rate-limit policy"
+	case l.LimitRefusal != "":
+		return l.LimitRefusal
+	}
+	for i, r := range base {
+		if len(r.Filters)+1 > MaxFiltersPerRule {
+			return fmt.Sprintf("rule %s has %d filters: the rate limit's filter would make %d, over the %d an HTTPRoute rule may have",
+				ruleID(r, i), len(r.Filters), len(r.Filters)+1, MaxFiltersPerRule)
 		}
 	}
 	return ""
@@ -231,6 +261,11 @@ func Render(base []Rule, l Lever) []Rule {
 			if refs, err := scaledBackends(out[i].BackendRefs, k.AdmitPercent, l); err == nil {
 				out[i].BackendRefs = refs
 			}
+		}
+	}
+	if l.Limits() && l.Limit != nil {
+		for i := range out {
+			out[i].Filters = append(out[i].Filters, *l.Limit.DeepCopy())
 		}
 	}
 	if k.RestrictRegions {
@@ -375,6 +410,7 @@ func Strip(now, orig, set []Rule, l Lever) Stripped {
 		if sameJSON(r.Filters, wrote.Filters) {
 			b.Filters = slices.Clone(was.Filters)
 		} else {
+			b.Filters = withoutLimit(r.Filters, l)
 			out.keep(b.Filters, was.Filters, "spec.rules["+id+"].filters")
 		}
 		if sameJSON(r.BackendRefs, wrote.BackendRefs) {
@@ -439,6 +475,18 @@ func withoutRegionCopies(matches []gatewayv1.HTTPRouteMatch, l Lever) []gatewayv
 		if !slices.ContainsFunc(out, func(o gatewayv1.HTTPRouteMatch) bool { return sameJSON(o, c) }) {
 			out = append(out, c)
 		}
+	}
+	return out
+}
+
+// withoutLimit drops the lever's rate-limit filter from filters someone else edited.
+func withoutLimit(filters []gatewayv1.HTTPRouteFilter, l Lever) []gatewayv1.HTTPRouteFilter {
+	if l.Limit == nil {
+		return filters
+	}
+	out := slices.DeleteFunc(slices.Clone(filters), func(f gatewayv1.HTTPRouteFilter) bool { return sameJSON(f, *l.Limit) })
+	if len(out) == 0 {
+		return nil
 	}
 	return out
 }

@@ -188,6 +188,8 @@ func TestRefusals(t *testing.T) {
 		"sixteen rules":   {many, lever(allow), "already has 16 of the 16 rules"},
 		"region header":   {onHeader, lever(allow), "already matches the region header"},
 		"regex unknown":   {twoRules(), noRegex, "not known to support it"},
+		"limit unavailable": {twoRules(), limited(func(l *Lever) { l.LimitRefusal = "no Middleware here" }), "no Middleware here"},
+		"sixteen filters": {[]Rule{{Filters: make([]gatewayv1.HTTPRouteFilter, 16)}}, limited(nil), "has 16 filters"},
 		"weight too high": {[]Rule{{BackendRefs: []gatewayv1.HTTPBackendRef{backend("a", 999_999), backend("b", 1)}}}, lever(knobs.New(false, nil, 0, 33)), "over Gateway API's 1000000"},
 	} {
 		if got := Refusal(c.rules, c.l); !strings.Contains(got, c.want) {
@@ -204,6 +206,58 @@ func TestRefusals(t *testing.T) {
 // TestTheCRDCopiesAreTheModules: test/crds/gateway-api (the kinds Floodgate reads and writes)
 // and test/crds/gateway-api-routes (the further kinds a real gateway, Traefik's, watches) hold the
 // CRDs of the Gateway API version go.mod names, unchanged.
+// limited is a lever of a 20 rps per-client limit on a data plane that carries it by the
+// ExtensionRef filter limitFilter, with edit applied.
+func limited(edit func(*Lever)) Lever {
+	l := lever(knobs.New(true, []string{"AU"}, 20, 0))
+	l.Limit = &limitFilter
+	if edit != nil {
+		edit(&l)
+	}
+	return l
+}
+
+var limitFilter = gatewayv1.HTTPRouteFilter{Type: gatewayv1.HTTPRouteFilterExtensionRef,
+	ExtensionRef: &gatewayv1.LocalObjectReference{Group: "traefik.io", Kind: "Middleware", Name: "floodgate-api-api"}}
+
+func TestAPerClientLimitIsTheDataPlanesFilterAfterTheUsersOnEveryRuleOfTheirs(t *testing.T) {
+	out := Render(twoRules(), limited(nil))
+	if len(out) != 3 {
+		t.Fatalf("the allowlist adds Floodgate's rule: %d rules", len(out))
+	}
+	for i, want := range []int{1, 2} {
+		if f := out[i].Filters; len(f) != want || !sameJSON(f[len(f)-1], limitFilter) || (want == 2 && !sameJSON(f[0], twoRules()[1].Filters[0])) {
+			t.Errorf("rule %d: %s", i, js(f))
+		}
+	}
+	if len(out[2].Filters) != 0 {
+		t.Errorf("Floodgate's own rule sends to the shed Service, unlimited: %s", js(out[2].Filters))
+	}
+	if shed := Render(twoRules(), limited(func(l *Lever) { l.Knobs = knobs.ShedAll() })); len(shed[1].Filters) != 0 {
+		t.Errorf("a ShedAll limits nothing: %s", js(shed[1].Filters))
+	}
+	if core := Render(twoRules(), lever(knobs.New(false, nil, 20, 0))); !sameJSON(core, twoRules()) {
+		t.Errorf("core Gateway API has no limit to write: %s", js(core))
+	}
+}
+
+func TestALimitsFilterGoesWhateverTheUserEditedMeanwhile(t *testing.T) {
+	set := Render(twoRules(), limited(nil))
+	if got := Strip(set, twoRules(), set, limited(nil)); !sameJSON(got.Rules, twoRules()) || len(got.Kept) != 0 {
+		t.Fatalf("nobody edited: %s, kept %v", js(got.Rules), got.Kept)
+	}
+	now := Render(twoRules(), limited(nil))
+	extra := gatewayv1.HTTPRouteFilter{Type: gatewayv1.HTTPRouteFilterResponseHeaderModifier,
+		ResponseHeaderModifier: &gatewayv1.HTTPHeaderFilter{Set: []gatewayv1.HTTPHeader{{Name: "X-Incident", Value: "1"}}}}
+	now[0].Filters = append(now[0].Filters, extra) // the user adds a filter during the incident
+	got := Strip(now, twoRules(), set, limited(nil))
+	want := twoRules()
+	want[0].Filters = []gatewayv1.HTTPRouteFilter{extra}
+	if !sameJSON(got.Rules, want) || strings.Join(got.Kept, ",") != "spec.rules[0].filters" {
+		t.Fatalf("got  %s\nwant %s\nkept %v", js(got.Rules), js(want), got.Kept)
+	}
+}
+
 func TestTheCRDCopiesAreTheModules(t *testing.T) {
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api").Output()
 	if err != nil {

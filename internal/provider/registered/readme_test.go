@@ -11,6 +11,7 @@ import (
 	"floodgate.dev/floodgate/internal/provider"
 	"floodgate.dev/floodgate/internal/provider/gatewayapi"
 	"floodgate.dev/floodgate/internal/provider/ingressnginx"
+	"floodgate.dev/floodgate/internal/provider/traefik"
 )
 
 var update = flag.Bool("update", false, "rewrite the README's knob table from the providers' capability data")
@@ -36,7 +37,10 @@ func TestTheREADMEKnobTableIsTheProvidersCapabilityData(t *testing.T) {
 	for _, c := range []struct {
 		caps       v1alpha1.Capabilities
 		mechanisms []provider.Mechanism
-	}{{ingressnginx.Capabilities, (&ingressnginx.Provider{}).Mechanisms()}, {gatewayapi.Capabilities, (&gatewayapi.Provider{}).Mechanisms()}} {
+	}{
+		{ingressnginx.Capabilities, (&ingressnginx.Provider{}).Mechanisms()}, {gatewayapi.Capabilities, (&gatewayapi.Provider{}).Mechanisms()},
+		{traefik.IngressCapabilities, (&traefik.IngressProvider{}).Mechanisms()}, {traefik.RouteCapabilities, (&traefik.RouteProvider{}).Mechanisms()},
+	} {
 		for _, m := range c.mechanisms {
 			if _, ok := m.How[provider.KnobAllowlistShed]; ok != c.caps.MissingRegionShed {
 				t.Errorf("%s: the table says missingRegion: Shed is %t, status capabilities %t", m.Name, ok, c.caps.MissingRegionShed)

@@ -43,8 +43,7 @@ type Settings struct {
 // NGINX provider serves k8s.io/ingress-nginx classes, mapped onto traefik by the manager's flag.
 func KnownControllers() map[string]provider.DataPlane {
 	return map[string]provider.DataPlane{
-		gatewayapi.EnvoyGatewayController:   "envoy-gateway",
-		gatewayapi.TraefikGatewayController: "traefik",
+		gatewayapi.EnvoyGatewayController: "envoy-gateway",
 	}
 }
 
@@ -75,6 +74,8 @@ func all(c client.Client, s Settings) []provider.Provider {
 		&ingressnginx.Provider{Client: c, ReadClasses: s.ReadClasses},
 		&traefik.IngressProvider{Provider: ingressnginx.Provider{Client: c, ReadClasses: s.ReadClasses}},
 		&gatewayapi.Provider{Client: c, RegexControllers: s.RegexHeaderControllers, RedirectHosts: s.RedirectHosts, ReadClasses: s.ReadClasses},
+		&traefik.RouteProvider{Provider: gatewayapi.Provider{Client: c, RegexControllers: s.RegexHeaderControllers, RedirectHosts: s.RedirectHosts,
+			ReadClasses: s.ReadClasses, PerClient: &traefik.Middlewares{}}},
 		&hpa.Provider{Client: c},
 		&keda.Provider{Client: c},
 	}

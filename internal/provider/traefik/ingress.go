@@ -8,6 +8,10 @@
 // robin (exact shares, not random). Traefik's NGINX provider serves ingress-nginx's controller
 // name by default, so a cluster says it moved with --data-plane-controllers
 // k8s.io/ingress-nginx=traefik (or names the class controller it gave Traefik's NGINX provider).
+//
+// HTTPRoutes (route.go): Traefik's Gateway provider serves core Gateway API (its controllerName
+// is Traefik's by default), and a per-client rate limit, which core Gateway API lacks, is a
+// Traefik RateLimit Middleware the policy owns, referenced from the rules by ExtensionRef.
 package traefik
 
 import (

@@ -1,10 +1,16 @@
 package traefik_test
 
 import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"floodgate.dev/floodgate/internal/provider"
+	"floodgate.dev/floodgate/internal/provider/gatewayapi"
 	"floodgate.dev/floodgate/internal/provider/ingressnginx"
 	"floodgate.dev/floodgate/internal/provider/traefik"
 )
@@ -24,5 +30,51 @@ func TestTraefiksColumnSaysWhatTrafficThroughTraefikShowed(t *testing.T) {
 	}
 	if onTraefik[provider.KnobShedAll] != nginx[provider.KnobShedAll] {
 		t.Errorf("ShedAll is written alike on both: %q vs %q", onTraefik[provider.KnobShedAll], nginx[provider.KnobShedAll])
+	}
+}
+
+// TestTraefiksRouteColumnHasTheLimitCoreGatewayAPILacks: on Traefik's Gateway provider a
+// per-client limit is Traefik's Middleware, and the status capabilities say so.
+func TestTraefiksRouteColumnHasTheLimitCoreGatewayAPILacks(t *testing.T) {
+	core := (&gatewayapi.Provider{}).Mechanisms()[0].How
+	onTraefik := (&traefik.RouteProvider{}).Mechanisms()[0].How
+	if _, ok := core[provider.KnobPerClientRate]; ok {
+		t.Errorf("core Gateway API has no rate limit, yet its column says %q", core[provider.KnobPerClientRate])
+	}
+	if !strings.Contains(onTraefik[provider.KnobPerClientRate], "Middleware") || traefik.RouteCapabilities.RateLimitStatusCode != 429 ||
+		traefik.RouteCapabilities.RateLimitScope == gatewayapi.Capabilities.RateLimitScope {
+		t.Errorf("Traefik's column %q, capabilities %+v", onTraefik[provider.KnobPerClientRate], traefik.RouteCapabilities)
+	}
+}
+
+// TestTheCRDCopyIsTraefiksModule: test/crds/traefik is the CRD file of the Traefik module
+// hack/traefik.sh builds, byte for byte (make traefik-crds refreshes it).
+func TestTheCRDCopyIsTraefiksModule(t *testing.T) {
+	script, err := os.ReadFile(filepath.Join("..", "..", "..", "hack", "traefik.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^version=\$\{TRAEFIK_VERSION:-(v[0-9.]+)\}$`).FindSubmatch(script)
+	if m == nil {
+		t.Fatal("hack/traefik.sh names no default version")
+	}
+	cmd := exec.Command("go", "mod", "download", "-json", "github.com/traefik/traefik/v3@"+string(m[1]))
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go mod download: %v", err)
+	}
+	var mod struct{ Dir string }
+	if err := json.Unmarshal(out, &mod); err != nil {
+		t.Fatal(err)
+	}
+	const file = "kubernetes-crd-definition-v1.yml"
+	mine, _ := os.ReadFile(filepath.Join("..", "..", "..", "test", "crds", "traefik", file))
+	theirs, err := os.ReadFile(filepath.Join(mod.Dir, "docs", "content", "reference", "dynamic-configuration", file))
+	if err != nil || len(mine) == 0 || string(mine) != string(theirs) {
+		t.Fatalf("test/crds/traefik/%s differs from Traefik %s's (run make traefik-crds): %v", file, m[1], err)
+	}
+	if !strings.Contains(string(mine), "name: middlewares.traefik.io") {
+		t.Fatal("the copy has no Middleware CRD")
 	}
 }
