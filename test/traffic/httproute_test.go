@@ -16,13 +16,6 @@ import (
 	"floodgate.dev/floodgate/test/fixtures"
 )
 
-// traefikGatewayClass is the GatewayClass of Traefik's Gateway provider (its default controller
-// name), which TestMain creates.
-const (
-	traefikGatewayClass      = "traefik"
-	traefikGatewayController = "traefik.io/gateway-controller"
-)
-
 // routeFixture creates the app, a Gateway of Traefik's class listening on the proxy's entry
 // point, the HTTPRoute api (host NAMESPACE.example.com, / to the app), and a policy api on it with
 // edit applied (Normal), and waits until the app answers through Traefik. It returns the

@@ -3,9 +3,6 @@ package traffic
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -77,18 +74,6 @@ func ingressFixture(t *testing.T, name string, edit func(*v1alpha1.TrafficPolicy
 		t.Fatal(err)
 	}
 	return ns, created
-}
-
-// floodgate runs `kubectl floodgate ARGS` through the real kubectl, the plugin on PATH.
-func floodgate(t *testing.T, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(env.ControlPlane.Kubectl(), append([]string{"floodgate"}, args...)...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig, "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("kubectl floodgate %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
 }
 
 // unchanged fails unless the Ingress is as it was created: spec, labels and annotations.

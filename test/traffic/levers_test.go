@@ -21,10 +21,7 @@ import (
 
 // redirectURL is where a redirected shed sends clients; its host is on the cluster's
 // shed-redirect-hosts (the manager's and the shed server's).
-const (
-	redirectHost = "status.example.com"
-	redirectURL  = "https://" + redirectHost + "/incident"
-)
+const redirectURL = "https://" + redirectHost + "/incident"
 
 // A target is one kind of target set up for the levers: its fixture, and how to check it is as
 // it was set up.
@@ -103,7 +100,7 @@ func TestTheAllowlistAdmitsOnlyTheRegionsListed(t *testing.T) {
 		t.Run(target.kind, func(t *testing.T) {
 			ns, unchanged := target.setUp(t, "allow-"+lower(target.kind), nil)
 			r := get(ns + ".example.com")
-			us := r.with("CF-IPCountry", "US")
+			us := r.With("CF-IPCountry", "US")
 			during(t, us, []answer{app, shedAnswer(503, 120)}, shedAnswer(503, 120), func() {
 				floodgate(t, "allow", "api", "AU", "-n", ns, "--reason", "AU first", "--wait")
 			})
@@ -112,11 +109,11 @@ func TestTheAllowlistAdmitsOnlyTheRegionsListed(t *testing.T) {
 				r    request
 				want answer
 			}{
-				{"AU", r.with("CF-IPCountry", "AU"), app},
+				{"AU", r.With("CF-IPCountry", "AU"), app},
 				{"US", us, shedAnswer(503, 120)},
-				{"empty", r.with("CF-IPCountry", ""), shedAnswer(503, 120)},
+				{"empty", r.With("CF-IPCountry", ""), shedAnswer(503, 120)},
 				{"absent", r, app},
-				{"lower case", r.with("CF-IPCountry", "au"), shedAnswer(503, 120)},
+				{"lower case", r.With("CF-IPCountry", "au"), shedAnswer(503, 120)},
 			} {
 				if got := send(c.r, 100); got[c.want] != 100 {
 					t.Errorf("CF-IPCountry %s: want all 100 %q, got %v", c.name, c.want, got)
@@ -222,7 +219,9 @@ func middlewareOutlivesItsReferences(t *testing.T, ns string, r request, unchang
 	if err := k8s.Get(context.Background(), key, middleware()); err != nil {
 		t.Fatalf("the policy still has a limiting step, so its Middleware stands ready: %v", err)
 	}
-	limiting := func() { settleWhen(t, r, fmt.Sprintf("got %q", rateLimited), func(got tally) bool { return got[rateLimited] > 0 }) }
+	limiting := func() {
+		settleWhen(t, r, fmt.Sprintf("got %q", rateLimited), func(got tally) bool { return got[rateLimited] > 0 })
+	}
 	duringUntil(t, r, []answer{app, rateLimited}, limiting, func() {
 		floodgate(t, "ramp", "api", "-n", ns, "--reason", "20 rps per client again", "--wait")
 	})

@@ -2,22 +2,31 @@ package traffic
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"floodgate.dev/floodgate/test/trafficenv"
 )
 
-// An answer is what one request got, in a word a count can key on: "app" (the app answered),
-// "shed 503 retry-after=120" (the shed server, or the proxy, answered with a code and its
-// Retry-After), "302 https://…" (a redirect), or "error: …" (no answer: a broken connection).
-type answer string
+// answer, request and app are the environment's (trafficenv), in the suite's words.
+type (
+	answer  = trafficenv.Answer
+	request = trafficenv.Request
+)
 
-const app answer = "app"
+const app = trafficenv.App
+
+func get(host string) request { return trafficenv.Get(host) }
+
+// do sends one request through the suite's Traefik.
+func do(r request) answer { return trafficenv.Do(proxy, r) }
+
+// shedAnswer is the shed server's answer with a status code and a Retry-After.
+func shedAnswer(code, retryAfter int) answer { return trafficenv.ShedAnswer(code, retryAfter) }
 
 // tally counts answers.
 type tally map[answer]int
@@ -44,32 +53,6 @@ func (t tally) total() int {
 	return n
 }
 
-// request is one request through the proxy: the Host it names, its path, and its headers.
-type request struct {
-	host, path string
-	header     http.Header
-}
-
-func get(host string) request { return request{host: host, path: "/"} }
-
-// with is the request with one more header (an empty value is sent as an empty header).
-func (r request) with(name, value string) request {
-	h := r.header.Clone()
-	if h == nil {
-		h = http.Header{}
-	}
-	h[http.CanonicalHeaderKey(name)] = []string{value}
-	r.header = h
-	return r
-}
-
-// httpClient sends the suite's requests: to Traefik, never following a redirect, with a timeout so
-// a request loop is bounded in time as well as count.
-var httpClient = &http.Client{
-	Timeout:       5 * time.Second,
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-}
-
 // send sends n requests through the proxy and counts what they got.
 func send(r request, n int) tally {
 	got := tally{}
@@ -77,36 +60,6 @@ func send(r request, n int) tally {
 		got[do(r)]++
 	}
 	return got
-}
-
-func do(r request) answer {
-	req, err := http.NewRequest(http.MethodGet, "http://"+proxy+r.path, nil)
-	if err != nil {
-		return answer("error: " + err.Error())
-	}
-	req.Host = r.host
-	for k, v := range r.header {
-		req.Header[k] = v
-	}
-	res, err := httpClient.Do(req)
-	if err != nil {
-		return answer("error: " + err.Error())
-	}
-	defer res.Body.Close()
-	_, _ = io.Copy(io.Discard, res.Body)
-	switch {
-	case res.StatusCode == http.StatusOK && res.Header.Get(AppHeader) == "app":
-		return app
-	case res.StatusCode >= 300 && res.StatusCode < 400:
-		return answer(fmt.Sprintf("%d %s", res.StatusCode, res.Header.Get("Location")))
-	default:
-		return answer(fmt.Sprintf("%d retry-after=%s", res.StatusCode, res.Header.Get("Retry-After")))
-	}
-}
-
-// shedAnswer is the shed server's answer with a status code and a Retry-After.
-func shedAnswer(code, retryAfter int) answer {
-	return answer(fmt.Sprintf("%d retry-after=%d", code, retryAfter))
 }
 
 // settle waits, up to a minute, until a batch of 20 requests all get want: the proxy has
@@ -126,14 +79,14 @@ func settleWhen(t *testing.T, r request, what string, settled func(tally) bool) 
 			return
 		}
 	}
-	t.Fatalf("requests to %s%s %v never %s within a minute; the last 20 got %v", r.host, r.path, r.header, what, last)
+	t.Fatalf("requests to %s%s %v never %s within a minute; the last 20 got %v", r.Host, r.Path, r.Header, what, last)
 }
 
 // all sends n requests and fails unless every one got want.
 func all(t *testing.T, r request, n int, want answer) {
 	t.Helper()
 	if got := send(r, n); got[want] != n {
-		t.Fatalf("%d requests to %s%s %v: want all %q, got %v", n, r.host, r.path, r.header, want, got)
+		t.Fatalf("%d requests to %s%s %v: want all %q, got %v", n, r.Host, r.Path, r.Header, want, got)
 	}
 }
 

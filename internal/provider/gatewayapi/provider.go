@@ -23,8 +23,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
@@ -92,7 +92,6 @@ type PerClientLimit interface {
 	// Filter is the ExtensionRef filter every rule of the route gets.
 	Filter(policy *v1alpha1.TrafficPolicy, route string) gatewayv1.HTTPRouteFilter
 }
-
 
 var _ provider.Provider = (*Provider)(nil)
 

@@ -184,13 +184,13 @@ func TestRefusals(t *testing.T) {
 		l     Lever
 		want  string
 	}{
-		"rate limit":      {twoRules(), lever(knobs.New(false, nil, 50, 0)), "not available in core Gateway API"},
-		"sixteen rules":   {many, lever(allow), "already has 16 of the 16 rules"},
-		"region header":   {onHeader, lever(allow), "already matches the region header"},
-		"regex unknown":   {twoRules(), noRegex, "not known to support it"},
+		"rate limit":        {twoRules(), lever(knobs.New(false, nil, 50, 0)), "not available in core Gateway API"},
+		"sixteen rules":     {many, lever(allow), "already has 16 of the 16 rules"},
+		"region header":     {onHeader, lever(allow), "already matches the region header"},
+		"regex unknown":     {twoRules(), noRegex, "not known to support it"},
 		"limit unavailable": {twoRules(), limited(func(l *Lever) { l.LimitRefusal = "no Middleware here" }), "no Middleware here"},
-		"sixteen filters": {[]Rule{{Filters: make([]gatewayv1.HTTPRouteFilter, 16)}}, limited(nil), "has 16 filters"},
-		"weight too high": {[]Rule{{BackendRefs: []gatewayv1.HTTPBackendRef{backend("a", 999_999), backend("b", 1)}}}, lever(knobs.New(false, nil, 0, 33)), "over Gateway API's 1000000"},
+		"sixteen filters":   {[]Rule{{Filters: make([]gatewayv1.HTTPRouteFilter, 16)}}, limited(nil), "has 16 filters"},
+		"weight too high":   {[]Rule{{BackendRefs: []gatewayv1.HTTPBackendRef{backend("a", 999_999), backend("b", 1)}}}, lever(knobs.New(false, nil, 0, 33)), "over Gateway API's 1000000"},
 	} {
 		if got := Refusal(c.rules, c.l); !strings.Contains(got, c.want) {
 			t.Errorf("%s: %q, want %q", name, got, c.want)
