@@ -83,8 +83,8 @@ docs-report: envtest-assets test-deps ## Render the Canva drill's HTML report in
 	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh)" REPORT_PNG=$(CURDIR)/docs/drill-report.png $(GO) test ./test/report -count=1
 
 .PHONY: bench
-bench: envtest-assets ## Benchmarks (speed goals live here, never in timed unit tests): the controller at fleet scale against kubectl, appended to BENCHMARKS.md.
-	@bash hack/ensure-debs.sh hey=hey taskset=util-linux
+bench: envtest-assets traefik ## Benchmarks (speed goals live here, never in timed unit tests): the controller at fleet scale against kubectl, and the lever's latency to clients through Traefik, appended to BENCHMARKS.md.
+	@bash hack/ensure-debs.sh hey=hey taskset=util-linux ip=iproute2
 	KUBEBUILDER_ASSETS="$$(bash hack/envtest-assets.sh)" $(GO) run ./test/bench -out BENCHMARKS.md $(BENCH_FLAGS)
 	$(GO) test ./internal/shed -run '^$$' -bench . -benchmem -count 5
 

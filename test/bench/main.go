@@ -44,6 +44,7 @@ import (
 	"floodgate.dev/floodgate/internal/manager"
 	"floodgate.dev/floodgate/internal/scheme"
 	"floodgate.dev/floodgate/test/fixtures"
+	"floodgate.dev/floodgate/test/trafficenv"
 )
 
 var (
@@ -60,11 +61,12 @@ var (
 	heyFor    = flag.Duration("hey", 10*time.Second, "(g) how long hey loads the shed server")
 	apfFleet  = flag.Int("apf-fleet", 500, "(h) Ingresses of the ShedAll timed under a flood of GETs")
 	apfReps   = flag.Int("apf-reps", 3, "(h) runs of each case, interleaved")
-	only      = flag.String("only", "abcdefgh", "the figures to measure (f needs c: it runs in c's namespace)")
+	only      = flag.String("only", "abcdefghi", "the figures to measure (f needs c: it runs in c's namespace)")
 	pprofAddr = flag.String("pprof", "", "address the manager serves pprof on (go tool pprof http://ADDR/debug/pprof/profile)")
 )
 
 func main() {
+	trafficenv.ServeAppIfAsked() // (i) runs this binary again as the app behind Traefik
 	flag.Parse()
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -147,7 +149,7 @@ func run() error {
 		ids string
 		run func() error
 	}{{"a", x.flipOne}, {"d", x.atRest}, {"b", x.fleetBySelector}, {"c", x.manyPolicies}, {"f", x.unrelatedChange},
-		{"e", x.memoryBesideUnrelated}, {"g", x.shedServer}, {"h", x.apfFlood}}
+		{"e", x.memoryBesideUnrelated}, {"g", x.shedServer}, {"h", x.apfFlood}, {"i", x.leverLatency}}
 	for _, step := range steps {
 		if !strings.Contains(*only, step.ids) {
 			continue
