@@ -112,6 +112,18 @@ type Capabilities struct {
 	RateLimitScope string `json:"rateLimitScope"`
 	// RateLimitStatusCode is what a rate-limited request receives.
 	RateLimitStatusCode int32 `json:"rateLimitStatusCode"`
+	// RateLimitBurstMultiplier is how many seconds' worth of the rate a client may send at once
+	// before it is limited (5 on ingress-nginx and Traefik's NGINX provider, 1 on the Middleware
+	// Floodgate writes for Traefik's HTTPRoutes): the first second of a limit admits up to this
+	// many times the rate on top of it. 0: no rate limit, or not known.
+	// +optional
+	RateLimitBurstMultiplier int32 `json:"rateLimitBurstMultiplier,omitempty"`
+	// AdmitPercentSelection is how a share admitted by admitPercent is chosen: Random (each
+	// request on its own, ingress-nginx), WeightedRoundRobin (exactly that share of every round,
+	// Traefik), or ImplementationSpecific (core Gateway API leaves it to the gateway).
+	// +optional
+	// +kubebuilder:validation:Enum=Random;WeightedRoundRobin;ImplementationSpecific
+	AdmitPercentSelection string `json:"admitPercentSelection,omitempty"`
 	// MissingRegionShed is true when requests without the region header can be shed.
 	MissingRegionShed bool `json:"missingRegionShed"`
 	// MaxAllowlistPatternBytes caps the region pattern the provider generates (0: no cap); a

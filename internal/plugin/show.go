@@ -271,6 +271,9 @@ func printStatus(out io.Writer, p *v1alpha1.TrafficPolicy, now time.Time) {
 			limit := "no rate limit"
 			if c.RateLimitStatusCode != 0 {
 				limit = fmt.Sprintf("rate limit %s, answered %d", c.RateLimitScope, c.RateLimitStatusCode)
+				if c.RateLimitBurstMultiplier > 0 {
+					limit += fmt.Sprintf(" after a first burst of up to %d× the rate", c.RateLimitBurstMultiplier)
+				}
 			}
 			fmt.Fprintf(w, "  \tvia %s%s: %s; requests without the region header %s\n", c.Provider, onDataPlanes(t.DataPlanes), limit,
 				map[bool]string{true: "can be shed", false: "are always admitted"}[c.MissingRegionShed])

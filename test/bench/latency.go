@@ -114,7 +114,9 @@ func measure(samples []sample, t0 time.Time, old, new trafficenv.Answer, quiet t
 
 // lever is one flip of the bench: how it is pulled, and the answers it turns into each other.
 type lever struct {
-	name     string
+	name string
+	// prepare runs before the clock starts (nil: nothing).
+	prepare  func() error
 	pull     func() error
 	old, new trafficenv.Answer
 	request  trafficenv.Request
@@ -138,7 +140,7 @@ func (x *b) leverLatency() error {
 	// The floor: what a human does by hand, a canary Ingress to the shed server whose weight
 	// kubectl annotate sets; Traefik's own time to apply an annotation.
 	objs = append(objs, appObjects(floorNS, env.Host.PeerAddress)...)
-	objs = append(objs, benchIngress(floorNS, "api", nil, "app"),
+	objs = append(objs, benchIngress(floorNS, "api", nil, "app"), benchIngress(floorNS, "unrelated", nil, "app"),
 		benchIngress(floorNS, "api-canary", map[string]string{
 			"nginx.ingress.kubernetes.io/canary": "true", "nginx.ingress.kubernetes.io/canary-weight": "0"}, "shed"),
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "shed", Namespace: floorNS}, Spec: corev1.ServiceSpec{
@@ -160,13 +162,28 @@ func (x *b) leverLatency() error {
 			return err
 		}
 	}
+	// An unrelated change of Traefik's configuration (the path of another Ingress): Traefik
+	// publishes a configuration, then holds the next one back for its throttle (a change that
+	// leaves the configuration as it was, an annotation it does not read, is not one).
+	unrelated := 0
+	unrelatedChange := func() error {
+		unrelated++
+		patch := fmt.Sprintf(`[{"op":"replace","path":"/spec/rules/0/http/paths/0/path","value":"/v%d"}]`, unrelated)
+		if _, err := env.Kubectl("patch", "-n", floorNS, "ingress", "unrelated", "--type=json", "-p", patch); err != nil {
+			return err
+		}
+		time.Sleep(500 * time.Millisecond)
+		return nil
+	}
 	round := []lever{
-		{"shed", floodgate("shed", "api", "--reason", "bench"), trafficenv.App, shed, api},
-		{"restore", floodgate("restore", "api"), shed, trafficenv.App, api},
-		{"ramp step (allow AU; a US client)", floodgate("ramp", "api", "--reason", "bench"), trafficenv.App, shed, api},
-		{"restore", floodgate("restore", "api"), shed, trafficenv.App, api},
-		{"floor: kubectl annotate canary-weight=100", annotate("100"), trafficenv.App, shed, floor},
-		{"", annotate("0"), shed, trafficenv.App, floor}, // back, untimed
+		{"shed", nil, floodgate("shed", "api", "--reason", "bench"), trafficenv.App, shed, api},
+		{"restore", nil, floodgate("restore", "api"), shed, trafficenv.App, api},
+		{"ramp step (allow AU; a US client)", nil, floodgate("ramp", "api", "--reason", "bench"), trafficenv.App, shed, api},
+		{"restore", nil, floodgate("restore", "api"), shed, trafficenv.App, api},
+		{"shed 0.5 s after an unrelated Ingress change", unrelatedChange, floodgate("shed", "api", "--reason", "bench"), trafficenv.App, shed, api},
+		{"", nil, floodgate("restore", "api"), shed, trafficenv.App, api}, // back, untimed
+		{"floor: kubectl annotate canary-weight=100", nil, annotate("100"), trafficenv.App, shed, floor},
+		{"", nil, annotate("0"), shed, trafficenv.App, floor}, // back, untimed
 	}
 
 	ctx, stop := context.WithCancel(x.ctx)
@@ -202,6 +219,11 @@ func (x *b) leverLatency() error {
 		for _, lv := range round {
 			for _, l := range loads {
 				l.request.Store(&lv.request)
+			}
+			if lv.prepare != nil {
+				if err := lv.prepare(); err != nil {
+					return fmt.Errorf("flip %d, before %s: %w", n, lv.name, err)
+				}
 			}
 			t0 := time.Now()
 			if err := lv.pull(); err != nil {

@@ -61,9 +61,12 @@ var (
 	heyFor    = flag.Duration("hey", 10*time.Second, "(g) how long hey loads the shed server")
 	apfFleet  = flag.Int("apf-fleet", 500, "(h) Ingresses of the ShedAll timed under a flood of GETs")
 	apfReps   = flag.Int("apf-reps", 3, "(h) runs of each case, interleaved")
-	only      = flag.String("only", "abcdefghi", "the figures to measure (f needs c: it runs in c's namespace)")
+	only      = flag.String("only", onlyAll, "the figures to measure (f needs c: it runs in c's namespace)")
 	pprofAddr = flag.String("pprof", "", "address the manager serves pprof on (go tool pprof http://ADDR/debug/pprof/profile)")
 )
+
+// onlyAll are every figure.
+const onlyAll = "abcdefghi"
 
 func main() {
 	trafficenv.ServeAppIfAsked() // (i) runs this binary again as the app behind Traefik
@@ -931,7 +934,11 @@ func formatCounts(m map[string]float64) string {
 
 func (x *b) write(started time.Time, load string) error {
 	var s strings.Builder
-	fmt.Fprintf(&s, "\n## %s — `make bench`\n\n", started.UTC().Format("2006-01-02 15:04 UTC"))
+	title := "`make bench`"
+	if *only != onlyAll {
+		title = fmt.Sprintf("`make bench BENCH_FLAGS=-only=%s`: figures %s only", *only, *only)
+	}
+	fmt.Fprintf(&s, "\n## %s — %s\n\n", started.UTC().Format("2006-01-02 15:04 UTC"), title)
 	fmt.Fprintf(&s, "Machine: %s, %d cores, %s; load average at start %s; %s; kube-apiserver %s (envtest); took %s.\n\n",
 		cpuModel(), runtime.NumCPU(), memTotal(), load, runtime.Version(), controlplane.K8sVersion, time.Since(started).Round(time.Second))
 	s.WriteString("| | figure | measured | target | |\n|---|---|---|---|---|\n")

@@ -146,6 +146,14 @@ func TestAdmitPercentAdmitsItsShare(t *testing.T) {
 				t.Fatalf("admitPercent 30 over %d requests: want %.0f±%.0f app and the rest shed, got %v", n, n*p, half, got)
 			}
 			t.Logf("admitPercent 30 over %d requests: %v", n, got)
+			// Status says Traefik keeps the share by weighted round robin: then it is exact over
+			// whole rounds (10 requests, one client).
+			policy := fixtures.EventuallyPolicy(t, k8s, client.ObjectKey{Namespace: ns, Name: "api"}, func(p *v1alpha1.TrafficPolicy) bool {
+				return len(p.Status.Targets) == 1 && p.Status.Targets[0].Capabilities != nil
+			})
+			if sel := policy.Status.Targets[0].Capabilities.AdmitPercentSelection; sel != "WeightedRoundRobin" || got[app] != n*3/10 {
+				t.Errorf("status says the share is chosen %q; clients got %v", sel, got)
+			}
 			restore(t, ns, r, shedAnswer(503, 120), unchanged)
 		})
 	}
@@ -196,9 +204,10 @@ func TestAPerClientLimitAdmitsItsRateAndAnswersTheRest429(t *testing.T) {
 			})
 			st := p.Status.Targets[0]
 			if c := st.Capabilities; c.Provider != "traefik" || c.RateLimitStatusCode != 429 || !slices.Equal(st.DataPlanes, []string{"traefik"}) ||
-				rateLimited != shedAnswer(int(c.RateLimitStatusCode), 1) || st.Applied.PerClientRequestsPerSecond != 20 {
-				t.Errorf("clients got %q; status says data planes %v, provider %s, rate-limited requests get %d, applied %+v",
-					rateLimited, st.DataPlanes, c.Provider, c.RateLimitStatusCode, st.Applied)
+				rateLimited != shedAnswer(int(c.RateLimitStatusCode), 1) || st.Applied.PerClientRequestsPerSecond != 20 ||
+				c.RateLimitBurstMultiplier != burst[target.kind] {
+				t.Errorf("clients got %q; status says data planes %v, provider %s, rate-limited requests get %d after a burst of %d× the rate, applied %+v",
+					rateLimited, st.DataPlanes, c.Provider, c.RateLimitStatusCode, c.RateLimitBurstMultiplier, st.Applied)
 			}
 			restore(t, ns, r, rateLimited, unchanged)
 			if target.kind == "HTTPRoute" {
@@ -241,6 +250,10 @@ func middlewareOutlivesItsReferences(t *testing.T, ns string, r request, unchang
 	})
 	unchanged(t)
 }
+
+// burst is the burst multiplier of each kind's limit on Traefik: the NGINX provider's default
+// for limit-rps, one second's worth on the Middleware Floodgate writes.
+var burst = map[string]int32{"Ingress": 5, "HTTPRoute": 1}
 
 // rateLimited is what Traefik answers a client over its limit.
 var rateLimited = shedAnswer(429, 1)

@@ -52,9 +52,10 @@ var DefaultRegexControllers = []string{EnvoyGatewayController, TraefikGatewayCon
 
 // Capabilities are what core Gateway API can and cannot do, published in status.
 var Capabilities = v1alpha1.Capabilities{
-	Provider:          ProviderName,
-	RateLimitScope:    "None",
-	MissingRegionShed: true,
+	Provider:              ProviderName,
+	RateLimitScope:        "None",
+	AdmitPercentSelection: "ImplementationSpecific",
+	MissingRegionShed:     true,
 	AllowlistCost: "one rule of header matches per allowlist; Exact matches where the route's limits allow, " +
 		"else one RegularExpression, compiled once per configuration by the gateway (RE2 on Envoy Gateway)",
 }

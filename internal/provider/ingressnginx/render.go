@@ -45,6 +45,8 @@ var Capabilities = v1alpha1.Capabilities{
 	Provider:                 ProviderName,
 	RateLimitScope:           "PerClientPerReplica",
 	RateLimitStatusCode:      503,
+	RateLimitBurstMultiplier: 5, // limit-burst-multiplier's default
+	AdmitPercentSelection:    "Random",
 	MissingRegionShed:        false,
 	MaxAllowlistPatternBytes: MaxPatternBytes,
 	AllowlistCost:            AllowlistCost,

@@ -36,6 +36,7 @@ var IngressCapabilities = func() v1alpha1.Capabilities {
 	c := *ingressnginx.Capabilities.DeepCopy()
 	c.Provider = ProviderName
 	c.RateLimitStatusCode = 429
+	c.AdmitPercentSelection = "WeightedRoundRobin"
 	c.AllowlistCost = "Go's regexp matches the pattern, compiled once when Traefik loads the Ingress"
 	return c
 }()

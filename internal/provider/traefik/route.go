@@ -38,6 +38,8 @@ var RouteCapabilities = func() v1alpha1.Capabilities {
 	c.Provider = ProviderName
 	c.RateLimitScope = "PerClientPerMatchPerReplica"
 	c.RateLimitStatusCode = 429
+	c.RateLimitBurstMultiplier = 1 // the Middleware's burst is one second's worth
+	c.AdmitPercentSelection = "WeightedRoundRobin"
 	c.AllowlistCost = "one rule of header matches per allowlist; Exact matches where the route's limits allow, " +
 		"else one RegularExpression, compiled once by Go's regexp when Traefik loads the route"
 	return c
