@@ -40,7 +40,7 @@ func shedServerCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&addr, "listen", ":8080", "address that answers shed traffic")
-	cmd.Flags().StringVar(&healthAddr, "health-listen", ":8081", "address of /healthz")
+	cmd.Flags().StringVar(&healthAddr, "health-listen", ":8081", "address of /healthz and /metrics (floodgate_shed_responses_total)")
 	cmd.Flags().StringSliceVar(&namespaces, "watch-namespaces", nil, "read policies and Ingresses only in these namespaces (default: every namespace)")
 	cmd.Flags().StringVar(&redirectHosts, "shed-redirect-hosts", os.Getenv(shed.RedirectHostsEnv),
 		"comma-separated hosts a shed answer may redirect to (*.example.com for a domain); empty: redirects off (default from $"+shed.RedirectHostsEnv+")")
@@ -51,6 +51,7 @@ func runShedServer(ctx context.Context, addr, healthAddr string, hosts shed.Redi
 	server := shed.NewServer()
 	health := http.NewServeMux()
 	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	health.Handle("/metrics", shed.MetricsHandler(server))
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {

@@ -56,6 +56,8 @@ type route struct {
 	path     string
 	exact    bool
 	response *Response
+	// count counts the route's answers (Server.SetTable sets it).
+	count *atomic.Uint64
 }
 
 // Table maps a request's host and path to the response of the policy that shed it. Lookups are
@@ -70,6 +72,14 @@ type Table struct {
 
 // Lookup finds the response for a host (any case, with a port or a trailing dot) and path.
 func (t *Table) Lookup(host, path string) *Response {
+	if r := t.lookup(host, path); r != nil {
+		return r.response
+	}
+	return DefaultResponse
+}
+
+// lookup is the route that answers a host and path (nil: none, DefaultResponse answers).
+func (t *Table) lookup(host, path string) *route {
 	host = NormalizeHost(host)
 	if r := matchPath(t.exact[host], path); r != nil {
 		return r
@@ -79,20 +89,31 @@ func (t *Table) Lookup(host, path string) *Response {
 			return r
 		}
 	}
-	if r := matchPath(t.catchAll, path); r != nil {
-		return r
-	}
-	return DefaultResponse
+	return matchPath(t.catchAll, path)
 }
 
-// matchPath is the response of the first route (most specific first) matching path.
-func matchPath(routes []route, path string) *Response {
-	for _, r := range routes {
-		if r.exact && path == r.path || !r.exact && prefixMatches(r.path, path) {
-			return r.response
+// matchPath is the first route (most specific first) matching path.
+func matchPath(routes []route, path string) *route {
+	for i := range routes {
+		if r := &routes[i]; r.exact && path == r.path || !r.exact && prefixMatches(r.path, path) {
+			return r
 		}
 	}
 	return nil
+}
+
+// routes calls f with every route of the table, to be changed in place.
+func (t *Table) routes(f func(*route)) {
+	for i := range t.catchAll {
+		f(&t.catchAll[i])
+	}
+	for _, m := range []map[string][]route{t.exact, t.wildcard} {
+		for _, bucket := range m {
+			for i := range bucket {
+				f(&bucket[i])
+			}
+		}
+	}
 }
 
 // prefixMatches follows the Ingress Prefix rule: element-wise on '/'.
@@ -104,27 +125,47 @@ func prefixMatches(prefix, path string) bool {
 	return path == prefix || strings.HasPrefix(path, prefix+"/")
 }
 
-// Server answers every request with the shed response of the policy that routed it here.
+// Server answers every request with the shed response of the policy that routed it here, and
+// counts its answers.
 type Server struct {
 	table atomic.Pointer[Table]
+	// Counts are its answers so far.
+	Counts *Counts
+	// unclaimed counts the answers no route gave (DefaultResponse).
+	unclaimed *atomic.Uint64
 }
 
 // NewServer starts with an empty table (every request gets DefaultResponse).
 func NewServer() *Server {
-	s := &Server{}
+	s := &Server{Counts: &Counts{}}
+	s.unclaimed = s.Counts.counter(CountKey{Code: DefaultResponse.StatusCode})
 	s.table.Store(&Table{})
 	return s
 }
 
-// SetTable swaps the table in one step.
-func (s *Server) SetTable(t *Table) { s.table.Store(t) }
+// SetTable swaps the table in one step, each of its routes with its counter (a table is set on
+// one server).
+func (s *Server) SetTable(t *Table) {
+	t.routes(func(r *route) {
+		r.count = s.Counts.counter(CountKey{Policy: r.response.Policy, Host: r.host, Code: r.response.StatusCode})
+	})
+	s.table.Store(t)
+}
 
 // ServeFast answers one shed request (fasthttp: the server that faces the herd answers well over
 // twice what net/http does per core, BENCHMARKS.md g): the answer of the most specific route
 // claiming the request's host and path, or the neutral default. Nothing of the request but its
 // host, path, method and Accept header is read; nothing of it is echoed.
 func (s *Server) ServeFast(ctx *fasthttp.RequestCtx) {
-	resp := s.table.Load().Lookup(string(ctx.Host()), string(ctx.Path()))
+	resp := DefaultResponse
+	if r := s.table.Load().lookup(string(ctx.Host()), string(ctx.Path())); r == nil {
+		s.unclaimed.Add(1)
+	} else {
+		resp = r.response
+		if r.count != nil {
+			r.count.Add(1)
+		}
+	}
 	h := &ctx.Response.Header
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Floodgate-Shed", "true")

@@ -17,6 +17,7 @@ import (
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/provider/traefik"
 	"floodgate.dev/floodgate/test/fixtures"
+	"floodgate.dev/floodgate/test/trafficenv"
 )
 
 // redirectURL is where a redirected shed sends clients; its host is on the cluster's
@@ -65,10 +66,26 @@ func TestShedAllSendsEveryRequestToTheShedServer(t *testing.T) {
 			during(t, r, []answer{app, shedAnswer(503, 120)}, shedAnswer(503, 120), func() {
 				floodgate(t, "shed", "api", "-n", ns, "--reason", "herd", "--wait")
 			})
+			// The shed server counts each of its answers, under the policy, the target's host
+			// and the code: the evidence that the herd reaches it.
+			before := shedAnswers(t, ns)
 			all(t, r, 200, shedAnswer(503, 120))
+			if after := shedAnswers(t, ns); after-before != 200 {
+				t.Errorf("200 requests got the shed answer; the shed server counted %.0f of them", after-before)
+			}
 			restore(t, ns, r, shedAnswer(503, 120), unchanged)
 		})
 	}
+}
+
+// shedAnswers is how many 503s the shed pod counted for the policy api of ns on NS.example.com.
+func shedAnswers(t *testing.T, ns string) float64 {
+	t.Helper()
+	n, err := trafficenv.ShedAnswers(env.ShedHealth[0], ns+"/api", ns+".example.com", 503)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // TestARedirectedShedAnswers302ToTheStatusPage: a ShedAll with shed.redirectURL answers every

@@ -96,6 +96,9 @@ type Env struct {
 	Host   *fixtures.TestHost
 	// Proxies are the Traefiks' web entry points (host:port on loopback), one per throttle.
 	Proxies []string
+	// ShedHealth are the shed servers' health listeners (/healthz, /metrics), host:port on
+	// loopback: the first is the shed pod's at HostAddress, the second the rolled one's.
+	ShedHealth []string
 	// RolledShedPod is the address of the second shed server, which no EndpointSlice lists
 	// until a test rolls the shed pods to it.
 	RolledShedPod string
@@ -167,7 +170,12 @@ func Start(opts Options) (e *Env, err error) {
 	listens := map[string]string{}
 	for i, address := range []string{e.Host.HostAddress, e.RolledShedPod} {
 		addr := net.JoinHostPort(address, fmt.Sprint(manager.DefaultShed.Port))
-		shedServer := exec.CommandContext(ctx, filepath.Join(e.BinDir, "shed-server"), "--listen", addr, "--health-listen", "127.0.0.1:0",
+		health, err := freeLoopbackPort()
+		if err != nil {
+			return e, err
+		}
+		e.ShedHealth = append(e.ShedHealth, health)
+		shedServer := exec.CommandContext(ctx, filepath.Join(e.BinDir, "shed-server"), "--listen", addr, "--health-listen", health,
 			"--shed-redirect-hosts", RedirectHost)
 		shedServer.Env = append(os.Environ(), "KUBECONFIG="+e.Kubeconfig)
 		if err := e.start(shedServer, fmt.Sprintf("shed-server-%d.log", i+1)); err != nil {
