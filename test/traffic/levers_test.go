@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -207,6 +208,11 @@ func TestAPerClientLimitAdmitsItsRateAndAnswersTheRest429(t *testing.T) {
 		t.Run(target.kind, func(t *testing.T) {
 			ns, unchanged := target.setUp(t, "rate-"+lower(target.kind), func(p *v1alpha1.TrafficPolicy) {
 				p.Spec.Ramp = &v1alpha1.Ramp{Steps: []v1alpha1.RampStep{{PerClientRequestsPerSecond: ptr.To[int32](20), Hold: metav1.Duration{Duration: time.Hour}}}}
+			})
+			// Armed before the incident: the API server accepted the step's writes (on an
+			// HTTPRoute, the Middleware and the references to it) in a dry run.
+			fixtures.EventuallyPolicy(t, k8s, client.ObjectKey{Namespace: ns, Name: "api"}, func(p *v1alpha1.TrafficPolicy) bool {
+				return strings.HasPrefix(fixtures.Condition(p, v1alpha1.ConditionArmed), "True ")
 			})
 			r := get(ns + ".example.com")
 			limiting := func() {
