@@ -322,3 +322,29 @@ func steadyRate(t *testing.T, r request, rps int) {
 		}
 	}
 }
+
+// TestAMiddlewareGoesWithTheRouteDroppedFromThePolicy: the Middleware that stands armed for a
+// route goes when the policy stops naming the route, and the route is as it was.
+func TestAMiddlewareGoesWithTheRouteDroppedFromThePolicy(t *testing.T) {
+	ns, was := routeFixture(t, "drop-route", func(p *v1alpha1.TrafficPolicy) {
+		p.Spec.Ramp = &v1alpha1.Ramp{Steps: []v1alpha1.RampStep{{PerClientRequestsPerSecond: ptr.To[int32](20), Hold: metav1.Duration{Duration: time.Hour}}}}
+	})
+	key := client.ObjectKey{Namespace: ns, Name: traefik.MiddlewareName("api", "api")}
+	fixtures.Eventually(t, func() (error, bool) {
+		err := k8s.Get(context.Background(), key, middleware())
+		return err, err == nil
+	})
+	p := &v1alpha1.TrafficPolicy{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "api"}, p); err != nil {
+		t.Fatal(err)
+	}
+	p.Spec.TargetRefs[0].Name = "another"
+	if err := k8s.Update(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	fixtures.Eventually(t, func() (error, bool) {
+		err := k8s.Get(context.Background(), key, middleware())
+		return err, apierrors.IsNotFound(err)
+	})
+	routeUnchanged(t, ns, was)
+}

@@ -9,6 +9,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -113,7 +114,7 @@ func (p *RouteProvider) Observe(ctx context.Context, policy *v1alpha1.TrafficPol
 	}
 	obs.Status.Target.Capabilities = RouteCapabilities.DeepCopy()
 	route := gatewayapi.ObservedRoute(obs)
-	if route == nil || !p.served() || middlewareRate(policy, d) > 0 {
+	if route == nil || !p.served() || middlewareRate(policy, route, d) > 0 {
 		return obs, nil
 	}
 	filter := p.PerClient.Filter(policy, route.Name)
@@ -139,30 +140,39 @@ func (p *RouteProvider) Observe(ctx context.Context, policy *v1alpha1.TrafficPol
 }
 
 // Render is the Gateway API provider's, with the route's Middleware in step: ensured at its rate
-// while the policy limits or is armed to, else removed, unless Traefik may still use it.
+// while the policy limits the route or is armed to, else removed, unless Traefik may still use it.
+// status.targets[].companion names it while it stands, so a route the policy no longer names is
+// visited again until it is gone. (A deleted route has no data plane to resolve: its Middleware
+// goes with the policy, by its ownerReference.)
 func (p *RouteProvider) Render(policy *v1alpha1.TrafficPolicy, obs *provider.Observation, d provider.Desired, recordCopy string) (provider.Change, error) {
 	ch, err := p.Provider.Render(policy, obs, d, recordCopy)
-	route := gatewayapi.ObservedRoute(obs)
-	if err != nil || ch.After == nil || route == nil || !p.served() {
+	if err != nil || !p.served() {
 		return ch, err
 	}
-	switch rps := middlewareRate(policy, d); {
+	route := gatewayapi.ObservedRoute(obs)
+	if ch.After == nil || route == nil {
+		return ch, nil
+	}
+	switch rps := middlewareRate(policy, route, d); {
 	case rps > 0:
 		ch.Ensure = append(ch.Ensure, companion(policy, route.Name, rps))
-	case !slices.ContainsFunc(obs.Problems, func(pr provider.Problem) bool { return errors.As(pr.Err, new(*MiddlewareInUseError)) }):
+		ch.Status.Target.Companion = MiddlewareName(policy.Name, route.Name)
+	case slices.ContainsFunc(obs.Problems, func(pr provider.Problem) bool { return errors.As(pr.Err, new(*MiddlewareInUseError)) }):
+		ch.Status.Target.Companion = MiddlewareName(policy.Name, route.Name)
+	default:
 		ch.Remove = append(ch.Remove, named(policy, route.Name))
 	}
 	return ch, nil
 }
 
 // middlewareRate is the rate the route's Middleware carries: the step's while one limits; else,
-// while a ramp step of the policy limits (and the policy is not being deleted), the first such
-// step's (armed, unreferenced); 0 when it is to go.
-func middlewareRate(policy *v1alpha1.TrafficPolicy, d provider.Desired) int32 {
+// while the policy targets the route, is not being deleted and has a ramp step that limits, the
+// first such step's (armed, unreferenced); 0 when it is to go.
+func middlewareRate(policy *v1alpha1.TrafficPolicy, route *gatewayv1.HTTPRoute, d provider.Desired) int32 {
 	if k := d.Knobs.Traffic(); !k.Shed && k.PerClientRequestsPerSecond > 0 {
 		return k.PerClientRequestsPerSecond
 	}
-	if !policy.DeletionTimestamp.IsZero() || policy.Spec.Ramp == nil {
+	if !policy.DeletionTimestamp.IsZero() || policy.Spec.Ramp == nil || !targets(policy, route) {
 		return 0
 	}
 	for _, step := range policy.Spec.Ramp.Steps {
@@ -171,6 +181,22 @@ func middlewareRate(policy *v1alpha1.TrafficPolicy, d provider.Desired) int32 {
 		}
 	}
 	return 0
+}
+
+// targets reports whether the policy's spec names the route or selects it.
+func targets(policy *v1alpha1.TrafficPolicy, route *gatewayv1.HTTPRoute) bool {
+	gk := gatewayapi.GVK.GroupKind()
+	for _, ref := range policy.Spec.TargetRefs {
+		if ref.Name == route.Name && string(ref.Kind) == gk.Kind && ref.Group == gk.Group {
+			return true
+		}
+	}
+	sel := policy.Spec.TargetSelector
+	if sel == nil || !sel.SelectsKind(gk.Group, gk.Kind) {
+		return false
+	}
+	selector, err := sel.LabelSelector()
+	return err == nil && selector.Matches(labels.Set(route.Labels))
 }
 
 // Mechanisms: Traefik v3.7's column for HTTPRoutes, as test/traffic measures it.
