@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -258,6 +260,15 @@ func (r *TrafficPolicyReconciler) letGo(ctx context.Context, s *passState) error
 		}
 		return stalled("the policy is kept until its objects can be restored", unread[0])
 	}
+	// A companion the data plane may still use goes before the policy does (it is part of the
+	// restore), unless the data plane keeps silent past MaxCompanionWait.
+	inUse := append(slices.Clone(s.obs.Problems()), s.obs.LeftoverProblems()...)
+	if i := slices.IndexFunc(inUse, provider.InUse); i >= 0 && r.companionWaits.since(policy.UID, s.now) < provider.MaxCompanionWait {
+		logf.FromContext(ctx).V(1).Info("the policy is kept until the data plane lets a companion go", "problem", inUse[i].Message)
+		s.result = ctrl.Result{RequeueAfter: time.Second}
+		return nil
+	}
+	r.companionWaits.forget(policy.UID)
 	controllerutil.RemoveFinalizer(policy, Finalizer)
 	if err := r.Client.Patch(ctx, policy, patch.From(s.before)); client.IgnoreNotFound(err) != nil {
 		s.outcome = nil
@@ -278,6 +289,35 @@ func (r *TrafficPolicyReconciler) letGo(ctx context.Context, s *passState) error
 		}
 	})
 	return nil
+}
+
+// companionWaits are when each deleted policy began waiting for a companion still in use, on the
+// controller's clock (a wait survives no restart: a new manager waits afresh, at most
+// MaxCompanionWait).
+type companionWaits struct {
+	mu    sync.Mutex
+	began map[types.UID]time.Time
+}
+
+// since is how long the policy has waited by now (0 at its first wait).
+func (w *companionWaits) since(uid types.UID, now time.Time) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.began == nil {
+		w.began = map[types.UID]time.Time{}
+	}
+	began, ok := w.began[uid]
+	if !ok {
+		w.began[uid] = now
+		return 0
+	}
+	return now.Sub(began)
+}
+
+func (w *companionWaits) forget(uid types.UID) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.began, uid)
 }
 
 // keptEvent tells that a field someone else changed after Floodgate keeps their value.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/provider"
@@ -51,5 +52,28 @@ func TestTheErrorThatEndsAPassDecidesWhetherItIsRetried(t *testing.T) {
 				t.Errorf("stages run: %v", ran)
 			}
 		})
+	}
+}
+
+// TestADeletedPolicyWaitsForACompanionFromItsFirstWaitOnTheControllersClock: the wait starts at
+// the first pass that waits, is measured on the clock the passes are given, and starts afresh
+// once forgotten.
+func TestADeletedPolicyWaitsForACompanionFromItsFirstWaitOnTheControllersClock(t *testing.T) {
+	var w companionWaits
+	t0 := time.Date(2024, 11, 12, 9, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		now  time.Time
+		want time.Duration
+	}{{t0, 0}, {t0.Add(10 * time.Second), 10 * time.Second}, {t0.Add(31 * time.Second), 31 * time.Second}} {
+		if got := w.since("uid-a", c.now); got != c.want {
+			t.Errorf("at %s: waited %s, want %s", c.now.Sub(t0), got, c.want)
+		}
+	}
+	if got := w.since("uid-b", t0.Add(31*time.Second)); got != 0 {
+		t.Errorf("another policy's wait starts at its own first pass: %s", got)
+	}
+	w.forget("uid-a")
+	if got := w.since("uid-a", t0.Add(time.Minute)); got != 0 {
+		t.Errorf("a forgotten wait starts afresh: %s", got)
 	}
 }

@@ -112,6 +112,9 @@ type TrafficPolicyReconciler struct {
 	ArmVerdicts <-chan event.GenericEvent
 
 	written writtenVersions
+	// companionWaits are when each deleted policy began waiting for a data plane to let a
+	// companion go (letGo), on Clock.
+	companionWaits companionWaits
 }
 
 // Reconcile runs one pass for a policy: the lever's stages while it lives, the restore's once it

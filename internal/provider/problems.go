@@ -3,6 +3,7 @@ package provider
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -53,7 +54,20 @@ var (
 	// ErrAwaitingDataPlane: the data plane has not reported on Floodgate's change yet; a change
 	// under way, not a fault.
 	ErrAwaitingDataPlane = errors.New("the data plane has not reported on the change yet")
+	// ErrCompanionInUse: a companion that is to go may still be in use by the data plane (a
+	// Middleware Traefik has not yet seen unreferenced); it goes once the data plane reports.
+	// A deleted policy keeps its finalizer for it, up to MaxCompanionWait.
+	ErrCompanionInUse = fmt.Errorf("a companion is still in use by the data plane: %w", ErrAwaitingDataPlane)
 )
+
+// MaxCompanionWait is how long a deleted policy keeps its finalizer for a companion still in use
+// by the data plane (ErrCompanionInUse): past it, a data plane that never reports (stopped) does
+// not keep the policy, and the companion goes with it by its ownerReference. Measured on the
+// controller's clock from the first pass that waits.
+const MaxCompanionWait = 30 * time.Second
+
+// InUse reports whether a problem is a companion still in use by the data plane.
+func InUse(p Problem) bool { return errors.Is(p.Err, ErrCompanionInUse) }
 
 // InTheWay reports whether a problem is someone else's object in the way (a Conflict): another
 // policy's record, another controller's object, a companion's name held by an object that is

@@ -129,6 +129,10 @@ func TestANamespacedInstallRunsAWholeCycleOnItsOwnRolesAndUsesEveryVerbItIsGrant
 		"patch gateway.networking.k8s.io/httproutes":              "a cluster with Gateway API installed (test/gatewayapi holds HTTPRoutes)",
 		"watch gateway.networking.k8s.io/httproutes":              "a cluster with Gateway API installed",
 		"watch gateway.networking.k8s.io/gateways":                "a cluster with Gateway API installed",
+		"get traefik.io/middlewares":                              "a per-client limit on an HTTPRoute of Traefik's Gateways, with Traefik's CRDs installed (test/traffic holds them)",
+		"create traefik.io/middlewares":                           "a per-client limit on an HTTPRoute of Traefik's Gateways",
+		"patch traefik.io/middlewares":                            "a per-client limit on an HTTPRoute of Traefik's Gateways whose rate changed",
+		"delete traefik.io/middlewares":                           "a per-client limit on an HTTPRoute of Traefik's Gateways no step needs any more",
 		"watch networking.k8s.io/ingressclasses":                  "a cluster-wide install (cluster-scoped: a namespaced one reads none)",
 		"watch gateway.networking.k8s.io/gatewayclasses":          "a cluster-wide install with Gateway API (cluster-scoped: a namespaced one reads none)",
 	}

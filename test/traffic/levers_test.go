@@ -348,3 +348,39 @@ func TestAMiddlewareGoesWithTheRouteDroppedFromThePolicy(t *testing.T) {
 	})
 	routeUnchanged(t, ns, was)
 }
+
+// TestDeletingAPolicyWhileItsLimitHoldsRestoresTheRouteBeforeTheMiddlewareGoes: a policy deleted
+// mid-limit keeps its finalizer until Traefik applied the route without the Middleware's
+// references, then deletes the Middleware itself (envtest runs no garbage collector): no request
+// gets anything but the limit's answer or the app's (a 404 would mean the Middleware went first).
+func TestDeletingAPolicyWhileItsLimitHoldsRestoresTheRouteBeforeTheMiddlewareGoes(t *testing.T) {
+	ns, was := routeFixture(t, "delete-limit", func(p *v1alpha1.TrafficPolicy) {
+		p.Spec.Ramp = &v1alpha1.Ramp{Steps: []v1alpha1.RampStep{{PerClientRequestsPerSecond: ptr.To[int32](20), Hold: metav1.Duration{Duration: time.Hour}}}}
+	})
+	r := get(ns + ".example.com")
+	limiting := func() { settleWhen(t, r, fmt.Sprintf("got %q", rateLimited), func(got tally) bool { return got[rateLimited] > 0 }) }
+	duringUntil(t, r, []answer{app, rateLimited}, limiting, func() {
+		floodgate(t, "ramp", "api", "-n", ns, "--reason", "20 rps per client", "--wait")
+	})
+	during(t, r, []answer{rateLimited, app}, app, func() {
+		if err := k8s.Delete(context.Background(), &v1alpha1.TrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	for _, obj := range []client.Object{middlewareNamed(ns, traefik.MiddlewareName("api", "api")),
+		&v1alpha1.TrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"}}} {
+		fixtures.Eventually(t, func() (error, bool) {
+			err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj)
+			return err, apierrors.IsNotFound(err)
+		})
+	}
+	routeUnchanged(t, ns, was)
+}
+
+// middlewareNamed is an empty Traefik Middleware of that name.
+func middlewareNamed(ns, name string) *unstructured.Unstructured {
+	mw := middleware()
+	mw.SetNamespace(ns)
+	mw.SetName(name)
+	return mw
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/go-logr/logr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"floodgate.dev/floodgate/test/fixtures"
 	"floodgate.dev/floodgate/test/trafficenv"
@@ -41,7 +42,12 @@ const (
 
 func TestMain(m *testing.M) {
 	trafficenv.ServeAppIfAsked()
-	ctrl.SetLogger(logr.Discard())
+	// FLOODGATE_TEST_LOG=1 shows the manager's log.
+	if os.Getenv("FLOODGATE_TEST_LOG") != "" {
+		ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true)))
+	} else {
+		ctrl.SetLogger(logr.Discard())
+	}
 	var err error
 	env, err = trafficenv.Start(trafficenv.Options{})
 	if err != nil {

@@ -102,8 +102,8 @@ func (e *MiddlewareInUseError) Error() string {
 		"(a route referencing a missing Middleware answers 404)", e.Route, e.Middleware, e.Generation)
 }
 
-// Unwrap: a data plane that has not reported on a change yet.
-func (e *MiddlewareInUseError) Unwrap() error { return provider.ErrAwaitingDataPlane }
+// Unwrap: a companion still in use by the data plane (one that has not reported on a change yet).
+func (e *MiddlewareInUseError) Unwrap() error { return provider.ErrCompanionInUse }
 
 // Observe is the Gateway API provider's, with Traefik's capabilities, and a Middleware that is
 // to go but may still be in use (MiddlewareInUseError).
