@@ -358,7 +358,9 @@ func TestDeletingAPolicyWhileItsLimitHoldsRestoresTheRouteBeforeTheMiddlewareGoe
 		p.Spec.Ramp = &v1alpha1.Ramp{Steps: []v1alpha1.RampStep{{PerClientRequestsPerSecond: ptr.To[int32](20), Hold: metav1.Duration{Duration: time.Hour}}}}
 	})
 	r := get(ns + ".example.com")
-	limiting := func() { settleWhen(t, r, fmt.Sprintf("got %q", rateLimited), func(got tally) bool { return got[rateLimited] > 0 }) }
+	limiting := func() {
+		settleWhen(t, r, fmt.Sprintf("got %q", rateLimited), func(got tally) bool { return got[rateLimited] > 0 })
+	}
 	duringUntil(t, r, []answer{app, rateLimited}, limiting, func() {
 		floodgate(t, "ramp", "api", "-n", ns, "--reason", "20 rps per client", "--wait")
 	})
