@@ -2,7 +2,6 @@ package traefik
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -157,7 +156,7 @@ func (p *RouteProvider) Render(policy *v1alpha1.TrafficPolicy, obs *provider.Obs
 	case rps > 0:
 		ch.Ensure = append(ch.Ensure, companion(policy, route.Name, rps))
 		ch.Status.Target.Companion = MiddlewareName(policy.Name, route.Name)
-	case slices.ContainsFunc(obs.Problems, func(pr provider.Problem) bool { return errors.As(pr.Err, new(*MiddlewareInUseError)) }):
+	case slices.ContainsFunc(obs.Problems, provider.InUse):
 		ch.Status.Target.Companion = MiddlewareName(policy.Name, route.Name)
 	default:
 		ch.Remove = append(ch.Remove, named(policy, route.Name))
