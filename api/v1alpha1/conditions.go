@@ -26,6 +26,12 @@ const (
 	// its objects changes, never on a timer. Not Armed changes no lever: every lever that can
 	// be pulled still is.
 	ConditionArmed = "Armed"
+	// ConditionConfirmed is True when probe requests sent through the data plane since the
+	// lever in force was written land as it says (shed by this policy's shed answer, or
+	// admitted), since lastTransitionTime; False names the target, the probe and what came
+	// back once the grace after the flip is over; Unknown while there is no evidence yet (or
+	// nothing can be probed: the message says why). Ready keeps its meaning: written.
+	ConditionConfirmed = "Confirmed"
 )
 
 // Condition reasons.
@@ -68,4 +74,15 @@ const (
 	ReasonLeverRefused = "LeverRefused"
 	// ReasonArming: the levers have not been judged yet (Armed Unknown).
 	ReasonArming = "Arming"
+	// ReasonDataPlaneAnswers: every probe landed as the lever says (Confirmed True).
+	ReasonDataPlaneAnswers = "DataPlaneAnswers"
+	// ReasonDataPlaneDisagrees: a probe landed where the lever does not say after the grace
+	// (Confirmed False).
+	ReasonDataPlaneDisagrees = "DataPlaneDisagrees"
+	// ReasonConfirming: probes are on their way, or the data plane is within the grace after a
+	// flip (Confirmed Unknown).
+	ReasonConfirming = "Confirming"
+	// ReasonNotProbed: nothing can be probed (no address, no probe key, or only admitted
+	// traffic without probeApplication) (Confirmed Unknown).
+	ReasonNotProbed = "NotProbed"
 )

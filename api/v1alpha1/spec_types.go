@@ -507,6 +507,50 @@ type TrafficPolicySpec struct {
 	// before allowRegions last changed (usually none: no restriction), with an Event.
 	// +optional
 	AllowRegionsExpiresAt *metav1.Time `json:"allowRegionsExpiresAt,omitempty"`
+
+	// Confirm has Floodgate confirm each lever in the data plane: marked probe requests sent
+	// through the proxy show where requests land (the Confirmed condition). Without it, a
+	// target is probed only where the manager has a default address for its data plane
+	// (--confirm-address).
+	// +optional
+	Confirm *ConfirmSpec `json:"confirm,omitempty"`
+}
+
+// ConfirmSpec says how a lever is confirmed by probe requests through the data plane.
+type ConfirmSpec struct {
+	// Address is the data plane's entry that probes are sent to, with each target's host in the
+	// Host header, for example http://traefik.traefik.svc:80. Empty: the manager's default for
+	// the target's data plane (--confirm-address).
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.matches('^https?://[^/?#@]+/?$')",message="confirm.address must be http:// or https:// and a host with an optional port, and nothing else (for example http://traefik.traefik.svc:80)"
+	// +optional
+	Address string `json:"address,omitempty"`
+	// Interval is the time between two rounds of probes while a lever is in force (default 1s,
+	// 500ms to 5m). Rounds stop once Normal is confirmed: at rest nothing is probed.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=16
+	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,6}([.][0-9]{1,9})?h|[0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m))+$') && duration(self) >= duration('500ms') && duration(self) <= duration('5m')",message="confirm.interval must be between 500ms and 5m, written like 1s"
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
+	// Grace is how long after a flip a probe that lands where the lever does not say yet is
+	// counted as propagation (Confirmed Unknown) rather than a failure (Confirmed False);
+	// default 10s, 1s to 5m.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=16
+	// +kubebuilder:validation:XValidation:rule="size(self) <= 16 && self.matches('^([0-9]{1,6}([.][0-9]{1,9})?h|[0-9]{1,7}([.][0-9]{1,9})?(ns|us|ms|s|m))+$') && duration(self) >= duration('1s') && duration(self) <= duration('5m')",message="confirm.grace must be between 1s and 5m, written like 10s"
+	// +optional
+	Grace *metav1.Duration `json:"grace,omitempty"`
+	// ProbeApplication also sends the probes that the lever admits, which reach your
+	// application's backend (Normal; an allowed region). Off by default: only what is shed is
+	// probed, and admitted traffic is left unconfirmed.
+	// +optional
+	ProbeApplication bool `json:"probeApplication,omitempty"`
+	// MaxProbesPerSecond bounds this policy's probes (default 10, 1 to 100); a round with more
+	// probes takes longer.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	MaxProbesPerSecond *int32 `json:"maxProbesPerSecond,omitempty"`
 }
 
 // LabelSelector is the selector's labels as a labels.Selector.

@@ -194,6 +194,14 @@ type TargetStatus struct {
 	// ArmedMessage is, when Armed is false, the lever refused and the API server's own message.
 	// +optional
 	ArmedMessage string `json:"armedMessage,omitempty"`
+	// ConfirmedAt is when probes through the data plane last showed every route of this target
+	// answering as the lever in force says (unset while they do not, or nothing is probed).
+	// +optional
+	ConfirmedAt *metav1.Time `json:"confirmedAt,omitempty"`
+	// ConfirmMessage is, when a probe of this target lands where the lever does not say, which
+	// probe, and what came back.
+	// +optional
+	ConfirmMessage string `json:"confirmMessage,omitempty"`
 }
 
 // AutoscalerStatus is the state of one held autoscaler.
@@ -240,6 +248,14 @@ type AutoscalerStatus struct {
 	// ArmedMessage is, when Armed is false, the lever refused and the API server's own message.
 	// +optional
 	ArmedMessage string `json:"armedMessage,omitempty"`
+	// ConfirmedAt is when probes through the data plane last showed every route of this target
+	// answering as the lever in force says (unset while they do not, or nothing is probed).
+	// +optional
+	ConfirmedAt *metav1.Time `json:"confirmedAt,omitempty"`
+	// ConfirmMessage is, when a probe of this target lands where the lever does not say, which
+	// probe, and what came back.
+	// +optional
+	ConfirmMessage string `json:"confirmMessage,omitempty"`
 }
 
 // Transition is one entry of the policy's history.

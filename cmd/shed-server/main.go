@@ -28,7 +28,7 @@ func main() {
 }
 
 func shedServerCmd() *cobra.Command {
-	var addr, healthAddr, redirectHosts string
+	var addr, healthAddr, redirectHosts, probeKeyFile string
 	var namespaces []string
 	cmd := &cobra.Command{
 		Use:   "shed-server",
@@ -36,19 +36,26 @@ func shedServerCmd() *cobra.Command {
 		Short: "Answer shed traffic: the policy's status code, Retry-After and a short body",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctrl.SetLogger(zap.New())
-			return runShedServer(cmd.Context(), addr, healthAddr, shed.ParseRedirectHosts(redirectHosts), namespaces)
+			key, err := shed.ReadProbeKey(probeKeyFile)
+			if err != nil {
+				return err
+			}
+			return runShedServer(cmd.Context(), addr, healthAddr, shed.ParseRedirectHosts(redirectHosts), namespaces, key)
 		},
 	}
 	cmd.Flags().StringVar(&addr, "listen", ":8080", "address that answers shed traffic")
 	cmd.Flags().StringVar(&healthAddr, "health-listen", ":8081", "address of /healthz and /metrics (floodgate_shed_responses_total)")
 	cmd.Flags().StringSliceVar(&namespaces, "watch-namespaces", nil, "read policies and Ingresses only in these namespaces (default: every namespace)")
+	cmd.Flags().StringVar(&probeKeyFile, "probe-key-file", "",
+		"file holding the key the manager makes probe tokens with (the same Secret the manager mounts); empty: no request is recognised as a probe")
 	cmd.Flags().StringVar(&redirectHosts, "shed-redirect-hosts", os.Getenv(shed.RedirectHostsEnv),
 		"comma-separated hosts a shed answer may redirect to (*.example.com for a domain); empty: redirects off (default from $"+shed.RedirectHostsEnv+")")
 	return cmd
 }
 
-func runShedServer(ctx context.Context, addr, healthAddr string, hosts shed.RedirectHosts, namespaces []string) error {
+func runShedServer(ctx context.Context, addr, healthAddr string, hosts shed.RedirectHosts, namespaces []string, probeKey []byte) error {
 	server := shed.NewServer()
+	server.ProbeKey = probeKey
 	health := http.NewServeMux()
 	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	health.Handle("/metrics", shed.MetricsHandler(server))

@@ -3,6 +3,7 @@ package shed
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // Response is how one policy answers shed requests.
@@ -21,6 +23,12 @@ type Response struct {
 	StatusCode int
 	RetryAfter int // seconds; 0 sends no Retry-After
 	Redirect   string
+	// UID and Generation are the policy's (none on DefaultResponse): a probe carrying the
+	// policy's token is told the generation its answer was made from.
+	UID        types.UID
+	Generation int64
+	// probeToken is the policy's probe token under the server's key (Server.SetTable sets it).
+	probeToken []byte
 	jsonBody   []byte
 	htmlBody   []byte
 }
@@ -133,6 +141,9 @@ type Server struct {
 	Counts *Counts
 	// unclaimed counts the answers no route gave (DefaultResponse).
 	unclaimed *atomic.Uint64
+	// ProbeKey is the key policies' probe tokens are made with (shed.ProbeToken), set before
+	// the first SetTable; nil: no request is recognised as a probe.
+	ProbeKey []byte
 }
 
 // NewServer starts with an empty table (every request gets DefaultResponse).
@@ -148,6 +159,9 @@ func NewServer() *Server {
 func (s *Server) SetTable(t *Table) {
 	t.routes(func(r *route) {
 		r.count = s.Counts.counter(CountKey{Policy: r.response.Policy, Host: r.host, Code: r.response.StatusCode})
+		if r.response.UID != "" && r.response.probeToken == nil {
+			r.response.probeToken = []byte(ProbeToken(s.ProbeKey, r.response.UID))
+		}
 	})
 	s.table.Store(t)
 }
@@ -158,17 +172,23 @@ func (s *Server) SetTable(t *Table) {
 // host, path, method and Accept header is read; nothing of it is echoed.
 func (s *Server) ServeFast(ctx *fasthttp.RequestCtx) {
 	resp := DefaultResponse
+	probe := false
 	if r := s.table.Load().lookup(string(ctx.Host()), string(ctx.Path())); r == nil {
 		s.unclaimed.Add(1)
 	} else {
 		resp = r.response
-		if r.count != nil {
+		probe = isProbe(ctx.Request.Header.Peek(ProbeTokenHeader), resp.probeToken)
+		if r.count != nil && !probe {
 			r.count.Add(1)
 		}
 	}
 	h := &ctx.Response.Header
 	h.Set("Cache-Control", "no-store")
-	h.Set("X-Floodgate-Shed", "true")
+	h.Set(ShedHeader, "true")
+	if probe {
+		h.Set(ProbePolicyHeader, resp.Policy)
+		h.Set(ProbeGenerationHeader, strconv.FormatInt(resp.Generation, 10))
+	}
 	if resp.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(resp.RetryAfter))
 	}
@@ -187,6 +207,12 @@ func (s *Server) ServeFast(ctx *fasthttp.RequestCtx) {
 	if !ctx.IsHead() {
 		ctx.SetBody(body)
 	}
+}
+
+// isProbe reports whether a request's token is the token of the policy answering it (compared
+// in constant time: the time taken says nothing of how much of a forged token was right).
+func isProbe(token, want []byte) bool {
+	return len(want) > 0 && len(token) == len(want) && subtle.ConstantTimeCompare(token, want) == 1
 }
 
 // ServeAnswers answers shed requests on addr until ctx ends, then stops within 5 seconds.

@@ -116,7 +116,9 @@ func AnswerOf(policy *v1alpha1.TrafficPolicy, hosts RedirectHosts) *Response {
 	if s.RedirectURL != "" && hosts.Allows(s.RedirectURL) {
 		redirect = s.RedirectURL
 	}
-	return newResponse(policy.Namespace+"/"+policy.Name, code, retry, redirect)
+	r := newResponse(policy.Namespace+"/"+policy.Name, code, retry, redirect)
+	r.UID, r.Generation = policy.UID, policy.Generation
+	return r
 }
 
 // routeKey identifies a route in the table.
