@@ -37,6 +37,12 @@ var (
 		Name: "floodgate_policy_passes_total",
 		Help: "Reconcile passes of each TrafficPolicy: what a watched change costs, policy by policy.",
 	}, []string{"namespace", "policy"})
+	leverConfirmed = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "floodgate_lever_confirmed_seconds",
+		Help: "Time from a lever's write to the first round of probes through the data plane that landed as it says, by the action in force.",
+		// From a proxy that applies at once to one that waits its throttle and a grace's worth.
+		Buckets: []float64{0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120},
+	}, []string{"action"})
 
 	registerOnce sync.Once
 )
@@ -50,7 +56,11 @@ type Metrics struct {
 // NewMetrics registers the metrics (once per process) and returns a recorder on clk.
 func NewMetrics(clk clock.PassiveClock) *Metrics {
 	registerOnce.Do(func() {
-		metrics.Registry.MustRegister(policyAction, policyPhase, rampStep, gateVerdictGauge, leverFlips, leverAges, passes)
+		metrics.Registry.MustRegister(policyAction, policyPhase, rampStep, gateVerdictGauge, leverFlips, leverAges, passes, leverConfirmed)
+		// Each action's series is there from the start (a dashboard shows 0, not "no data").
+		for _, a := range []v1alpha1.Action{v1alpha1.ActionNormal, v1alpha1.ActionShedAll, v1alpha1.ActionRamp} {
+			leverConfirmed.WithLabelValues(string(a))
+		}
 	})
 	return &Metrics{Clock: clk}
 }
@@ -61,6 +71,14 @@ func (m *Metrics) gateVerdict(p *v1alpha1.TrafficPolicy, gate string, v v1alpha1
 	}
 	value := map[v1alpha1.Verdict]float64{v1alpha1.VerdictPass: 1, v1alpha1.VerdictFail: 0, v1alpha1.VerdictUnknown: -1}[v]
 	gateVerdictGauge.WithLabelValues(p.Namespace, p.Name, gate).Set(value)
+}
+
+// LeverConfirmed observes how long the data plane took to answer as a lever says.
+func (m *Metrics) LeverConfirmed(action v1alpha1.Action, took time.Duration) {
+	if m == nil {
+		return
+	}
+	leverConfirmed.WithLabelValues(string(action)).Observe(took.Seconds())
 }
 
 // pass counts a reconcile pass of a policy.

@@ -240,6 +240,7 @@ func (r *TrafficPolicyReconciler) commit(ctx context.Context, s *passState) erro
 		o.KeptOthers = st.KeptChanges
 	}
 	s.notices.add(func() { r.Metrics.record(policy, prevAction) })
+	r.confirmLever(s)
 	s.result = ctrl.Result{RequeueAfter: plan.RequeueAfter}
 	if plan.RequeueAfter > 0 {
 		logf.FromContext(ctx).V(1).Info("next look", "after", plan.RequeueAfter, "phase", plan.Phase)
@@ -286,6 +287,9 @@ func (r *TrafficPolicyReconciler) letGo(ctx context.Context, s *passState) error
 		}
 		if r.GatePoller != nil {
 			r.GatePoller.Forget(client.ObjectKeyFromObject(policy))
+		}
+		if r.Confirmer != nil {
+			r.Confirmer.Forget(client.ObjectKeyFromObject(policy))
 		}
 	})
 	return nil
@@ -341,6 +345,7 @@ func (r *TrafficPolicyReconciler) summarize(ctx context.Context, s *passState, e
 	}
 	if live {
 		r.noteArmed(s.policy)
+		r.noteConfirmed(s.policy)
 	}
 	if perr := r.patchStatus(ctx, s.before, s.policy); perr != nil {
 		// A pass on a stale copy conflicts here and is retried; it tells nothing.

@@ -32,6 +32,7 @@ import (
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/arm"
+	"floodgate.dev/floodgate/internal/confirm"
 	"floodgate.dev/floodgate/internal/core"
 	"floodgate.dev/floodgate/internal/gate"
 	"floodgate.dev/floodgate/internal/index"
@@ -110,6 +111,16 @@ type TrafficPolicyReconciler struct {
 	Armer *arm.Armer
 	// ArmVerdicts carries the armer's wake-ups (a verdict changed) into the controller's queue.
 	ArmVerdicts <-chan event.GenericEvent
+	// Confirmer sends probes through the data plane apart from the pass, and keeps what came
+	// back (nil: levers are not confirmed, as in previews).
+	Confirmer *confirm.Confirmer
+	// ConfirmWakes carries the confirmer's wake-ups (what a policy would say changed).
+	ConfirmWakes <-chan event.GenericEvent
+	// ProbeKey makes each policy's probe token (nil: nothing is probed).
+	ProbeKey []byte
+	// ConfirmAddresses are the data planes' addresses probes go to, by data plane, for
+	// policies whose spec.confirm names none.
+	ConfirmAddresses map[string]string
 
 	written writtenVersions
 	// companionWaits are when each deleted policy began waiting for a data plane to let a
@@ -359,6 +370,9 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 	}
 	if r.GateReadings != nil {
 		b = b.WatchesRawSource(source.Channel(r.GateReadings, &handler.EnqueueRequestForObject{}))
+	}
+	if r.ConfirmWakes != nil {
+		b = b.WatchesRawSource(source.Channel(r.ConfirmWakes, &handler.EnqueueRequestForObject{}))
 	}
 	if r.ArmVerdicts != nil {
 		b = b.WatchesRawSource(source.Channel(r.ArmVerdicts, &handler.EnqueueRequestForObject{}))

@@ -11,6 +11,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"floodgate.dev/floodgate/internal/confirm"
 	"floodgate.dev/floodgate/internal/gate"
 	"floodgate.dev/floodgate/internal/manager"
 	"floodgate.dev/floodgate/internal/provider/registered"
@@ -39,7 +40,9 @@ func main() {
 	var redirectHosts string
 	flag.StringVar(&redirectHosts, "shed-redirect-hosts", os.Getenv(shed.RedirectHostsEnv),
 		"comma-separated hosts a shed answer may redirect to (*.example.com for a domain); empty: redirects off (default from $"+shed.RedirectHostsEnv+"; the shed server reads the same)")
-	var dataPlaneControllers string
+	var dataPlaneControllers, probeKeyFile, confirmAddresses string
+	flag.StringVar(&probeKeyFile, "probe-key-file", "", "file holding the key probe tokens are made with (a Secret the shed server mounts too); empty: no lever is confirmed by probes")
+	flag.StringVar(&confirmAddresses, "confirm-address", "", "comma-separated data-plane=URL pairs that probes are sent to for policies whose spec.confirm names no address, for example traefik=http://traefik.traefik.svc:80")
 	regexControllers, set := os.LookupEnv(registered.RegexHeaderControllersEnv)
 	if !set {
 		regexControllers = strings.Join(registered.DefaultRegexHeaderControllers(), ",")
@@ -68,6 +71,14 @@ func main() {
 	var err error
 	if opts.DataPlaneControllers, err = registered.ParseDataPlaneControllers(dataPlaneControllers); err != nil {
 		fmt.Fprintf(os.Stderr, "--data-plane-controllers: %v\n", err)
+		os.Exit(2)
+	}
+	if opts.ProbeKey, err = shed.ReadProbeKey(probeKeyFile); err != nil {
+		fmt.Fprintf(os.Stderr, "--probe-key-file: %v\n", err)
+		os.Exit(2)
+	}
+	if opts.ConfirmAddresses, err = confirm.ParseAddresses(confirmAddresses); err != nil {
+		fmt.Fprintf(os.Stderr, "--confirm-address: %v\n", err)
 		os.Exit(2)
 	}
 	if ns := registered.ParseList(watch); len(ns) > 0 {

@@ -109,6 +109,17 @@ func (g *EgressGuard) control(_, address string, _ syscall.RawConn) error {
 	return nil
 }
 
+// Dial connects as gates do: with a guard, every connection is checked at dial time (nil: no
+// check). Probes through a data plane (internal/confirm) dial through it too: their address is
+// a policy author's to choose, as a gate's URL is.
+func Dial(guard *EgressGuard, timeout time.Duration) func(ctx context.Context, network, address string) (net.Conn, error) {
+	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	if guard != nil {
+		dialer.Control = guard.control
+	}
+	return dialer.DialContext
+}
+
 // APIServerAddresses are the addresses of the API server a rest host names (resolved now), to
 // deny them to gates.
 func APIServerAddresses(ctx context.Context, host string) []netip.Addr {

@@ -32,6 +32,7 @@ import (
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/controllers"
 	"floodgate.dev/floodgate/internal/arm"
+	"floodgate.dev/floodgate/internal/confirm"
 	"floodgate.dev/floodgate/internal/gate"
 	"floodgate.dev/floodgate/internal/pass"
 	"floodgate.dev/floodgate/internal/provider"
@@ -78,6 +79,16 @@ type Options struct {
 	// DataPlaneControllers map more controller names onto data planes, over
 	// registered.KnownControllers (--data-plane-controllers).
 	DataPlaneControllers map[string]provider.DataPlane
+	// ProbeKey makes each policy's probe token; the shed server holds the same key (nil: no
+	// lever is confirmed by probes).
+	ProbeKey []byte
+	// ConfirmAddresses are the data planes' addresses probes are sent to, by data plane
+	// (ingress-nginx, traefik, ...), for policies whose spec.confirm names none
+	// (--confirm-address).
+	ConfirmAddresses map[string]string
+	// ConfirmClock stamps probes and times their rounds (nil: the real clock). It runs apart
+	// from Clock: a drill's warped clock does not move a real proxy.
+	ConfirmClock clock.Clock
 	// UnguardedGates turns the gate egress guard off: gates may then reach loopback, link-local
 	// and the API server's addresses (tests whose webhooks and Prometheus listen on loopback).
 	UnguardedGates bool
@@ -300,6 +311,19 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		case <-ctx.Done():
 		}
 	})
+	confirmWakes := make(chan event.GenericEvent, 1024)
+	confirmClock := opts.ConfirmClock
+	if confirmClock == nil {
+		confirmClock = clock.RealClock{}
+	}
+	metrics := controllers.NewMetrics(opts.Clock)
+	confirmer := confirm.New(ctx, confirmClock, gate.Dial(guard, confirm.ProbeTimeout), func(key types.NamespacedName) {
+		select {
+		case confirmWakes <- event.GenericEvent{Object: &v1alpha1.TrafficPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
+		case <-ctx.Done():
+		}
+	})
+	confirmer.Confirmed = metrics.LeverConfirmed
 	armCfg := rest.CopyConfig(cfg)
 	armCfg.QPS, armCfg.Burst = opts.ArmQPS, opts.ArmBurst
 	if armCfg.QPS <= 0 {
@@ -327,21 +351,25 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 		return nil, fmt.Errorf("adding the armer: %w", err)
 	}
 	r := &controllers.TrafficPolicyReconciler{
-		Client:        c,
-		APIReader:     mgr.GetAPIReader(),
-		Clock:         opts.Clock,
-		ClockAdvanced: opts.ClockAdvanced,
-		Recorder:      mgr.GetEventRecorder("floodgate"),
-		Providers:     providers,
-		Shed:          shedBackend,
-		RedirectHosts: opts.RedirectHosts,
-		FollowClasses: settings.ReadClasses,
-		Gates:         gates,
-		GatePoller:    poller,
-		GateReadings:  readings,
-		Metrics:       controllers.NewMetrics(opts.Clock),
-		Armer:         armer,
-		ArmVerdicts:   verdicts,
+		Client:           c,
+		APIReader:        mgr.GetAPIReader(),
+		Clock:            opts.Clock,
+		ClockAdvanced:    opts.ClockAdvanced,
+		Recorder:         mgr.GetEventRecorder("floodgate"),
+		Providers:        providers,
+		Shed:             shedBackend,
+		RedirectHosts:    opts.RedirectHosts,
+		FollowClasses:    settings.ReadClasses,
+		Gates:            gates,
+		GatePoller:       poller,
+		GateReadings:     readings,
+		Metrics:          metrics,
+		Armer:            armer,
+		ArmVerdicts:      verdicts,
+		Confirmer:        confirmer,
+		ConfirmWakes:     confirmWakes,
+		ProbeKey:         opts.ProbeKey,
+		ConfirmAddresses: opts.ConfirmAddresses,
 	}
 	workers := opts.Workers
 	if workers <= 0 {

@@ -82,6 +82,19 @@ func (o Observation) TargetRoutes(carriers shed.Carriers) []shed.Route {
 	return out
 }
 
+// TargetNamedRoutes are, by target ("Ingress/web", as status names it), the routes each target
+// the spec names names, whether or not a data plane carries them (what probes are sent to).
+func (o Observation) TargetNamedRoutes() map[string][]shed.Route {
+	out := map[string][]shed.Route{}
+	for _, obj := range o.of(provider.Target, false) {
+		if routed, ok := obj.provider.(provider.Routed); ok && obj.obs.Found {
+			named := shed.Carriers{routed.GroupKind(): routed.NamedRoutes}
+			out[obj.ref.Kind+"/"+obj.ref.Name] = routed.Routes(obj.obs, named)
+		}
+	}
+	return out
+}
+
 // Problems are every problem of the objects the spec names, and the policy's own.
 func (o Observation) Problems() []provider.Problem {
 	out := append([]provider.Problem(nil), o.problems...)
