@@ -210,6 +210,9 @@ func (c *Confirmer) run(key types.NamespacedName, pp *policyProbes) {
 		if woke {
 			c.wake(key)
 		}
+		if c.atRest(pp, version) {
+			return
+		}
 		wait := lever.Settings.Interval - c.clock.Since(start)
 		if wait > 0 {
 			select {
@@ -220,6 +223,18 @@ func (c *Confirmer) run(key types.NamespacedName, pp *policyProbes) {
 			}
 		}
 	}
+}
+
+// atRest reports, and then marks the rounds stopped, whether the lever (of version) is at rest
+// and confirmed: nothing more is probed.
+func (c *Confirmer) atRest(pp *policyProbes, version int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if pp.version != version || !pp.lever.AtRest || pp.verdict.ConfirmedAt.IsZero() {
+		return false
+	}
+	pp.running = false
+	return true
 }
 
 // note keeps a round's results; it reports whether what the policy would say changed, and
