@@ -45,6 +45,10 @@ type EnvOptions struct {
 	// ShedPodAddresses are the addresses the shed pods' EndpointSlice lists, where a suite runs real
 	// shed servers (default: two addresses no one listens on).
 	ShedPodAddresses []string
+	// ProbeKey and ConfirmAddresses confirm levers by probes through a real data plane (suites
+	// that run one); their rounds go on the real clock, not the drill's.
+	ProbeKey         []byte
+	ConfirmAddresses map[string]string
 }
 
 // StartEnv starts the control plane (with Floodgate's CRDs and those in the files named) and the
@@ -99,6 +103,8 @@ func (e *Env) StartManager() error {
 		RegexHeaderControllers: e.options.Settings.RegexHeaderControllers,
 		DataPlaneControllers:   e.options.Settings.DataPlaneControllers,
 		UnguardedGates:         e.options.UnguardedGates,
+		ProbeKey:               e.options.ProbeKey,
+		ConfirmAddresses:       e.options.ConfirmAddresses,
 	})
 	if err != nil {
 		cancel()

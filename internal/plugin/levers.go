@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -98,7 +100,8 @@ func (o *Options) allowCmd() *cobra.Command {
 func (o *Options) leverFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.Reason, "reason", "", "why: recorded in the policy's history")
 	cmd.Flags().BoolVar(&o.DryRun, "dry-run", false, "print what would change on every target object, and change nothing")
-	cmd.Flags().BoolVar(&o.Wait, "wait", false, "return when the controller reports the change applied")
+	cmd.Flags().StringVar(&o.Wait, "wait", "", "return when the controller reports the change applied (--wait), or also confirmed by probes through the data plane (--wait=confirmed)")
+	cmd.Flags().Lookup("wait").NoOptDefVal = WaitApplied
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 30*time.Second, "how long --wait waits for the controller")
 }
 
@@ -108,6 +111,9 @@ func (o *Options) leverFlags(cmd *cobra.Command) {
 // the command read them, so what the responder asked for is unambiguous. Someone else's change
 // of the spec or a request of theirs is never overwritten: the command says so.
 func (o *Options) flip(ctx context.Context, verb, name string, args []string, edit change) error {
+	if err := o.checkWait(); err != nil {
+		return err
+	}
 	p, err := o.get(ctx, name)
 	if err != nil {
 		return err
@@ -143,10 +149,58 @@ func (o *Options) flip(ctx context.Context, verb, name string, args []string, ed
 	if cleared != "" {
 		fmt.Fprintf(o.Out, "trafficpolicy/%s: shedExpiresAt %s had already passed: cleared, so it cannot expire this ShedAll\n", name, cleared)
 	}
-	if !o.Wait {
+	if o.Wait == "" {
 		return nil
 	}
-	return o.waitFor(ctx, changed, token, start, leverAsked(verb, changed))
+	if err := o.waitFor(ctx, changed, token, start, leverAsked(verb, changed)); err != nil || o.Wait != WaitConfirmed {
+		return err
+	}
+	return o.waitConfirmed(ctx, name, start)
+}
+
+// What --wait waits for.
+const (
+	WaitApplied   = "applied"
+	WaitConfirmed = "confirmed"
+)
+
+// checkWait refuses a --wait that is neither applied nor confirmed, before anything is written.
+func (o *Options) checkWait() error {
+	if o.Wait != "" && o.Wait != WaitApplied && o.Wait != WaitConfirmed {
+		return fmt.Errorf("--wait=%s: want --wait (applied) or --wait=confirmed", o.Wait)
+	}
+	return nil
+}
+
+// waitConfirmed returns once the Confirmed condition is True for the lever the controller
+// acknowledged (the pass that took it started confirming it afresh), or says why not: nothing
+// can be probed, or what the last probe found when the time is up.
+func (o *Options) waitConfirmed(ctx context.Context, name string, start time.Time) error {
+	var last *metav1.Condition
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, o.Timeout, true, func(ctx context.Context) (bool, error) {
+		cur, err := o.get(ctx, name)
+		if err != nil {
+			return false, nil // transient: keep waiting until the timeout
+		}
+		last = condition(cur, v1alpha1.ConditionConfirmed)
+		switch {
+		case last == nil || last.ObservedGeneration < cur.Generation:
+			return false, nil
+		case last.Reason == v1alpha1.ReasonNotProbed:
+			return false, fmt.Errorf("trafficpolicy/%s: cannot be confirmed: %s", name, last.Message)
+		}
+		return last.Status == metav1.ConditionTrue, nil
+	})
+	switch {
+	case err == nil:
+		fmt.Fprintf(o.Out, "trafficpolicy/%s: confirmed in %s: %s\n", name, time.Since(start).Round(time.Millisecond), last.Message)
+		return nil
+	case wait.Interrupted(err) && last != nil:
+		return fmt.Errorf("trafficpolicy/%s: applied, but not confirmed within %s: Confirmed %s %s: %s", name, o.Timeout, last.Status, last.Reason, last.Message)
+	case wait.Interrupted(err):
+		return fmt.Errorf("trafficpolicy/%s: applied, but not confirmed within %s: the controller says nothing of confirmation (a manager older than --wait=confirmed?)", name, o.Timeout)
+	}
+	return err
 }
 
 // maxConflictRetries bounds how often a lever is made again on a fresh read.

@@ -34,7 +34,9 @@ type Options struct {
 
 	Reason  string
 	DryRun  bool
-	Wait    bool
+	// Wait is what a lever waits for: "" nothing, "applied" (written, and taken by every
+	// gateway that reports), "confirmed" (and probes through the data plane land as it says).
+	Wait    string
 	Timeout time.Duration
 
 	client    client.WithWatch

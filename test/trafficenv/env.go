@@ -67,6 +67,9 @@ const (
 // server's shed-redirect-hosts).
 const RedirectHost = "status.example.com"
 
+// ProbeKey is the key the manager and the shed servers make and check probe tokens with.
+const ProbeKey = "floodgate-traffic-probe-key-0123456789"
+
 // ServeAppIfAsked is the app when the binary was started as one (and then never returns); else
 // it returns at once.
 func ServeAppIfAsked() {
@@ -154,7 +157,13 @@ func Start(opts Options) (e *Env, err error) {
 	if err != nil {
 		return e, err
 	}
-	if e.Env, err = drill.StartEnvWith(time.Now(), drill.EnvOptions{Settings: settings, ShedPodAddresses: []string{e.Host.HostAddress}}, proxyCRDs(root)...); err != nil {
+	// One probe key for the manager and both shed servers, as one Secret mounted in both.
+	keyFile := filepath.Join(e.BinDir, "probe-key")
+	if err := os.WriteFile(keyFile, []byte(ProbeKey), 0o600); err != nil {
+		return e, err
+	}
+	if e.Env, err = drill.StartEnvWith(time.Now(), drill.EnvOptions{Settings: settings, ShedPodAddresses: []string{e.Host.HostAddress},
+		ProbeKey: []byte(ProbeKey), UnguardedGates: true}, proxyCRDs(root)...); err != nil {
 		return e, err
 	}
 	e.closers = append(e.closers, e.Env.Close)
@@ -176,7 +185,7 @@ func Start(opts Options) (e *Env, err error) {
 		}
 		e.ShedHealth = append(e.ShedHealth, health)
 		shedServer := exec.CommandContext(ctx, filepath.Join(e.BinDir, "shed-server"), "--listen", addr, "--health-listen", health,
-			"--shed-redirect-hosts", RedirectHost)
+			"--shed-redirect-hosts", RedirectHost, "--probe-key-file", keyFile)
 		shedServer.Env = append(os.Environ(), "KUBECONFIG="+e.Kubeconfig)
 		if err := e.start(shedServer, fmt.Sprintf("shed-server-%d.log", i+1)); err != nil {
 			return e, err
