@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"slices"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,8 +23,8 @@ func (r *TrafficPolicyReconciler) confirmLever(s *passState) {
 	policy := s.policy
 	atRest := s.plan.Phase == v1alpha1.PhaseNormal || s.plan.Phase == v1alpha1.PhaseCompleted
 	if atRest {
-		if len(policy.Status.History) == 0 {
-			return
+		if !slices.ContainsFunc(policy.Status.History, func(h v1alpha1.Transition) bool { return h.Action != v1alpha1.ActionNormal }) {
+			return // no lever was pulled since the policy was made (as far as its history goes)
 		}
 		if c := meta.FindStatusCondition(policy.Status.Conditions, v1alpha1.ConditionConfirmed); c != nil &&
 			c.Status == metav1.ConditionTrue && c.ObservedGeneration == policy.Generation {

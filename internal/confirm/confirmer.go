@@ -213,7 +213,7 @@ func (c *Confirmer) run(key types.NamespacedName, pp *policyProbes) {
 		if c.atRest(pp, version) {
 			return
 		}
-		wait := lever.Settings.Interval - c.clock.Since(start)
+		wait := c.interval(pp, lever) - c.clock.Since(start)
 		if wait > 0 {
 			select {
 			case <-c.clock.After(wait):
@@ -223,6 +223,21 @@ func (c *Confirmer) run(key types.NamespacedName, pp *policyProbes) {
 			}
 		}
 	}
+}
+
+// MinUnconfirmedInterval is the shortest time between two rounds of a lever not confirmed yet.
+const MinUnconfirmedInterval = 200 * time.Millisecond
+
+// interval is the time from one round's start to the next: the lever's interval once it is
+// confirmed, a fifth of it (at least MinUnconfirmedInterval) before, so a flip is confirmed
+// soon after the data plane takes it. Within a round, probes keep to the policy's rate.
+func (c *Confirmer) interval(pp *policyProbes, lever Lever) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !pp.verdict.ConfirmedAt.IsZero() {
+		return lever.Settings.Interval
+	}
+	return max(lever.Settings.Interval/5, MinUnconfirmedInterval)
 }
 
 // atRest reports, and then marks the rounds stopped, whether the lever (of version) is at rest

@@ -34,6 +34,8 @@ const OtherHosts = "(other)"
 type Counts struct {
 	mu sync.Mutex
 	m  map[CountKey]*atomic.Uint64
+	// desc is the metric they are exported as (nil: floodgate_shed_responses_total).
+	desc *prometheus.Desc
 }
 
 // counter is key's counter, made on first use.
@@ -72,19 +74,30 @@ var responsesDesc = prometheus.NewDesc("floodgate_shed_responses_total",
 	"Shed answers the shed server gave, by the policy that answered (namespace/name; empty: the neutral answer), the target host it answered for, and the status code.",
 	[]string{"policy", "host", "code"}, nil)
 
+var probesDesc = prometheus.NewDesc("floodgate_shed_probe_responses_total",
+	"Answers the shed server gave to the manager's probes (requests carrying the token of the policy that answered them), by that policy, the target host and the status code. Never counted in floodgate_shed_responses_total.",
+	[]string{"policy", "host", "code"}, nil)
+
+func (c *Counts) metric() *prometheus.Desc {
+	if c.desc == nil {
+		return responsesDesc
+	}
+	return c.desc
+}
+
 // Describe is the counts' one metric.
-func (c *Counts) Describe(ch chan<- *prometheus.Desc) { ch <- responsesDesc }
+func (c *Counts) Describe(ch chan<- *prometheus.Desc) { ch <- c.metric() }
 
 // Collect exports every count.
 func (c *Counts) Collect(ch chan<- prometheus.Metric) {
 	for k, n := range c.Snapshot() {
-		ch <- prometheus.MustNewConstMetric(responsesDesc, prometheus.CounterValue, float64(n), k.Policy, k.Host, strconv.Itoa(k.Code))
+		ch <- prometheus.MustNewConstMetric(c.metric(), prometheus.CounterValue, float64(n), k.Policy, k.Host, strconv.Itoa(k.Code))
 	}
 }
 
 // MetricsHandler serves the server's counts (and the Go runtime's) in Prometheus's text format.
 func MetricsHandler(s *Server) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(s.Counts, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(s.Counts, s.Probes, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

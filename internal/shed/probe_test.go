@@ -46,8 +46,9 @@ func TestAProbeWithItsPolicysTokenIsToldThePolicyAndGenerationAndIsNotCountedAsA
 	if res.StatusCode != 503 || res.Header.Get(ProbePolicyHeader) != "edge/api-gateway" || res.Header.Get(ProbeGenerationHeader) != "7" {
 		t.Fatalf("a probe got %d, policy %q, generation %q", res.StatusCode, res.Header.Get(ProbePolicyHeader), res.Header.Get(ProbeGenerationHeader))
 	}
-	if n := s.Counts.Snapshot()[CountKey{Policy: "edge/api-gateway", Host: "api.example.com", Code: 503}]; n != 0 {
-		t.Fatalf("a probe was counted as a client's answer: %d", n)
+	answered := CountKey{Policy: "edge/api-gateway", Host: "api.example.com", Code: 503}
+	if n, probes := s.Counts.Snapshot()[answered], s.Probes.Snapshot()[answered]; n != 0 || probes != 1 {
+		t.Fatalf("a probe was counted as %d client answers and %d probe answers; want 0 and 1", n, probes)
 	}
 }
 

@@ -64,8 +64,9 @@ type route struct {
 	path     string
 	exact    bool
 	response *Response
-	// count counts the route's answers (Server.SetTable sets it).
-	count *atomic.Uint64
+	// count counts the route's answers to clients, probes its answers to probes (Server.SetTable
+	// sets both).
+	count, probes *atomic.Uint64
 }
 
 // Table maps a request's host and path to the response of the policy that shed it. Lookups are
@@ -137,8 +138,8 @@ func prefixMatches(prefix, path string) bool {
 // counts its answers.
 type Server struct {
 	table atomic.Pointer[Table]
-	// Counts are its answers so far.
-	Counts *Counts
+	// Counts are its answers to clients so far; Probes its answers to the manager's probes.
+	Counts, Probes *Counts
 	// unclaimed counts the answers no route gave (DefaultResponse).
 	unclaimed *atomic.Uint64
 	// ProbeKey is the key policies' probe tokens are made with (shed.ProbeToken), set before
@@ -148,7 +149,7 @@ type Server struct {
 
 // NewServer starts with an empty table (every request gets DefaultResponse).
 func NewServer() *Server {
-	s := &Server{Counts: &Counts{}}
+	s := &Server{Counts: &Counts{}, Probes: &Counts{desc: probesDesc}}
 	s.unclaimed = s.Counts.counter(CountKey{Code: DefaultResponse.StatusCode})
 	s.table.Store(&Table{})
 	return s
@@ -158,7 +159,8 @@ func NewServer() *Server {
 // one server).
 func (s *Server) SetTable(t *Table) {
 	t.routes(func(r *route) {
-		r.count = s.Counts.counter(CountKey{Policy: r.response.Policy, Host: r.host, Code: r.response.StatusCode})
+		key := CountKey{Policy: r.response.Policy, Host: r.host, Code: r.response.StatusCode}
+		r.count, r.probes = s.Counts.counter(key), s.Probes.counter(key)
 		if r.response.UID != "" && r.response.probeToken == nil {
 			r.response.probeToken = []byte(ProbeToken(s.ProbeKey, r.response.UID))
 		}
@@ -178,7 +180,10 @@ func (s *Server) ServeFast(ctx *fasthttp.RequestCtx) {
 	} else {
 		resp = r.response
 		probe = isProbe(ctx.Request.Header.Peek(ProbeTokenHeader), resp.probeToken)
-		if r.count != nil && !probe {
+		switch {
+		case probe && r.probes != nil:
+			r.probes.Add(1)
+		case !probe && r.count != nil:
 			r.count.Add(1)
 		}
 	}

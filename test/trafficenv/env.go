@@ -22,10 +22,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -77,12 +79,43 @@ func ServeAppIfAsked() {
 	if addr == "" {
 		return
 	}
-	err := http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	var mu sync.Mutex
+	probes := map[string]int{} // by Host: the manager's probes that reached the app
+	err := http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Host == appProbesHost {
+			_, _ = fmt.Fprintf(w, "%d\n", probes[r.URL.Query().Get("host")])
+			return
+		}
+		if r.Header.Get(shed.ProbeTokenHeader) != "" {
+			probes[r.Host]++
+		}
 		w.Header().Set(AppHeader, "app")
 		_, _ = io.WriteString(w, "app\n")
 	}))
 	fmt.Fprintln(os.Stderr, "app:", err)
 	os.Exit(1)
+}
+
+// appProbesHost is the Host the app answers with how many probes reached it for ?host=.
+const appProbesHost = "floodgate-app-probes.invalid"
+
+// AppProbes is how many requests carrying a probe token reached the app for host.
+func (e *Env) AppProbes(host string) (int, error) {
+	req, err := http.NewRequest(http.MethodGet, "http://"+net.JoinHostPort(e.Host.PeerAddress, fmt.Sprint(AppPort))+"/?host="+url.QueryEscape(host), nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Host = appProbesHost
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer res.Body.Close()
+	var n int
+	_, err = fmt.Fscan(res.Body, &n)
+	return n, err
 }
 
 // Options shape an environment.
@@ -109,6 +142,9 @@ type Env struct {
 	BinDir string
 
 	stop    context.CancelFunc
+	ctx     context.Context
+	traefik string
+	proxies int
 	procs   []*exec.Cmd
 	app     *exec.Cmd
 	closers []func()
@@ -205,22 +241,10 @@ func Start(opts Options) (e *Env, err error) {
 	}
 	listens["the app"] = appAddr
 	// Traefik, once per throttle.
+	e.traefik, e.ctx = traefik, ctx
 	for i, throttle := range opts.Throttles {
-		web, err := freeLoopbackPort()
+		web, _, err := e.StartProxy(throttle)
 		if err != nil {
-			return e, err
-		}
-		ping, err := freeLoopbackPort()
-		if err != nil {
-			return e, err
-		}
-		config := filepath.Join(e.BinDir, fmt.Sprintf("traefik-%d.yaml", i+1))
-		if err := os.WriteFile(config, []byte(traefikConfig(web, ping, throttle)), 0o644); err != nil {
-			return e, err
-		}
-		proxyCmd := exec.CommandContext(ctx, traefik, "--configFile="+config)
-		proxyCmd.Env = append(os.Environ(), "KUBECONFIG="+e.Kubeconfig)
-		if err := e.start(proxyCmd, fmt.Sprintf("traefik-%d.log", i+1)); err != nil {
 			return e, err
 		}
 		e.Proxies = append(e.Proxies, web)
@@ -240,6 +264,36 @@ func Start(opts Options) (e *Env, err error) {
 		return e, err
 	}
 	return e, nil
+}
+
+// StartProxy starts one more Traefik, on the same objects, with its throttle, and returns its
+// web entry point (host:port on loopback) once it listens, and how to stop it.
+func (e *Env) StartProxy(throttle time.Duration) (web string, stop func(), err error) {
+	e.proxies++
+	n := e.proxies
+	if web, err = freeLoopbackPort(); err != nil {
+		return "", nil, err
+	}
+	ping, err := freeLoopbackPort()
+	if err != nil {
+		return "", nil, err
+	}
+	config := filepath.Join(e.BinDir, fmt.Sprintf("traefik-%d.yaml", n))
+	if err := os.WriteFile(config, []byte(traefikConfig(web, ping, throttle)), 0o644); err != nil {
+		return "", nil, err
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	proxyCmd := exec.CommandContext(ctx, e.traefik, "--configFile="+config)
+	proxyCmd.Env = append(os.Environ(), "KUBECONFIG="+e.Kubeconfig)
+	if err := e.start(proxyCmd, fmt.Sprintf("traefik-%d.log", n)); err != nil {
+		cancel()
+		return "", nil, err
+	}
+	if err := listening(web); err != nil {
+		cancel()
+		return "", nil, fmt.Errorf("Traefik %d: %w", n, err)
+	}
+	return web, func() { cancel(); _ = proxyCmd.Wait() }, nil
 }
 
 func (e *Env) start(cmd *exec.Cmd, log string) error {

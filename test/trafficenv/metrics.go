@@ -13,6 +13,16 @@ import (
 // policy ("namespace/name"), a target host and a status code (floodgate_shed_responses_total;
 // 0 before the first).
 func ShedAnswers(addr, policy, host string, code int) (float64, error) {
+	return shedCount(addr, "floodgate_shed_responses_total", policy, host, code)
+}
+
+// ShedProbeAnswers is how many of the manager's probes the shed server at addr answered for the
+// policy, host and code (floodgate_shed_probe_responses_total).
+func ShedProbeAnswers(addr, policy, host string, code int) (float64, error) {
+	return shedCount(addr, "floodgate_shed_probe_responses_total", policy, host, code)
+}
+
+func shedCount(addr, metric, policy, host string, code int) (float64, error) {
 	res, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return 0, err
@@ -26,7 +36,7 @@ func ShedAnswers(addr, policy, host string, code int) (float64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reading %s/metrics: %w", addr, err)
 	}
-	for _, m := range families["floodgate_shed_responses_total"].GetMetric() {
+	for _, m := range families[metric].GetMetric() {
 		labels := map[string]string{}
 		for _, l := range m.GetLabel() {
 			labels[l.GetName()] = l.GetValue()
