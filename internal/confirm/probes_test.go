@@ -101,7 +101,9 @@ func TestAPlanProbesEveryRouteOfEveryTargetWhereTheLeverSendsIt(t *testing.T) {
 
 func TestWhereAProbeLands(t *testing.T) {
 	shedProbe := Probe{Expect: ExpectShed, Code: 503}
-	shedBy := func(policy string, gen int64) Answer { return Answer{Code: 503, Shed: true, Policy: policy, Generation: gen} }
+	shedBy := func(policy string, gen int64) Answer {
+		return Answer{Code: 503, Shed: true, Policy: policy, Generation: gen}
+	}
 	for _, tc := range []struct {
 		name  string
 		probe Probe

@@ -32,8 +32,8 @@ type Options struct {
 	// is, which a preview builds its providers from.
 	FloodgateNamespace string
 
-	Reason  string
-	DryRun  bool
+	Reason string
+	DryRun bool
 	// Wait is what a lever waits for: "" nothing, "applied" (written, and taken by every
 	// gateway that reports), "confirmed" (and probes through the data plane land as it says).
 	Wait    string
