@@ -171,6 +171,19 @@ func TestBadInputIsRejectedWithAMessageAResponderUnderstands(t *testing.T) {
 			step(s, 0)["gates"] = []any{map[string]any{"name": "errors", "prometheus": map[string]any{
 				"address": "http://prometheus.monitoring:9090", "query": "up", "operator": "LessThan", "threshold": "1", "maxAge": "-2m"}}}
 		}, "maxAge must be between 1s and 24h, written like 2m"},
+		// Confirmation by probes.
+		{"a confirm address with a path", func(s map[string]any) { s["confirm"] = map[string]any{"address": "http://traefik.traefik.svc/healthz"} },
+			"confirm.address must be http:// or https:// and a host with an optional port, and nothing else"},
+		{"a confirm address with credentials", func(s map[string]any) { s["confirm"] = map[string]any{"address": "http://user:pw@traefik"} },
+			"confirm.address must be http:// or https://"},
+		{"a confirm address that is not http", func(s map[string]any) { s["confirm"] = map[string]any{"address": "tcp://traefik:80"} },
+			"confirm.address must be http:// or https://"},
+		{"a confirm interval of 100ms", func(s map[string]any) { s["confirm"] = map[string]any{"interval": "100ms"} },
+			"confirm.interval must be between 500ms and 5m, written like 1s"},
+		{"a confirm grace of 1h", func(s map[string]any) { s["confirm"] = map[string]any{"grace": "1h"} },
+			"confirm.grace must be between 1s and 5m, written like 10s"},
+		{"1000 probes a second", func(s map[string]any) { s["confirm"] = map[string]any{"maxProbesPerSecond": int64(1000)} },
+			"should be less than or equal to 100"},
 		// Names and URLs.
 		{"a target name with a path in it", func(s map[string]any) { s["targetRefs"] = []any{map[string]any{"kind": "Ingress", "name": "../x"}} },
 			"a target's name must be a Kubernetes object name: lowercase letters, digits, '-' and '.'"},
@@ -281,6 +294,14 @@ func TestGoodInputIsAccepted(t *testing.T) {
 		},
 		"a target name with dots": func(s map[string]any) {
 			s["targetRefs"] = []any{map[string]any{"kind": "Ingress", "name": "api.v2-gateway"}}
+		},
+		"confirmation through Traefik's Service, every knob": func(s map[string]any) {
+			s["confirm"] = map[string]any{"address": "http://traefik.traefik.svc.cluster.local:8000/", "interval": "2s", "grace": "30s",
+				"probeApplication": true, "maxProbesPerSecond": int64(20)}
+		},
+		"confirmation with the manager's address, over https on an IPv6 literal": func(s map[string]any) {
+			s["confirm"] = map[string]any{"interval": "500ms"}
+			s["confirm"].(map[string]any)["address"] = "https://[fd00::1]:8443"
 		},
 		"passFor 30s by default, interval 30s": func(s map[string]any) {
 			s["ramp"].(map[string]any)["gate"] = map[string]any{"interval": "30s"}
