@@ -252,9 +252,13 @@ func printStatus(out io.Writer, p *v1alpha1.TrafficPolicy, now time.Time) {
 		}
 	}
 	for _, t := range []string{v1alpha1.ConditionReady, v1alpha1.ConditionDegraded, v1alpha1.ConditionProgressing,
-		v1alpha1.ConditionGateUnknown, v1alpha1.ConditionLeverStale, v1alpha1.ConditionStepUnsupported, v1alpha1.ConditionArmed} {
+		v1alpha1.ConditionGateUnknown, v1alpha1.ConditionLeverStale, v1alpha1.ConditionStepUnsupported, v1alpha1.ConditionArmed, v1alpha1.ConditionConfirmed} {
 		if c := condition(p, t); c != nil {
-			fmt.Fprintf(w, "%s:\t%s (%s) %s\n", t, c.Status, c.Reason, c.Message)
+			since := ""
+			if t == v1alpha1.ConditionConfirmed && c.Status == metav1.ConditionTrue {
+				since = " (since " + duration.HumanDuration(max(now.Sub(c.LastTransitionTime.Time), 0)) + " ago)"
+			}
+			fmt.Fprintf(w, "%s:\t%s (%s) %s%s\n", t, c.Status, c.Reason, c.Message, since)
 		}
 	}
 	fmt.Fprintln(w, "Targets:")
@@ -267,6 +271,12 @@ func printStatus(out io.Writer, p *v1alpha1.TrafficPolicy, now time.Time) {
 			fmt.Fprintf(w, "  \tcannot take %s\n", u)
 		}
 		fmt.Fprint(w, armedLine(t.Armed, t.ArmedMessage))
+		switch {
+		case t.ConfirmedAt != nil:
+			fmt.Fprintf(w, "  \tconfirmed in the data plane %s ago\n", duration.HumanDuration(max(now.Sub(t.ConfirmedAt.Time), 0)))
+		case t.ConfirmMessage != "":
+			fmt.Fprintf(w, "  \tNOT CONFIRMED: %s\n", t.ConfirmMessage)
+		}
 		if c := t.Capabilities; c != nil {
 			limit := "no rate limit"
 			if c.RateLimitStatusCode != 0 {
