@@ -115,6 +115,10 @@ func TestEachLeverIsConfirmedThroughTraefik(t *testing.T) {
 				if tgt := p.Status.Targets[0]; tgt.ConfirmedAt == nil || tgt.ConfirmMessage != "" {
 					t.Errorf("%s: target confirmedAt %v, message %q", lever.args[0], tgt.ConfirmedAt, tgt.ConfirmMessage)
 				}
+				if out := floodgate(t, "status", "api", "-n", ns); !strings.Contains(out, "(DataPlaneAnswers) the data plane answers as the lever says") ||
+					!strings.Contains(out, "confirmed in the data plane") {
+					t.Errorf("%s: kubectl floodgate status does not say the lever is confirmed:\n%s", lever.args[0], out)
+				}
 				app, shedded := probesSeen(t, ns)
 				switch lever.args[0] {
 				case "shed":
