@@ -6,6 +6,7 @@ package helm
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -282,5 +283,31 @@ func TestTheChartsDataPlaneControllersAreWhatTheManagerReads(t *testing.T) {
 	want := map[string]provider.DataPlane{"k8s.io/ingress-nginx": "traefik", "example.com/gw": "envoy-gateway"}
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("floodgate-config says %s=%q: read as %v, %v; want %v", registered.KeyDataPlaneControllers, v, got, err, want)
+	}
+}
+
+// TestTheManagerAndTheShedServerShareOneProbeKey: by default the chart makes the probe key's
+// Secret, and both Deployments mount it and are told where; confirm.probeKey sets the key;
+// confirm.enabled=false renders no Secret and no mount.
+func TestTheManagerAndTheShedServerShareOneProbeKey(t *testing.T) {
+	_, objs := render(t, "confirm.probeKey=0123456789abcdef-given", "confirm.addresses.traefik=http://traefik.traefik.svc:80")
+	secret := find(objs, "Secret", "floodgate-probe-key")
+	if secret == nil || secret.Object["data"].(map[string]any)["key"] != base64.StdEncoding.EncodeToString([]byte("0123456789abcdef-given")) {
+		t.Fatalf("the probe key's Secret: %v", secret)
+	}
+	for _, name := range []string{"floodgate-manager", "floodgate-shed"} {
+		pod := fmt.Sprint(find(objs, "Deployment", name).Object["spec"].(map[string]any)["template"])
+		for _, want := range []string{"--probe-key-file=/etc/floodgate/probe-key/key", "secretName:floodgate-probe-key", "mountPath:/etc/floodgate/probe-key"} {
+			if !strings.Contains(pod, want) {
+				t.Errorf("%s lacks %s", name, want)
+			}
+		}
+	}
+	if manager := fmt.Sprint(find(objs, "Deployment", "floodgate-manager").Object); !strings.Contains(manager, "--confirm-address=traefik=http://traefik.traefik.svc:80") {
+		t.Error("the manager is not told confirm.addresses")
+	}
+	_, objs = render(t, "confirm.enabled=false")
+	if find(objs, "Secret", "floodgate-probe-key") != nil || strings.Contains(fmt.Sprint(find(objs, "Deployment", "floodgate-shed").Object), "secretName:floodgate-probe-key") {
+		t.Error("confirm.enabled=false still renders the probe key")
 	}
 }

@@ -51,3 +51,32 @@ affinity: {{ toYaml . | nindent 2 }}
 {{- end -}}
 {{- join "," $pairs -}}
 {{- end -}}
+
+{{/* The probe key's file in both pods ("" when confirmation is off). */}}
+{{- define "floodgate.probeKeyFile" -}}
+{{- if .Values.confirm.enabled }}/etc/floodgate/probe-key/key{{ end }}
+{{- end }}
+
+{{/* --confirm-address: data-plane=URL pairs, sorted. */}}
+{{- define "floodgate.confirmAddresses" -}}
+{{- $pairs := list }}
+{{- range $dataPlane, $url := .Values.confirm.addresses }}
+{{- $pairs = append $pairs (printf "%s=%s" $dataPlane $url) }}
+{{- end }}
+{{- join "," (sortAlpha $pairs) }}
+{{- end }}
+
+{{- define "floodgate.probeKeyMount" -}}
+{{- if .Values.confirm.enabled -}}
+volumeMounts:
+- {name: probe-key, mountPath: /etc/floodgate/probe-key, readOnly: true}
+{{- end }}
+{{- end }}
+
+{{- define "floodgate.probeKeyVolume" -}}
+{{- if .Values.confirm.enabled -}}
+volumes:
+- name: probe-key
+  secret: {secretName: floodgate-probe-key}
+{{- end }}
+{{- end }}
