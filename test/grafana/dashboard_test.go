@@ -82,7 +82,7 @@ func queries(t *testing.T) []query {
 
 // concrete is a query as Grafana sends it with every namespace and policy selected.
 func concrete(expr string) string {
-	return strings.NewReplacer(`$namespace`, `.*`, `$policy`, `.*`, `$__rate_interval`, `30s`).Replace(expr)
+	return strings.NewReplacer(`$namespace`, `.*`, `$policy`, `.*`, `$__rate_interval`, `30s`, `$__range`, `1m`).Replace(expr)
 }
 
 func TestMain(m *testing.M) {
