@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -136,6 +138,8 @@ func (x *b) leverLatency() error {
 			TargetRefs: []v1alpha1.TargetRef{{Kind: v1alpha1.TargetKindIngress, Name: "api"}},
 			Action:     v1alpha1.ActionNormal,
 			Ramp:       &v1alpha1.Ramp{Steps: []v1alpha1.RampStep{{AllowRegions: []string{"AU"}, Hold: metav1.Duration{Duration: time.Hour}}}},
+			// Confirmed through the first Traefik (the default throttle), the app probed too.
+			Confirm: &v1alpha1.ConfirmSpec{Address: "http://" + env.Proxies[0], ProbeApplication: true},
 		}})
 	// The floor: what a human does by hand, a canary Ingress to the shed server whose weight
 	// kubectl annotate sets; Traefik's own time to apply an annotation.
@@ -212,6 +216,7 @@ func (x *b) leverLatency() error {
 		first, full []time.Duration
 		others      int
 		commands    []time.Duration
+		confirmed   []time.Duration
 	}
 	results := map[string][]*series{} // lever → per throttle
 	var order []string
@@ -230,9 +235,22 @@ func (x *b) leverLatency() error {
 				return fmt.Errorf("flip %d, %s: %w", n, lv.name, err)
 			}
 			command := time.Since(t0)
+			var confirmed chan time.Duration
+			if lv.name != "" && !strings.HasPrefix(lv.name, "floor") {
+				confirmed = make(chan time.Duration, 1)
+				go func() {
+					confirmed <- awaitConfirmed(x.ctx, env.Client, client.ObjectKey{Namespace: ns, Name: "api"}, t0)
+				}()
+			}
 			times, err := awaitFlip(loads, t0, lv.old, lv.new, 2*time.Minute)
 			if err != nil {
 				return fmt.Errorf("flip %d, %s: %w", n, lv.name, err)
+			}
+			var confirmedAfter time.Duration
+			if confirmed != nil {
+				if confirmedAfter = <-confirmed; confirmedAfter < 0 {
+					return fmt.Errorf("flip %d, %s: not confirmed within %s", n, lv.name, confirmWait)
+				}
 			}
 			if lv.name == "" {
 				continue
@@ -247,6 +265,9 @@ func (x *b) leverLatency() error {
 				s := results[lv.name][i]
 				s.first, s.full, s.others = append(s.first, ft.first), append(s.full, ft.full), s.others+ft.others
 				s.commands = append(s.commands, command)
+				if i == 0 && confirmed != nil {
+					s.confirmed = append(s.confirmed, confirmedAfter)
+				}
 			}
 		}
 	}
@@ -262,6 +283,10 @@ func (x *b) leverLatency() error {
 				fmt.Sprintf("%s / %s", ms(percentile(s.full, 50)), ms(percentile(s.full, 100))), "no other answer", s.others == 0)
 			if i == 0 {
 				x.add("i", "… the command itself (start to exit): p50", ms(percentile(s.commands, 50)), "", true)
+				if len(s.confirmed) > 0 {
+					x.add("i", fmt.Sprintf("… Confirmed True (probes through the Traefik at %s): p50 / max", throttles[0]),
+						fmt.Sprintf("%s / %s", ms(percentile(s.confirmed, 50)), ms(percentile(s.confirmed, 100))), "", true)
+				}
 			}
 		}
 	}
@@ -269,6 +294,28 @@ func (x *b) leverLatency() error {
 		"a flip is timed from the start of the command to the send time of the first request that got the new answer, and of the first after which every answer was new for %s. "+
 		"The floor is the same Traefik applying a canary-weight a human writes with kubectl annotate.", *leverRPS, throttles[0], throttles[1], total, *leverQuiet))
 	return nil
+}
+
+// confirmWait bounds how long a flip waits for its Confirmed condition.
+const confirmWait = time.Minute
+
+// awaitConfirmed is how long after t0 the policy's lever was confirmed: the first time the
+// policy is read with the request the command made handled and Confirmed True (the pass that
+// handles a request starts confirming its lever afresh); -1 when not within confirmWait. Read
+// every 10 ms from the API server.
+func awaitConfirmed(ctx context.Context, c client.Client, key client.ObjectKey, t0 time.Time) time.Duration {
+	for time.Since(t0) < confirmWait && ctx.Err() == nil {
+		p := &v1alpha1.TrafficPolicy{}
+		if err := c.Get(ctx, key, p); err == nil {
+			token := p.Annotations[v1alpha1.RequestAnnotation]
+			cond := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionConfirmed)
+			if token != "" && p.Status.LastHandledRequest == token && cond != nil && cond.Status == metav1.ConditionTrue && cond.ObservedGeneration == p.Generation {
+				return time.Since(t0)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return -1
 }
 
 // awaitFlip waits until every load's answers since t0 turned from old to new and held (quiet),
