@@ -106,6 +106,9 @@ const (
 	DefaultPerSecond = 10
 )
 
+// DefaultRegionHeader is spec.regionHeader's default (the CRD's).
+const DefaultRegionHeader = "CF-IPCountry"
+
 // SettingsOf are a policy's confirmation settings, defaulted.
 func SettingsOf(spec v1alpha1.TrafficPolicySpec) Settings {
 	s := Settings{Interval: DefaultInterval, Grace: DefaultGrace, PerSecond: DefaultPerSecond}
@@ -169,13 +172,17 @@ func MakePlan(in Input) Plan {
 	case k.Shed:
 		kinds = []Probe{shedProbe}
 	case k.RestrictRegions:
+		header := spec.RegionHeader
+		if header == "" {
+			header = DefaultRegionHeader
+		}
 		allowed, refused, missing := admitted, shedProbe, admitted
-		allowed.Header, allowed.Region = spec.RegionHeader, k.AllowRegions[0]
-		refused.Header, refused.Region = spec.RegionHeader, refusedRegion(k.AllowRegions)
-		missing.Header = spec.RegionHeader
+		allowed.Header, allowed.Region = header, k.AllowRegions[0]
+		refused.Header, refused.Region = header, refusedRegion(k.AllowRegions)
+		missing.Header = header
 		if spec.MissingRegion == v1alpha1.MissingRegionShed {
 			missing = shedProbe
-			missing.Header = spec.RegionHeader
+			missing.Header = header
 		}
 		kinds = []Probe{allowed, refused, missing}
 	default:

@@ -44,10 +44,11 @@ const (
 	scaleH      = 70
 	laneGates   = 386
 	laneArmed   = 418
-	laneExpect  = 450
-	laneSteps   = 482
-	axisY       = 522
-	chartHeight = 552
+	laneConfirm = 450
+	laneExpect  = 482
+	laneSteps   = 514
+	axisY       = 554
+	chartHeight = 584
 )
 
 type drillChart struct {
@@ -64,6 +65,7 @@ type drillChart struct {
 	Flips                      []mark
 	Gates                      []mark
 	Armed                      []mark
+	Confirmed                  []mark
 	Expects                    []mark
 	Steps                      []mark
 	Ticks                      []tick
@@ -125,7 +127,7 @@ func chartOf(r *Result) drillChart {
 	}
 	end := r.Start.Add(span)
 	c.Lanes = []lane{{laneFlips, "levers pulled"}, {laneTraffic + trafficH/2, "admitted traffic"}, {laneRate + rateH/2, "per-client rate"},
-		{laneScale + scaleH/2, "autoscaler minimum"}, {laneGates, "gate verdicts"}, {laneArmed, "levers armed"}, {laneExpect, "expectations"}, {laneSteps, "runbook steps"}}
+		{laneScale + scaleH/2, "autoscaler minimum"}, {laneGates, "gate verdicts"}, {laneArmed, "levers armed"}, {laneConfirm, "confirmed in data plane"}, {laneExpect, "expectations"}, {laneSteps, "runbook steps"}}
 
 	// The state in force from each row to the next.
 	var maxRate, maxMin float64 = 1, 1
@@ -137,7 +139,7 @@ func chartOf(r *Result) drillChart {
 	}
 	var rate, scale strings.Builder
 	var lastRate int32
-	lastArmed := ""
+	lastArmed, lastConfirmed := "", ""
 	for i, row := range r.Rows {
 		s := row.State
 		if s == nil {
@@ -177,6 +179,11 @@ func chartOf(r *Result) drillChart {
 			lastArmed = s.Armed + s.ArmedMessage
 			c.Armed = append(c.Armed, mark{X: x(row.StateAt), Y: laneArmed, Class: "armed-" + strings.ToLower(s.Armed),
 				Title: fmt.Sprintf("%s Armed %s: %s", row.StateAt.UTC().Format("15:04"), s.Armed, s.ArmedMessage)})
+		}
+		if s.Confirmed != "" && s.Confirmed+s.ConfirmedMessage != lastConfirmed {
+			lastConfirmed = s.Confirmed + s.ConfirmedMessage
+			c.Confirmed = append(c.Confirmed, mark{X: x(row.StateAt), Y: laneConfirm, Class: "confirmed-" + strings.ToLower(s.Confirmed),
+				Title: fmt.Sprintf("%s Confirmed %s: %s", row.StateAt.UTC().Format("15:04"), s.Confirmed, s.ConfirmedMessage)})
 		}
 		for _, g := range s.Gates {
 			c.Gates = append(c.Gates, mark{X: x(row.At), Y: laneGates, Class: "gate-" + strings.ToLower(string(g.Verdict)),
@@ -293,6 +300,7 @@ svg text { font-family: inherit; font-size: 11px; fill: #1d2330; }
 .boundary { stroke: #8a93a3; stroke-dasharray: 4 3; } .boundary-label { fill: #5b6270; font-size: 10px; }
 .flip { fill: #c62828; } .gate-pass { fill: #18794e; } .gate-fail { fill: #c62828; } .gate-unknown { fill: #9aa1ad; }
 .armed-true { fill: #18794e; } .armed-false { fill: #c62828; } .armed-unknown { fill: #9aa1ad; }
+.confirmed-true { fill: #18794e; } .confirmed-false { fill: #c62828; } .confirmed-unknown { fill: #9aa1ad; }
 .expect-pass { fill: #18794e; font-size: 14px; } .expect-fail { fill: #c62828; font-size: 14px; font-weight: 700; }
 .step-mark { fill: #4f5b73; } .step-expect { fill: #18794e; } .step-run { fill: #c62828; } .step-advance { fill: #9aa1ad; }
 .axis { stroke: #c5cad3; } .tick { fill: #5b6270; font-size: 10px; }
@@ -330,6 +338,7 @@ pre { margin: 4px 0; white-space: pre-wrap; font-size: 12px; }
 {{range .Gates}}<circle class="{{.Class}}" cx="{{.X}}" cy="{{.Y}}" r="5"><title>{{.Title}}</title></circle>
 {{end}}
 {{range .Armed}}<rect class="{{.Class}}" x="{{.X}}" y="{{.Y}}" width="10" height="10" transform="translate(-5 -5)"><title>{{.Title}}</title></rect>
+{{range .Confirmed}}<circle class="{{.Class}}" cx="{{.X}}" cy="{{.Y}}" r="5"><title>{{.Title}}</title></circle>
 {{end}}
 {{range .Expects}}<text class="{{.Class}}" x="{{.X}}" y="{{.Y}}" dy="5" text-anchor="middle">{{.Text}}<title>{{.Title}}</title></text>
 {{end}}

@@ -29,6 +29,9 @@ type State struct {
 	// Armed is the policy's Armed condition ("" while it has none): whether the API server has
 	// accepted every lever, and its message.
 	Armed, ArmedMessage string
+	// Confirmed is the policy's Confirmed condition ("" while it has none): whether probes
+	// through the data plane land as the lever says, and its message.
+	Confirmed, ConfirmedMessage string
 }
 
 // state reads the first policy of the watched namespaces (by namespace and name) and its first
@@ -49,6 +52,9 @@ func (r *runner) state(ctx context.Context) *State {
 	s := &State{Policy: p.Namespace + "/" + p.Name, Action: p.Spec.Action, Phase: p.Status.Phase, History: p.Status.History}
 	if c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionArmed); c != nil {
 		s.Armed, s.ArmedMessage = string(c.Status), c.Message
+	}
+	if c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionConfirmed); c != nil {
+		s.Confirmed, s.ConfirmedMessage = string(c.Status), c.Message
 	}
 	if p.Status.Ramp != nil {
 		s.Step, s.Steps = p.Status.Ramp.Step, p.Status.Ramp.Steps

@@ -73,7 +73,7 @@ func flatten(k kind, o *unstructured.Unstructured) map[string]string {
 			f[fmt.Sprintf("gate %v", m["name"])] = fmt.Sprintf("%v %v", m["verdict"], m["reading"])
 		}
 	}
-	for _, t := range []string{"Ready", "Degraded", "GateUnknown", "LeverStale", "Armed"} {
+	for _, t := range []string{"Ready", "Degraded", "GateUnknown", "LeverStale", "Armed", "Confirmed"} {
 		if c := conditionOf(o, t); c != "absent" {
 			f[t] = c
 		}

@@ -292,7 +292,9 @@ func (x *b) leverLatency() error {
 	}
 	x.notes = append(x.notes, fmt.Sprintf("(i) %d requests a second through each of two Traefik v3.7.13 (providersThrottleDuration %s and %s) at once, %d requests in all; "+
 		"a flip is timed from the start of the command to the send time of the first request that got the new answer, and of the first after which every answer was new for %s. "+
-		"The floor is the same Traefik applying a canary-weight a human writes with kubectl annotate.", *leverRPS, throttles[0], throttles[1], total, *leverQuiet))
+		"The floor is the same Traefik applying a canary-weight a human writes with kubectl annotate. "+
+		"Confirmed True is timed from the same start to the first read (every 10 ms) of the policy saying Confirmed True for the request the command made: "+
+		"probes through the first Traefik, a round every 200 ms until the lever is confirmed, at most 10 probes a second (the ramp step's round has 3).", *leverRPS, throttles[0], throttles[1], total, *leverQuiet))
 	return nil
 }
 

@@ -95,6 +95,14 @@ func TestTheCanvaDrillsReportRendersInChromiumWithAMarkPerStep(t *testing.T) {
 	if got := count("armed-false"); got != 0 {
 		t.Errorf("%d marks say a lever is refused; the Canva drill's levers are all accepted", got)
 	}
+	// The drill runs on no data plane and its manager has no probe key: the confirmation lane
+	// says, at each change, that nothing is confirmed and why.
+	if got := count("confirmed-unknown"); got < 2 || !strings.Contains(dom, "Confirmed Unknown: nothing is probed: the manager has no probe key") {
+		t.Errorf("%d marks of an unconfirmed lever, want one before the first lever and one after it, saying why", got)
+	}
+	if got := count("confirmed-true") + count("confirmed-false"); got != 0 {
+		t.Errorf("%d marks say a lever is confirmed or not on a drill without a data plane", got)
+	}
 	if got := count("flip-mark"); got != 2 {
 		t.Errorf("%d flips marked, want 2 (ShedAll, Ramp)", got)
 	}
