@@ -136,3 +136,25 @@ func TestAFlipDropsWhatCameBackBeforeIt(t *testing.T) {
 		t.Fatal("a verdict of another policy of the same name")
 	}
 }
+
+func TestALeverNotConfirmedYetIsProbedEveryFifthOfItsInterval(t *testing.T) {
+	c, clk, _, _ := start(t)
+	var probes atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		probes.Add(1)
+		w.WriteHeader(http.StatusOK) // the app: a lever that sheds is not in force yet
+	}))
+	t.Cleanup(srv.Close)
+	shedding := leverTo(srv.URL, "shed", false)
+	shedding.Plan.Probes[0].Expect, shedding.Plan.Probes[0].Code = ExpectShed, 503
+	c.Set(key, "uid", shedding)
+	eventually(t, "the first round", func() bool { return probes.Load() == 1 })
+	eventually(t, "the round waits", clk.HasWaiters)
+	clk.Step(MinUnconfirmedInterval - time.Millisecond)
+	time.Sleep(20 * time.Millisecond)
+	if probes.Load() != 1 {
+		t.Fatal("a round came before a fifth of the interval")
+	}
+	clk.Step(time.Millisecond)
+	eventually(t, "the next round a fifth of the interval later", func() bool { return probes.Load() == 2 })
+}
