@@ -338,6 +338,7 @@ pre { margin: 4px 0; white-space: pre-wrap; font-size: 12px; }
 {{range .Gates}}<circle class="{{.Class}}" cx="{{.X}}" cy="{{.Y}}" r="5"><title>{{.Title}}</title></circle>
 {{end}}
 {{range .Armed}}<rect class="{{.Class}}" x="{{.X}}" y="{{.Y}}" width="10" height="10" transform="translate(-5 -5)"><title>{{.Title}}</title></rect>
+{{end}}
 {{range .Confirmed}}<circle class="{{.Class}}" cx="{{.X}}" cy="{{.Y}}" r="5"><title>{{.Title}}</title></circle>
 {{end}}
 {{range .Expects}}<text class="{{.Class}}" x="{{.X}}" y="{{.Y}}" dy="5" text-anchor="middle">{{.Text}}<title>{{.Title}}</title></text>
