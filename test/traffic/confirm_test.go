@@ -256,3 +256,22 @@ func TestAForgedProbeTokenIsAClient(t *testing.T) {
 		t.Errorf("3 forged probes: %.0f counted as clients' answers", after-before)
 	}
 }
+
+// TestWaitConfirmedSaysWhyALeverCannotBeConfirmed: with no address to probe, `--wait=confirmed`
+// fails at once (not at its timeout) and says why, after the lever was applied.
+func TestWaitConfirmedSaysWhyALeverCannotBeConfirmed(t *testing.T) {
+	ns, _ := ingressFixture(t, "confirm-none", nil)
+	start := time.Now()
+	out, err := env.Floodgate("shed", "api", "-n", ns, "--reason", "herd", "--wait=confirmed", "--timeout", "20s")
+	if err == nil || !strings.Contains(out, "applied in") ||
+		!strings.Contains(out, "cannot be confirmed: nothing is probed: Ingress/api: no data plane address to probe (spec.confirm.address, or the manager's --confirm-address for its data plane)") {
+		t.Fatalf("kubectl floodgate shed --wait=confirmed: %v\n%s", err, out)
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("it waited %s for what it could say at once", took)
+	}
+	if out, err := env.Floodgate("shed", "api", "-n", ns, "--wait=sometimes"); err == nil || !strings.Contains(out, "--wait=sometimes: want --wait (applied) or --wait=confirmed") {
+		t.Errorf("an unknown --wait: %v\n%s", err, out)
+	}
+	all(t, get(ns+".example.com"), 20, shedAnswer(503, 120))
+}
