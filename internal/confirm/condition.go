@@ -82,7 +82,7 @@ func expectation(p Probe) string {
 	case ExpectEither:
 		return fmt.Sprintf("shed by this policy (%d) or admitted", p.Code)
 	}
-	return "admitted (an answer not from the shed server, and no 5xx)"
+	return "admitted (an answer not from the shed server, and no 5xx, 404 or 421)"
 }
 
 func targets(p Plan) int {

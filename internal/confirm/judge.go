@@ -53,7 +53,7 @@ func Lands(p Probe, a Answer, policy string, generation int64) bool {
 		return false
 	}
 	shedByPolicy := a.Shed && a.Policy == policy && a.Generation >= generation && a.Code == p.Code
-	admitted := !a.Shed && !errorCode(a.Code) && (a.Code != http.StatusTooManyRequests || p.Limited)
+	admitted := !a.Shed && !errorCode(a.Code) && !unrouted(a.Code) && (a.Code != http.StatusTooManyRequests || p.Limited)
 	switch p.Expect {
 	case ExpectShed:
 		return shedByPolicy
@@ -65,4 +65,12 @@ func Lands(p Probe, a Answer, policy string, generation int64) bool {
 		return shedByPolicy || admitted
 	}
 	return false
+}
+
+// unrouted is whether a status code is what a proxy answers for a host or path it does not
+// route (404; 421 Misdirected Request): an admitted probe that gets one did not reach the
+// application. (An application that answers 404 on the route's own path cannot be told from
+// it: its Normal is then not confirmed, and the condition says 404.)
+func unrouted(code int) bool {
+	return code == http.StatusNotFound || code == http.StatusMisdirectedRequest
 }

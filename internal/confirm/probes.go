@@ -25,7 +25,8 @@ const (
 	ExpectShed Expect = "shed"
 	// ExpectRedirect: something answers it with the policy's redirect.
 	ExpectRedirect Expect = "redirect"
-	// ExpectAdmitted: it reaches something other than the shed server, and no 5xx comes back.
+	// ExpectAdmitted: it reaches something other than the shed server, and neither a 5xx nor a
+	// proxy's answer for a host it does not route (404, 421) comes back.
 	ExpectAdmitted Expect = "admitted"
 	// ExpectEither: a share is admitted (admitPercent): shed or admitted both are right.
 	ExpectEither Expect = "shed or admitted"

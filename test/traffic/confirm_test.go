@@ -142,7 +142,8 @@ func TestEachLeverIsConfirmedThroughTraefik(t *testing.T) {
 // TestADataPlaneThatDoesNotServeTheLeverIsNotConfirmed: where the data plane does not answer as
 // the lever says, Confirmed turns False once the grace is over, naming the target, the probe and
 // what came back, while Ready says the lever is written:
-//   - an Ingress of a class no data plane serves: Traefik answers 404 itself;
+//   - an Ingress of a class no data plane serves: Traefik answers 404 itself, to a shed probe and,
+//     back at Normal, to one the lever admits;
 //   - the Traefik probes go through stops: no answer;
 //   - the shed pods are not ready: Traefik's NGINX provider skips the canary, and the app answers
 //     (Ready says so too: ShedBackendUnavailable).
@@ -163,6 +164,13 @@ func TestADataPlaneThatDoesNotServeTheLeverIsNotConfirmed(t *testing.T) {
 		edit(t, ns, confirmThrough(proxy, nil))
 		p := confirmedAs(t, ns, metav1.ConditionFalse, v1alpha1.ReasonDataPlaneDisagrees)
 		disagrees(t, p, "Ingress/api: GET "+ns+".example.com/ through http://"+proxy+" should be shed by this policy (503 from the shed server), got an answer 404 not from the shed server")
+		// Back to Normal: the proxy's 404 is not the application admitting the probe.
+		edit(t, ns, func(p *v1alpha1.TrafficPolicy) { p.Spec.Action = v1alpha1.ActionNormal })
+		fixtures.EventuallyPolicy(t, k8s, client.ObjectKey{Namespace: ns, Name: "api"}, func(p *v1alpha1.TrafficPolicy) bool {
+			c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionConfirmed)
+			return p.Status.Phase == v1alpha1.PhaseNormal && c != nil && c.Reason == v1alpha1.ReasonDataPlaneDisagrees && c.ObservedGeneration == p.Generation &&
+				strings.Contains(c.Message, "should be admitted (an answer not from the shed server, and no 5xx, 404 or 421), got an answer 404 not from the shed server")
+		})
 	})
 
 	t.Run("Traefik stopped", func(t *testing.T) {
