@@ -228,16 +228,17 @@ func (c *Confirmer) run(key types.NamespacedName, pp *policyProbes) {
 // MinUnconfirmedInterval is the shortest time between two rounds of a lever not confirmed yet.
 const MinUnconfirmedInterval = 200 * time.Millisecond
 
-// interval is the time from one round's start to the next: the lever's interval once it is
-// confirmed, a fifth of it (at least MinUnconfirmedInterval) before, so a flip is confirmed
-// soon after the data plane takes it. Within a round, probes keep to the policy's rate.
+// interval is the time from one round's start to the next: within the grace after a flip and
+// until the lever is confirmed, a fifth of the lever's interval (at least
+// MinUnconfirmedInterval), so a flip is confirmed soon after the data plane takes it; else the
+// interval. Within a round, probes keep to the policy's rate.
 func (c *Confirmer) interval(pp *policyProbes, lever Lever) time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !pp.verdict.ConfirmedAt.IsZero() {
-		return lever.Settings.Interval
+	if pp.verdict.ConfirmedAt.IsZero() && c.clock.Since(pp.verdict.Since) < lever.Settings.Grace {
+		return max(lever.Settings.Interval/5, MinUnconfirmedInterval)
 	}
-	return max(lever.Settings.Interval/5, MinUnconfirmedInterval)
+	return lever.Settings.Interval
 }
 
 // atRest reports, and then marks the rounds stopped, whether the lever (of version) is at rest

@@ -137,7 +137,7 @@ func TestAFlipDropsWhatCameBackBeforeIt(t *testing.T) {
 	}
 }
 
-func TestALeverNotConfirmedYetIsProbedEveryFifthOfItsInterval(t *testing.T) {
+func TestALeverNotConfirmedYetIsProbedEveryFifthOfItsIntervalWithinTheGrace(t *testing.T) {
 	c, clk, _, _ := start(t)
 	var probes atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -157,4 +157,16 @@ func TestALeverNotConfirmedYetIsProbedEveryFifthOfItsInterval(t *testing.T) {
 	}
 	clk.Step(time.Millisecond)
 	eventually(t, "the next round a fifth of the interval later", func() bool { return probes.Load() == 2 })
+	// Past the grace, a lever the data plane does not confirm is probed once an interval.
+	eventually(t, "the round waits", clk.HasWaiters)
+	clk.Step(10 * time.Second)
+	eventually(t, "a round past the grace", func() bool { return probes.Load() == 3 })
+	eventually(t, "the round waits", clk.HasWaiters)
+	clk.Step(MinUnconfirmedInterval)
+	time.Sleep(20 * time.Millisecond)
+	if probes.Load() != 3 {
+		t.Fatal("past the grace, a round came a fifth of the interval after the last")
+	}
+	clk.Step(time.Second - MinUnconfirmedInterval)
+	eventually(t, "the next round an interval later", func() bool { return probes.Load() == 4 })
 }
