@@ -65,6 +65,13 @@ traefik-crds: ## Refresh test/crds/traefik from the Traefik module hack/traefik.
 	  dir=$$(GOFLAGS=-mod=mod $(GO) mod download -json github.com/traefik/traefik/v3@$$v | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p') && \
 	  install -m 644 $$dir/docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml test/crds/traefik/
 
+.PHONY: envoy-gateway-crds
+envoy-gateway-crds: ## Refresh test/crds/envoy-gateway from the Envoy Gateway module hack/egctl.sh builds (the kinds Floodgate writes on its routes).
+	@v=$$(sed -n 's/.*EGCTL_VERSION:-\(v[0-9.]*\)}.*/\1/p' hack/egctl.sh) && \
+	  dir=$$(GOFLAGS=-mod=mod $(GO) mod download -json github.com/envoyproxy/gateway@$$v | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p') && \
+	  for f in httproutefilters backendtrafficpolicies; do \
+	  install -m 644 $$dir/charts/gateway-helm/charts/crds/crds/generated/gateway.envoyproxy.io_$$f.yaml test/crds/envoy-gateway/; done
+
 .PHONY: test-deps
 test-deps: ## Install the Debian packages the tests use, when missing.
 	@bash hack/ensure-debs.sh pcre2grep=pcre2-utils prometheus=prometheus envsubst=gettext-base chromium=chromium tmux=tmux ip=iproute2

@@ -133,7 +133,24 @@ type Capabilities struct {
 	// AllowlistCost says what an allowlist costs the data plane per request.
 	// +optional
 	AllowlistCost string `json:"allowlistCost,omitempty"`
+	// ShedAnsweredBy says who answers the requests a ShedAll sheds: ShedServer (Floodgate's shed
+	// pods behind the policy's shed Service, which must absorb the herd; absent means the same) or
+	// Proxy (the data plane answers them itself, as Envoy Gateway's direct response does: no pod
+	// is in the herd's path). A redirected ShedAll on an HTTPRoute is the proxy's RequestRedirect.
+	// +optional
+	// +kubebuilder:validation:Enum=ShedServer;Proxy
+	ShedAnsweredBy ShedAnsweredBy `json:"shedAnsweredBy,omitempty"`
 }
+
+// ShedAnsweredBy is who answers a ShedAll's requests.
+type ShedAnsweredBy string
+
+const (
+	// ShedAnsweredByShedServer: Floodgate's shed pods, behind the policy's shed Service.
+	ShedAnsweredByShedServer ShedAnsweredBy = "ShedServer"
+	// ShedAnsweredByProxy: the data plane itself (a direct response).
+	ShedAnsweredByProxy ShedAnsweredBy = "Proxy"
+)
 
 // TargetStatus is the state of one target.
 type TargetStatus struct {

@@ -58,6 +58,10 @@ func newResponse(policy string, code, retryAfter int, redirect string) *Response
 	return r
 }
 
+// JSONBody is the answer's body as the shed server sends it to a client that does not ask for
+// HTML (a proxy answering the shed itself sends the same).
+func (r *Response) JSONBody() []byte { return bytes.Clone(r.jsonBody) }
+
 // route is one host and path a canary sends here.
 type route struct {
 	host     string

@@ -9,13 +9,14 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/provider/envoygateway"
 	"floodgate.dev/floodgate/internal/provider/gatewayapi"
 )
 
 // TestEachRouteNamesTheDataPlanesOfItsParents: a route's data planes are its parent Gateways'
 // classes' controllers (else what its status says a parent's gateway is); a route on two data
-// planes is written by the portable provider and says so; status, `kubectl floodgate status` and
-// `--dry-run` all name them.
+// planes is written by the portable provider and says so, one on Envoy Gateway alone by Envoy
+// Gateway's; status, `kubectl floodgate status` and `--dry-run` all name them.
 func TestEachRouteNamesTheDataPlanesOfItsParents(t *testing.T) {
 	ns := fixture(t, "data-planes")
 	traefikClass := "traefik-" + ns
@@ -44,9 +45,10 @@ func TestEachRouteNamesTheDataPlanesOfItsParents(t *testing.T) {
 		}
 		return len(got) == 3 && slices.Equal(got["api"], want["api"]) && slices.Equal(got["mixed"], want["mixed"]) && slices.Equal(got["unread"], want["unread"])
 	})
+	writer := map[string]string{"api": envoygateway.ProviderName, "unread": envoygateway.ProviderName, "mixed": gatewayapi.ProviderName}
 	for _, tg := range p.Status.Targets {
-		if tg.Capabilities == nil || tg.Capabilities.Provider != gatewayapi.ProviderName {
-			t.Errorf("%s is written by %v, want the portable %s (no data plane of these has a provider of its own)", tg.Name, tg.Capabilities, gatewayapi.ProviderName)
+		if tg.Capabilities == nil || tg.Capabilities.Provider != writer[tg.Name] {
+			t.Errorf("%s is written by %v, want %s", tg.Name, tg.Capabilities, writer[tg.Name])
 		}
 		several := slices.ContainsFunc(tg.Warnings, func(w string) bool {
 			return strings.Contains(w, "served by several data planes (envoy-gateway, traefik)")
@@ -61,7 +63,7 @@ func TestEachRouteNamesTheDataPlanesOfItsParents(t *testing.T) {
 		t.Errorf("status does not name the mixed route's data planes:\n%s", out)
 	}
 	out = kubectlFloodgate(t, "shed", "api", "-n", ns, "--dry-run")
-	for _, w := range []string{"HTTPRoute api: gateway-api on envoy-gateway", "HTTPRoute mixed: gateway-api on envoy-gateway, traefik",
+	for _, w := range []string{"HTTPRoute api: envoy-gateway on envoy-gateway", "HTTPRoute mixed: gateway-api on envoy-gateway, traefik",
 		"warning: served by several data planes (envoy-gateway, traefik)"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("dry run does not show %q:\n%s", w, out)

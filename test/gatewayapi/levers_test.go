@@ -1,7 +1,6 @@
 package gatewayapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,14 +12,12 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
-	"floodgate.dev/floodgate/internal/plugin"
 	"floodgate.dev/floodgate/internal/restore"
 	"floodgate.dev/floodgate/test/fixtures"
 )
@@ -37,7 +34,7 @@ func region(r string) *string { return &r }
 // paths × region header values: allowed (AU), another (US), empty, absent.
 var (
 	au, us, empty = region("AU"), region("US"), region("")
-	requests      = []request{{"/", au}, {"/", us}, {"/", empty}, {"/", nil}, {"/v2/users", au}, {"/v2/users", us}, {"/v2/users", empty}, {"/v2/users", nil}}
+	requests      = fixtures.PathsByRegion([]string{"/", "/v2/users"}, au, us, empty, nil)
 )
 
 // want is where each of requests goes, in order.
@@ -94,7 +91,7 @@ func TestEveryLeverRoutesRequestsAsIntendedThroughEnvoyGatewayAndRestoresExactly
 			before := getRoute(t, ns)
 			atRest := translate(t, ns)
 			for _, req := range requests {
-				if got, w := atRest.reach(t, req), map[bool]string{true: toV2, false: toAPI}[strings.HasPrefix(req.path, "/v2")]; got != w {
+				if got, w := atRest.Reach(t, req), map[bool]string{true: toV2, false: toAPI}[strings.HasPrefix(req.Path, "/v2")]; got != w {
 					t.Fatalf("at rest, %s reaches %q, want %q", req, got, w)
 				}
 			}
@@ -118,16 +115,16 @@ func TestEveryLeverRoutesRequestsAsIntendedThroughEnvoyGatewayAndRestoresExactly
 				}
 			}
 			tr := translate(t, ns)
-			if ok, why := tr.accepted(); !ok {
+			if ok, why := tr.Accepted(); !ok {
 				t.Fatalf("Envoy Gateway does not accept the route Floodgate wrote: %s", why)
 			}
 			for i, req := range requests {
-				if got := tr.reach(t, req); got != lever.want[i] {
+				if got := tr.Reach(t, req); got != lever.want[i] {
 					t.Errorf("%s reaches %q, want %q", req, got, lever.want[i])
 				}
 			}
 			if t.Failed() {
-				t.Logf("policy status: %+v\nEnvoy routes: %+v", p.Status, tr.routes)
+				t.Logf("policy status: %+v\nEnvoy routes: %+v", p.Status, tr.Routes)
 				return
 			}
 			// At rest under the lever, Floodgate writes nothing: the render equals the stored route
@@ -226,7 +223,10 @@ func TestARouteTheGatewayRejectsIsDegradedTheRampHoldsAndShedAllStillApplies(t *
 	})
 }
 
-func TestWhatCoreGatewayAPICannotDoIsRefusedUpFrontAndARuleInTheWayIsAConflict(t *testing.T) {
+// TestWhatTheClusterCannotDoIsRefusedUpFrontAndARuleInTheWayIsAConflict: the route is Envoy
+// Gateway's, in a cluster without Envoy Gateway's CRDs (this suite installs Gateway API's only), so
+// a per-client limit has nothing to be written with.
+func TestWhatTheClusterCannotDoIsRefusedUpFrontAndARuleInTheWayIsAConflict(t *testing.T) {
 	ns := fixture(t, "refused")
 	create(t, policy(ns, func(p *v1alpha1.TrafficPolicy) {
 		p.Spec.Ramp = &v1alpha1.Ramp{Steps: []v1alpha1.RampStep{{PerClientRequestsPerSecond: ptr.To[int32](50), Hold: metav1.Duration{Duration: time.Minute}}}}
@@ -234,7 +234,7 @@ func TestWhatCoreGatewayAPICannotDoIsRefusedUpFrontAndARuleInTheWayIsAConflict(t
 	p := eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool {
 		return strings.HasPrefix(condition(p, v1alpha1.ConditionStepUnsupported), "True")
 	})
-	if msg := condition(p, v1alpha1.ConditionStepUnsupported); !strings.Contains(msg, "perClientRequestsPerSecond is not available in core Gateway API") {
+	if msg := condition(p, v1alpha1.ConditionStepUnsupported); !strings.Contains(msg, "perClientRequestsPerSecond on Envoy Gateway needs its BackendTrafficPolicy") {
 		t.Fatalf("StepUnsupported: %s", msg)
 	}
 
@@ -319,13 +319,7 @@ func TestStatusAndDryRunShowTheRouteDiff(t *testing.T) {
 
 func kubectlFloodgate(t *testing.T, args ...string) string {
 	t.Helper()
-	var out bytes.Buffer
-	cmd := plugin.NewCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &out}, clk)
-	cmd.SetArgs(append([]string{"--kubeconfig", kubeconfig}, args...))
-	if err := cmd.ExecuteContext(context.Background()); err != nil {
-		t.Fatalf("%v\n%s", err, out.String())
-	}
-	return out.String()
+	return fixtures.KubectlFloodgate(t, kubeconfig, clk, args...)
 }
 
 // regionMatchTypes are the distinct types of the route's header matches on the region header.

@@ -211,3 +211,12 @@ func create(t *testing.T, objs ...client.Object) {
 	t.Helper()
 	fixtures.Create(t, k8s, objs...)
 }
+
+// translate is what Envoy Gateway's translator makes of the namespace's route api.
+func translate(t *testing.T, ns string) fixtures.Translation {
+	t.Helper()
+	return fixtures.Translate(t, k8s, egctl, ns, "api")
+}
+
+// request is a request to the route's host.
+type request = fixtures.Request

@@ -5,7 +5,6 @@
 package keda
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -22,7 +21,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -31,7 +29,6 @@ import (
 	"floodgate.dev/floodgate/internal/controlplane"
 	"floodgate.dev/floodgate/internal/drill"
 	"floodgate.dev/floodgate/internal/manager"
-	"floodgate.dev/floodgate/internal/plugin"
 	"floodgate.dev/floodgate/internal/provider/keda"
 	"floodgate.dev/floodgate/internal/restore"
 	"floodgate.dev/floodgate/internal/warp"
@@ -154,16 +151,11 @@ func TestShedDryRunPrintsTheScaledObjectDiffFromTheSameRenderCode(t *testing.T) 
 	ns := fixture(t, "keda-dry-run")
 	create(t, samplePolicy(ns, v1alpha1.ActionNormal))
 	eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool { return p.Status.Phase == v1alpha1.PhaseNormal })
-	var out bytes.Buffer
-	cmd := plugin.NewCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &out}, clk)
-	cmd.SetArgs([]string{"--kubeconfig", kubeconfig, "shed", "api", "-n", ns, "--dry-run"})
-	if err := cmd.ExecuteContext(context.Background()); err != nil {
-		t.Fatalf("%v\n%s", err, out.String())
-	}
+	out := fixtures.KubectlFloodgate(t, kubeconfig, clk, "shed", "api", "-n", ns, "--dry-run")
 	for _, want := range []string{"--- ScaledObject api (now)", "+++ ScaledObject api (after)",
 		`+    autoscaling.keda.sh/paused-scale-in: "true"`, "-  minReplicaCount: 2", "+  minReplicaCount: 6"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("dry run does not show %q:\n%s", want, out.String())
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run does not show %q:\n%s", want, out)
 		}
 	}
 }

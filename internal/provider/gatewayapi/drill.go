@@ -124,9 +124,15 @@ func describeRule(rule map[string]any) string {
 	fs, _, _ := unstructured.NestedSlice(rule, "filters")
 	for _, fl := range fs {
 		fm, _ := fl.(map[string]any)
-		if fm["type"] == "RequestRedirect" {
+		switch fm["type"] {
+		case "RequestRedirect":
 			host, _, _ := unstructured.NestedString(fm, "requestRedirect", "hostname")
 			to = append(to, "302 to "+host)
+			continue
+		case "ExtensionRef":
+			kind, _, _ := unstructured.NestedString(fm, "extensionRef", "kind")
+			name, _, _ := unstructured.NestedString(fm, "extensionRef", "name")
+			to = append(to, fmt.Sprintf("(%s %s)", kind, name))
 			continue
 		}
 		to = append(to, fmt.Sprintf("(%v)", fm["type"]))

@@ -80,17 +80,35 @@ type Provider struct {
 	// PerClient is the route's data plane's own per-client rate limit (nil: core Gateway API,
 	// which has none).
 	PerClient PerClientLimit
+	// Answer is the route's data plane's own answer to a ShedAll (nil: core Gateway API, whose
+	// rules can only send the herd to the shed Service, or redirect it).
+	Answer ShedAnswer
 }
 
 // PerClientLimit is a data plane's own per-client rate limit on HTTPRoutes, which core Gateway
-// API lacks: an ExtensionRef filter each of the user's rules gets while a step limits. The object
-// it references is the data plane provider's to keep (traefik.RouteProvider): it must exist
-// before any rule references it, and outlive the last reference.
+// API lacks: an ExtensionRef filter each of the user's rules gets while a step limits (Traefik's
+// Middleware), or an object of the data plane's that attaches itself to the route (Envoy
+// Gateway's BackendTrafficPolicy), which needs no filter. The object is the data plane provider's
+// to keep: one a rule references must exist before the reference, and outlive the last one.
 type PerClientLimit interface {
 	// Unavailable says why the cluster cannot take the limit ("" when it can): the kind is not
 	// served.
 	Unavailable() string
-	// Filter is the ExtensionRef filter every rule of the route gets.
+	// Filter is the ExtensionRef filter every rule of the route gets (nil: the limit attaches to
+	// the route itself).
+	Filter(policy *v1alpha1.TrafficPolicy, route string) *gatewayv1.HTTPRouteFilter
+}
+
+// ShedAnswer is a data plane's own answer to a ShedAll, which core Gateway API lacks (no direct
+// response filter in Gateway API v1.6): an ExtensionRef filter that has the proxy answer every
+// request of a rule itself, with no backend, so no shed pod is in the herd's path. The object it
+// references is the data plane provider's to keep: it must exist before any rule references it,
+// and outlive the last reference.
+type ShedAnswer interface {
+	// Unavailable says why the cluster cannot answer so ("" when it can): the kind is not
+	// served. A ShedAll then sends the herd to the shed Service, as core Gateway API does.
+	Unavailable() string
+	// Filter is the ExtensionRef filter every rule of the route gets while it sheds.
 	Filter(policy *v1alpha1.TrafficPolicy, route string) gatewayv1.HTTPRouteFilter
 }
 
@@ -122,6 +140,8 @@ type observed struct {
 	lever Lever
 	// base is the user's rules as recovered from the route and its record.
 	base Stripped
+	// dataPlane is what the route's data plane provider read beside the route (DataPlaneState).
+	dataPlane any
 }
 
 // Observe reads the route and judges it: who else edits it, what the lever would need that it
@@ -207,8 +227,12 @@ func (p *Provider) lever(policy *v1alpha1.TrafficPolicy, route *gatewayv1.HTTPRo
 		l.Redirect, _ = RedirectFilter(url)
 	}
 	if p.PerClient != nil {
-		l.Limit = ptr.To(p.PerClient.Filter(policy, route.Name))
+		l.HasLimit = true
+		l.Limit = p.PerClient.Filter(policy, route.Name)
 		l.LimitRefusal = p.PerClient.Unavailable()
+	}
+	if p.Answer != nil && p.Answer.Unavailable() == "" {
+		l.Answer = ptr.To(p.Answer.Filter(policy, route.Name))
 	}
 	return l
 }
@@ -219,6 +243,23 @@ func ObservedRoute(obs *provider.Observation) *gatewayv1.HTTPRoute {
 		return st.route
 	}
 	return nil
+}
+
+// DataPlaneState is what the route's data plane provider kept in an observation beside the route
+// (SetDataPlaneState; nil: nothing, or the route was not found).
+func DataPlaneState(obs *provider.Observation) any {
+	if st, ok := obs.State.(*observed); ok {
+		return st.dataPlane
+	}
+	return nil
+}
+
+// SetDataPlaneState keeps v in an observation of a found route, for the data plane provider's
+// Render and Unsupported (objects of its own it read beside the route).
+func SetDataPlaneState(obs *provider.Observation, v any) {
+	if st, ok := obs.State.(*observed); ok {
+		st.dataPlane = v
+	}
 }
 
 func (p *Provider) regexControllers() []string {
@@ -381,7 +422,7 @@ func appliedKnobs(l Lever) v1alpha1.AppliedKnobs {
 		a.AllowRegions = k.AllowRegions
 		a.AdmitPercent = k.AdmitPercent
 	}
-	if l.Limits() && l.Limit != nil && l.LimitRefusal == "" {
+	if l.Limits() && l.HasLimit && l.LimitRefusal == "" {
 		a.PerClientRequestsPerSecond = k.PerClientRequestsPerSecond
 	}
 	return a

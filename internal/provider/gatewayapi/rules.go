@@ -46,13 +46,20 @@ type Lever struct {
 	// RegexAllowed: the route's gateway is known to match headers by RE2/PCRE-compatible regular
 	// expressions.
 	RegexAllowed bool
-	// Limit, when set, is the filter that carries a per-client rate limit on the route's data
-	// plane (an ExtensionRef to an object of its own; core Gateway API has none): every rule of
-	// the user's gets it while a step limits.
+	// HasLimit: the route's data plane has a per-client rate limit of its own (core Gateway API
+	// has none).
+	HasLimit bool
+	// Limit, when set, is the filter that carries that limit (an ExtensionRef to an object of the
+	// data plane's): every rule of the user's gets it while a step limits. A limit that attaches
+	// to the route itself needs none.
 	Limit *gatewayv1.HTTPRouteFilter
 	// LimitRefusal says why the route's data plane cannot take the limit now ("" when it can or
 	// has no limit at all).
 	LimitRefusal string
+	// Answer, when set, is the filter that has the route's data plane answer a ShedAll itself (an
+	// ExtensionRef to a direct response of its own): every rule gets it and no backend, unless
+	// the ShedAll is redirected.
+	Answer *gatewayv1.HTTPRouteFilter
 }
 
 // hasRule reports whether one of rules is named name.
@@ -217,14 +224,14 @@ func (l Lever) Limits() bool { return !l.Knobs.Shed && l.Knobs.PerClientRequests
 // limitRefusal says why the route cannot take the lever's per-client limit ("" when it can).
 func limitRefusal(base []Rule, l Lever) string {
 	switch {
-	case l.Limit == nil:
+	case !l.HasLimit:
 		return "perClientRequestsPerSecond is not available in core Gateway API (HTTPRoute has no rate limit): " +
 			"use a step without it for this route, or an implementation's own rate-limit policy"
 	case l.LimitRefusal != "":
 		return l.LimitRefusal
 	}
 	for i, r := range base {
-		if len(r.Filters)+1 > MaxFiltersPerRule {
+		if l.Limit != nil && len(r.Filters)+1 > MaxFiltersPerRule {
 			return fmt.Sprintf("rule %s has %d filters: the rate limit's filter would make %d, over the %d an HTTPRoute rule may have",
 				ruleID(r, i), len(r.Filters), len(r.Filters)+1, MaxFiltersPerRule)
 		}
@@ -233,8 +240,9 @@ func limitRefusal(base []Rule, l Lever) string {
 }
 
 // ProxyAnswers reports whether the gateway answers every request the lever sheds (a ShedAll
-// redirected: every rule a RequestRedirect, no shed backendRef).
-func (l Lever) ProxyAnswers() bool { return l.Knobs.Shed && l.Redirect != nil }
+// redirected, every rule a RequestRedirect, or answered by the data plane's own filter: no shed
+// backendRef).
+func (l Lever) ProxyAnswers() bool { return l.Knobs.Shed && (l.Redirect != nil || l.Answer != nil) }
 
 // Render returns the rules the lever needs on the user's rules (base), writing nothing; no knobs
 // return base as it is. It does not check limits: Refusal does.
@@ -246,9 +254,14 @@ func Render(base []Rule, l Lever) []Rule {
 		return out
 	case k.Shed:
 		for i := range out {
-			if l.Redirect != nil {
+			switch {
+			case l.Redirect != nil:
 				out[i].BackendRefs = nil
 				out[i].Filters = []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterRequestRedirect, RequestRedirect: l.Redirect.DeepCopy()}}
+				continue
+			case l.Answer != nil:
+				out[i].BackendRefs = nil
+				out[i].Filters = []gatewayv1.HTTPRouteFilter{*l.Answer.DeepCopy()}
 				continue
 			}
 			out[i].BackendRefs = []gatewayv1.HTTPBackendRef{shedBackend(l, 1)}
@@ -479,12 +492,15 @@ func withoutRegionCopies(matches []gatewayv1.HTTPRouteMatch, l Lever) []gatewayv
 	return out
 }
 
-// withoutLimit drops the lever's rate-limit filter from filters someone else edited.
+// withoutLimit drops the filters Floodgate's data plane filters put on a rule (the rate limit's,
+// the shed answer's) from filters someone else edited.
 func withoutLimit(filters []gatewayv1.HTTPRouteFilter, l Lever) []gatewayv1.HTTPRouteFilter {
-	if l.Limit == nil {
+	if l.Limit == nil && l.Answer == nil {
 		return filters
 	}
-	out := slices.DeleteFunc(slices.Clone(filters), func(f gatewayv1.HTTPRouteFilter) bool { return sameJSON(f, *l.Limit) })
+	out := slices.DeleteFunc(slices.Clone(filters), func(f gatewayv1.HTTPRouteFilter) bool {
+		return l.Limit != nil && sameJSON(f, *l.Limit) || l.Answer != nil && sameJSON(f, *l.Answer)
+	})
 	if len(out) == 0 {
 		return nil
 	}

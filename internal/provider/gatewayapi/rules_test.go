@@ -210,7 +210,7 @@ func TestRefusals(t *testing.T) {
 // ExtensionRef filter limitFilter, with edit applied.
 func limited(edit func(*Lever)) Lever {
 	l := lever(knobs.New(true, []string{"AU"}, 20, 0))
-	l.Limit = &limitFilter
+	l.HasLimit, l.Limit = true, &limitFilter
 	if edit != nil {
 		edit(&l)
 	}
@@ -238,6 +238,57 @@ func TestAPerClientLimitIsTheDataPlanesFilterAfterTheUsersOnEveryRuleOfTheirs(t 
 	}
 	if core := Render(twoRules(), lever(knobs.New(false, nil, 20, 0))); !sameJSON(core, twoRules()) {
 		t.Errorf("core Gateway API has no limit to write: %s", js(core))
+	}
+}
+
+func TestALimitThatAttachesToTheRouteLeavesTheRulesAsTheLeverWantsThem(t *testing.T) {
+	attached := limited(func(l *Lever) { l.Limit = nil })
+	if why := Refusal(twoRules(), attached); why != "" {
+		t.Fatalf("a data plane whose limit attaches to the route takes it: %q", why)
+	}
+	want := Render(twoRules(), lever(knobs.New(true, []string{"AU"}, 0, 0)))
+	if got := Render(twoRules(), attached); !sameJSON(got, want) {
+		t.Fatalf("no filter on the rules:\ngot  %s\nwant %s", js(got), js(want))
+	}
+	if a := appliedKnobs(attached); a.PerClientRequestsPerSecond != 20 {
+		t.Errorf("status says the limit is applied: %+v", a)
+	}
+	if why := Refusal(twoRules(), lever(knobs.New(false, nil, 20, 0))); !strings.Contains(why, "not available in core Gateway API") {
+		t.Errorf("core Gateway API has none: %q", why)
+	}
+}
+
+// answerFilter is a data plane's own direct response, by ExtensionRef.
+var answerFilter = gatewayv1.HTTPRouteFilter{Type: gatewayv1.HTTPRouteFilterExtensionRef,
+	ExtensionRef: &gatewayv1.LocalObjectReference{Group: "gateway.envoyproxy.io", Kind: "HTTPRouteFilter", Name: "floodgate-api-api"}}
+
+func TestShedAllAnsweredByTheDataPlaneGivesEveryRuleItsFilterAndNoBackend(t *testing.T) {
+	l := lever(knobs.ShedAll())
+	l.Answer = &answerFilter
+	out := Render(twoRules(), l)
+	for i, r := range out {
+		if len(r.BackendRefs) != 0 || len(r.Filters) != 1 || !sameJSON(r.Filters[0], answerFilter) || !sameJSON(r.Matches, twoRules()[i].Matches) {
+			t.Fatalf("rule %d: %s", i, js(r))
+		}
+	}
+	if !l.ProxyAnswers() {
+		t.Error("no request goes to the shed backend")
+	}
+	redirected := l
+	redirected.Redirect, _ = RedirectFilter("https://status.example.com/incident")
+	if r := Render(twoRules(), redirected)[0]; r.Filters[0].Type != gatewayv1.HTTPRouteFilterRequestRedirect {
+		t.Errorf("a redirect is the core RequestRedirect still: %s", js(r))
+	}
+	if ramp := Render(twoRules(), func() Lever { x := lever(knobs.New(true, []string{"AU"}, 0, 0)); x.Answer = &answerFilter; return x }()); !sameJSON(ramp, Render(twoRules(), lever(knobs.New(true, []string{"AU"}, 0, 0)))) {
+		t.Errorf("only a ShedAll is answered by the data plane: %s", js(ramp))
+	}
+	if got := Strip(out, twoRules(), out, l); !sameJSON(got.Rules, twoRules()) {
+		t.Errorf("restore: %s", js(got.Rules))
+	}
+	edited := Render(twoRules(), l)
+	edited[1].Filters = append(edited[1].Filters, twoRules()[1].Filters[0]) // the user puts their filter back mid-incident
+	if got := Strip(edited, twoRules(), out, l); !sameJSON(got.Rules[1].Filters, twoRules()[1].Filters) {
+		t.Errorf("the answer's filter goes, the user's stays: %s", js(got.Rules[1].Filters))
 	}
 }
 

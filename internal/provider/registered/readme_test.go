@@ -9,6 +9,7 @@ import (
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/provider"
+	"floodgate.dev/floodgate/internal/provider/envoygateway"
 	"floodgate.dev/floodgate/internal/provider/gatewayapi"
 	"floodgate.dev/floodgate/internal/provider/ingressnginx"
 	"floodgate.dev/floodgate/internal/provider/traefik"
@@ -40,6 +41,7 @@ func TestTheREADMEKnobTableIsTheProvidersCapabilityData(t *testing.T) {
 	}{
 		{ingressnginx.Capabilities, (&ingressnginx.Provider{}).Mechanisms()}, {gatewayapi.Capabilities, (&gatewayapi.Provider{}).Mechanisms()},
 		{traefik.IngressCapabilities, (&traefik.IngressProvider{}).Mechanisms()}, {traefik.RouteCapabilities, (&traefik.RouteProvider{}).Mechanisms()},
+		{envoygateway.Capabilities, envoygateway.New(gatewayapi.Provider{}).Mechanisms()},
 	} {
 		for _, m := range c.mechanisms {
 			if _, ok := m.How[provider.KnobAllowlistShed]; ok != c.caps.MissingRegionShed {

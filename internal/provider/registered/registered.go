@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"floodgate.dev/floodgate/internal/provider"
+	"floodgate.dev/floodgate/internal/provider/envoygateway"
 	"floodgate.dev/floodgate/internal/provider/gatewayapi"
 	"floodgate.dev/floodgate/internal/provider/hpa"
 	"floodgate.dev/floodgate/internal/provider/ingressnginx"
@@ -41,10 +42,9 @@ type Settings struct {
 // (traefik.io/ingress-controller) is not Traefik's data plane for Ingresses: it reads none of
 // ingress-nginx's annotations, so it is named by its controller name and warned about; Traefik's
 // NGINX provider serves k8s.io/ingress-nginx classes, mapped onto traefik by the manager's flag.
+// (Every data plane Floodgate knows has a provider of its own today: none is named here.)
 func KnownControllers() map[string]provider.DataPlane {
-	return map[string]provider.DataPlane{
-		gatewayapi.EnvoyGatewayController: "envoy-gateway",
-	}
+	return map[string]provider.DataPlane{}
 }
 
 // Providers is the registry of every kind, for a client; the kinds the cluster does not serve
@@ -76,6 +76,7 @@ func all(c client.Client, s Settings) []provider.Provider {
 		&gatewayapi.Provider{Client: c, RegexControllers: s.RegexHeaderControllers, RedirectHosts: s.RedirectHosts, ReadClasses: s.ReadClasses},
 		&traefik.RouteProvider{Provider: gatewayapi.Provider{Client: c, RegexControllers: s.RegexHeaderControllers, RedirectHosts: s.RedirectHosts,
 			ReadClasses: s.ReadClasses, PerClient: &traefik.Middlewares{}}},
+		envoygateway.New(gatewayapi.Provider{Client: c, RegexControllers: s.RegexHeaderControllers, RedirectHosts: s.RedirectHosts, ReadClasses: s.ReadClasses}),
 		&hpa.Provider{Client: c},
 		&keda.Provider{Client: c},
 	}

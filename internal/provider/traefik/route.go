@@ -6,11 +6,9 @@ import (
 	"maps"
 	"slices"
 
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -116,11 +114,8 @@ func (p *RouteProvider) Observe(ctx context.Context, policy *v1alpha1.TrafficPol
 	if route == nil || !p.served() || middlewareRate(policy, route, d) > 0 {
 		return obs, nil
 	}
-	filter := p.PerClient.Filter(policy, route.Name)
-	referenced := slices.ContainsFunc(route.Spec.Rules, func(r gatewayv1.HTTPRouteRule) bool {
-		return slices.ContainsFunc(r.Filters, func(f gatewayv1.HTTPRouteFilter) bool { return equality.Semantic.DeepEqual(f, filter) })
-	})
-	if !referenced && len(gatewayapi.VerdictOf(route).Pending) == 0 {
+	inUse, gen := gatewayapi.StillUses(route, *p.PerClient.Filter(policy, route.Name))
+	if !inUse {
 		return obs, nil
 	}
 	mw := named(policy, route.Name)
@@ -129,10 +124,6 @@ func (p *RouteProvider) Observe(ctx context.Context, policy *v1alpha1.TrafficPol
 	case err != nil:
 		return nil, fmt.Errorf("reading Middleware %s: %w", mw.GetName(), err)
 	default:
-		gen := route.Generation
-		if referenced {
-			gen++ // this pass drops the references: the generation Traefik must report on is the next
-		}
 		obs.Problems = append(obs.Problems, provider.ProblemOf(&MiddlewareInUseError{Route: route.Name, Middleware: mw.GetName(), Generation: gen}))
 	}
 	return obs, nil
@@ -171,7 +162,7 @@ func middlewareRate(policy *v1alpha1.TrafficPolicy, route *gatewayv1.HTTPRoute, 
 	if k := d.Knobs.Traffic(); !k.Shed && k.PerClientRequestsPerSecond > 0 {
 		return k.PerClientRequestsPerSecond
 	}
-	if !policy.DeletionTimestamp.IsZero() || policy.Spec.Ramp == nil || !targets(policy, route) {
+	if !policy.DeletionTimestamp.IsZero() || policy.Spec.Ramp == nil || !gatewayapi.Targets(policy, route) {
 		return 0
 	}
 	for _, step := range policy.Spec.Ramp.Steps {
@@ -180,22 +171,6 @@ func middlewareRate(policy *v1alpha1.TrafficPolicy, route *gatewayv1.HTTPRoute, 
 		}
 	}
 	return 0
-}
-
-// targets reports whether the policy's spec names the route or selects it.
-func targets(policy *v1alpha1.TrafficPolicy, route *gatewayv1.HTTPRoute) bool {
-	gk := gatewayapi.GVK.GroupKind()
-	for _, ref := range policy.Spec.TargetRefs {
-		if ref.Name == route.Name && string(ref.Kind) == gk.Kind && ref.Group == gk.Group {
-			return true
-		}
-	}
-	sel := policy.Spec.TargetSelector
-	if sel == nil || !sel.SelectsKind(gk.Group, gk.Kind) {
-		return false
-	}
-	selector, err := sel.LabelSelector()
-	return err == nil && selector.Matches(labels.Set(route.Labels))
 }
 
 // Mechanisms: Traefik v3.7's column for HTTPRoutes, as test/traffic measures it.
@@ -232,8 +207,8 @@ func (m *Middlewares) Unavailable() string {
 func MiddlewareName(policy, route string) string { return owned.Name(253, "floodgate", policy, route) }
 
 // Filter references the route's Middleware.
-func (m *Middlewares) Filter(policy *v1alpha1.TrafficPolicy, route string) gatewayv1.HTTPRouteFilter {
-	return gatewayv1.HTTPRouteFilter{Type: gatewayv1.HTTPRouteFilterExtensionRef, ExtensionRef: &gatewayv1.LocalObjectReference{
+func (m *Middlewares) Filter(policy *v1alpha1.TrafficPolicy, route string) *gatewayv1.HTTPRouteFilter {
+	return &gatewayv1.HTTPRouteFilter{Type: gatewayv1.HTTPRouteFilterExtensionRef, ExtensionRef: &gatewayv1.LocalObjectReference{
 		Group: gatewayv1.Group(MiddlewareGVK.Group), Kind: gatewayv1.Kind(MiddlewareGVK.Kind),
 		Name: gatewayv1.ObjectName(MiddlewareName(policy.Name, route))}}
 }
