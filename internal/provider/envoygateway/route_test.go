@@ -2,6 +2,7 @@ package envoygateway_test
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/confirm"
 	"floodgate.dev/floodgate/internal/provider"
 	"floodgate.dev/floodgate/internal/provider/envoygateway"
 	"floodgate.dev/floodgate/internal/provider/gatewayapi"
@@ -108,6 +110,28 @@ func TestTheDirectResponseIsTheShedServersAnswerWithTheMarksAProbeReads(t *testi
 	}
 	if !strings.Contains(string(got), `\"policy\":\"edge/api\"`) {
 		t.Errorf("the body names the policy, as the shed server's does: %s", got)
+	}
+}
+
+// TestAProbeAnsweredByTheDirectResponseConfirmsTheShed: what Envoy answers from the filter is
+// what the confirmation's probes take for the policy's shed at its generation, and only that.
+func TestAProbeAnsweredByTheDirectResponseConfirmsTheShed(t *testing.T) {
+	policy := &v1alpha1.TrafficPolicy{ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: "edge", Generation: 7}}
+	dr := envoygateway.DirectResponse(policy)
+	res := &http.Response{StatusCode: int(dr["statusCode"].(int64)), Header: http.Header{}}
+	for _, h := range dr["header"].(map[string]any)["set"].([]any) {
+		res.Header.Set(h.(map[string]any)["name"].(string), h.(map[string]any)["value"].(string))
+	}
+	shedProbe := confirm.Probe{Expect: confirm.ExpectShed, Code: 503}
+	answer := confirm.AnswerOf(res)
+	if !confirm.Lands(shedProbe, answer, "edge/api", 7) {
+		t.Errorf("the direct response does not confirm the shed: %s", answer)
+	}
+	if confirm.Lands(shedProbe, answer, "edge/api", 8) || confirm.Lands(shedProbe, answer, "edge/web", 7) {
+		t.Errorf("an answer of an older generation or another policy confirms nothing: %s", answer)
+	}
+	if confirm.Lands(confirm.Probe{Expect: confirm.ExpectAdmitted}, answer, "edge/api", 7) {
+		t.Errorf("an admitted probe that gets the direct response was not admitted: %s", answer)
 	}
 }
 
