@@ -147,6 +147,29 @@ func (r *TrafficPolicyReconciler) mapTarget(p provider.Provider) handler.MapFunc
 	}
 }
 
+// mapAttached maps a change to an object attaching itself to targets (a data plane's policy on a
+// route) to the policies concerned by the targets it attaches to.
+func (r *TrafficPolicyReconciler) mapAttached(p provider.Provider, a provider.Attached) handler.MapFunc {
+	gk := p.GroupKind()
+	return func(ctx context.Context, obj client.Object) []reconcile.Request {
+		targets, err := a.AttachedTo(ctx, r.Client, obj)
+		if err != nil {
+			logf.FromContext(ctx).Error(err, "finding the targets a watched object attaches to")
+		}
+		concerned := map[types.NamespacedName]bool{}
+		for _, o := range targets {
+			if err := r.policiesConcernedBy(ctx, gk.Kind+"."+gk.Group, o, concerned); err != nil {
+				logf.FromContext(ctx).Error(err, "listing the policies a watched change concerns")
+			}
+		}
+		out := make([]reconcile.Request, 0, len(concerned))
+		for key := range concerned {
+			out = append(out, reconcile.Request{NamespacedName: key})
+		}
+		return out
+	}
+}
+
 // policiesConcernedBy adds to concerned the policies of o's namespace that name it, select it
 // (gk is its kind.group), or have a companion of its name.
 func (r *TrafficPolicyReconciler) policiesConcernedBy(ctx context.Context, gk string, o client.Object, concerned map[types.NamespacedName]bool) error {

@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -391,6 +392,16 @@ func (r *TrafficPolicyReconciler) SetupWithManager(ctx context.Context, mgr ctrl
 		}
 		b = b.Watches(p.Object(), handler.EnqueueRequestsFromMapFunc(r.mapTarget(p)), builder.WithPredicates(changed))
 	}
+	// An object of another kind attaching itself to targets (a data plane's policy on a route)
+	// wakes the policies of the targets it attaches to, when its spec or its status changes.
+	for _, p := range r.Providers.Available(provider.Target) {
+		if a, ok := p.(provider.Attached); ok {
+			for _, obj := range a.Attachments() {
+				b = b.Watches(obj, handler.EnqueueRequestsFromMapFunc(r.mapAttached(p, a)),
+					builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, statusChanged())))
+			}
+		}
+	}
 	for _, obj := range r.ownedKinds() {
 		b = b.Owns(obj)
 	}
@@ -487,6 +498,16 @@ func userPartChanged() predicate.Predicate {
 		return !equality.Semantic.DeepEqual(e.ObjectOld.GetOwnerReferences(), e.ObjectNew.GetOwnerReferences())
 	}}
 	return predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}, owner)
+}
+
+// statusChanged passes an update whose status changed (an unstructured object's: a data plane's
+// verdict on it).
+func statusChanged() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, ok1 := e.ObjectOld.(*unstructured.Unstructured)
+		n, ok2 := e.ObjectNew.(*unstructured.Unstructured)
+		return ok1 && ok2 && !equality.Semantic.DeepEqual(o.Object["status"], n.Object["status"])
+	}}
 }
 
 func deletingPredicate() predicate.Predicate {

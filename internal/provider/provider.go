@@ -223,6 +223,17 @@ type Companioned interface {
 	CompanionNames(policy *v1alpha1.TrafficPolicy, target string) []string
 }
 
+// Attached is a target provider whose objects' meaning depends on objects of other kinds that
+// attach themselves to them (Envoy Gateway's BackendTrafficPolicies, targeting routes): a change
+// to one, its spec or its status, wakes the policies of the objects it attaches to, and no other.
+type Attached interface {
+	// Attachments are empty objects of the attaching kinds the cluster serves, for watches.
+	Attachments() []client.Object
+	// AttachedTo are the objects of the provider's kind, in obj's namespace, that obj attaches to,
+	// read from c (the cache).
+	AttachedTo(ctx context.Context, c client.Reader, obj client.Object) ([]client.Object, error)
+}
+
 // Verdicted is a target provider whose objects' status carries a verdict on Floodgate's change
 // (a gateway's, on an HTTPRoute): a change of that verdict wakes the policies editing the
 // object; other status changes wake nothing.

@@ -137,6 +137,7 @@ func TestANamespacedInstallRunsAWholeCycleOnItsOwnRolesAndUsesEveryVerbItIsGrant
 		"create gateway.envoyproxy.io/httproutefilters":           "an HTTPRoute of Envoy Gateway's Gateways: its ShedAll's direct response, armed",
 		"patch gateway.envoyproxy.io/httproutefilters":            "an HTTPRoute of Envoy Gateway's Gateways whose policy's shed answer changed",
 		"delete gateway.envoyproxy.io/httproutefilters":           "an HTTPRoute of Envoy Gateway's Gateways its policy no longer names",
+		"watch gateway.envoyproxy.io/backendtrafficpolicies":      "a cluster with Envoy Gateway's CRDs: a BackendTrafficPolicy of yours on a route, or the verdict on Floodgate's, wakes its policies",
 		"get gateway.envoyproxy.io/backendtrafficpolicies":        "a per-client limit on an HTTPRoute of Envoy Gateway's Gateways (its verdict)",
 		"create gateway.envoyproxy.io/backendtrafficpolicies":     "a per-client limit on an HTTPRoute of Envoy Gateway's Gateways",
 		"patch gateway.envoyproxy.io/backendtrafficpolicies":      "a per-client limit on an HTTPRoute of Envoy Gateway's Gateways whose rate changed",

@@ -141,6 +141,35 @@ func isRouteKind(m map[string]any) bool {
 	return m["kind"] == gatewayapi.GVK.Kind && (group == "" || group == gatewayv1.GroupName)
 }
 
+// Attachments: BackendTrafficPolicies, where the cluster serves them (RouteProvider.Discover).
+func (p *RouteProvider) Attachments() []client.Object {
+	if l := p.limits(); l == nil || !l.Served {
+		return nil
+	}
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(PolicyGVK)
+	return []client.Object{u}
+}
+
+// AttachedTo are the HTTPRoutes of a BackendTrafficPolicy's namespace it targets (TargetsRoute).
+func (p *RouteProvider) AttachedTo(ctx context.Context, c client.Reader, obj client.Object) ([]client.Object, error) {
+	policy, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return nil, nil
+	}
+	var routes gatewayv1.HTTPRouteList
+	if err := c.List(ctx, &routes, client.InNamespace(obj.GetNamespace())); err != nil {
+		return nil, fmt.Errorf("listing the HTTPRoutes BackendTrafficPolicy %s may target: %w", obj.GetName(), err)
+	}
+	var out []client.Object
+	for i := range routes.Items {
+		if TargetsRoute(policy, &routes.Items[i]) {
+			out = append(out, &routes.Items[i])
+		}
+	}
+	return out, nil
+}
+
 // conflictRefusal says why a route someone else's BackendTrafficPolicy targets takes no limit.
 func conflictRefusal(route string, others []string) string {
 	return fmt.Sprintf("HTTPRoute %s is targeted by BackendTrafficPolicy %s, not Floodgate's: Envoy Gateway applies only the oldest BackendTrafficPolicy on a route, "+

@@ -39,10 +39,11 @@ const ProviderName = "envoy-gateway"
 const Group = "gateway.envoyproxy.io"
 
 // The RBAC of Envoy Gateway's levers: the HTTPRouteFilter and the BackendTrafficPolicy a policy
-// owns beside each route, and the BackendTrafficPolicies already targeting a route (listed, so a
-// limit that would conflict with one of yours is refused up front).
+// owns beside each route, and the BackendTrafficPolicies already targeting a route (listed and
+// watched, so a limit that would conflict with one of yours is refused up front, and a change of
+// yours or of the verdict on Floodgate's wakes the policies of the routes they target).
 // +kubebuilder:rbac:groups=gateway.envoyproxy.io,resources=httproutefilters,verbs=get;create;patch;delete
-// +kubebuilder:rbac:groups=gateway.envoyproxy.io,resources=backendtrafficpolicies,verbs=get;list;create;patch;delete
+// +kubebuilder:rbac:groups=gateway.envoyproxy.io,resources=backendtrafficpolicies,verbs=get;list;watch;create;patch;delete
 
 // Capabilities are what an HTTPRoute on Envoy Gateway can and cannot do, published in status:
 // core Gateway API's, with a per-client limit per Envoy replica answered 429 (Envoy's local rate
@@ -72,6 +73,7 @@ var (
 	_ provider.OnDataPlane = (*RouteProvider)(nil)
 	_ provider.Documented  = (*RouteProvider)(nil)
 	_ provider.Discovering = (*RouteProvider)(nil)
+	_ provider.Attached    = (*RouteProvider)(nil)
 )
 
 // New is Envoy Gateway's provider on core Gateway API's settings.
