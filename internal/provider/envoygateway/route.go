@@ -264,7 +264,7 @@ func (p *RouteProvider) Mechanisms() []provider.Mechanism {
 	how[provider.KnobPerClientRate] = "an Envoy Gateway `BackendTrafficPolicy` `floodgate-<policy>-<route>` the policy owns targets the route while a step limits: `rateLimit.local`, " +
 		"two rules (`sourceCIDR` `0.0.0.0/0` and `::/0`, `type: Distinct`: one bucket per client address) of the rate per second, `mergeType: StrategicMerge` " +
 		"(a BackendTrafficPolicy of yours on the Gateway keeps its retries and circuit breakers); one of yours on the route itself is refused up front " +
-		"(Envoy Gateway applies only the oldest one on a route); excess gets 429; per client and per Envoy replica"
+		"(Envoy Gateway applies only the oldest one on a route); it covers every rule of the route, Floodgate's own to the shed Service too; excess gets 429; per client and per Envoy replica"
 	how[provider.KnobGatewayVerdict] = core.How[provider.KnobGatewayVerdict] + "; the BackendTrafficPolicy's `status.ancestors` too: not `Accepted` is `RejectedByGateway`"
 	return []provider.Mechanism{{Name: "Envoy Gateway v1.6+ (Gateway API)", How: how}}
 }
