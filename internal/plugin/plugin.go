@@ -38,6 +38,8 @@ type Options struct {
 	// gateway that reports), "confirmed" (and probes through the data plane land as it says).
 	Wait    string
 	Timeout time.Duration
+	// Fleet says which clusters a command runs on, when more than one.
+	Fleet Fleet
 
 	client    client.WithWatch
 	namespace string
@@ -53,16 +55,22 @@ func NewCommand(streams genericiooptions.IOStreams, clk clock.PassiveClock) *cob
 		Use:   "kubectl-floodgate",
 		Short: "Pull Floodgate's levers: shed, ramp, step, pause, restore",
 		Long: "kubectl floodgate flips the levers of a TrafficPolicy, one short command per runbook step.\n" +
-			"Every change is recorded with --reason and your identity in the policy's history.",
+			"Every change is recorded with --reason and your identity in the policy's history.\n" +
+			"On many clusters at once: --context a,b,c, --all-contexts, or --clusters-file with\n" +
+			"--cluster-selector; one row per cluster, exit 0 only when every cluster succeeded.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Fleet.resolve(o.ConfigFlags); err != nil || o.Fleet.contexts != nil {
+				return err // a fleet's clusters are reached each by a command of its own
+			}
 			return o.complete()
 		},
 	}
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)
 	o.ConfigFlags.AddFlags(root.PersistentFlags())
+	o.Fleet.addFlags(root.PersistentFlags())
 	root.PersistentFlags().StringVar(&o.FloodgateNamespace, "floodgate-namespace", "floodgate-system",
 		"namespace of the Floodgate manager, whose settings (ConfigMap floodgate-config) a --dry-run preview is built from")
 
@@ -82,6 +90,7 @@ func NewCommand(streams genericiooptions.IOStreams, clk clock.PassiveClock) *cob
 		o.watchCmd(),
 		version.Command("kubectl-floodgate"),
 	)
+	o.fanningOut(root)
 	return root
 }
 

@@ -106,6 +106,12 @@ func fixture(t *testing.T, mutate func(*v1alpha1.TrafficPolicy)) string {
 // the policy when the test ends.
 func fixtureIn(t *testing.T, namespace string, mutate func(*v1alpha1.TrafficPolicy)) {
 	t.Helper()
+	deleteWhenDone(t, k8s, fixtureOn(t, k8s, namespace, mutate))
+}
+
+// fixtureOn creates fixtureIn's objects on the cluster of c, and returns the policy.
+func fixtureOn(t *testing.T, k8s client.Client, namespace string, mutate func(*v1alpha1.TrafficPolicy)) *v1alpha1.TrafficPolicy {
+	t.Helper()
 	ctx := context.Background()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
 	prefix := networkingv1.PathTypePrefix
@@ -154,6 +160,14 @@ func fixtureIn(t *testing.T, namespace string, mutate func(*v1alpha1.TrafficPoli
 			t.Fatal(err)
 		}
 	}
+	return policy
+}
+
+// deleteWhenDone deletes the policy when the test ends, and waits until it is gone (its restore
+// done).
+func deleteWhenDone(t *testing.T, k8s client.Client, policy *v1alpha1.TrafficPolicy) {
+	t.Helper()
+	ctx := context.Background()
 	t.Cleanup(func() {
 		_ = k8s.Delete(ctx, policy)
 		eventually(t, func() bool {

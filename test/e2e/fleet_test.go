@@ -1,0 +1,177 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/drill"
+)
+
+// TestOneLeverAcrossThreeClusters: `kubectl floodgate --context syd,sin,fra` through the real
+// kubectl and the plugin's binary, against three control planes, each with its own manager:
+// every cluster's diff in a dry run, one row per cluster, the shed on all three, the safe order
+// (a canary first, one by one) kept, and a cluster whose API server refuses connections named in
+// the table with a non-zero exit while the others take the lever.
+func TestOneLeverAcrossThreeClusters(t *testing.T) {
+	clusters := map[string]*drill.Env{"syd": env, "sin": startCluster(t), "fra": startCluster(t)}
+	kubeconfig := fleetKubeconfig(t, clusters)
+	const ns = "fleet"
+	for _, e := range clusters {
+		if err := e.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+		p := fixtureOn(t, e.Client, ns, nil)
+		if e == env {
+			deleteWhenDone(t, e.Client, p) // the suite's own cluster goes on; the others go with the test
+		}
+	}
+	for name, e := range clusters {
+		eventually(t, func() bool { return armedOn(t, e.Client, ns) })
+		t.Logf("%s armed", name)
+	}
+	fleet := func(args ...string) (string, error) {
+		return kubectl(t, kubeconfig, append([]string{"floodgate", "-n", ns}, args...)...)
+	}
+
+	t.Log("a dry run shows each cluster's diff and changes nothing")
+	out, err := fleet("shed", "api", "--context", "syd,sin,fra", "--dry-run")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, c := range []string{"syd", "sin", "fra"} {
+		if !regexp.MustCompile(`(?s)== ` + c + ` ==\n.*\+\+\+ Ingress api`).MatchString(out) {
+			t.Errorf("the dry run does not show %s's diff:\n%s", c, out)
+		}
+		if p := policyOn(t, clusters[c].Client, ns); p.Spec.Action != v1alpha1.ActionNormal {
+			t.Errorf("a dry run changed %s: action %s", c, p.Spec.Action)
+		}
+	}
+
+	t.Log("one cluster, then all three, shed and waited for")
+	start := time.Now()
+	if out, err = fleet("shed", "api", "--context", "syd", "--wait"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	one := time.Since(start)
+	start = time.Now()
+	out, err = fleet("shed", "api", "--context", "syd,sin,fra", "--wait", "--reason", "herd in every region")
+	three := time.Since(start)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	t.Logf("shed with --wait: one cluster %s, three clusters %s (through kubectl and the plugin binary)\n%s", one.Round(time.Millisecond), three.Round(time.Millisecond), out)
+	for _, c := range []string{"syd", "sin", "fra"} {
+		if !regexp.MustCompile(`(?m)^` + c + `\s+ShedAll\s+Shedding\s+True\s+\S+\s+\S+\s+-$`).MatchString(out) {
+			t.Errorf("no row says %s sheds:\n%s", c, out)
+		}
+	}
+
+	t.Log("the safe order: a canary that fails touches nothing else; one by one stops at the first failure")
+	// fra's API server stops answering: its kubeconfig entry now points at a loopback port
+	// nothing listens on (connection refused, as from a stopped API server; stopping envtest's
+	// own takes over its 20 s grace on a loaded machine).
+	kubeconfig = fleetKubeconfig(t, clusters, "fra")
+	out, err = fleet("restore", "api", "--context", "syd,sin,fra", "--canary-cluster", "fra", "--cluster-timeout", "10s")
+	if err == nil || !strings.Contains(out, "canary cluster fra failed") || !strings.Contains(out, "not done on 3 of 3 clusters: fra, syd, sin") {
+		t.Fatalf("a failed canary must stop the rest and exit non-zero (%v):\n%s", err, out)
+	}
+	for _, c := range []string{"syd", "sin"} {
+		if p := policyOn(t, clusters[c].Client, ns); p.Spec.Action != v1alpha1.ActionShedAll {
+			t.Errorf("%s was touched after its canary failed: action %s", c, p.Spec.Action)
+		}
+	}
+	out, err = fleet("restore", "api", "--context", "sin,fra,syd", "--one-by-one", "--cluster-timeout", "10s")
+	if err == nil || !regexp.MustCompile(`(?m)^syd\s.*not started: stopped at fra \(--one-by-one\)$`).MatchString(out) {
+		t.Fatalf("one by one must stop at fra, leaving syd untouched (%v):\n%s", err, out)
+	}
+	if p := policyOn(t, clusters["sin"].Client, ns); p.Spec.Action != v1alpha1.ActionNormal {
+		t.Errorf("sin, first of the order, was not restored: %s", p.Spec.Action)
+	}
+	if p := policyOn(t, clusters["syd"].Client, ns); p.Spec.Action != v1alpha1.ActionShedAll {
+		t.Errorf("syd, after the failed fra, was touched: %s", p.Spec.Action)
+	}
+
+	t.Log("a partial failure: every reachable cluster takes the lever, the unreachable one is named")
+	out, err = fleet("shed", "api", "--context", "syd,sin,fra", "--wait", "--cluster-timeout", "10s")
+	if err == nil || !strings.Contains(out, "not done on 1 of 3 clusters: fra") || !regexp.MustCompile(`(?m)^fra\s+-\s+-\s+-\s+-\s+\S+\s+\S+`).MatchString(out) {
+		t.Fatalf("a stopped API server must fail the command and be named in its row (%v):\n%s", err, out)
+	}
+	for _, c := range []string{"syd", "sin"} {
+		if !regexp.MustCompile(`(?m)^` + c + `\s+ShedAll\s+Shedding\s`).MatchString(out) {
+			t.Errorf("%s did not take the lever beside the stopped fra:\n%s", c, out)
+		}
+	}
+	out, err = fleet("status", "api", "--context", "syd,sin")
+	if err != nil || !regexp.MustCompile(`(?m)^sin\s+ShedAll\s+Shedding\s+True\s`).MatchString(out) || !strings.Contains(out, "== syd ==") {
+		t.Errorf("status over two clusters (%v):\n%s", err, out)
+	}
+}
+
+// startCluster starts another control plane with its own manager, for the test.
+func startCluster(t *testing.T) *drill.Env {
+	t.Helper()
+	e, err := drill.StartEnv(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+// fleetKubeconfig is one kubeconfig with a context per cluster, named as the map names them;
+// the clusters named stopped point at a loopback port nothing listens on.
+func fleetKubeconfig(t *testing.T, clusters map[string]*drill.Env, stopped ...string) string {
+	t.Helper()
+	merged := clientcmdapi.NewConfig()
+	for name, e := range clusters {
+		cfg, err := clientcmd.LoadFromFile(e.Kubeconfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur := cfg.Contexts[cfg.CurrentContext]
+		merged.Clusters[name] = cfg.Clusters[cur.Cluster].DeepCopy()
+		if slices.Contains(stopped, name) {
+			merged.Clusters[name].Server = "https://127.0.0.1:1"
+		}
+		merged.AuthInfos[name] = cfg.AuthInfos[cur.AuthInfo]
+		merged.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: name}
+		merged.CurrentContext = name
+	}
+	path := filepath.Join(t.TempDir(), "fleet.kubeconfig")
+	if err := clientcmd.WriteToFile(*merged, path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func policyOn(t *testing.T, c client.Client, ns string) *v1alpha1.TrafficPolicy {
+	t.Helper()
+	p := &v1alpha1.TrafficPolicy{}
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "api"}, p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func armedOn(t *testing.T, c client.Client, ns string) bool {
+	p := policyOn(t, c, ns)
+	armed := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionArmed)
+	return p.Status.Phase == v1alpha1.PhaseNormal && armed != nil && armed.Status == metav1.ConditionTrue
+}
