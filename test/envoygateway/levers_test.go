@@ -13,8 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	"sigs.k8s.io/yaml"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
 	"floodgate.dev/floodgate/internal/provider/envoygateway"
@@ -289,7 +289,9 @@ func TestAtRestTheArmedDirectResponseCostsNoWrite(t *testing.T) {
 	}
 	filter, route := stored.GetResourceVersion(), getRoute(t, ns).ResourceVersion
 	for i := range 3 {
-		editPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) { metav1.SetMetaDataAnnotation(&p.ObjectMeta, "example.com/touched", fmt.Sprint(i)) })
+		editPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) {
+			metav1.SetMetaDataAnnotation(&p.ObjectMeta, "example.com/touched", fmt.Sprint(i))
+		})
 		eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool { return p.Status.ObservedGeneration == p.Generation })
 	}
 	clk.Advance(time.Minute) // a requeue due at rest, if any, fires
@@ -346,7 +348,9 @@ func TestABackendTrafficPolicyOfYoursOnTheRouteRefusesTheLimitUpFrontAndOneOnThe
 func TestALimitEnvoyGatewayDoesNotAcceptIsRejectedByTheGateway(t *testing.T) {
 	ns := fixture(t, "rejected")
 	fixtures.Create(t, k8s, policy(ns, canvaRunbook))
-	eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool { return strings.HasPrefix(condition(p, v1alpha1.ConditionArmed), "True") })
+	eventuallyPolicy(t, ns, func(p *v1alpha1.TrafficPolicy) bool {
+		return strings.HasPrefix(condition(p, v1alpha1.ConditionArmed), "True")
+	})
 	fixtures.KubectlFloodgate(t, kubeconfig, clk, "ramp", "api", "-n", ns, "--wait")
 	limit := fixtures.Eventually(t, func() (*unstructured.Unstructured, bool) {
 		u := envoyObject(t, ns, envoygateway.PolicyGVK.Kind)
