@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -35,6 +36,11 @@ type File struct {
 	// Gateway, when set, plays a Gateway API implementation (none runs in a drill): it reports
 	// every HTTPRoute Accepted, with its references resolved, at its current generation.
 	Gateway *Gateway `json:"gateway,omitempty"`
+	// Clusters, when set, are the clusters the drill rehearses on, each its own embedded control
+	// plane and manager with the CRDs and setup above (regional clusters: syd, sin, fra). A run
+	// step reaches them as `kubectl floodgate --context a,b,c` does; a step names the ones it
+	// concerns in its own clusters (default: every one).
+	Clusters []string `json:"clusters,omitempty"`
 	// Steps are run in order; the drill stops at the first failed expectation.
 	Steps []Step `json:"steps"`
 
@@ -52,6 +58,9 @@ type Gateway struct {
 type Step struct {
 	// Name labels the step in the timeline.
 	Name string `json:"name,omitempty"`
+	// Clusters are the drill's clusters the step concerns (default: every one of File.Clusters):
+	// a run is made with --context naming them, the other steps are made on each.
+	Clusters []string `json:"clusters,omitempty"`
 	// Run is a plugin command, as a responder types it: "kubectl floodgate shed api -n edge".
 	Run string `json:"run,omitempty"`
 	// ExpectError, with run, expects the command to fail with a message containing this text.
@@ -137,6 +146,16 @@ func Load(path string) (*File, error) {
 		}
 		if s.ExpectError != "" && s.Run == "" {
 			return nil, fmt.Errorf("%s: step %d: expectError goes with run", path, i+1)
+		}
+		for _, c := range s.Clusters {
+			if !slices.Contains(f.Clusters, c) {
+				return nil, fmt.Errorf("%s: step %d names cluster %q, which is not among the drill's clusters %v", path, i+1, c, f.Clusters)
+			}
+		}
+	}
+	for i, c := range f.Clusters {
+		if c == "" || slices.Contains(f.Clusters[:i], c) {
+			return nil, fmt.Errorf("%s: clusters must be distinct names: %v", path, f.Clusters)
 		}
 	}
 	for i, rel := range f.CRDs {

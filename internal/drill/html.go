@@ -70,6 +70,9 @@ type drillChart struct {
 	Steps                      []mark
 	Ticks                      []tick
 	Rows                       []htmlRow
+	// AxisY and TickY place the time axis, below the lanes (one more per cluster of a drill
+	// across clusters).
+	AxisY, TickY int
 }
 
 type lane struct {
@@ -83,6 +86,8 @@ type segment struct {
 	Class      string
 	Label      string
 	LabelX     float64
+	// Shown is the label written on the chart ("" where the lane already says it).
+	Shown string
 }
 
 type box struct{ X, Y, W, H float64 }
@@ -156,7 +161,7 @@ func chartOf(r *Result) drillChart {
 		share, class, label := admitted(s)
 		h := share / 100 * trafficH
 		if x1 > x0 {
-			c.Segments = append(c.Segments, segment{X: x0, Y: laneTraffic + trafficH - h, W: x1 - x0, H: h, Class: class, Label: label, LabelX: x0 + 4})
+			c.Segments = append(c.Segments, segment{X: x0, Y: laneTraffic + trafficH - h, W: x1 - x0, H: h, Class: class, Label: label, LabelX: x0 + 4, Shown: label})
 		}
 		ry := laneRate + rateH - float64(s.Applied.PerClientRequestsPerSecond)/maxRate*rateH
 		sy := laneScale + scaleH - float64(s.MinReplicas)/maxMin*scaleH
@@ -191,6 +196,7 @@ func chartOf(r *Result) drillChart {
 		}
 	}
 	c.RatePath, c.ScalePath = rate.String(), scale.String()
+	c.clusterLanes(r, x, end)
 
 	// Flips and ramp step boundaries, from the policy's history at the end.
 	var history []v1alpha1.Transition
@@ -325,8 +331,8 @@ pre { margin: 4px 0; white-space: pre-wrap; font-size: 12px; }
 {{end}}
 {{range .Segments}}<rect class="band {{.Class}}" x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="{{.H}}"><title>{{.Label}}</title></rect>
 {{end}}
-{{range .Segments}}<text x="{{.LabelX}}" y="{{printf "%.1f" .Y}}" dy="-3">{{.Label}}</text>
-{{end}}
+{{range .Segments}}{{if .Shown}}<text x="{{.LabelX}}" y="{{printf "%.1f" .Y}}" dy="-3">{{.Shown}}</text>
+{{end}}{{end}}
 <path class="rate" d="{{.RatePath}}"><title>per-client rate limit</title></path>
 <path class="scale" d="{{.ScalePath}}"><title>autoscaler minimum replicas</title></path>
 {{range .RateLabels}}<text x="{{.X}}" y="{{.Y}}">{{.Text}}</text>
@@ -365,8 +371,48 @@ pre { margin: 4px 0; white-space: pre-wrap; font-size: 12px; }
 </html>
 `))
 
-// AxisY and TickY place the time axis.
-func (drillChart) AxisY() int { return axisY }
+// Geometry of a drill's lanes per cluster, below the runbook steps.
+const (
+	clusterLaneH   = 20
+	clusterLaneGap = 30
+)
 
-// TickY is the baseline of the time axis labels.
-func (drillChart) TickY() int { return axisY + 16 }
+// clusterLanes adds, for a drill across clusters, one lane per cluster: the share of traffic it
+// admitted over drill time, and what it says; the time axis moves below them.
+func (c *drillChart) clusterLanes(r *Result, x func(time.Time) float64, end time.Time) {
+	c.AxisY, c.TickY = axisY, axisY+16
+	for i, name := range r.Clusters {
+		top := float64(axisY + i*clusterLaneGap - 6)
+		c.Lanes = append(c.Lanes, lane{Y: int(top) + clusterLaneH/2 + 4, Label: "admitted in " + name})
+		last := ""
+		for j, row := range r.Rows {
+			s := row.Clusters[name]
+			if s == nil {
+				continue
+			}
+			until := end
+			for _, next := range r.Rows[j+1:] {
+				if next.Clusters[name] != nil {
+					until = next.StateAt
+					break
+				}
+			}
+			x0, x1 := x(row.StateAt), x(until)
+			share, class, label := admitted(s)
+			h := share / 100 * clusterLaneH
+			if x1 > x0 {
+				shown := label
+				if label == last {
+					shown = ""
+				}
+				last = label
+				c.Segments = append(c.Segments, segment{X: x0, Y: top + clusterLaneH - h, W: x1 - x0, H: h, Class: class, Label: label, LabelX: x0 + 4, Shown: shown})
+			}
+		}
+	}
+	if n := len(r.Clusters); n > 0 {
+		c.Policy += " (the lanes above chart " + r.Clusters[0] + "; one lane per cluster below)"
+		c.AxisY, c.TickY = axisY+n*clusterLaneGap, axisY+n*clusterLaneGap+16
+		c.Height = chartHeight + n*clusterLaneGap
+	}
+}

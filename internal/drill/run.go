@@ -43,6 +43,9 @@ type Row struct {
 	// StateAt (the drill clock after the step: an advance moves it).
 	State   *State
 	StateAt time.Time
+	// Clusters are, in a drill across clusters, each cluster's state after the step (State is
+	// the first cluster's).
+	Clusters map[string]*State
 }
 
 // Result is one drill's outcome.
@@ -55,6 +58,8 @@ type Result struct {
 	Failed    bool
 	Wall      time.Duration
 	DrillTime time.Duration
+	// Clusters are a drill's clusters, in order (none: one cluster).
+	Clusters []string
 }
 
 // Options change how a drill's environment runs.
@@ -76,6 +81,9 @@ func RunWith(ctx context.Context, f *File, out io.Writer, opts Options) (*Result
 	start := DefaultStart
 	if f.Start != nil {
 		start = f.Start.Time
+	}
+	if len(f.Clusters) > 0 {
+		return runFleet(ctx, f, out, start)
 	}
 	env, err := StartEnvWith(start, EnvOptions{MetricsAddr: opts.MetricsAddr}, f.CRDs...)
 	if err != nil {

@@ -3,6 +3,7 @@ package drill
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -152,19 +153,24 @@ func orAbsent(m map[string]string, k string) string {
 
 func (r *runner) emit(row Row) {
 	r.res.Rows = append(r.res.Rows, row)
-	fmt.Fprintf(r.out, "  +%-7s  %s  %s: %s\n", fmt.Sprintf("%.2fs", row.Wall.Seconds()), row.At.UTC().Format("15:04:05"), row.Kind, row.Title)
+	printRow(r.out, row)
+}
+
+// printRow prints a row of the timeline.
+func printRow(out io.Writer, row Row) {
+	fmt.Fprintf(out, "  +%-7s  %s  %s: %s\n", fmt.Sprintf("%.2fs", row.Wall.Seconds()), row.At.UTC().Format("15:04:05"), row.Kind, row.Title)
 	indent := strings.Repeat(" ", 24)
 	for _, l := range row.Output {
-		fmt.Fprintf(r.out, "%s> %s\n", indent, l)
+		fmt.Fprintf(out, "%s> %s\n", indent, l)
 	}
 	for _, c := range row.Changes {
-		fmt.Fprintf(r.out, "%s%s\n", indent, c)
+		fmt.Fprintf(out, "%s%s\n", indent, c)
 	}
 	switch {
 	case row.Failure != "":
-		fmt.Fprintf(r.out, "%s✗ %s\n", indent, row.Failure)
+		fmt.Fprintf(out, "%s✗ %s\n", indent, row.Failure)
 	case row.Kind == "expect":
-		fmt.Fprintf(r.out, "%s✓\n", indent)
+		fmt.Fprintf(out, "%s✓\n", indent)
 	}
 }
 

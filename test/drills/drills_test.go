@@ -89,3 +89,37 @@ func TestAFailedExpectationFailsTheDrillAndItsReports(t *testing.T) {
 		t.Fatalf("Markdown report:\n%s", md.String())
 	}
 }
+
+// TestADrillAcrossClustersNamesTheClusterAnExpectationFailsOn: a step checks every cluster it
+// concerns, and a failure says which; the HTML report has a lane per cluster, each showing what
+// that cluster admitted.
+func TestADrillAcrossClustersNamesTheClusterAnExpectationFailsOn(t *testing.T) {
+	f, err := drill.Load("testdata/wrong-cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	res, err := drill.Run(context.Background(), f, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Failed || !strings.Contains(out.String(), "✗ sin: after 1s: status.phase is Normal, want Shedding") {
+		t.Fatalf("the expectation fails on sin, which was not shed, and says so:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "run: kubectl floodgate shed api-gateway -n edge --wait [syd]") ||
+		!strings.Contains(out.String(), "syd: ~ TrafficPolicy edge/api-gateway  action: Normal → ShedAll") {
+		t.Fatalf("the run names its cluster, and its changes are syd's:\n%s", out.String())
+	}
+	var page bytes.Buffer
+	if err := drill.WriteHTML(&page, []*drill.Result{res}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{">admitted in syd</text>", ">admitted in sin</text>", "<title>shed</title>", "<title>100%</title>"} {
+		if !strings.Contains(page.String(), want) {
+			t.Errorf("the report has no %q", want)
+		}
+	}
+	if _, err := drill.Load("testdata/unknown-cluster.yaml"); err == nil || !strings.Contains(err.Error(), `names cluster "mel", which is not among the drill's clusters [syd sin]`) {
+		t.Errorf("a step naming a cluster the drill does not have is refused at load: %v", err)
+	}
+}
