@@ -262,8 +262,9 @@ func middlewareOutlivesItsReferences(t *testing.T, ns string, r request, unchang
 		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "api"}, p); err != nil {
 			t.Fatal(err)
 		}
+		patch := client.MergeFrom(p.DeepCopy()) // no resourceVersion: the controller writes status meanwhile
 		p.Spec.Action, p.Spec.Ramp = v1alpha1.ActionNormal, nil
-		if err := k8s.Update(context.Background(), p); err != nil {
+		if err := k8s.Patch(context.Background(), p, patch); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -338,8 +339,9 @@ func TestAMiddlewareGoesWithTheRouteDroppedFromThePolicy(t *testing.T) {
 	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "api"}, p); err != nil {
 		t.Fatal(err)
 	}
+	patch := client.MergeFrom(p.DeepCopy()) // no resourceVersion: the controller writes status meanwhile
 	p.Spec.TargetRefs[0].Name = "another"
-	if err := k8s.Update(context.Background(), p); err != nil {
+	if err := k8s.Patch(context.Background(), p, patch); err != nil {
 		t.Fatal(err)
 	}
 	fixtures.Eventually(t, func() (error, bool) {
