@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -247,7 +249,7 @@ func commandLine(cmd *cobra.Command, args []string) []string {
 // not succeed.
 func (o *Options) report(results []ClusterResult, stopped string) error {
 	for _, r := range results {
-		if !r.Started {
+		if !r.Started || r.Output == "" && r.Err == nil {
 			continue
 		}
 		fmt.Fprintf(o.Out, "== %s ==\n", r.Context)
@@ -312,9 +314,64 @@ func (o *Options) fanningOut(root *cobra.Command) {
 			case o.Fleet.contexts == nil:
 				return run(cmd, args)
 			case cmd.Name() == "watch":
-				return fmt.Errorf("watch follows one cluster: name one --context, or use status with --context a,b,c for a row per cluster")
+				return o.watchFleet(cmd, args)
 			}
 			return o.fanOut(cmd, args)
 		}
+	}
+}
+
+// watchFleet follows the policy on every cluster at once, each cluster's lines as they come,
+// prefixed with its name, until every one is at rest again (or Ctrl-C); then one row per cluster.
+func (o *Options) watchFleet(cmd *cobra.Command, args []string) error {
+	line := commandLine(cmd, args)
+	results := make([]ClusterResult, len(o.Fleet.contexts))
+	var mu sync.Mutex
+	var g errgroup.Group
+	for i, name := range o.Fleet.contexts {
+		g.Go(func() error {
+			out := &prefixWriter{prefix: "[" + name + "] ", w: o.Out, mu: &mu}
+			sub := NewCommand(genericiooptions.IOStreams{In: strings.NewReader(""), Out: out, ErrOut: out}, o.Clock)
+			sub.SetArgs(append([]string{"--context", name}, line...))
+			start := time.Now()
+			err := sub.ExecuteContext(cmd.Context())
+			out.flush()
+			results[i] = ClusterResult{Context: name, Err: err, Took: time.Since(start), Started: true, Policy: o.readOn(cmd.Context(), name, args[0])}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return o.report(results, "")
+}
+
+// prefixWriter writes whole lines to w, each with prefix, one writer at a time.
+type prefixWriter struct {
+	prefix  string
+	w       io.Writer
+	mu      *sync.Mutex
+	pending []byte
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.pending = append(p.pending, b...)
+	for {
+		i := bytes.IndexByte(p.pending, '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		p.mu.Lock()
+		_, err := fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.pending[:i])
+		p.mu.Unlock()
+		p.pending = p.pending[i+1:]
+		if err != nil {
+			return len(b), err
+		}
+	}
+}
+
+// flush writes what is left of a last line without its newline.
+func (p *prefixWriter) flush() {
+	if len(p.pending) > 0 {
+		_, _ = p.Write([]byte("\n"))
 	}
 }

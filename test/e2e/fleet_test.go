@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -118,6 +119,49 @@ func TestOneLeverAcrossThreeClusters(t *testing.T) {
 	out, err = fleet("status", "api", "--context", "syd,sin")
 	if err != nil || !regexp.MustCompile(`(?m)^sin\s+ShedAll\s+Shedding\s+True\s`).MatchString(out) || !strings.Contains(out, "== syd ==") {
 		t.Errorf("status over two clusters (%v):\n%s", err, out)
+	}
+
+	t.Log("every other lever, on two clusters at once (fra answers again; syd, the suite's own, keeps its clock)")
+	kubeconfig = fleetKubeconfig(t, clusters)
+	for _, lever := range [][]string{{"ramp", "api", "--wait"}, {"pause", "api"}, {"resume", "api"}, {"next", "api"}, {"back", "api"},
+		{"allow", "api", "AU", "NZ"}, {"allow", "api"}, {"history", "api"}} {
+		out, err := fleet(append(lever, "--context", "sin,fra")...)
+		if err != nil || !regexp.MustCompile(`(?m)^sin\s.*\s-$`).MatchString(out) || !regexp.MustCompile(`(?m)^fra\s.*\s-$`).MatchString(out) {
+			t.Errorf("%s on sin and fra (%v):\n%s", strings.Join(lever, " "), err, out)
+		}
+	}
+	for _, c := range []string{"sin", "fra"} {
+		if p := policyOn(t, clusters[c].Client, ns); p.Spec.Action != v1alpha1.ActionRamp || len(p.Spec.AllowRegions) != 0 || p.Spec.Ramp.Paused {
+			t.Errorf("%s after the levers: action %s, allowRegions %v, paused %t", c, p.Spec.Action, p.Spec.AllowRegions, p.Spec.Ramp.Paused)
+		}
+	}
+
+	t.Log("watch follows both clusters, each line named, until both are at rest")
+	watching := exec.Command(kubectlBin, "floodgate", "-n", ns, "watch", "api", "--context", "sin,fra")
+	watching.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	var watched strings.Builder
+	watching.Stdout, watching.Stderr = &watched, &watched
+	if err := watching.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the watches are open
+	if out, err := fleet("restore", "api", "--context", "sin,fra", "--wait"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, c := range []string{"sin", "fra"} {
+		clusters[c].Clock.Advance(5 * time.Minute) // the autoscalers' release (releaseAfter) ends
+	}
+	done := make(chan error, 1)
+	go func() { done <- watching.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil || !strings.Contains(watched.String(), "[sin] trafficpolicy/api is at rest (Normal)") ||
+			!strings.Contains(watched.String(), "[fra] trafficpolicy/api is at rest (Normal)") {
+			t.Errorf("watch over sin and fra (%v):\n%s", err, watched.String())
+		}
+	case <-time.After(30 * time.Second):
+		_ = watching.Process.Kill()
+		t.Fatalf("watch did not return once both clusters were at rest:\n%s", watched.String())
 	}
 }
 
