@@ -2,12 +2,15 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,8 +28,8 @@ import (
 // TestOneLeverAcrossThreeClusters: `kubectl floodgate --context syd,sin,fra` through the real
 // kubectl and the plugin's binary, against three control planes, each with its own manager:
 // every cluster's diff in a dry run, one row per cluster, the shed on all three, the safe order
-// (a canary first, one by one) kept, and a cluster whose API server refuses connections named in
-// the table with a non-zero exit while the others take the lever.
+// (a canary first, one by one) kept, and a cluster whose API server was stopped named in the
+// table with a non-zero exit while the others take the lever.
 func TestOneLeverAcrossThreeClusters(t *testing.T) {
 	clusters := map[string]*drill.Env{"syd": env, "sin": startCluster(t), "fra": startCluster(t)}
 	kubeconfig := fleetKubeconfig(t, clusters)
@@ -81,48 +84,7 @@ func TestOneLeverAcrossThreeClusters(t *testing.T) {
 		}
 	}
 
-	t.Log("the safe order: a canary that fails touches nothing else; one by one stops at the first failure")
-	// fra's API server stops answering: its kubeconfig entry now points at a loopback port
-	// nothing listens on (connection refused, as from a stopped API server; stopping envtest's
-	// own takes over its 20 s grace on a loaded machine).
-	kubeconfig = fleetKubeconfig(t, clusters, "fra")
-	out, err = fleet("restore", "api", "--context", "syd,sin,fra", "--canary-cluster", "fra", "--cluster-timeout", "10s")
-	if err == nil || !strings.Contains(out, "canary cluster fra failed") || !strings.Contains(out, "not done on 3 of 3 clusters: fra, syd, sin") {
-		t.Fatalf("a failed canary must stop the rest and exit non-zero (%v):\n%s", err, out)
-	}
-	for _, c := range []string{"syd", "sin"} {
-		if p := policyOn(t, clusters[c].Client, ns); p.Spec.Action != v1alpha1.ActionShedAll {
-			t.Errorf("%s was touched after its canary failed: action %s", c, p.Spec.Action)
-		}
-	}
-	out, err = fleet("restore", "api", "--context", "sin,fra,syd", "--one-by-one", "--cluster-timeout", "10s")
-	if err == nil || !regexp.MustCompile(`(?m)^syd\s.*not started: stopped at fra \(--one-by-one\)$`).MatchString(out) {
-		t.Fatalf("one by one must stop at fra, leaving syd untouched (%v):\n%s", err, out)
-	}
-	if p := policyOn(t, clusters["sin"].Client, ns); p.Spec.Action != v1alpha1.ActionNormal {
-		t.Errorf("sin, first of the order, was not restored: %s", p.Spec.Action)
-	}
-	if p := policyOn(t, clusters["syd"].Client, ns); p.Spec.Action != v1alpha1.ActionShedAll {
-		t.Errorf("syd, after the failed fra, was touched: %s", p.Spec.Action)
-	}
-
-	t.Log("a partial failure: every reachable cluster takes the lever, the unreachable one is named")
-	out, err = fleet("shed", "api", "--context", "syd,sin,fra", "--wait", "--cluster-timeout", "10s")
-	if err == nil || !strings.Contains(out, "not done on 1 of 3 clusters: fra") || !regexp.MustCompile(`(?m)^fra\s+-\s+-\s+-\s+-\s+\S+\s+\S+`).MatchString(out) {
-		t.Fatalf("a stopped API server must fail the command and be named in its row (%v):\n%s", err, out)
-	}
-	for _, c := range []string{"syd", "sin"} {
-		if !regexp.MustCompile(`(?m)^` + c + `\s+ShedAll\s+Shedding\s`).MatchString(out) {
-			t.Errorf("%s did not take the lever beside the stopped fra:\n%s", c, out)
-		}
-	}
-	out, err = fleet("status", "api", "--context", "syd,sin")
-	if err != nil || !regexp.MustCompile(`(?m)^sin\s+ShedAll\s+Shedding\s+True\s`).MatchString(out) || !strings.Contains(out, "== syd ==") {
-		t.Errorf("status over two clusters (%v):\n%s", err, out)
-	}
-
-	t.Log("every other lever, on two clusters at once (fra answers again; syd, the suite's own, keeps its clock)")
-	kubeconfig = fleetKubeconfig(t, clusters)
+	t.Log("every other lever, on two clusters at once (syd, the suite's own cluster, keeps its clock)")
 	for _, lever := range [][]string{{"ramp", "api", "--wait"}, {"pause", "api"}, {"resume", "api"}, {"next", "api"}, {"back", "api"},
 		{"allow", "api", "AU", "NZ"}, {"allow", "api"}, {"history", "api"}} {
 		out, err := fleet(append(lever, "--context", "sin,fra")...)
@@ -163,6 +125,78 @@ func TestOneLeverAcrossThreeClusters(t *testing.T) {
 		_ = watching.Process.Kill()
 		t.Fatalf("watch did not return once both clusters were at rest:\n%s", watched.String())
 	}
+
+	t.Log("the safe order: a canary that fails touches nothing else; one by one stops at the first failure")
+	stopAPIServer(t, clusters["fra"])
+	before := map[string]string{}
+	for _, c := range []string{"syd", "sin"} {
+		before[c] = policyOn(t, clusters[c].Client, ns).Annotations[v1alpha1.RequestAnnotation]
+	}
+	out, err = fleet("restore", "api", "--context", "syd,sin,fra", "--canary-cluster", "fra", "--cluster-timeout", "10s")
+	if err == nil || !strings.Contains(out, "canary cluster fra failed") || !strings.Contains(out, "not done on 3 of 3 clusters: fra, syd, sin") {
+		t.Fatalf("a failed canary must stop the rest and exit non-zero (%v):\n%s", err, out)
+	}
+	for c, want := range map[string]v1alpha1.Action{"syd": v1alpha1.ActionShedAll, "sin": v1alpha1.ActionNormal} {
+		if p := policyOn(t, clusters[c].Client, ns); p.Spec.Action != want || p.Annotations[v1alpha1.RequestAnnotation] != before[c] {
+			t.Errorf("%s was touched after its canary failed: action %s, request %s", c, p.Spec.Action, p.Annotations[v1alpha1.RequestAnnotation])
+		}
+	}
+	out, err = fleet("restore", "api", "--context", "sin,fra,syd", "--one-by-one", "--cluster-timeout", "10s")
+	if err == nil || !regexp.MustCompile(`(?m)^syd\s.*not started: stopped at fra \(--one-by-one\)$`).MatchString(out) {
+		t.Fatalf("one by one must stop at fra, leaving syd untouched (%v):\n%s", err, out)
+	}
+	if p := policyOn(t, clusters["sin"].Client, ns); p.Annotations[v1alpha1.RequestAnnotation] == before["sin"] {
+		t.Errorf("sin, first of the order, got no request: %v", p.Annotations)
+	}
+	if p := policyOn(t, clusters["syd"].Client, ns); p.Spec.Action != v1alpha1.ActionShedAll || p.Annotations[v1alpha1.RequestAnnotation] != before["syd"] {
+		t.Errorf("syd, after the failed fra, was touched: %s %v", p.Spec.Action, p.Annotations)
+	}
+
+	t.Log("a partial failure: every reachable cluster takes the lever, the unreachable one is named")
+	out, err = fleet("shed", "api", "--context", "syd,sin,fra", "--wait", "--cluster-timeout", "10s")
+	if err == nil || !strings.Contains(out, "not done on 1 of 3 clusters: fra") || !regexp.MustCompile(`(?m)^fra\s+-\s+-\s+-\s+-\s+\S+\s+\S+`).MatchString(out) {
+		t.Fatalf("a stopped API server must fail the command and be named in its row (%v):\n%s", err, out)
+	}
+	for _, c := range []string{"syd", "sin"} {
+		if !regexp.MustCompile(`(?m)^` + c + `\s+ShedAll\s+Shedding\s`).MatchString(out) {
+			t.Errorf("%s did not take the lever beside the stopped fra:\n%s", c, out)
+		}
+	}
+	out, err = fleet("status", "api", "--context", "syd,sin")
+	if err != nil || !regexp.MustCompile(`(?m)^sin\s+ShedAll\s+Shedding\s+True\s`).MatchString(out) || !strings.Contains(out, "== syd ==") {
+		t.Errorf("status over two clusters (%v):\n%s", err, out)
+	}
+
+}
+
+// stopAPIServer kills a cluster's API server, as a region's control plane lost: the process, not
+// the environment, so nothing waits for a graceful shutdown on a loaded machine.
+func stopAPIServer(t *testing.T, e *drill.Env) {
+	t.Helper()
+	u, err := url.Parse(e.ControlPlane.Config.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		cmdline, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(cmdline), "kube-apiserver") || !strings.Contains(string(cmdline), "--secure-port="+u.Port()+"\x00") {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, func() bool { return syscall.Kill(pid, 0) != nil || isZombie(pid) })
+		return
+	}
+	t.Fatalf("no kube-apiserver process serves %s", e.ControlPlane.Config.Host)
+}
+
+// isZombie reports whether a process has exited and waits for its parent to reap it.
+func isZombie(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return err != nil || strings.Contains(string(stat), ") Z ")
 }
 
 // startCluster starts another control plane with its own manager, for the test.
@@ -176,9 +210,8 @@ func startCluster(t *testing.T) *drill.Env {
 	return e
 }
 
-// fleetKubeconfig is one kubeconfig with a context per cluster, named as the map names them;
-// the clusters named stopped point at a loopback port nothing listens on.
-func fleetKubeconfig(t *testing.T, clusters map[string]*drill.Env, stopped ...string) string {
+// fleetKubeconfig is one kubeconfig with a context per cluster, named as the map names them.
+func fleetKubeconfig(t *testing.T, clusters map[string]*drill.Env) string {
 	t.Helper()
 	merged := clientcmdapi.NewConfig()
 	for name, e := range clusters {
@@ -187,10 +220,7 @@ func fleetKubeconfig(t *testing.T, clusters map[string]*drill.Env, stopped ...st
 			t.Fatal(err)
 		}
 		cur := cfg.Contexts[cfg.CurrentContext]
-		merged.Clusters[name] = cfg.Clusters[cur.Cluster].DeepCopy()
-		if slices.Contains(stopped, name) {
-			merged.Clusters[name].Server = "https://127.0.0.1:1"
-		}
+		merged.Clusters[name] = cfg.Clusters[cur.Cluster]
 		merged.AuthInfos[name] = cfg.AuthInfos[cur.AuthInfo]
 		merged.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: name}
 		merged.CurrentContext = name
