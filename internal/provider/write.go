@@ -116,6 +116,14 @@ func existingView(ctx context.Context, c client.Client, obj client.Object) (map[
 	return UserView(u), nil
 }
 
+// SyncSpec is a Companion's Sync for an object whose spec Floodgate manages whole (a Traefik
+// Middleware, an Envoy Gateway HTTPRouteFilter or BackendTrafficPolicy, as unstructured objects):
+// the existing spec becomes the wanted one.
+func SyncSpec(existing, desired client.Object) {
+	e, d := existing.(*unstructured.Unstructured), desired.(*unstructured.Unstructured)
+	e.Object["spec"] = runtime.DeepCopyJSONValue(d.Object["spec"])
+}
+
 // empty is a new object of obj's type, named as obj is.
 func empty(obj client.Object) client.Object {
 	var out client.Object

@@ -20,12 +20,9 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -99,76 +96,22 @@ func crdFiles() []string {
 	return crds
 }
 
-// fixture creates a namespace with a Gateway of the eg class, Services api and api-v2, and the
-// HTTPRoute api of two rules: / to api, and /v2 to api-v2 with a request header of the user's
-// own (X-Team: edge); the played gateway has reported on it.
+// fixture creates the namespace of the Gateway API suites (fixtures.RouteNamespace: a Gateway
+// of the eg class, Services api and api-v2, the HTTPRoute api of two rules, the second with a
+// filter of the user's own); the played gateway has reported on it.
 func fixture(t *testing.T, ns string) string {
 	t.Helper()
-	fixtures.Create(t, k8s, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
-		&gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "eg", Namespace: ns}, Spec: gatewayv1.GatewaySpec{
-			GatewayClassName: "eg", Listeners: []gatewayv1.Listener{{Name: "http", Protocol: gatewayv1.HTTPProtocolType, Port: 80}}}},
-		service(ns, "api"), service(ns, "api-v2"), userRoute(ns))
-	fixtures.Eventually(t, func() (string, bool) {
-		r := getRoute(t, ns)
-		for _, parent := range r.Status.Parents {
-			if c := meta.FindStatusCondition(parent.Conditions, string(gatewayv1.RouteConditionAccepted)); c != nil && c.ObservedGeneration == r.Generation {
-				return "", true
-			}
-		}
-		return fmt.Sprintf("no report on generation %d of HTTPRoute %s/api", r.Generation, ns), false
-	})
+	fixtures.Create(t, k8s, fixtures.RouteNamespace(ns)...)
+	fixtures.ReportedOn(t, k8s, ns)
 	fixtures.DeletePoliciesWhenDone(t, k8s, ns)
 	return ns
 }
 
-func userRoute(ns string) *gatewayv1.HTTPRoute {
-	prefix := func(p string) []gatewayv1.HTTPRouteMatch {
-		return []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: ptr.To(gatewayv1.PathMatchPathPrefix), Value: ptr.To(p)}}}
-	}
-	backend := func(name string) []gatewayv1.HTTPBackendRef {
-		return []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{BackendObjectReference: gatewayv1.BackendObjectReference{
-			Name: gatewayv1.ObjectName(name), Port: ptr.To(gatewayv1.PortNumber(80))}}}}
-	}
-	return &gatewayv1.HTTPRoute{
-		ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: ns, Labels: map[string]string{"tier": "edge"}},
-		Spec: gatewayv1.HTTPRouteSpec{
-			CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: "eg"}}},
-			Hostnames:       []gatewayv1.Hostname{gatewayv1.Hostname(ns + ".example.com")},
-			Rules: []gatewayv1.HTTPRouteRule{
-				{Matches: prefix("/"), BackendRefs: backend("api")},
-				{Matches: prefix("/v2"), BackendRefs: backend("api-v2"),
-					Filters: []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterRequestHeaderModifier,
-						RequestHeaderModifier: &gatewayv1.HTTPHeaderFilter{Set: []gatewayv1.HTTPHeader{{Name: "X-Team", Value: "edge"}}}}}},
-			},
-		},
-	}
-}
-
-func service(ns, name string) *corev1.Service {
-	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
-}
-
-// policy is the policy api on the route api, with edit applied.
 func policy(ns string, edit func(*v1alpha1.TrafficPolicy)) *v1alpha1.TrafficPolicy {
-	p := &v1alpha1.TrafficPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: ns},
-		Spec: v1alpha1.TrafficPolicySpec{
-			TargetRefs: []v1alpha1.TargetRef{{Group: v1alpha1.GroupGatewayAPI, Kind: v1alpha1.TargetKindHTTPRoute, Name: "api"}},
-		},
-	}
-	edit(p)
-	return p
+	return fixtures.RoutePolicy(ns, edit)
 }
 
-func getRoute(t *testing.T, ns string) *gatewayv1.HTTPRoute {
-	t.Helper()
-	r := &gatewayv1.HTTPRoute{}
-	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "api"}, r); err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
+func getRoute(t *testing.T, ns string) *gatewayv1.HTTPRoute { return fixtures.GetRoute(t, k8s, ns) }
 
 func editPolicy(t *testing.T, ns string, edit func(*v1alpha1.TrafficPolicy)) {
 	t.Helper()

@@ -19,9 +19,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -100,80 +98,27 @@ func gatewayCRDs() []string {
 func fixture(t *testing.T, name string) string {
 	t.Helper()
 	ns := name
-	create(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
-		&gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "eg", Namespace: ns}, Spec: gatewayv1.GatewaySpec{
-			GatewayClassName: "eg", Listeners: []gatewayv1.Listener{{Name: "http", Protocol: gatewayv1.HTTPProtocolType, Port: 80}}}},
-		service(ns, "api", 80), service(ns, "api-v2", 80), userRoute(ns))
-	reportedOn(t, ns)
+	create(t, fixtures.RouteNamespace(ns)...)
+	fixtures.ReportedOn(t, k8s, ns)
 	fixtures.DeletePoliciesWhenDone(t, k8s, ns)
 	return ns
 }
 
-// reportedOn awaits the played gateway's verdict on the current generation of the route api, as
-// a responder's cluster has it before any lever: what a provider may write on a route (a
-// RegularExpression header match) depends on the gateways its status names.
-func reportedOn(t *testing.T, ns string) {
-	t.Helper()
-	eventually(t, func() (string, bool) {
-		r := getRoute(t, ns)
-		for _, parent := range r.Status.Parents {
-			if c := meta.FindStatusCondition(parent.Conditions, string(gatewayv1.RouteConditionAccepted)); c != nil && c.ObservedGeneration == r.Generation {
-				return "", true
-			}
-		}
-		return fmt.Sprintf("no gateway has reported on generation %d of HTTPRoute %s/api: %+v", r.Generation, ns, r.Status.Parents), false
-	})
-}
+func userRoute(ns string) *gatewayv1.HTTPRoute { return fixtures.UserRoute(ns) }
 
-func userRoute(ns string) *gatewayv1.HTTPRoute {
-	return &gatewayv1.HTTPRoute{
-		ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: ns, Labels: map[string]string{"tier": "edge"}},
-		Spec: gatewayv1.HTTPRouteSpec{
-			CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: "eg"}}},
-			Hostnames:       []gatewayv1.Hostname{gatewayv1.Hostname(ns + ".example.com")},
-			Rules: []gatewayv1.HTTPRouteRule{
-				{Matches: []gatewayv1.HTTPRouteMatch{pathPrefix("/")}, BackendRefs: []gatewayv1.HTTPBackendRef{backendRef("api", 80)}},
-				{Matches: []gatewayv1.HTTPRouteMatch{pathPrefix("/v2")}, BackendRefs: []gatewayv1.HTTPBackendRef{backendRef("api-v2", 80)},
-					Filters: []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterRequestHeaderModifier,
-						RequestHeaderModifier: &gatewayv1.HTTPHeaderFilter{Set: []gatewayv1.HTTPHeader{{Name: "X-Team", Value: "edge"}}}}}},
-			},
-		},
-	}
-}
-
-func pathPrefix(p string) gatewayv1.HTTPRouteMatch {
-	return gatewayv1.HTTPRouteMatch{Path: &gatewayv1.HTTPPathMatch{Type: ptr.To(gatewayv1.PathMatchPathPrefix), Value: ptr.To(p)}}
-}
+func pathPrefix(p string) gatewayv1.HTTPRouteMatch { return fixtures.PathPrefix(p) }
 
 func backendRef(name string, port int32) gatewayv1.HTTPBackendRef {
-	return gatewayv1.HTTPBackendRef{BackendRef: gatewayv1.BackendRef{BackendObjectReference: gatewayv1.BackendObjectReference{
-		Name: gatewayv1.ObjectName(name), Port: ptr.To(gatewayv1.PortNumber(port))}}}
+	return fixtures.BackendRef(name, port)
 }
 
-func service(ns, name string, port int32) *corev1.Service {
-	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: port}}}}
-}
+func service(ns, name string, port int32) *corev1.Service { return fixtures.Service(ns, name, port) }
 
 func policy(ns string, edit func(*v1alpha1.TrafficPolicy)) *v1alpha1.TrafficPolicy {
-	p := &v1alpha1.TrafficPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: ns},
-		Spec: v1alpha1.TrafficPolicySpec{
-			TargetRefs: []v1alpha1.TargetRef{{Group: v1alpha1.GroupGatewayAPI, Kind: v1alpha1.TargetKindHTTPRoute, Name: "api"}},
-		},
-	}
-	edit(p)
-	return p
+	return fixtures.RoutePolicy(ns, edit)
 }
 
-func getRoute(t *testing.T, ns string) *gatewayv1.HTTPRoute {
-	t.Helper()
-	r := &gatewayv1.HTTPRoute{}
-	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "api"}, r); err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
+func getRoute(t *testing.T, ns string) *gatewayv1.HTTPRoute { return fixtures.GetRoute(t, k8s, ns) }
 
 func getPolicy(t *testing.T, ns string) *v1alpha1.TrafficPolicy {
 	t.Helper()

@@ -7,7 +7,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -74,7 +73,7 @@ func header(name, value string) map[string]any { return map[string]any{"name": n
 func (a *DirectResponses) companion(policy *v1alpha1.TrafficPolicy, route string) provider.Companion {
 	f := filterNamed(policy, route)
 	f.Object["spec"] = map[string]any{"directResponse": DirectResponse(policy)}
-	return provider.Companion{Desired: f, Sync: syncSpec}
+	return provider.Companion{Desired: f, Sync: provider.SyncSpec}
 }
 
 // FilterInUseError is a direct response that is to go while Envoy Gateway may still route a
@@ -121,10 +120,4 @@ func named(gvk schema.GroupVersionKind, policy *v1alpha1.TrafficPolicy, route st
 	u.SetNamespace(policy.Namespace)
 	u.SetName(CompanionName(policy.Name, route))
 	return u
-}
-
-// syncSpec brings an object's spec, all of which Floodgate manages, to the wanted one.
-func syncSpec(existing, desired client.Object) {
-	e, d := existing.(*unstructured.Unstructured), desired.(*unstructured.Unstructured)
-	e.Object["spec"] = runtime.DeepCopyJSONValue(d.Object["spec"])
 }

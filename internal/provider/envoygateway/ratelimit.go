@@ -71,7 +71,7 @@ func RateLimitSpec(route string, rps int32) map[string]any {
 func rateLimit(policy *v1alpha1.TrafficPolicy, route string, rps int32) provider.Companion {
 	btp := policyNamed(policy, route)
 	btp.Object["spec"] = RateLimitSpec(route, rps)
-	return provider.Companion{Desired: btp, Sync: syncSpec}
+	return provider.Companion{Desired: btp, Sync: provider.SyncSpec}
 }
 
 // policyNamed is the route's BackendTrafficPolicy, by name.

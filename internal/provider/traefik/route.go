@@ -9,7 +9,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -221,7 +220,7 @@ func companion(policy *v1alpha1.TrafficPolicy, route string, rps int32) provider
 		"average": int64(rps), "period": "1s", "burst": int64(rps),
 		"sourceCriterion": map[string]any{"ipStrategy": map[string]any{}},
 	}}
-	return provider.Companion{Desired: mw, Sync: syncSpec}
+	return provider.Companion{Desired: mw, Sync: provider.SyncSpec}
 }
 
 // named is the route's Middleware, by name.
@@ -231,10 +230,4 @@ func named(policy *v1alpha1.TrafficPolicy, route string) *unstructured.Unstructu
 	mw.SetNamespace(policy.Namespace)
 	mw.SetName(MiddlewareName(policy.Name, route))
 	return mw
-}
-
-// syncSpec brings a Middleware's spec, all of which Floodgate manages, to the wanted one.
-func syncSpec(existing, desired client.Object) {
-	e, d := existing.(*unstructured.Unstructured), desired.(*unstructured.Unstructured)
-	e.Object["spec"] = runtime.DeepCopyJSONValue(d.Object["spec"])
 }
