@@ -85,15 +85,33 @@ func TestOneLeverAcrossThreeClusters(t *testing.T) {
 	}
 
 	t.Log("every other lever, on two clusters at once (syd, the suite's own cluster, keeps its clock)")
-	for _, lever := range [][]string{{"ramp", "api", "--wait"}, {"pause", "api"}, {"resume", "api"}, {"next", "api"}, {"back", "api"},
-		{"allow", "api", "AU", "NZ"}, {"allow", "api"}, {"history", "api"}} {
-		out, err := fleet(append(lever, "--context", "sin,fra")...)
+	lever := func(args ...string) {
+		t.Helper()
+		out, err := fleet(append(args, "--context", "sin,fra")...)
 		if err != nil || !regexp.MustCompile(`(?m)^sin\s.*\s-$`).MatchString(out) || !regexp.MustCompile(`(?m)^fra\s.*\s-$`).MatchString(out) {
-			t.Errorf("%s on sin and fra (%v):\n%s", strings.Join(lever, " "), err, out)
+			t.Errorf("%s on sin and fra (%v):\n%s", strings.Join(args, " "), err, out)
 		}
 	}
+	for _, args := range [][]string{{"ramp", "api", "--wait"}, {"pause", "api"}, {"resume", "api"}, {"next", "api"}, {"back", "api"}, {"next", "api"}} {
+		lever(args...)
+	}
 	for _, c := range []string{"sin", "fra"} {
-		if p := policyOn(t, clusters[c].Client, ns); p.Spec.Action != v1alpha1.ActionRamp || len(p.Spec.AllowRegions) != 0 || p.Spec.Ramp.Paused {
+		clusters[c].Clock.Advance(10 * time.Minute) // the last step's hold ends: it waits for an approve
+		eventually(t, func() bool {
+			p := policyOn(t, clusters[c].Client, ns)
+			return p.Status.Ramp != nil && p.Status.Ramp.AwaitingApproval
+		})
+	}
+	lever("approve", "api")
+	for _, c := range []string{"sin", "fra"} {
+		eventually(t, func() bool { return policyOn(t, clusters[c].Client, ns).Status.Phase == v1alpha1.PhaseReleasing }) // approved: full traffic
+	}
+	for _, args := range [][]string{{"allow", "api", "AU", "NZ"}, {"allow", "api"}, {"history", "api"}} {
+		lever(args...)
+	}
+	for _, c := range []string{"sin", "fra"} {
+		p := policyOn(t, clusters[c].Client, ns)
+		if p.Spec.Action != v1alpha1.ActionRamp || len(p.Spec.AllowRegions) != 0 || p.Spec.Ramp.Paused {
 			t.Errorf("%s after the levers: action %s, allowRegions %v, paused %t", c, p.Spec.Action, p.Spec.AllowRegions, p.Spec.Ramp.Paused)
 		}
 	}
