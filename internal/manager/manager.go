@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -27,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
@@ -34,6 +36,7 @@ import (
 	"floodgate.dev/floodgate/internal/arm"
 	"floodgate.dev/floodgate/internal/confirm"
 	"floodgate.dev/floodgate/internal/gate"
+	"floodgate.dev/floodgate/internal/nscache"
 	"floodgate.dev/floodgate/internal/pass"
 	"floodgate.dev/floodgate/internal/provider"
 	"floodgate.dev/floodgate/internal/provider/registered"
@@ -128,6 +131,20 @@ const (
 // FieldManager names Floodgate's writes in managedFields.
 const FieldManager = "floodgate"
 
+// cachedNamespaces is how many namespaces' targets and autoscalers the manager caches now.
+var cachedNamespaces = func() *gaugeInt {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "floodgate_cached_namespaces",
+		Help: "Namespaces whose targets and autoscalers the manager caches: those holding a TrafficPolicy.",
+	})
+	metrics.Registry.MustRegister(g)
+	return &gaugeInt{g}
+}()
+
+type gaugeInt struct{ prometheus.Gauge }
+
+func (g *gaugeInt) Set(n int) { g.Gauge.Set(float64(n)) }
+
 // DefaultShed is the shed backend that config/ deploys.
 var DefaultShed = shed.Backend{Namespace: "floodgate-system", ServiceName: "floodgate-shed", Port: 8080}
 
@@ -170,6 +187,34 @@ func cacheOptions(opts Options) cache.Options {
 		}
 	}
 	return out
+}
+
+// newCache is controller-runtime's cache, with targets and autoscalers cached only in the
+// namespaces that hold a policy (nscache): a cluster-wide install does not cache the fleets it
+// never acts on. Each namespace's cache has the same options (the transforms that strip what no
+// code reads) over that one namespace.
+func newCache(cfg *rest.Config, opts cache.Options) (cache.Cache, error) {
+	base, err := cache.New(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	live, err := client.New(cfg, client.Options{HTTPClient: opts.HTTPClient, Scheme: opts.Scheme, Mapper: opts.Mapper})
+	if err != nil {
+		return nil, fmt.Errorf("creating the live reader: %w", err)
+	}
+	return nscache.New(base, nscache.Options{
+		Scheme: opts.Scheme,
+		Scoped: registered.ScopedKinds(),
+		Marker: &v1alpha1.TrafficPolicy{},
+		NewNamespace: func(ns string) (cache.Cache, error) {
+			o := opts
+			o.DefaultNamespaces = map[string]cache.Config{ns: {}}
+			o.ByObject = nil // the kinds with options of their own are cluster-wide
+			return cache.New(cfg, o)
+		},
+		Live:    live,
+		Changed: cachedNamespaces.Set,
+	})
 }
 
 // cachedKinds are the kinds the controller reads through the cache: its own, the shed's and the
@@ -267,6 +312,7 @@ func New(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, err
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme.New(),
 		Cache:                         cacheOptions(opts),
+		NewCache:                      newCache,
 		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress:        opts.HealthAddr,
 		PprofBindAddress:              opts.PprofAddr,

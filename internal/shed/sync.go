@@ -20,6 +20,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/nscache"
 )
 
 // IsCompanion says whether an object is a companion a TrafficPolicy controls (a canary, a shed
@@ -64,15 +65,43 @@ const DefaultKindCheckEvery = 30 * time.Second
 func SyncTable(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, s *Server, o SyncOptions) error {
 	log := logf.FromContext(ctx)
 	opts := cache.Options{Scheme: scheme}
+	var err error
 	if len(o.Namespaces) > 0 {
 		opts.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range o.Namespaces {
 			opts.DefaultNamespaces[ns] = cache.Config{}
 		}
 	}
-	c, err := cache.New(cfg, opts)
+	// One HTTP client and REST mapper for the cluster-wide cache and every namespace's.
+	if opts.HTTPClient, err = rest.HTTPClientFor(cfg); err != nil {
+		return fmt.Errorf("creating the HTTP client: %w", err)
+	}
+	if opts.Mapper, err = apiutil.NewDynamicRESTMapper(cfg, opts.HTTPClient); err != nil {
+		return fmt.Errorf("creating the REST mapper: %w", err)
+	}
+	base, err := cache.New(cfg, opts)
 	if err != nil {
 		return fmt.Errorf("creating the cache: %w", err)
+	}
+	live, err := client.New(cfg, client.Options{Scheme: scheme, HTTPClient: opts.HTTPClient, Mapper: opts.Mapper})
+	if err != nil {
+		return fmt.Errorf("creating the live reader: %w", err)
+	}
+	// Targets are cached only in the namespaces that hold a policy, as the manager caches them.
+	var scoped []client.Object
+	for _, k := range o.Kinds {
+		scoped = append(scoped, k.Object())
+	}
+	c, err := nscache.New(base, nscache.Options{
+		Scheme: scheme, Scoped: scoped, Marker: &v1alpha1.TrafficPolicy{}, Live: live,
+		NewNamespace: func(ns string) (cache.Cache, error) {
+			nsOpts := opts
+			nsOpts.DefaultNamespaces = map[string]cache.Config{ns: {}}
+			return cache.New(cfg, nsOpts)
+		},
+	})
+	if err != nil {
+		return err
 	}
 	changed := make(chan struct{}, 1)
 	poke := func() {

@@ -108,6 +108,19 @@ func ShedKinds() []shed.Kind {
 	return provider.ShedKinds(NewRegistry(nil).Kinds(provider.Target))
 }
 
+// ScopedKinds are the kinds cached only in the namespaces that hold a policy: every target and
+// autoscaler kind (a policy names objects of its own namespace only).
+func ScopedKinds() []client.Object {
+	r := NewRegistry(nil)
+	var out []client.Object
+	for _, role := range []provider.Role{provider.Target, provider.Autoscaler} {
+		for _, p := range r.Kinds(role) {
+			out = append(out, p.Object())
+		}
+	}
+	return out
+}
+
 // DefaultRegexHeaderControllers are the Gateway API controllerNames known to match
 // RegularExpression header matches with RE2/PCRE-compatible syntax, by default (the manager's
 // --regex-header-controllers).

@@ -1,0 +1,145 @@
+package nscache_test
+
+import (
+	"context"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"floodgate.dev/floodgate/internal/controlplane"
+	"floodgate.dev/floodgate/internal/nscache"
+)
+
+// The scoped kind here is Ingress and the marking kind PodTemplate: the cache knows nothing of
+// TrafficPolicies.
+func TestAScopedKindIsCachedOnlyInTheNamespacesAMarkerIsIn(t *testing.T) {
+	g := NewWithT(t)
+	g.SetDefaultEventuallyTimeout(30 * time.Second)
+	cp, err := controlplane.Start()
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(func() { _ = cp.Stop() })
+	scheme := runtime.NewScheme()
+	g.Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
+	live, err := client.New(cp.Config, client.Options{Scheme: scheme})
+	g.Expect(err).NotTo(HaveOccurred())
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+
+	opts := cache.Options{Scheme: scheme}
+	base, err := cache.New(cp.Config, opts)
+	g.Expect(err).NotTo(HaveOccurred())
+	var gauge sync.Map
+	c, err := nscache.New(base, nscache.Options{
+		Scheme: scheme, Scoped: []client.Object{&networkingv1.Ingress{}}, Marker: &corev1.PodTemplate{}, Live: live,
+		NewNamespace: func(ns string) (cache.Cache, error) {
+			o := opts
+			o.DefaultNamespaces = map[string]cache.Config{ns: {}}
+			return cache.New(cp.Config, o)
+		},
+		Changed: func(n int) { gauge.Store("namespaces", n) },
+	})
+	g.Expect(err).NotTo(HaveOccurred())
+
+	// A handler and an index asked for before any namespace is needed, as a controller asks.
+	informer, err := c.GetInformer(ctx, &networkingv1.Ingress{})
+	g.Expect(err).NotTo(HaveOccurred())
+	early := &names{}
+	_, err = informer.AddEventHandler(early.handler())
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(c.IndexField(ctx, &networkingv1.Ingress{}, "host", func(o client.Object) []string {
+		var hosts []string
+		for _, r := range o.(*networkingv1.Ingress).Spec.Rules {
+			hosts = append(hosts, r.Host)
+		}
+		return hosts
+	})).To(Succeed())
+	go func() { _ = c.Start(ctx) }()
+	g.Expect(c.WaitForCacheSync(ctx)).To(BeTrue())
+
+	for _, ns := range []string{"a", "b", "elsewhere"} {
+		g.Expect(live.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
+		g.Expect(live.Create(ctx, &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
+			Spec: networkingv1.IngressSpec{Rules: []networkingv1.IngressRule{{Host: "shop.example.com"}}}})).To(Succeed())
+	}
+	across := func() []string {
+		var list networkingv1.IngressList
+		g.Expect(c.List(ctx, &list, client.MatchingFields{"host": "shop.example.com"})).To(Succeed())
+		var out []string
+		for _, i := range list.Items {
+			out = append(out, i.Namespace+"/"+i.Name)
+		}
+		return out
+	}
+
+	// Nothing is needed yet: nothing is cached, and a read in a namespace is the API server's.
+	g.Consistently(across, time.Second).Should(BeEmpty())
+	g.Expect(c.Namespaces()).To(BeEmpty())
+	var got networkingv1.Ingress
+	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: "elsewhere", Name: "web"}, &got)).To(Succeed())
+	g.Expect(c.Namespaces()).To(BeEmpty(), "a stray read caches nothing")
+
+	marker := func(ns string) *corev1.PodTemplate {
+		return &corev1.PodTemplate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "policy"},
+			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "c"}}}}}
+	}
+	g.Expect(live.Create(ctx, marker("a"))).To(Succeed())
+	g.Eventually(c.Namespaces).Should(Equal([]string{"a"}))
+	g.Eventually(early.list).Should(Equal([]string{"a/web"}), "the early handler hears of a's Ingresses")
+	g.Eventually(across).Should(Equal([]string{"a/web"}), "listed by the index across namespaces")
+	g.Eventually(func() any { v, _ := gauge.Load("namespaces"); return v }).Should(Equal(1))
+
+	// A handler added while a namespace is cached hears of what it holds, then of what comes.
+	late := &names{}
+	_, err = informer.AddEventHandler(late.handler())
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(late.list).Should(Equal([]string{"a/web"}))
+	g.Expect(live.Create(ctx, marker("b"))).To(Succeed())
+	g.Eventually(c.Namespaces).Should(Equal([]string{"a", "b"}))
+	g.Eventually(late.list).Should(Equal([]string{"a/web", "b/web"}))
+	g.Eventually(early.list).Should(Equal([]string{"a/web", "b/web"}))
+	g.Eventually(across).Should(Equal([]string{"a/web", "b/web"}))
+
+	// The last marker of a namespace gone, its objects leave the cache; elsewhere is never cached.
+	g.Expect(live.Delete(ctx, marker("a"))).To(Succeed())
+	g.Eventually(c.Namespaces).Should(Equal([]string{"b"}))
+	g.Eventually(across).Should(Equal([]string{"b/web"}))
+	g.Expect(informer.HasSynced()).To(BeTrue())
+	g.Expect(early.list()).NotTo(ContainElement("elsewhere/web"))
+}
+
+// names records the objects a handler was told were added.
+type names struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (n *names) handler() toolscache.ResourceEventHandler {
+	return toolscache.ResourceEventHandlerFuncs{AddFunc: func(obj any) {
+		o := obj.(client.Object)
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if id := o.GetNamespace() + "/" + o.GetName(); !slices.Contains(n.seen, id) {
+			n.seen = append(n.seen, id)
+		}
+	}}
+}
+
+func (n *names) list() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := slices.Clone(n.seen)
+	sort.Strings(out)
+	return out
+}
