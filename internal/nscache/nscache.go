@@ -541,7 +541,9 @@ func (k *kindInformer) HasSynced() bool {
 	return true
 }
 
-func (k *kindInformer) HasSyncedChecker() toolscache.DoneChecker { return syncChecker{k.HasSynced, "informer of " + fmt.Sprintf("%T", k.obj)} }
+func (k *kindInformer) HasSyncedChecker() toolscache.DoneChecker {
+	return syncChecker{k.HasSynced, "informer of " + fmt.Sprintf("%T", k.obj)}
+}
 
 // IsStopped is false: the kind's informer lasts as long as the cache, whatever namespaces come
 // and go.
