@@ -29,6 +29,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -61,12 +62,13 @@ var (
 	heyFor    = flag.Duration("hey", 10*time.Second, "(g) how long hey loads the shed server")
 	apfFleet  = flag.Int("apf-fleet", 500, "(h) Ingresses of the ShedAll timed under a flood of GETs")
 	apfReps   = flag.Int("apf-reps", 3, "(h) runs of each case, interleaved")
+	scale     = flag.String("scale", "1000,3000,10000", "(j) Ingresses one policy selects, one fleet of each size in turn")
 	only      = flag.String("only", onlyAll, "the figures to measure (f needs c: it runs in c's namespace)")
 	pprofAddr = flag.String("pprof", "", "address the manager serves pprof on (go tool pprof http://ADDR/debug/pprof/profile)")
 )
 
 // onlyAll are every figure.
-const onlyAll = "abcdefghi"
+const onlyAll = "abcdefghij"
 
 func main() {
 	trafficenv.ServeAppIfAsked() // (i) runs this binary again as the app behind Traefik
@@ -151,7 +153,7 @@ func run() error {
 	steps := []struct {
 		ids string
 		run func() error
-	}{{"a", x.flipOne}, {"d", x.atRest}, {"b", x.fleetBySelector}, {"c", x.manyPolicies}, {"f", x.unrelatedChange},
+	}{{"a", x.flipOne}, {"d", x.atRest}, {"b", x.fleetBySelector}, {"j", x.fleetsAtScale}, {"c", x.manyPolicies}, {"f", x.unrelatedChange},
 		{"e", x.memoryBesideUnrelated}, {"g", x.shedServer}, {"h", x.apfFlood}, {"i", x.leverLatency}}
 	for _, step := range steps {
 		if !strings.Contains(*only, step.ids) {
@@ -309,15 +311,7 @@ func (x *b) fleetBySelector() error {
 		return err
 	}
 	// Armed: the API server judged every lever (ShedAll, Normal) for every selected Ingress.
-	if err := poll(10*time.Minute, func() (bool, error) {
-		var cur v1alpha1.TrafficPolicy
-		if err := x.c.Get(x.ctx, client.ObjectKey{Namespace: ns, Name: "fleet"}, &cur); err != nil {
-			return false, err
-		}
-		c := meta.FindStatusCondition(cur.Status.Conditions, v1alpha1.ConditionArmed)
-		return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == cur.Generation &&
-			strings.Contains(c.Message, fmt.Sprintf("for %d targets", *fleet)), nil
-	}); err != nil {
+	if err := x.armed(ns, "fleet", *fleet, 10*time.Minute); err != nil {
 		return fmt.Errorf("arming the fleet: %w", err)
 	}
 	armed, dryRuns := time.Since(armStart), 0
@@ -371,14 +365,140 @@ func (x *b) fleetBySelector() error {
 	}
 	loop := time.Since(start) * time.Duration(*fleet) / time.Duration(*loopN)
 
-	x.add("b", fmt.Sprintf("1 policy selecting %d Ingresses → ShedAll: every canary applied", *fleet), secs(shed), "faster than bulk kubectl annotate -l", shed < bulk)
+	x.add("b", fmt.Sprintf("1 policy selecting %d Ingresses → ShedAll: every canary applied", *fleet), secs(shed), "≥ 2× faster than bulk kubectl annotate -l", 2*shed <= bulk)
 	x.add("b", "→ Normal: every canary removed", secs(back), "faster than bulk kubectl annotate -l", back < bulk)
 	x.add("b", fmt.Sprintf("bulk `kubectl annotate -l` over the same %d Ingresses", *fleet), secs(bulk), "", true)
 	x.add("b", fmt.Sprintf("per-object kubectl loop (%d timed, extrapolated to %d)", *loopN, *fleet), secs(loop), "", true)
-	x.add("b", "ratio bulk kubectl / Floodgate ShedAll", fmt.Sprintf("%.2f×", float64(bulk)/float64(shed)), "> 1×", bulk > shed)
+	x.add("b", "ratio bulk kubectl / Floodgate ShedAll", fmt.Sprintf("%.2f×", float64(bulk)/float64(shed)), "≥ 2×", 2*shed <= bulk)
 	x.add("b", "ratio kubectl loop / Floodgate ShedAll", fmt.Sprintf("%.1f×", float64(loop)/float64(shed)), "≥ 40×", loop >= 40*shed)
 	x.add("b", "manager CPU for the ShedAll and Normal of the fleet", secs(cpu), "", true)
 	return nil
+}
+
+// --- (j) ---------------------------------------------------------------------------------------
+
+// fleetsAtScale flips one policy over fleets of growing size, each armed first (as a policy is
+// before an incident), and times the ShedAll, the Normal, and a bulk `kubectl annotate -l` over
+// the same Ingresses in the same run. Each fleet is deleted before the next.
+func (x *b) fleetsAtScale() error {
+	var perThousand []float64
+	for _, field := range strings.Split(*scale, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(field))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("-scale: %q is not a fleet size", field)
+		}
+		ns := fmt.Sprintf("bench-j-%d", n)
+		p, err := x.selectorFleet(ns, "edge", n)
+		if err != nil {
+			return err
+		}
+		armStart := time.Now()
+		if err := x.create(p); err != nil {
+			return err
+		}
+		if err := x.armed(ns, "fleet", n, 30*time.Minute); err != nil {
+			return fmt.Errorf("arming the fleet of %d: %w", n, err)
+		}
+		armed := time.Since(armStart)
+		events, stop, err := x.watchIngresses(ns)
+		if err != nil {
+			return err
+		}
+		before := x.counts.Snapshot()
+		start := time.Now()
+		if err := x.setAction(ns, "fleet", v1alpha1.ActionShedAll); err != nil {
+			stop()
+			return err
+		}
+		if err := awaitCanaries(events, n, true, 30*time.Minute); err != nil {
+			stop()
+			return err
+		}
+		shed := time.Since(start)
+		writes := 0
+		for k, v := range x.counts.Since(before) {
+			if strings.HasPrefix(k, "create ") || strings.HasPrefix(k, "patch ") || strings.HasPrefix(k, "update ") || strings.HasPrefix(k, "delete ") {
+				writes += v
+			}
+		}
+		if err := x.settled(ns, "fleet", v1alpha1.PhaseShedding); err != nil {
+			stop()
+			return err
+		}
+		size, err := x.policySize(ns, "fleet")
+		if err != nil {
+			stop()
+			return err
+		}
+		rss, _ := x.mgr.memory()
+		start = time.Now()
+		if err := x.setAction(ns, "fleet", v1alpha1.ActionNormal); err != nil {
+			stop()
+			return err
+		}
+		err = awaitCanaries(events, n, false, 30*time.Minute)
+		stop()
+		if err != nil {
+			return err
+		}
+		back := time.Since(start)
+		if err := x.settled(ns, "fleet", v1alpha1.PhaseNormal); err != nil {
+			return err
+		}
+		start = time.Now()
+		if out, err := x.kubectl("annotate", "ingress", "-n", ns, "-l", "fleet=edge", "bench=bulk", "--overwrite"); err != nil {
+			return fmt.Errorf("kubectl annotate -l: %v\n%s", err, out)
+		}
+		bulk := time.Since(start)
+		// The budget: the manager's client-side limit, its burst spent first.
+		floor := time.Duration(max(0, float64(writes-manager.DefaultAPIBurst)) / manager.DefaultAPIQPS * float64(time.Second))
+		perThousand = append(perThousand, shed.Seconds()/float64(n)*1000)
+		x.add("j", fmt.Sprintf("%d Ingresses → ShedAll: every canary applied (armed first, in %s)", n, secs(armed)), secs(shed),
+			fmt.Sprintf("within the write budget: %d writes at %d/s after a burst of %d ≥ %s", writes, manager.DefaultAPIQPS, manager.DefaultAPIBurst, secs(floor)), true)
+		x.add("j", fmt.Sprintf("… %d: → Normal, every canary removed", n), secs(back), "", true)
+		x.add("j", fmt.Sprintf("… %d: bulk `kubectl annotate -l` over the same Ingresses; ratio to the ShedAll", n),
+			fmt.Sprintf("%s; %.2f×", secs(bulk), float64(bulk)/float64(shed)), "", true)
+		x.add("j", fmt.Sprintf("… %d: the policy object while shedding (JSON); manager RSS", n), fmt.Sprintf("%.1f KiB; %s", float64(size)/1024, mib(rss)),
+			"≤ 64 KiB, whatever the fleet", size <= 64<<10)
+		if err := x.c.Delete(x.ctx, p); err != nil {
+			return err
+		}
+		if err := poll(10*time.Minute, func() (bool, error) {
+			err := x.c.Get(x.ctx, client.ObjectKeyFromObject(p), &v1alpha1.TrafficPolicy{})
+			return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+		}); err != nil {
+			return fmt.Errorf("the policy of %d not gone: %w", n, err)
+		}
+		if err := x.c.DeleteAllOf(x.ctx, &networkingv1.Ingress{}, client.InNamespace(ns)); err != nil {
+			return err
+		}
+	}
+	var per []string
+	for _, v := range perThousand {
+		per = append(per, fmt.Sprintf("%.2f s", v))
+	}
+	x.add("j", "ShedAll time per 1,000 Ingresses, at each size", strings.Join(per, " / "), "linear (the burst makes the smallest cheapest)", true)
+	return nil
+}
+
+// armed waits until the API server has judged every lever of the policy for its n targets.
+func (x *b) armed(ns, name string, n int, timeout time.Duration) error {
+	return poll(timeout, func() (bool, error) {
+		var cur v1alpha1.TrafficPolicy
+		if err := x.c.Get(x.ctx, client.ObjectKey{Namespace: ns, Name: name}, &cur); err != nil {
+			return false, err
+		}
+		c := meta.FindStatusCondition(cur.Status.Conditions, v1alpha1.ConditionArmed)
+		return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == cur.Generation &&
+			strings.Contains(c.Message, fmt.Sprintf("for %d targets", n)), nil
+	})
+}
+
+// policySize is the size of the policy as the API server serves it.
+func (x *b) policySize(ns, name string) (int, error) {
+	raw, err := x.cs.RESTClient().Get().AbsPath("/apis", v1alpha1.GroupVersion.Group, v1alpha1.GroupVersion.Version,
+		"namespaces", ns, "trafficpolicies", name).DoRaw(x.ctx)
+	return len(raw), err
 }
 
 // --- (c) and (f) ---------------------------------------------------------------------------
