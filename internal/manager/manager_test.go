@@ -139,7 +139,9 @@ func TestAClusterWideManagerCachesOnlyTheNamespacesThatHoldAPolicy(t *testing.T)
 	}
 
 	g.Expect(c.Delete(ctx, policy)).To(Succeed())
-	g.Eventually(func() bool { return apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(policy), &v1alpha1.TrafficPolicy{})) }).Should(BeTrue())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(c.Get(ctx, client.ObjectKeyFromObject(policy), &v1alpha1.TrafficPolicy{}))
+	}).Should(BeTrue())
 	g.Eventually(cached.Namespaces).Should(BeEmpty(), "the namespace leaves the cache with its last policy")
 	var ingresses networkingv1.IngressList
 	g.Expect(c.List(ctx, &ingresses, client.InNamespace("team"))).To(Succeed())
