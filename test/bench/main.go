@@ -216,7 +216,7 @@ func (x *b) flipOne() error {
 		return err
 	}
 	defer stop()
-	var lat, controllerShare []time.Duration
+	var lat, controllerShare, flipRTTs []time.Duration
 	var perTransition []map[string]int
 	reconcileSum, reconcileCount := x.mgr.metric("controller_runtime_reconcile_time_seconds_sum", ""), x.mgr.metric("controller_runtime_reconcile_time_seconds_count", "")
 	for i := range *flips {
@@ -235,6 +235,7 @@ func (x *b) flipOne() error {
 		}
 		lat = append(lat, time.Since(start))
 		controllerShare = append(controllerShare, time.Since(start)-flipRTT)
+		flipRTTs = append(flipRTTs, flipRTT)
 		if err := x.settled(ns, "api", phase); err != nil {
 			return err
 		}
@@ -252,6 +253,9 @@ func (x *b) flipOne() error {
 	x.add("a", "… Floodgate's share, after the flip's patch returned (watch → pass → canary write → watch): p50", ms(share),
 		fmt.Sprintf("≤ 3× merge patch RTT = %s", ms(3*rtt)), share <= 3*rtt)
 	x.add("a", "… a reconcile pass (mean, controller_runtime_reconcile_time_seconds, every pass of the flips)", ms(meanPass), "", true)
+	// Where the tail goes: each part's own p99, over the same flips.
+	x.add("a", "… p99 of each part: the flip's own patch / Floodgate's share / an Ingress merge patch (the floor's runs)",
+		fmt.Sprintf("%s / %s / %s", ms(percentile(flipRTTs, 99)), ms(percentile(controllerShare, 99)), ms(percentile(rtts, 99))), "", true)
 
 	shedAll, normal := averageCounts(perTransition, 0), averageCounts(perTransition, 1)
 	writesShed, writesNormal := writes(shedAll), writes(normal)
