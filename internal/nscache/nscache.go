@@ -18,11 +18,14 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -45,7 +48,7 @@ type Options struct {
 	NewNamespace func(namespace string) (cache.Cache, error)
 	// Live reads objects of a scoped kind in a namespace that is not needed (nothing there asks
 	// for them but a stray read, which is then answered by the API server, never by an empty
-	// cache).
+	// cache). It only lists: a Get is a list of one name.
 	Live client.Reader
 	// Changed, when set, is told the needed namespaces each time they change (a gauge).
 	Changed func(namespaces int)
@@ -285,9 +288,51 @@ func (c *Cache) Get(ctx context.Context, key client.ObjectKey, obj client.Object
 		return err
 	}
 	if n == nil {
-		return c.opts.Live.Get(ctx, key, obj, opts...)
+		return c.liveGet(ctx, key, obj)
 	}
 	return n.cache.Get(ctx, key, obj, opts...)
+}
+
+// liveGet reads one object from the API server by a list of its name: the manager's role lists
+// and watches the kinds it caches, and does not get them.
+func (c *Cache) liveGet(ctx context.Context, key client.ObjectKey, obj client.Object) error {
+	gvk, err := apiutil.GVKForObject(obj, c.opts.Scheme)
+	if err != nil {
+		return err
+	}
+	listGVK := gvk.GroupVersion().WithKind(gvk.Kind + "List")
+	var list client.ObjectList
+	if _, ok := obj.(runtime.Unstructured); ok {
+		u := &unstructured.UnstructuredList{}
+		u.SetGroupVersionKind(listGVK)
+		list = u
+	} else {
+		made, err := c.opts.Scheme.New(listGVK)
+		if err != nil {
+			return err
+		}
+		list = made.(client.ObjectList)
+	}
+	if err := c.opts.Live.List(ctx, list, client.InNamespace(key.Namespace),
+		client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", key.Name)}); err != nil {
+		return err
+	}
+	items, err := meta.ExtractList(list)
+	if err != nil {
+		return err
+	}
+	if len(items) == 0 {
+		return apierrors.NewNotFound(schema.GroupResource{Group: gvk.Group, Resource: strings.ToLower(gvk.Kind)}, key.Name)
+	}
+	src, err := runtime.DefaultUnstructuredConverter.ToUnstructured(items[0])
+	if err != nil {
+		return err
+	}
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		u.SetUnstructuredContent(src)
+		return nil
+	}
+	return runtime.DefaultUnstructuredConverter.FromUnstructured(src, obj)
 }
 
 // List lists a scoped kind from its namespace's cache, or across namespaces from every needed

@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -88,6 +89,9 @@ func TestAScopedKindIsCachedOnlyInTheNamespacesAMarkerIsIn(t *testing.T) {
 	g.Expect(c.Namespaces()).To(BeEmpty())
 	var got networkingv1.Ingress
 	g.Expect(c.Get(ctx, client.ObjectKey{Namespace: "elsewhere", Name: "web"}, &got)).To(Succeed())
+	g.Expect(got.Spec.Rules).To(HaveLen(1))
+	err = c.Get(ctx, client.ObjectKey{Namespace: "elsewhere", Name: "gone"}, &got)
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "%v", err)
 	g.Expect(c.Namespaces()).To(BeEmpty(), "a stray read caches nothing")
 
 	marker := func(ns string) *corev1.PodTemplate {
