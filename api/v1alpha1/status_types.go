@@ -363,8 +363,8 @@ type TrafficPolicyStatus struct {
 	// +optional
 	TargetCount int32 `json:"targetCount,omitempty"`
 	// TargetsNotListed is how many of them status.targets leaves out: with a targetSelector it
-	// lists the targets with a problem and the first few others, so status fits however large the
-	// fleet (`kubectl floodgate status --targets` lists every one).
+	// lists the first 50 targets with a problem and the first 10 others, so status fits however
+	// large the fleet (`kubectl floodgate status --targets` lists every one).
 	// +optional
 	TargetsNotListed int32 `json:"targetsNotListed,omitempty"`
 	// Targets are the per-target states.

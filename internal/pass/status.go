@@ -30,8 +30,14 @@ type statusEntries struct {
 // object (etcd's limit is 1.5 MiB).
 const MaxListedTargets = 10
 
+// MaxListedProblemTargets is how many targets with a problem status.targets lists, with a
+// targetSelector: a fleet-wide problem (every Ingress refused, say) names the first of them, the
+// conditions count them all, and the policy object stays bounded however large the fleet.
+const MaxListedProblemTargets = 50
+
 // file writes the entries into the policy's status. With a targetSelector, status.targets keeps
-// every target with a problem (or a record to put back) and the first MaxListedTargets others.
+// the first MaxListedProblemTargets targets with a problem (or a record to put back) and the first
+// MaxListedTargets others.
 func (e *statusEntries) file(policy *v1alpha1.TrafficPolicy) {
 	policy.Status.Autoscalers = e.autoscalers
 	count := int32(0)
@@ -46,10 +52,13 @@ func (e *statusEntries) file(policy *v1alpha1.TrafficPolicy) {
 		return
 	}
 	listed := make([]v1alpha1.TargetStatus, 0, MaxListedTargets)
-	others := 0
+	others, problems := 0, 0
 	for _, t := range e.targets {
 		if t.Reason != "" {
-			listed = append(listed, t)
+			if problems < MaxListedProblemTargets {
+				listed = append(listed, t)
+				problems++
+			}
 		} else if others < MaxListedTargets {
 			listed = append(listed, t)
 			others++
