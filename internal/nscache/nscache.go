@@ -71,6 +71,7 @@ type Cache struct {
 // namespace is one needed namespace's cache, running.
 type namespace struct {
 	cache  cache.Cache
+	ctx    context.Context // ends when the namespace's cache stops
 	stop   context.CancelFunc
 	synced chan struct{} // closed once its informers have synced
 }
@@ -221,7 +222,7 @@ func (c *Cache) start(ns string) (*namespace, error) {
 			return nil, err
 		}
 	}
-	n := &namespace{cache: nc, stop: stop, synced: make(chan struct{})}
+	n := &namespace{cache: nc, ctx: ctx, stop: stop, synced: make(chan struct{})}
 	go func() {
 		if err := nc.Start(ctx); err != nil && ctx.Err() == nil {
 			logf.FromContext(ctx).Error(err, "a namespace's cache stopped", "namespace", ns)
@@ -233,6 +234,17 @@ func (c *Cache) start(ns string) (*namespace, error) {
 		}
 	}()
 	return n, nil
+}
+
+// read runs a read of the namespace's cache that ends when the cache stops: a read that waits for
+// an informer to sync would otherwise wait forever once the namespace's last policy is gone.
+// stopped says the cache stopped before the read ended (its answer is not to be used).
+func (n *namespace) read(ctx context.Context, f func(context.Context) error) (stopped bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(n.ctx, cancel)()
+	err = f(ctx)
+	return n.ctx.Err() != nil, err
 }
 
 // namespaceFor is the running cache of a namespace, started now when the namespace is needed but
@@ -287,10 +299,12 @@ func (c *Cache) Get(ctx context.Context, key client.ObjectKey, obj client.Object
 	if err != nil {
 		return err
 	}
-	if n == nil {
-		return c.liveGet(ctx, key, obj)
+	if n != nil {
+		if stopped, err := n.read(ctx, func(ctx context.Context) error { return n.cache.Get(ctx, key, obj, opts...) }); !stopped {
+			return err
+		}
 	}
-	return n.cache.Get(ctx, key, obj, opts...)
+	return c.liveGet(ctx, key, obj)
 }
 
 // liveGet reads one object from the API server by a list of its name: the manager's role lists
@@ -349,10 +363,12 @@ func (c *Cache) List(ctx context.Context, list client.ObjectList, opts ...client
 		if err != nil {
 			return err
 		}
-		if n == nil {
-			return c.opts.Live.List(ctx, list, opts...)
+		if n != nil {
+			if stopped, err := n.read(ctx, func(ctx context.Context) error { return n.cache.List(ctx, list, opts...) }); !stopped {
+				return err
+			}
 		}
-		return n.cache.List(ctx, list, opts...)
+		return c.opts.Live.List(ctx, list, opts...)
 	}
 	if o.Continue != "" || o.Limit > 0 {
 		return errors.New("a list across namespaces of a kind cached per namespace takes no limit or continue")
@@ -369,7 +385,12 @@ func (c *Cache) List(ctx context.Context, list client.ObjectList, opts ...client
 		if !ok {
 			return fmt.Errorf("%T is not a list", list)
 		}
-		if err := running[ns].cache.List(ctx, part, opts...); err != nil {
+		n := running[ns]
+		stopped, err := n.read(ctx, func(ctx context.Context) error { return n.cache.List(ctx, part, opts...) })
+		if stopped {
+			continue // its last policy went meanwhile: nothing there is anyone's target now
+		}
+		if err != nil {
 			return fmt.Errorf("listing in %s: %w", ns, err)
 		}
 		got, err := meta.ExtractList(part)
