@@ -459,7 +459,8 @@ func (c *Cache) RemoveInformer(ctx context.Context, obj client.Object) error {
 	return nil
 }
 
-// WaitForCacheSync waits for the cluster-wide cache and every namespace's cache running now.
+// WaitForCacheSync waits for the cluster-wide cache and every namespace's cache running now. A
+// namespace whose cache stops meanwhile (its last policy went) is not waited for: it never syncs.
 func (c *Cache) WaitForCacheSync(ctx context.Context) bool {
 	if !c.Cache.WaitForCacheSync(ctx) {
 		return false
@@ -467,6 +468,7 @@ func (c *Cache) WaitForCacheSync(ctx context.Context) bool {
 	for _, n := range c.running() {
 		select {
 		case <-n.synced:
+		case <-n.ctx.Done():
 		case <-ctx.Done():
 			return false
 		}

@@ -28,30 +28,8 @@ import (
 func TestAScopedKindIsCachedOnlyInTheNamespacesAMarkerIsIn(t *testing.T) {
 	g := NewWithT(t)
 	g.SetDefaultEventuallyTimeout(30 * time.Second)
-	cp, err := controlplane.Start()
-	g.Expect(err).NotTo(HaveOccurred())
-	t.Cleanup(func() { _ = cp.Stop() })
-	scheme := runtime.NewScheme()
-	g.Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
-	live, err := client.New(cp.Config, client.Options{Scheme: scheme})
-	g.Expect(err).NotTo(HaveOccurred())
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-
-	opts := cache.Options{Scheme: scheme}
-	base, err := cache.New(cp.Config, opts)
-	g.Expect(err).NotTo(HaveOccurred())
 	var gauge sync.Map
-	c, err := nscache.New(base, nscache.Options{
-		Scheme: scheme, Scoped: []client.Object{&networkingv1.Ingress{}}, Marker: &corev1.PodTemplate{}, Live: live,
-		NewNamespace: func(ns string) (cache.Cache, error) {
-			o := opts
-			o.DefaultNamespaces = map[string]cache.Config{ns: {}}
-			return cache.New(cp.Config, o)
-		},
-		Changed: func(n int) { gauge.Store("namespaces", n) },
-	})
-	g.Expect(err).NotTo(HaveOccurred())
+	c, live, ctx := newCache(t, nil, func(n int) { gauge.Store("namespaces", n) })
 
 	// A handler and an index asked for before any namespace is needed, as a controller asks.
 	informer, err := c.GetInformer(ctx, &networkingv1.Ingress{})
@@ -94,10 +72,6 @@ func TestAScopedKindIsCachedOnlyInTheNamespacesAMarkerIsIn(t *testing.T) {
 	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "%v", err)
 	g.Expect(c.Namespaces()).To(BeEmpty(), "a stray read caches nothing")
 
-	marker := func(ns string) *corev1.PodTemplate {
-		return &corev1.PodTemplate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "policy"},
-			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "c"}}}}}
-	}
 	g.Expect(live.Create(ctx, marker("a"))).To(Succeed())
 	g.Eventually(c.Namespaces).Should(Equal([]string{"a"}))
 	g.Eventually(early.list).Should(Equal([]string{"a/web"}), "the early handler hears of a's Ingresses")
@@ -121,6 +95,89 @@ func TestAScopedKindIsCachedOnlyInTheNamespacesAMarkerIsIn(t *testing.T) {
 	g.Eventually(across).Should(Equal([]string{"b/web"}))
 	g.Expect(informer.HasSynced()).To(BeTrue())
 	g.Expect(early.list()).NotTo(ContainElement("elsewhere/web"))
+}
+
+// A namespace whose cache stops before it syncs (its marker gone at once) is not waited for: a
+// manager starting then would otherwise never sync, and its controllers never start.
+func TestANamespaceThatStopsBeforeItSyncsIsNotWaitedFor(t *testing.T) {
+	g := NewWithT(t)
+	g.SetDefaultEventuallyTimeout(30 * time.Second)
+	c, live, ctx := newCache(t, func(ns string, nc cache.Cache) cache.Cache {
+		if ns == "slow" {
+			return neverSyncs{nc}
+		}
+		return nc
+	}, nil)
+	_, err := c.GetInformer(ctx, &networkingv1.Ingress{})
+	g.Expect(err).NotTo(HaveOccurred())
+	go func() { _ = c.Start(ctx) }()
+	g.Expect(c.WaitForCacheSync(ctx)).To(BeTrue())
+	g.Expect(live.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "slow"}})).To(Succeed())
+	g.Expect(live.Create(ctx, marker("slow"))).To(Succeed())
+	g.Eventually(c.Namespaces).Should(Equal([]string{"slow"}))
+
+	synced := make(chan bool, 1)
+	go func() { synced <- c.WaitForCacheSync(ctx) }()
+	g.Consistently(synced, time.Second).ShouldNot(Receive(), "slow has not synced")
+	g.Expect(live.Delete(ctx, marker("slow"))).To(Succeed())
+	g.Eventually(synced).Should(Receive(BeTrue()), "slow stopped: nothing is left to wait for")
+}
+
+// neverSyncs is a namespace's cache that never says it has synced.
+type neverSyncs struct{ cache.Cache }
+
+func (neverSyncs) WaitForCacheSync(ctx context.Context) bool {
+	<-ctx.Done()
+	return false
+}
+
+// newCache starts a control plane and builds (does not start) a cache with Ingress scoped and
+// PodTemplate marking; wrap, when set, wraps each namespace's cache.
+func newCache(t *testing.T, wrap func(ns string, nc cache.Cache) cache.Cache, changed func(int)) (*nscache.Cache, client.Client, context.Context) {
+	t.Helper()
+	cp, err := controlplane.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cp.Stop() })
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	live, err := client.New(cp.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	opts := cache.Options{Scheme: scheme}
+	base, err := cache.New(cp.Config, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := nscache.New(base, nscache.Options{
+		Scheme: scheme, Scoped: []client.Object{&networkingv1.Ingress{}}, Marker: &corev1.PodTemplate{}, Live: live,
+		NewNamespace: func(ns string) (cache.Cache, error) {
+			o := opts
+			o.DefaultNamespaces = map[string]cache.Config{ns: {}}
+			nc, err := cache.New(cp.Config, o)
+			if err != nil || wrap == nil {
+				return nc, err
+			}
+			return wrap(ns, nc), nil
+		},
+		Changed: changed,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, live, ctx
+}
+
+// marker is the object that makes its namespace needed.
+func marker(ns string) *corev1.PodTemplate {
+	return &corev1.PodTemplate{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "policy"},
+		Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "c"}}}}}
 }
 
 // names records the objects a handler was told were added.
