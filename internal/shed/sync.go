@@ -20,6 +20,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"floodgate.dev/floodgate/api/v1alpha1"
+	"floodgate.dev/floodgate/internal/nscache"
 )
 
 // IsCompanion says whether an object is a companion a TrafficPolicy controls (a canary, a shed
@@ -82,9 +83,26 @@ func SyncTable(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, s 
 	if err != nil {
 		return fmt.Errorf("creating the cache: %w", err)
 	}
-	// The shed server keeps its cluster-wide cache: with per-namespace caches (nscache) its table
-	// went stale under load in test/gatewayapi (issue #24, open).
-	c := base
+	live, err := client.New(cfg, client.Options{Scheme: scheme, HTTPClient: opts.HTTPClient, Mapper: opts.Mapper})
+	if err != nil {
+		return fmt.Errorf("creating the live reader: %w", err)
+	}
+	// Targets are cached only in the namespaces that hold a policy, as the manager caches them.
+	var scoped []client.Object
+	for _, k := range o.Kinds {
+		scoped = append(scoped, k.Object())
+	}
+	c, err := nscache.New(base, nscache.Options{
+		Scheme: scheme, Scoped: scoped, Marker: &v1alpha1.TrafficPolicy{}, Live: live,
+		NewNamespace: func(ns string) (cache.Cache, error) {
+			nsOpts := opts
+			nsOpts.DefaultNamespaces = map[string]cache.Config{ns: {}}
+			return cache.New(cfg, nsOpts)
+		},
+	})
+	if err != nil {
+		return err
+	}
 	changed := make(chan struct{}, 1)
 	poke := func() {
 		select {
