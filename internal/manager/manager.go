@@ -203,17 +203,12 @@ func newCache(cfg *rest.Config, opts cache.Options) (cache.Cache, error) {
 		return nil, fmt.Errorf("creating the live reader: %w", err)
 	}
 	return nscache.New(base, nscache.Options{
-		Scheme: opts.Scheme,
-		Scoped: registered.ScopedKinds(),
-		Marker: &v1alpha1.TrafficPolicy{},
-		NewNamespace: func(ns string) (cache.Cache, error) {
-			o := opts
-			o.DefaultNamespaces = map[string]cache.Config{ns: {}}
-			o.ByObject = nil // the kinds with options of their own are cluster-wide
-			return cache.New(cfg, o)
-		},
-		Live:    live,
-		Changed: cachedNamespaces.Set,
+		Scheme:       opts.Scheme,
+		Scoped:       registered.ScopedKinds(),
+		Marker:       &v1alpha1.TrafficPolicy{},
+		NewNamespace: nscache.PerNamespace(cfg, opts),
+		Live:         live,
+		Changed:      cachedNamespaces.Set,
 	})
 }
 

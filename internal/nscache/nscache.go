@@ -28,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -43,8 +44,7 @@ type Options struct {
 	Scoped []client.Object
 	// Marker is the kind whose objects make their namespace needed.
 	Marker client.Object
-	// NewNamespace builds the cache of one namespace (not started): controller-runtime's, with
-	// the cluster-wide cache's options and that namespace only.
+	// NewNamespace builds the cache of one namespace (not started): PerNamespace.
 	NewNamespace func(namespace string) (cache.Cache, error)
 	// Live reads objects of a scoped kind in a namespace that is not needed (nothing there asks
 	// for them but a stray read, which is then answered by the API server, never by an empty
@@ -54,12 +54,26 @@ type Options struct {
 	Changed func(namespaces int)
 }
 
+// PerNamespace builds each namespace's cache as controller-runtime's, with the cluster-wide
+// cache's options (scheme, mapper, HTTP client, transforms) over that one namespace. The kinds
+// with options of their own (ByObject) are cluster-wide kinds, so none are carried over.
+func PerNamespace(cfg *rest.Config, opts cache.Options) func(namespace string) (cache.Cache, error) {
+	return func(ns string) (cache.Cache, error) {
+		o := opts
+		o.DefaultNamespaces = map[string]cache.Config{ns: {}}
+		o.ByObject = nil
+		return cache.New(cfg, o)
+	}
+}
+
 // Cache is the cluster-wide cache with the scoped kinds routed to the needed namespaces' caches.
 type Cache struct {
 	cache.Cache // every kind but the scoped ones
 
 	opts   Options
 	scoped map[schema.GroupVersionKind]bool
+	// markers is the marking kind's list kind, for a list of one namespace's markers.
+	markers schema.GroupVersionKind
 
 	mu         sync.Mutex
 	ctx        context.Context // set by Start: the namespaces' caches run until it ends
@@ -88,6 +102,11 @@ type fieldIndex struct {
 func New(base cache.Cache, opts Options) (*Cache, error) {
 	c := &Cache{Cache: base, opts: opts, scoped: map[schema.GroupVersionKind]bool{},
 		namespaces: map[string]*namespace{}, kinds: map[schema.GroupVersionKind]*kindInformer{}}
+	marker, err := apiutil.GVKForObject(opts.Marker, opts.Scheme)
+	if err != nil {
+		return nil, fmt.Errorf("the kind of %T: %w", opts.Marker, err)
+	}
+	c.markers = marker.GroupVersion().WithKind(marker.Kind + "List")
 	for _, obj := range opts.Scoped {
 		gvk, err := apiutil.GVKForObject(obj, opts.Scheme)
 		if err != nil {
@@ -150,12 +169,7 @@ func (c *Cache) needed(ctx context.Context, ns string) (bool, error) {
 }
 
 func (c *Cache) markerList() (client.ObjectList, error) {
-	gvk, err := apiutil.GVKForObject(c.opts.Marker, c.opts.Scheme)
-	if err != nil {
-		return nil, err
-	}
-	gvk.Kind += "List"
-	obj, err := c.opts.Scheme.New(gvk)
+	obj, err := c.opts.Scheme.New(c.markers)
 	if err != nil {
 		return nil, err
 	}

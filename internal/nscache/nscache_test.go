@@ -158,9 +158,7 @@ func newCache(t *testing.T, wrap func(ns string, nc cache.Cache) cache.Cache, ch
 	c, err := nscache.New(base, nscache.Options{
 		Scheme: scheme, Scoped: []client.Object{&networkingv1.Ingress{}}, Marker: &corev1.PodTemplate{}, Live: live,
 		NewNamespace: func(ns string) (cache.Cache, error) {
-			o := opts
-			o.DefaultNamespaces = map[string]cache.Config{ns: {}}
-			nc, err := cache.New(cp.Config, o)
+			nc, err := nscache.PerNamespace(cp.Config, opts)(ns)
 			if err != nil || wrap == nil {
 				return nc, err
 			}

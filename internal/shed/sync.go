@@ -94,11 +94,7 @@ func SyncTable(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, s 
 	}
 	c, err := nscache.New(base, nscache.Options{
 		Scheme: scheme, Scoped: scoped, Marker: &v1alpha1.TrafficPolicy{}, Live: live,
-		NewNamespace: func(ns string) (cache.Cache, error) {
-			nsOpts := opts
-			nsOpts.DefaultNamespaces = map[string]cache.Config{ns: {}}
-			return cache.New(cfg, nsOpts)
-		},
+		NewNamespace: nscache.PerNamespace(cfg, opts),
 	})
 	if err != nil {
 		return err
