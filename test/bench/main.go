@@ -386,104 +386,101 @@ func (x *b) fleetBySelector() error {
 // before an incident), and times the ShedAll, the Normal, and a bulk `kubectl annotate -l` over
 // the same Ingresses in the same run. Each fleet is deleted before the next.
 func (x *b) fleetsAtScale() error {
-	var perThousand []float64
+	var perThousand []string
 	for _, field := range strings.Split(*scale, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(field))
 		if err != nil || n <= 0 {
 			return fmt.Errorf("-scale: %q is not a fleet size", field)
 		}
-		ns := fmt.Sprintf("bench-j-%d", n)
-		p, err := x.selectorFleet(ns, "edge", n)
+		shed, err := x.fleetAtScale(n)
 		if err != nil {
 			return err
 		}
-		armStart := time.Now()
-		if err := x.create(p); err != nil {
-			return err
-		}
-		if err := x.armed(ns, "fleet", n, 30*time.Minute); err != nil {
-			return fmt.Errorf("arming the fleet of %d: %w", n, err)
-		}
-		armed := time.Since(armStart)
-		events, stop, err := x.watchIngresses(ns)
-		if err != nil {
-			return err
-		}
-		before := x.counts.Snapshot()
-		start := time.Now()
-		if err := x.setAction(ns, "fleet", v1alpha1.ActionShedAll); err != nil {
-			stop()
-			return err
-		}
-		if err := awaitCanaries(events, n, true, 30*time.Minute); err != nil {
-			stop()
-			return err
-		}
-		shed := time.Since(start)
-		writes := 0
-		for k, v := range x.counts.Since(before) {
-			if strings.HasPrefix(k, "create ") || strings.HasPrefix(k, "patch ") || strings.HasPrefix(k, "update ") || strings.HasPrefix(k, "delete ") {
-				writes += v
-			}
-		}
-		if err := x.settled(ns, "fleet", v1alpha1.PhaseShedding); err != nil {
-			stop()
-			return err
-		}
-		size, err := x.policySize(ns, "fleet")
-		if err != nil {
-			stop()
-			return err
-		}
-		rss, _ := x.mgr.memory()
-		start = time.Now()
-		if err := x.setAction(ns, "fleet", v1alpha1.ActionNormal); err != nil {
-			stop()
-			return err
-		}
-		err = awaitCanaries(events, n, false, 30*time.Minute)
-		stop()
-		if err != nil {
-			return err
-		}
-		back := time.Since(start)
-		if err := x.settled(ns, "fleet", v1alpha1.PhaseNormal); err != nil {
-			return err
-		}
-		start = time.Now()
-		if out, err := x.kubectl("annotate", "ingress", "-n", ns, "-l", "fleet=edge", "bench=bulk", "--overwrite"); err != nil {
-			return fmt.Errorf("kubectl annotate -l: %v\n%s", err, out)
-		}
-		bulk := time.Since(start)
-		// The budget: the manager's client-side limit, its burst spent first.
-		floor := time.Duration(max(0, float64(writes-manager.DefaultAPIBurst)) / manager.DefaultAPIQPS * float64(time.Second))
-		perThousand = append(perThousand, shed.Seconds()/float64(n)*1000)
-		x.add("j", fmt.Sprintf("%d Ingresses → ShedAll: every canary applied (armed first, in %s)", n, secs(armed)), secs(shed),
-			fmt.Sprintf("within the write budget: %d writes at %d/s after a burst of %d ≥ %s", writes, manager.DefaultAPIQPS, manager.DefaultAPIBurst, secs(floor)), true)
-		x.add("j", fmt.Sprintf("… %d: → Normal, every canary removed", n), secs(back), "", true)
-		x.add("j", fmt.Sprintf("… %d: bulk `kubectl annotate -l` over the same Ingresses; ratio to the ShedAll", n),
-			fmt.Sprintf("%s; %.2f×", secs(bulk), float64(bulk)/float64(shed)), "", true)
-		x.add("j", fmt.Sprintf("… %d: the policy object while shedding (JSON); manager RSS", n), fmt.Sprintf("%.1f KiB; %s", float64(size)/1024, mib(rss)),
-			"≤ 64 KiB, whatever the fleet", size <= 64<<10)
-		if err := x.c.Delete(x.ctx, p); err != nil {
-			return err
-		}
-		if err := poll(10*time.Minute, func() (bool, error) {
-			err := x.c.Get(x.ctx, client.ObjectKeyFromObject(p), &v1alpha1.TrafficPolicy{})
-			return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
-		}); err != nil {
-			return fmt.Errorf("the policy of %d not gone: %w", n, err)
-		}
-		if err := x.c.DeleteAllOf(x.ctx, &networkingv1.Ingress{}, client.InNamespace(ns)); err != nil {
-			return err
-		}
+		perThousand = append(perThousand, secs(shed*1000/time.Duration(n)))
 	}
-	var per []string
-	for _, v := range perThousand {
-		per = append(per, fmt.Sprintf("%.2f s", v))
-	}
-	x.add("j", "ShedAll time per 1,000 Ingresses, at each size", strings.Join(per, " / "), "linear (the burst makes the smallest cheapest)", true)
+	x.add("j", "ShedAll time per 1,000 Ingresses, at each size", strings.Join(perThousand, " / "), "linear (the burst makes the smallest cheapest)", true)
 	return nil
+}
+
+// fleetAtScale is (j) for one fleet of n Ingresses: it returns the ShedAll's time, and deletes the
+// fleet when done.
+func (x *b) fleetAtScale(n int) (time.Duration, error) {
+	ns := fmt.Sprintf("bench-j-%d", n)
+	p, err := x.selectorFleet(ns, "edge", n)
+	if err != nil {
+		return 0, err
+	}
+	armStart := time.Now()
+	if err := x.create(p); err != nil {
+		return 0, err
+	}
+	if err := x.armed(ns, "fleet", n, 30*time.Minute); err != nil {
+		return 0, fmt.Errorf("arming the fleet of %d: %w", n, err)
+	}
+	armed := time.Since(armStart)
+	events, stop, err := x.watchIngresses(ns)
+	if err != nil {
+		return 0, err
+	}
+	defer stop()
+	before := x.counts.Snapshot()
+	start := time.Now()
+	if err := x.setAction(ns, "fleet", v1alpha1.ActionShedAll); err != nil {
+		return 0, err
+	}
+	if err := awaitCanaries(events, n, true, 30*time.Minute); err != nil {
+		return 0, err
+	}
+	shed := time.Since(start)
+	writes := 0
+	for k, v := range x.counts.Since(before) {
+		if strings.HasPrefix(k, "create ") || strings.HasPrefix(k, "patch ") || strings.HasPrefix(k, "update ") || strings.HasPrefix(k, "delete ") {
+			writes += v
+		}
+	}
+	if err := x.settled(ns, "fleet", v1alpha1.PhaseShedding); err != nil {
+		return 0, err
+	}
+	size, err := x.policySize(ns, "fleet")
+	if err != nil {
+		return 0, err
+	}
+	rss, _ := x.mgr.memory()
+	start = time.Now()
+	if err := x.setAction(ns, "fleet", v1alpha1.ActionNormal); err != nil {
+		return 0, err
+	}
+	if err := awaitCanaries(events, n, false, 30*time.Minute); err != nil {
+		return 0, err
+	}
+	back := time.Since(start)
+	if err := x.settled(ns, "fleet", v1alpha1.PhaseNormal); err != nil {
+		return 0, err
+	}
+	start = time.Now()
+	if out, err := x.kubectl("annotate", "ingress", "-n", ns, "-l", "fleet=edge", "bench=bulk", "--overwrite"); err != nil {
+		return 0, fmt.Errorf("kubectl annotate -l: %v\n%s", err, out)
+	}
+	bulk := time.Since(start)
+	// The budget: the manager's client-side limit, its burst spent first.
+	floor := time.Duration(max(0, float64(writes-manager.DefaultAPIBurst)) / manager.DefaultAPIQPS * float64(time.Second))
+	x.add("j", fmt.Sprintf("%d Ingresses → ShedAll: every canary applied (armed first, in %s)", n, secs(armed)), secs(shed),
+		fmt.Sprintf("within the write budget: %d writes at %d/s after a burst of %d ≥ %s", writes, manager.DefaultAPIQPS, manager.DefaultAPIBurst, secs(floor)), true)
+	x.add("j", fmt.Sprintf("… %d: → Normal, every canary removed", n), secs(back), "", true)
+	x.add("j", fmt.Sprintf("… %d: bulk `kubectl annotate -l` over the same Ingresses; ratio to the ShedAll", n),
+		fmt.Sprintf("%s; %.2f×", secs(bulk), float64(bulk)/float64(shed)), "", true)
+	x.add("j", fmt.Sprintf("… %d: the policy object while shedding (JSON); manager RSS", n), fmt.Sprintf("%.1f KiB; %s", float64(size)/1024, mib(rss)),
+		"≤ 64 KiB, whatever the fleet", size <= 64<<10)
+	if err := x.c.Delete(x.ctx, p); err != nil {
+		return 0, err
+	}
+	if err := poll(10*time.Minute, func() (bool, error) {
+		err := x.c.Get(x.ctx, client.ObjectKeyFromObject(p), &v1alpha1.TrafficPolicy{})
+		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+	}); err != nil {
+		return 0, fmt.Errorf("the policy of %d not gone: %w", n, err)
+	}
+	return shed, x.c.DeleteAllOf(x.ctx, &networkingv1.Ingress{}, client.InNamespace(ns))
 }
 
 // armed waits until the API server has judged every lever of the policy for its n targets.
