@@ -4,9 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -22,6 +20,7 @@ import (
 	"floodgate.dev/floodgate/internal/provider/envoygateway"
 	"floodgate.dev/floodgate/internal/provider/gatewayapi"
 	"floodgate.dev/floodgate/internal/shed"
+	"floodgate.dev/floodgate/test/fixtures"
 )
 
 func route() *gatewayv1.HTTPRoute {
@@ -173,33 +172,16 @@ func TestEnvoyGatewaysColumnHasWhatCoreGatewayAPILacks(t *testing.T) {
 // Gateway module of the version hack/egctl.sh builds, byte for byte (make envoy-gateway-crds
 // refreshes them).
 func TestTheCRDCopiesAreEnvoyGatewaysModule(t *testing.T) {
-	script, err := os.ReadFile(filepath.Join("..", "..", "..", "hack", "egctl.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`EGCTL_VERSION:-(v[0-9.]+)\}`).FindSubmatch(script)
-	if m == nil {
-		t.Fatal("hack/egctl.sh names no default version")
-	}
-	cmd := exec.Command("go", "mod", "download", "-json", "github.com/envoyproxy/gateway@"+string(m[1]))
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go mod download: %v", err)
-	}
-	var mod struct{ Dir string }
-	if err := json.Unmarshal(out, &mod); err != nil {
-		t.Fatal(err)
-	}
+	dir, version := fixtures.PinnedModule(t, filepath.Join("..", "..", "..", "hack", "egctl.sh"), `EGCTL_VERSION:-(v[0-9.]+)\}`, "github.com/envoyproxy/gateway")
 	copies, _ := filepath.Glob(filepath.Join("..", "..", "..", "test", "crds", "envoy-gateway", "*.yaml"))
 	if len(copies) != 2 {
 		t.Fatalf("%d copies, want the HTTPRouteFilter's and the BackendTrafficPolicy's", len(copies))
 	}
 	for _, c := range copies {
 		mine, _ := os.ReadFile(c)
-		theirs, err := os.ReadFile(filepath.Join(mod.Dir, "charts", "gateway-helm", "charts", "crds", "crds", "generated", filepath.Base(c)))
+		theirs, err := os.ReadFile(filepath.Join(dir, "charts", "gateway-helm", "charts", "crds", "crds", "generated", filepath.Base(c)))
 		if err != nil || len(mine) == 0 || string(mine) != string(theirs) {
-			t.Errorf("%s differs from Envoy Gateway %s's (run make envoy-gateway-crds): %v", c, m[1], err)
+			t.Errorf("%s differs from Envoy Gateway %s's (run make envoy-gateway-crds): %v", c, version, err)
 		}
 	}
 }

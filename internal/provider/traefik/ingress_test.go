@@ -1,11 +1,8 @@
 package traefik_test
 
 import (
-	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -13,6 +10,7 @@ import (
 	"floodgate.dev/floodgate/internal/provider/gatewayapi"
 	"floodgate.dev/floodgate/internal/provider/ingressnginx"
 	"floodgate.dev/floodgate/internal/provider/traefik"
+	"floodgate.dev/floodgate/test/fixtures"
 )
 
 // TestTraefiksColumnSaysWhatTrafficThroughTraefikShowed: the knob table's Traefik column differs
@@ -50,29 +48,12 @@ func TestTraefiksRouteColumnHasTheLimitCoreGatewayAPILacks(t *testing.T) {
 // TestTheCRDCopyIsTraefiksModule: test/crds/traefik is the CRD file of the Traefik module
 // hack/traefik.sh builds, byte for byte (make traefik-crds refreshes it).
 func TestTheCRDCopyIsTraefiksModule(t *testing.T) {
-	script, err := os.ReadFile(filepath.Join("..", "..", "..", "hack", "traefik.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`(?m)^version=\$\{TRAEFIK_VERSION:-(v[0-9.]+)\}$`).FindSubmatch(script)
-	if m == nil {
-		t.Fatal("hack/traefik.sh names no default version")
-	}
-	cmd := exec.Command("go", "mod", "download", "-json", "github.com/traefik/traefik/v3@"+string(m[1]))
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go mod download: %v", err)
-	}
-	var mod struct{ Dir string }
-	if err := json.Unmarshal(out, &mod); err != nil {
-		t.Fatal(err)
-	}
+	dir, version := fixtures.PinnedModule(t, filepath.Join("..", "..", "..", "hack", "traefik.sh"), `(?m)^version=\$\{TRAEFIK_VERSION:-(v[0-9.]+)\}$`, "github.com/traefik/traefik/v3")
 	const file = "kubernetes-crd-definition-v1.yml"
 	mine, _ := os.ReadFile(filepath.Join("..", "..", "..", "test", "crds", "traefik", file))
-	theirs, err := os.ReadFile(filepath.Join(mod.Dir, "docs", "content", "reference", "dynamic-configuration", file))
+	theirs, err := os.ReadFile(filepath.Join(dir, "docs", "content", "reference", "dynamic-configuration", file))
 	if err != nil || len(mine) == 0 || string(mine) != string(theirs) {
-		t.Fatalf("test/crds/traefik/%s differs from Traefik %s's (run make traefik-crds): %v", file, m[1], err)
+		t.Fatalf("test/crds/traefik/%s differs from Traefik %s's (run make traefik-crds): %v", file, version, err)
 	}
 	if !strings.Contains(string(mine), "name: middlewares.traefik.io") {
 		t.Fatal("the copy has no Middleware CRD")
